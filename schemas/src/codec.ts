@@ -1,0 +1,52 @@
+import type { z } from "zod";
+import { ValidationError } from "./errors.js";
+import { formatIssues } from "./format.js";
+import { LIMITS } from "./limits.js";
+
+export type DropReason = "too-large" | "not-json" | "invalid";
+
+export type Decoded<T> =
+  | { ok: true; value: T }
+  | { ok: false; reason: DropReason; error: string };
+
+const decoder = new TextDecoder("utf-8", { fatal: false });
+const encoder = new TextEncoder();
+
+/**
+ * Decodes bytes from the wire. Never throws: oversized, non-JSON and invalid payloads come
+ * back as `{ ok: false, reason }` so the caller can drop and count them.
+ */
+export function decode<S extends z.ZodType>(schema: S, data: Uint8Array | string, maxBytes: number = LIMITS.maxMessageBytes): Decoded<z.infer<S>> {
+  const size = typeof data === "string" ? Buffer.byteLength(data) : data.byteLength;
+  if (size > maxBytes) return { ok: false, reason: "too-large", error: `${size} bytes > limit ${maxBytes}` };
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof data === "string" ? data : decoder.decode(data));
+  } catch (err) {
+    return { ok: false, reason: "not-json", error: (err as Error).message };
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) return { ok: false, reason: "invalid", error: formatIssues(parsed.error).join("; ") };
+  return { ok: true, value: parsed.data };
+}
+
+/** Like `decode` but throws a `ValidationError` (code ROSTER_INVALID). */
+export function decodeOrThrow<S extends z.ZodType>(schema: S, data: Uint8Array | string, what = "message"): z.infer<S> {
+  const r = decode(schema, data);
+  if (!r.ok) throw new ValidationError(what, [r.error]);
+  return r.value;
+}
+
+/**
+ * Validates then encodes, so a bug on the sending side fails loudly at the sender instead
+ * of being dropped by every receiver.
+ */
+export function encode<S extends z.ZodType>(schema: S, value: z.input<S>, what = "message"): Uint8Array {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new ValidationError(what, formatIssues(parsed.error));
+  const bytes = encoder.encode(JSON.stringify(parsed.data));
+  if (bytes.byteLength > LIMITS.maxMessageBytes) {
+    throw new ValidationError(what, [`encoded size ${bytes.byteLength} > limit ${LIMITS.maxMessageBytes}`]);
+  }
+  return bytes;
+}

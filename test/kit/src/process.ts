@@ -1,0 +1,58 @@
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { waitFor } from "./wait.js";
+
+/**
+ * A child process whose output is kept (last 64 KiB) for assertions and for the failure
+ * message of a test.
+ */
+export class ChildProc {
+  readonly proc: ChildProcess;
+  output = "";
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(command: string, args: string[], opts: SpawnOptions = {}) {
+    this.proc = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+    const keep = (d: Buffer) => {
+      this.output = (this.output + d.toString()).slice(-65536);
+      if (process.env.ROSTER_TEST_VERBOSE) process.stderr.write(d);
+    };
+    this.proc.stdout?.on("data", keep);
+    this.proc.stderr?.on("data", keep);
+    this.exited = new Promise((resolve) => this.proc.once("exit", (code, signal) => resolve({ code, signal })));
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  kill(signal: NodeJS.Signals = "SIGTERM"): void {
+    if (this.alive) this.proc.kill(signal);
+  }
+
+  /** Waits until the output contains `text` (or matches the regex). */
+  async waitForOutput(pattern: string | RegExp, timeoutMs = 10_000): Promise<void> {
+    await waitFor(() => (typeof pattern === "string" ? this.output.includes(pattern) : pattern.test(this.output)), {
+      timeoutMs,
+      what: `output ${String(pattern)} from ${this.proc.spawnargs.join(" ")}; got:\n${this.output.slice(-2000)}`,
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (!this.alive) return this.exited;
+    this.proc.kill("SIGTERM");
+    const timer = setTimeout(() => this.kill("SIGKILL"), graceMs);
+    const r = await this.exited;
+    clearTimeout(timer);
+    return r;
+  }
+}
+
+/** Runs a Node.js script as a real child process. */
+export function spawnNode(script: string, args: string[] = [], opts: SpawnOptions = {}): ChildProc {
+  return new ChildProc(process.execPath, [script, ...args], opts);
+}
