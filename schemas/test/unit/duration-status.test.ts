@@ -1,0 +1,40 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { z } from "zod";
+import { Duration, formatIssues, instanceDigest, instanceStatus, parseDuration, worstStatus } from "../../src/index.js";
+
+describe("duration", () => {
+  it("duration - parses units to milliseconds", () => {
+    assert.equal(parseDuration("500ms"), 500);
+    assert.equal(parseDuration("1s"), 1000);
+    assert.equal(parseDuration("1.5m"), 90_000);
+    assert.equal(parseDuration("2h"), 7_200_000);
+    assert.equal(parseDuration("1"), null);
+    assert.equal(parseDuration("fast"), null);
+  });
+
+  it("duration - a bad duration names its path in the error", () => {
+    const Config = z.object({ services: z.array(z.object({ checks: z.array(z.object({ interval: Duration })) })) });
+    const r = Config.safeParse({ services: [{ checks: [] }, { checks: [{ interval: "soon" }] }] });
+    assert.equal(r.success, false);
+    if (r.success) return;
+    assert.deepEqual(formatIssues(r.error), ['services[1].checks[0].interval: expected a duration like "1s"']);
+  });
+});
+
+describe("status", () => {
+  it("status - worst of checks, draining wins, no checks is passing", () => {
+    assert.equal(worstStatus(["passing", "warning", "passing"]), "warning");
+    assert.equal(worstStatus(["warning", "critical"]), "critical");
+    assert.equal(instanceStatus(false, []), "passing");
+    assert.equal(instanceStatus(true, [{ status: "critical" }]), "draining");
+  });
+
+  it("status - the digest ignores order and changes with any status", () => {
+    const a = { service: "orders", id: "a", status: "passing" as const, address: "10.0.0.1", port: 80 };
+    const b = { service: "orders", id: "b", status: "passing" as const, address: "10.0.0.2", port: 80 };
+    assert.equal(instanceDigest([a, b]), instanceDigest([b, a]));
+    assert.notEqual(instanceDigest([a, b]), instanceDigest([a, { ...b, status: "critical" }]));
+    assert.match(instanceDigest([]), /^[0-9a-f]{16}$/);
+  });
+});
