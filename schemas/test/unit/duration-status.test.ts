@@ -37,4 +37,13 @@ describe("status", () => {
     assert.notEqual(instanceDigest([a, b]), instanceDigest([a, { ...b, status: "critical" }]));
     assert.match(instanceDigest([]), /^[0-9a-f]{16}$/);
   });
+
+  it("status - the digest matches the worked example in docs/protocol.md", () => {
+    const digest = instanceDigest([
+      { service: "payments", id: "web-1-9090", status: "critical", address: "10.0.0.5", port: 9090 },
+      { service: "orders", id: "web-1-8080", status: "passing", address: "10.0.0.5", port: 8080 },
+    ]);
+    assert.equal(digest, "188c2262ec781577");
+    assert.equal(instanceDigest([]), "e3b0c44298fc1c14");
+  });
 });
