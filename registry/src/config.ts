@@ -1,0 +1,103 @@
+import { Duration, formatIssues } from "@roster/schemas";
+import { z } from "zod";
+import { ConfigError } from "./errors.js";
+
+const HostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, { error: 'expected "host:port", e.g. "127.0.0.1:7700"' })
+  .refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, { error: "port must be 0-65535" });
+
+const NatsUrl = z
+  .string()
+  .regex(/^(nats|tls|ws|wss):\/\/[^\s]+$/, { error: 'expected a NATS URL like "nats://127.0.0.1:4222"' });
+
+/** The registry's whole configuration. Every field has a default; durations accept "1s", "500ms", ... or ms. */
+export const RegistryConfig = z
+  .object({
+    nats: z
+      .object({
+        /** One or more comma-separated NATS URLs. */
+        url: z.string().default("nats://127.0.0.1:4222").pipe(
+          z.string().refine((s) => s.split(",").every((u) => NatsUrl.safeParse(u.trim()).success), {
+            error: 'expected a NATS URL like "nats://127.0.0.1:4222" (several: comma-separated)',
+          }),
+        ),
+        /** Wait between reconnect attempts. */
+        reconnectWait: Duration.default(500),
+      })
+      .strict()
+      .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500 }),
+    http: z
+      .object({ listen: HostPort.default("127.0.0.1:7700") })
+      .strict()
+      .default({ listen: "127.0.0.1:7700" }),
+    /** A host silent for multiplier × its announced heartbeatIntervalMs is lost (agent-lost). */
+    heartbeatTimeoutMultiplier: z.number().min(1).max(100).default(3),
+    /** Interval assumed for a host loaded from KV until its agent speaks again. */
+    assumedHeartbeatInterval: Duration.default(5000),
+    /** An instance agent-lost for longer than this is deleted (unless in self-preservation). */
+    deregisterAfter: Duration.default(60_000),
+    selfPreservation: z
+      .object({
+        /** Fraction of known hosts that must be silent at once (strictly more than) to enter the mode. */
+        threshold: z.number().min(0).max(1).default(0.5),
+        /** ... and at least this many silent hosts. */
+        minHosts: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .default({ threshold: 0.5, minHosts: 3 }),
+    /** How often the registry publishes its presence. */
+    presenceInterval: Duration.default(1000),
+    /** How often silence and expiry are evaluated. */
+    tickInterval: Duration.default(100),
+    /** Replicas of the KV bucket (1 on a single server, 3 on a cluster). */
+    kvReplicas: z.number().int().min(1).max(5).default(1),
+    /** Longest `wait` a blocking query may ask for. */
+    maxBlockingWait: Duration.default(300_000),
+    /** Longest time a single KV write is retried (across a leader election) before it is given up. */
+    kvWriteRetryFor: Duration.default(30_000),
+  })
+  .strict();
+export type RegistryConfig = z.output<typeof RegistryConfig>;
+export type RegistryConfigInput = z.input<typeof RegistryConfig>;
+
+/** Parses a config object; throws ConfigError whose issues name each bad field. */
+export function parseConfig(input: unknown): RegistryConfig {
+  const r = RegistryConfig.safeParse(input ?? {});
+  if (!r.success) throw new ConfigError(formatIssues(r.error));
+  return r.data;
+}
+
+/** `"127.0.0.1:7700"` → `{ host, port }` (brackets stripped for IPv6). */
+export function splitHostPort(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(":");
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, "$1");
+  return { host, port: Number(listen.slice(i + 1)) };
+}
+
+/**
+ * Builds the config input from argv and env (flags win over env, env over the file).
+ * Flags: --nats <url> --http <host:port> --config <file.json>; env: ROSTER_NATS_URL, ROSTER_HTTP.
+ * Returns the raw input plus the config file path (read by the caller).
+ */
+export function configFromArgs(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): { configFile?: string; overrides: { nats?: { url: string }; http?: { listen: string } } } {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const m = /^--(nats|http|config)(?:=(.*))?$/.exec(a);
+    if (!m) throw new ConfigError([`argv: unknown argument "${a}" (expected --nats <url>, --http <host:port>, --config <file.json>)`]);
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw new ConfigError([`argv: --${m[1]} needs a value`]);
+    flags.set(m[1]!, value);
+  }
+  const natsUrl = flags.get("nats") ?? env.ROSTER_NATS_URL;
+  const http = flags.get("http") ?? env.ROSTER_HTTP;
+  const overrides: { nats?: { url: string }; http?: { listen: string } } = {};
+  if (natsUrl !== undefined) overrides.nats = { url: natsUrl };
+  if (http !== undefined) overrides.http = { listen: http };
+  const configFile = flags.get("config") ?? env.ROSTER_REGISTRY_CONFIG;
+  return configFile === undefined ? { overrides } : { configFile, overrides };
+}

@@ -1,0 +1,434 @@
+/**
+ * The catalog state machine: pure, no I/O, no clock (`now` comes in), returns effects.
+ *
+ * Inputs are already-validated agent messages (register / heartbeat / health / deregister),
+ * `tick(now)`, `loaded(records, now)` (catalog read from KV at start) and `grace(now)` (after
+ * the registry's own NATS reconnect). Outputs are effects the adapters carry out:
+ *   - put(record)           write an instance record (only when something other than updatedAt changed)
+ *   - delete(service, id)   remove an instance record
+ *   - resync(hostId, why)   ask an agent to republish its full registration
+ *
+ * Semantics (also in registry/README.md):
+ *   - A register is the host's FULL instance set: instances of that host absent from it are deleted.
+ *     A newer epoch (agent restarted) replaces the host's set; an older epoch is stale and ignored.
+ *   - Per (host, epoch), a message whose seq is not greater than the last one seen is a duplicate or
+ *     a reorder and is ignored. The epoch/seq gate applies to every kind.
+ *   - health: sets the check and the instance status from `instanceStatus`; an unknown instance
+ *     makes the registry ask the host for a resync.
+ *   - heartbeat: refreshes lastSeen; an unknown host, or a digest different from the registry's
+ *     view of the host, makes the registry ask for a resync (at most once per host per 2 × interval).
+ *   - silence: a host with no message for multiplier × heartbeatIntervalMs is lost: each of its
+ *     instances becomes critical with reason "agent-lost". Any later message clears the lost state
+ *     and asks for a resync (the register that follows restores the real statuses).
+ *   - expiry: an instance agent-lost (its host still silent) for longer than deregisterAfter is
+ *     deleted. Only agent-lost instances expire: an instance that its live agent reports critical
+ *     stays, because the agent is the truth for its host (as in Consul anti-entropy).
+ *   - self-preservation (Eureka): while at least minHosts hosts AND more than threshold of the
+ *     known hosts are silent at once, nothing expires (instances are still marked agent-lost).
+ *   - grace: after the catalog is loaded and after the registry's own reconnect, every host gets
+ *     lastSeen = now, so the registry's outage never expires the world.
+ *   - ownership: the key is `<service>.<id>`; a register that lists a key owned by another host
+ *     takes it over (last registration wins) and the takeover is counted.
+ */
+import {
+  instanceDigest,
+  type CatalogInstance,
+  type DeregisterMessage,
+  type HealthMessage,
+  type HeartbeatMessage,
+  type RegisterMessage,
+  type ResyncMessage,
+} from "@roster/schemas";
+
+export type ResyncReason = ResyncMessage["reason"];
+
+export type Effect =
+  | { type: "put"; record: CatalogInstance }
+  | { type: "delete"; service: string; id: string }
+  | { type: "resync"; hostId: string; reason: ResyncReason };
+
+export interface CatalogOptions {
+  heartbeatTimeoutMultiplier: number;
+  deregisterAfterMs: number;
+  selfPreservation: { threshold: number; minHosts: number };
+  /** Heartbeat interval assumed for hosts rebuilt from KV until their agent speaks. */
+  assumedHeartbeatIntervalMs: number;
+}
+
+export type AgentInput = RegisterMessage | HeartbeatMessage | HealthMessage | DeregisterMessage;
+
+interface HostState {
+  hostId: string;
+  epoch: number;
+  /** Last seq seen in `epoch`; -1 when unknown (host rebuilt from KV). */
+  lastSeq: number;
+  lastSeen: number;
+  heartbeatIntervalMs: number;
+  /** Set when the host went silent; null while it is alive. */
+  lostAt: number | null;
+  /** Keys (`service.id`) of the instances this host owns. */
+  keys: Set<string>;
+}
+
+export interface CatalogCounters {
+  stale: number;
+  duplicate: number;
+  unknownInstance: number;
+  takeover: number;
+  resyncRequested: number;
+  resyncSuppressed: number;
+  expired: number;
+  lost: number;
+}
+
+export interface CatalogSummary {
+  hosts: number;
+  lostHosts: number;
+  instances: number;
+  selfPreservation: boolean;
+}
+
+const keyOf = (service: string, id: string) => `${service}.${id}`;
+
+/** Deep equality of two records, ignoring `updatedAt`. */
+export function sameRecord(a: CatalogInstance, b: CatalogInstance): boolean {
+  const { updatedAt: _ua, ...ra } = a;
+  const { updatedAt: _ub, ...rb } = b;
+  return stableJson(ra) === stableJson(rb);
+}
+
+function stableJson(v: unknown): string {
+  return JSON.stringify(v, (_k, value: unknown) => {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      const o = value as Record<string, unknown>;
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(o).sort()) if (o[k] !== undefined) out[k] = o[k];
+      return out;
+    }
+    return value;
+  });
+}
+
+export class CatalogState {
+  private readonly opts: CatalogOptions;
+  private readonly hosts = new Map<string, HostState>();
+  private readonly instances = new Map<string, CatalogInstance>();
+  /** Last resync request per host id (also for unknown hosts), for rate limiting. */
+  private readonly resyncAt = new Map<string, number>();
+  private selfPreserving = false;
+  readonly counters: CatalogCounters = {
+    stale: 0,
+    duplicate: 0,
+    unknownInstance: 0,
+    takeover: 0,
+    resyncRequested: 0,
+    resyncSuppressed: 0,
+    expired: 0,
+    lost: 0,
+  };
+
+  constructor(opts: CatalogOptions) {
+    this.opts = opts;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  get selfPreservation(): boolean {
+    return this.selfPreserving;
+  }
+
+  summary(): CatalogSummary {
+    let lost = 0;
+    for (const h of this.hosts.values()) if (h.lostAt !== null) lost++;
+    return { hosts: this.hosts.size, lostHosts: lost, instances: this.instances.size, selfPreservation: this.selfPreserving };
+  }
+
+  /** Every record the state machine believes in (used to reconcile the store after a failed write). */
+  records(): CatalogInstance[] {
+    return [...this.instances.values()];
+  }
+
+  record(service: string, id: string): CatalogInstance | undefined {
+    return this.instances.get(keyOf(service, id));
+  }
+
+  hostIds(): string[] {
+    return [...this.hosts.keys()];
+  }
+
+  host(hostId: string): Readonly<Omit<HostState, "keys">> & { instances: number } | undefined {
+    const h = this.hosts.get(hostId);
+    if (!h) return undefined;
+    const { keys, ...rest } = h;
+    return { ...rest, instances: keys.size };
+  }
+
+  /** The registry's digest of a host, comparable with the agent's heartbeat digest. */
+  digestOf(hostId: string): string {
+    const h = this.hosts.get(hostId);
+    const list: CatalogInstance[] = [];
+    if (h) for (const k of h.keys) {
+      const r = this.instances.get(k);
+      if (r) list.push(r);
+    }
+    return instanceDigest(list);
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** The catalog read from KV at start: rebuilds hosts and instances, every host in grace. */
+  loaded(records: Iterable<CatalogInstance>, now: number): Effect[] {
+    for (const r of records) {
+      const key = keyOf(r.service, r.id);
+      this.instances.set(key, r);
+      let h = this.hosts.get(r.host);
+      if (!h) {
+        h = {
+          hostId: r.host,
+          epoch: r.epoch,
+          lastSeq: -1,
+          lastSeen: now,
+          heartbeatIntervalMs: this.opts.assumedHeartbeatIntervalMs,
+          lostAt: null,
+          keys: new Set(),
+        };
+        this.hosts.set(r.host, h);
+      }
+      if (r.epoch > h.epoch) h.epoch = r.epoch;
+      h.keys.add(key);
+    }
+    return [];
+  }
+
+  /** After the registry's own outage: every host gets a fresh silence window. */
+  grace(now: number): Effect[] {
+    for (const h of this.hosts.values()) {
+      h.lastSeen = now;
+      h.lostAt = null;
+    }
+    this.selfPreserving = false;
+    return [];
+  }
+
+  handle(msg: AgentInput, now: number): Effect[] {
+    switch (msg.kind) {
+      case "register":
+        return this.register(msg, now);
+      case "heartbeat":
+        return this.heartbeat(msg, now);
+      case "health":
+        return this.health(msg, now);
+      case "deregister":
+        return this.deregister(msg, now);
+    }
+  }
+
+  /**
+   * The epoch/seq gate. Returns "stale" (older epoch), "duplicate" (seq not greater in the same
+   * epoch), or "ok" (and then the host's epoch/seq/lastSeen are advanced by the caller).
+   */
+  private gate(h: HostState, msg: AgentInput): "stale" | "duplicate" | "ok" {
+    if (msg.epoch < h.epoch) {
+      this.counters.stale++;
+      return "stale";
+    }
+    if (msg.epoch === h.epoch && msg.seq <= h.lastSeq) {
+      this.counters.duplicate++;
+      return "duplicate";
+    }
+    return "ok";
+  }
+
+  /** Advances epoch/seq/lastSeen; a message from a lost host revives it and asks for a resync. */
+  private touch(h: HostState, msg: AgentInput, now: number, effects: Effect[]): void {
+    h.epoch = msg.epoch;
+    h.lastSeq = msg.seq;
+    h.lastSeen = now;
+    if (h.lostAt !== null) {
+      h.lostAt = null;
+      // Statuses were overwritten with agent-lost: the agent's register restores them. A register
+      // itself restores them directly, so only other kinds ask.
+      if (msg.kind !== "register") this.resync(h.hostId, "digest-mismatch", now, h.heartbeatIntervalMs, effects, true);
+    }
+  }
+
+  private register(msg: RegisterMessage, now: number): Effect[] {
+    const effects: Effect[] = [];
+    let h = this.hosts.get(msg.hostId);
+    if (h) {
+      if (this.gate(h, msg) !== "ok") return effects;
+    } else {
+      h = {
+        hostId: msg.hostId,
+        epoch: msg.epoch,
+        lastSeq: msg.seq,
+        lastSeen: now,
+        heartbeatIntervalMs: msg.heartbeatIntervalMs,
+        lostAt: null,
+        keys: new Set(),
+      };
+      this.hosts.set(msg.hostId, h);
+    }
+    const newEpoch = msg.epoch !== h.epoch;
+    this.touch(h, msg, now, effects);
+    h.heartbeatIntervalMs = msg.heartbeatIntervalMs;
+
+    const listed = new Set<string>();
+    for (const inst of msg.instances) {
+      const key = keyOf(inst.service, inst.id);
+      listed.add(key);
+      const prev = this.instances.get(key);
+      if (prev && prev.host !== msg.hostId) {
+        // Another host owned this key: it moves here (last registration wins).
+        this.counters.takeover++;
+        this.hosts.get(prev.host)?.keys.delete(key);
+      }
+      const keepRegisteredAt = prev !== undefined && prev.host === msg.hostId && prev.epoch === msg.epoch && !newEpoch;
+      const zone = inst.zone ?? msg.zone;
+      const record: CatalogInstance = {
+        id: inst.id,
+        service: inst.service,
+        host: msg.hostId,
+        address: inst.address,
+        port: inst.port,
+        ...(zone !== undefined ? { zone } : {}),
+        tags: inst.tags,
+        meta: inst.meta,
+        weight: inst.weight,
+        status: inst.status,
+        checks: inst.checks,
+        epoch: msg.epoch,
+        registeredAt: keepRegisteredAt ? prev.registeredAt : now,
+        updatedAt: now,
+      };
+      h.keys.add(key);
+      this.putIfChanged(prev, record, effects);
+    }
+    for (const key of [...h.keys]) {
+      if (!listed.has(key)) this.remove(key, effects);
+    }
+    return effects;
+  }
+
+  private heartbeat(msg: HeartbeatMessage, now: number): Effect[] {
+    const effects: Effect[] = [];
+    const h = this.hosts.get(msg.hostId);
+    if (!h) {
+      this.resync(msg.hostId, "unknown-host", now, msg.heartbeatIntervalMs, effects);
+      return effects;
+    }
+    if (this.gate(h, msg) !== "ok") return effects;
+    const wasLost = h.lostAt !== null;
+    this.touch(h, msg, now, effects);
+    h.heartbeatIntervalMs = msg.heartbeatIntervalMs;
+    if (!wasLost && this.digestOf(h.hostId) !== msg.digest) {
+      this.resync(h.hostId, "digest-mismatch", now, h.heartbeatIntervalMs, effects);
+    }
+    return effects;
+  }
+
+  private health(msg: HealthMessage, now: number): Effect[] {
+    const effects: Effect[] = [];
+    const h = this.hosts.get(msg.hostId);
+    if (!h) {
+      this.resync(msg.hostId, "unknown-host", now, this.opts.assumedHeartbeatIntervalMs, effects);
+      return effects;
+    }
+    if (this.gate(h, msg) !== "ok") return effects;
+    this.touch(h, msg, now, effects);
+    const key = keyOf(msg.service, msg.instanceId);
+    const prev = this.instances.get(key);
+    if (!prev || prev.host !== msg.hostId) {
+      this.counters.unknownInstance++;
+      this.resync(h.hostId, "digest-mismatch", now, h.heartbeatIntervalMs, effects);
+      return effects;
+    }
+    const checks = prev.checks.some((c) => c.id === msg.check.id)
+      ? prev.checks.map((c) => (c.id === msg.check.id ? msg.check : c))
+      : [...prev.checks, msg.check];
+    const { reason: _reason, ...rest } = prev;
+    const record: CatalogInstance = { ...rest, status: msg.instanceStatus, checks, updatedAt: now };
+    this.putIfChanged(prev, record, effects);
+    return effects;
+  }
+
+  private deregister(msg: DeregisterMessage, now: number): Effect[] {
+    const effects: Effect[] = [];
+    const h = this.hosts.get(msg.hostId);
+    if (!h) return effects;
+    if (this.gate(h, msg) !== "ok") return effects;
+    this.touch(h, msg, now, effects);
+    for (const { service, instanceId } of msg.instances) {
+      const key = keyOf(service, instanceId);
+      if (h.keys.has(key)) this.remove(key, effects);
+    }
+    // A host shutting down with nothing left is forgotten at once, so a rolling restart of many
+    // hosts never looks like a mass silence.
+    if (msg.reason === "shutdown" && h.keys.size === 0) this.hosts.delete(h.hostId);
+    return effects;
+  }
+
+  tick(now: number): Effect[] {
+    const effects: Effect[] = [];
+    let silent = 0;
+    for (const h of this.hosts.values()) {
+      if (h.lostAt === null && now - h.lastSeen > this.opts.heartbeatTimeoutMultiplier * h.heartbeatIntervalMs) {
+        h.lostAt = now;
+        this.counters.lost++;
+        for (const key of h.keys) {
+          const prev = this.instances.get(key);
+          if (!prev) continue;
+          this.putIfChanged(prev, { ...prev, status: "critical", reason: "agent-lost", updatedAt: now }, effects);
+        }
+      }
+      if (h.lostAt !== null) silent++;
+    }
+    const { threshold, minHosts } = this.opts.selfPreservation;
+    this.selfPreserving = this.hosts.size > 0 && silent >= minHosts && silent / this.hosts.size > threshold;
+    if (!this.selfPreserving) {
+      for (const h of [...this.hosts.values()]) {
+        if (h.lostAt === null || now - h.lostAt <= this.opts.deregisterAfterMs) continue;
+        for (const key of [...h.keys]) {
+          if (this.instances.get(key)?.reason === "agent-lost") {
+            this.counters.expired++;
+            this.remove(key, effects);
+          }
+        }
+        if (h.keys.size === 0) this.hosts.delete(h.hostId);
+      }
+    }
+    // Forget old rate-limit entries so hostile host ids cannot grow the map without bound.
+    for (const [hostId, at] of this.resyncAt) {
+      if (now - at > 3_600_000 || (this.resyncAt.size > 10_000 && !this.hosts.has(hostId))) this.resyncAt.delete(hostId);
+    }
+    return effects;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private putIfChanged(prev: CatalogInstance | undefined, record: CatalogInstance, effects: Effect[]): void {
+    if (prev && sameRecord(prev, record)) return;
+    this.instances.set(keyOf(record.service, record.id), record);
+    effects.push({ type: "put", record });
+  }
+
+  private remove(key: string, effects: Effect[]): void {
+    const prev = this.instances.get(key);
+    if (!prev) return;
+    this.instances.delete(key);
+    this.hosts.get(prev.host)?.keys.delete(key);
+    effects.push({ type: "delete", service: prev.service, id: prev.id });
+  }
+
+  /** Asks a host for its registration, at most once per 2 × its heartbeat interval (unless forced). */
+  private resync(hostId: string, reason: ResyncReason, now: number, intervalMs: number, effects: Effect[], force = false): void {
+    const last = this.resyncAt.get(hostId);
+    if (!force && last !== undefined && now - last < 2 * intervalMs) {
+      this.counters.resyncSuppressed++;
+      return;
+    }
+    this.resyncAt.set(hostId, now);
+    this.counters.resyncRequested++;
+    effects.push({ type: "resync", hostId, reason });
+  }
+}

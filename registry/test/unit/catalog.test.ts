@@ -1,0 +1,350 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import {
+  instanceDigest,
+  type CatalogInstance,
+  type DeregisterMessage,
+  type HealthMessage,
+  type HeartbeatMessage,
+  type InstanceRegistration,
+  type RegisterMessage,
+} from "@roster/schemas";
+import { CatalogState, sameRecord, type Effect } from "../../src/core/catalog.js";
+
+const OPTS = {
+  heartbeatTimeoutMultiplier: 3,
+  deregisterAfterMs: 60_000,
+  selfPreservation: { threshold: 0.5, minHosts: 3 },
+  assumedHeartbeatIntervalMs: 5000,
+};
+const HB = 1000;
+
+function inst(id: string, over: Partial<InstanceRegistration> = {}): InstanceRegistration {
+  return { id, service: "orders", address: "10.0.0.1", port: 8080, tags: [], meta: {}, weight: 100, status: "passing", checks: [], ...over };
+}
+
+class Agent {
+  seq = 0;
+  constructor(readonly hostId: string, public epoch = 1) {}
+  register(instances: InstanceRegistration[], over: Partial<RegisterMessage> = {}): RegisterMessage {
+    return { v: 1, kind: "register", hostId: this.hostId, epoch: this.epoch, seq: ++this.seq, sentAt: 0, heartbeatIntervalMs: HB, instances, ...over };
+  }
+  heartbeat(digest: string, over: Partial<HeartbeatMessage> = {}): HeartbeatMessage {
+    return { v: 1, kind: "heartbeat", hostId: this.hostId, epoch: this.epoch, seq: ++this.seq, sentAt: 0, heartbeatIntervalMs: HB, instanceCount: 0, digest, ...over };
+  }
+  health(instanceId: string, status: "passing" | "warning" | "critical", over: Partial<HealthMessage> = {}): HealthMessage {
+    return {
+      v: 1, kind: "health", hostId: this.hostId, epoch: this.epoch, seq: ++this.seq, sentAt: 0, service: "orders", instanceId,
+      check: { id: "http-0", type: "http", status, since: 0 }, instanceStatus: status, ...over,
+    };
+  }
+  deregister(ids: string[], reason: DeregisterMessage["reason"] = "api"): DeregisterMessage {
+    return { v: 1, kind: "deregister", hostId: this.hostId, epoch: this.epoch, seq: ++this.seq, sentAt: 0, reason, instances: ids.map((instanceId) => ({ service: "orders", instanceId })) };
+  }
+}
+
+const puts = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "put" }> => x.type === "put");
+const dels = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "delete" }> => x.type === "delete");
+const resyncs = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "resync" }> => x.type === "resync");
+
+function digestOf(state: CatalogState, host: string): string {
+  return state.digestOf(host);
+}
+
+describe("catalog core", () => {
+  it("catalog - register puts each instance, passing, with host and epoch", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    const e = s.handle(a.register([inst("a"), inst("b", { zone: "z1" })], { zone: "z0" }), 1000);
+    assert.equal(puts(e).length, 2);
+    const r = s.record("orders", "a")!;
+    assert.equal(r.host, "h1");
+    assert.equal(r.status, "passing");
+    assert.equal(r.zone, "z0", "host zone is the default");
+    assert.equal(s.record("orders", "b")!.zone, "z1", "instance zone wins");
+    assert.equal(r.registeredAt, 1000);
+  });
+
+  it("catalog - an identical register writes nothing", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 1000);
+    const e = s.handle(a.register([inst("a")]), 2000);
+    assert.deepEqual(e, []);
+    assert.equal(s.record("orders", "a")!.updatedAt, 1000);
+  });
+
+  it("catalog - a register is the full set: absent instances are deleted", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a"), inst("b")]), 1000);
+    const e = s.handle(a.register([inst("a")]), 2000);
+    assert.deepEqual(dels(e), [{ type: "delete", service: "orders", id: "b" }]);
+    assert.equal(puts(e).length, 0);
+  });
+
+  it("catalog - a changed field is one put with a new updatedAt and the same registeredAt", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 1000);
+    const e = s.handle(a.register([inst("a", { port: 9090 })]), 2000);
+    assert.equal(puts(e).length, 1);
+    assert.equal(puts(e)[0]!.record.port, 9090);
+    assert.equal(puts(e)[0]!.record.updatedAt, 2000);
+    assert.equal(puts(e)[0]!.record.registeredAt, 1000);
+  });
+
+  it("catalog - a new epoch replaces the host's set", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1", 1);
+    s.handle(a.register([inst("a"), inst("b")]), 1000);
+    const b = new Agent("h1", 2);
+    const e = s.handle(b.register([inst("b")]), 2000);
+    assert.deepEqual(dels(e).map((d) => d.id), ["a"]);
+    assert.equal(puts(e).length, 1, "b is rewritten with the new epoch");
+    assert.equal(s.record("orders", "b")!.epoch, 2);
+    assert.equal(s.record("orders", "b")!.registeredAt, 2000);
+  });
+
+  it("catalog - an older epoch is stale and ignored (counted)", () => {
+    const s = new CatalogState(OPTS);
+    s.handle(new Agent("h1", 5).register([inst("a")]), 1000);
+    const old = new Agent("h1", 4);
+    old.seq = 100;
+    assert.deepEqual(s.handle(old.register([]), 2000), []);
+    assert.deepEqual(s.handle(old.health("a", "critical"), 2000), []);
+    assert.deepEqual(s.handle(old.deregister(["a"]), 2000), []);
+    assert.equal(s.counters.stale, 3);
+    assert.ok(s.record("orders", "a"));
+  });
+
+  it("catalog - duplicates and reorders (seq not greater) are ignored, on every kind", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    const reg = a.register([inst("a")]);
+    s.handle(reg, 1000);
+    const crit = a.health("a", "critical");
+    assert.equal(puts(s.handle(crit, 1100)).length, 1);
+    assert.deepEqual(s.handle(crit, 1200), [], "duplicate health");
+    assert.deepEqual(s.handle({ ...reg, instances: [] }, 1300), [], "older register in same epoch");
+    assert.equal(s.counters.duplicate, 2);
+    assert.equal(s.record("orders", "a")!.status, "critical");
+  });
+
+  it("catalog - health sets the check and the instance status; same status again writes nothing", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 1000);
+    const e = s.handle(a.health("a", "critical"), 1500);
+    assert.equal(puts(e).length, 1);
+    const r = s.record("orders", "a")!;
+    assert.equal(r.status, "critical");
+    assert.deepEqual(r.checks.map((c) => [c.id, c.status]), [["http-0", "critical"]]);
+    assert.deepEqual(s.handle(a.health("a", "critical"), 1600), []);
+    const back = s.handle(a.health("a", "passing"), 1700);
+    assert.equal(puts(back)[0]!.record.status, "passing");
+    assert.equal(s.record("orders", "a")!.checks.length, 1, "check replaced by id, not appended");
+  });
+
+  it("catalog - health for an unknown instance asks that host for a resync", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 1000);
+    const e = s.handle(a.health("zzz", "critical"), 1100);
+    assert.deepEqual(e, [{ type: "resync", hostId: "h1", reason: "digest-mismatch" }]);
+    assert.equal(s.counters.unknownInstance, 1);
+  });
+
+  it("catalog - health from an unknown host asks for a resync", () => {
+    const s = new CatalogState(OPTS);
+    const e = s.handle(new Agent("ghost").health("a", "critical"), 1000);
+    assert.deepEqual(e, [{ type: "resync", hostId: "ghost", reason: "unknown-host" }]);
+  });
+
+  it("catalog - a steady heartbeat with a matching digest writes nothing", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a"), inst("b")]), 1000);
+    const d = instanceDigest([
+      { service: "orders", id: "a", status: "passing", address: "10.0.0.1", port: 8080 },
+      { service: "orders", id: "b", status: "passing", address: "10.0.0.1", port: 8080 },
+    ]);
+    assert.equal(digestOf(s, "h1"), d);
+    for (let t = 2000; t < 10_000; t += 1000) assert.deepEqual(s.handle(a.heartbeat(d), t), []);
+    assert.equal(s.host("h1")!.lastSeen, 9000);
+  });
+
+  it("catalog - a digest mismatch asks for a resync at most once per 2 × interval", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 1000);
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 2000)).length, 1);
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 2500)).length, 0);
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 3999)).length, 0);
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 4000)).length, 1);
+    assert.equal(s.counters.resyncSuppressed, 2);
+  });
+
+  it("catalog - a heartbeat from an unknown host asks for a resync (rate limited)", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h9");
+    assert.deepEqual(s.handle(a.heartbeat("0000000000000000"), 1000), [{ type: "resync", hostId: "h9", reason: "unknown-host" }]);
+    assert.deepEqual(s.handle(a.heartbeat("0000000000000000"), 1500), []);
+    assert.equal(s.summary().hosts, 0, "a heartbeat alone does not create a host");
+  });
+
+  it("catalog - silence: after multiplier × interval every instance becomes critical agent-lost, once", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a"), inst("b")]), 0);
+    assert.deepEqual(s.tick(3000), [], "exactly 3 intervals is not yet lost");
+    const e = s.tick(3001);
+    assert.equal(puts(e).length, 2);
+    for (const p of puts(e)) {
+      assert.equal(p.record.status, "critical");
+      assert.equal(p.record.reason, "agent-lost");
+    }
+    assert.deepEqual(s.tick(4000), [], "marked once");
+  });
+
+  it("catalog - a message from a lost host revives it and asks for a resync; register restores statuses", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 0);
+    s.tick(5000);
+    const hb = s.handle(a.heartbeat("0000000000000000"), 6000);
+    assert.deepEqual(resyncs(hb).map((r) => r.reason), ["digest-mismatch"]);
+    assert.equal(s.host("h1")!.lostAt, null);
+    const e = s.handle(a.register([inst("a")]), 6100);
+    assert.equal(puts(e).length, 1);
+    assert.equal(puts(e)[0]!.record.status, "passing");
+    assert.equal(puts(e)[0]!.record.reason, undefined);
+    assert.deepEqual(s.tick(6100 + 2999), [], "revived host gets a fresh silence window");
+  });
+
+  it("catalog - expiry: an agent-lost instance is deleted after deregisterAfter, and the host forgotten", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 0);
+    s.tick(3001);
+    assert.deepEqual(s.tick(3001 + 60_000), []);
+    const e = s.tick(3002 + 60_000);
+    assert.deepEqual(dels(e).map((d) => d.id), ["a"]);
+    assert.equal(s.summary().hosts, 0);
+    assert.equal(s.counters.expired, 1);
+  });
+
+  it("catalog - an instance its live agent reports critical never expires", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 0);
+    s.handle(a.health("a", "critical"), 10);
+    const d = digestOf(s, "h1");
+    for (let t = 1000; t < 200_000; t += 1000) {
+      assert.deepEqual(s.handle(a.heartbeat(d), t), []);
+      assert.deepEqual(s.tick(t + 1), []);
+    }
+    assert.equal(s.record("orders", "a")!.status, "critical");
+  });
+
+  it("catalog - self-preservation: a mass silence marks agent-lost but expires nothing, then recovers", () => {
+    const s = new CatalogState(OPTS);
+    const agents = ["h1", "h2", "h3", "h4"].map((h) => new Agent(h));
+    agents.forEach((a, i) => s.handle(a.register([inst(`i${i}`)]), 0));
+    // h4 keeps beating; h1-h3 go silent: 3 of 4 > 0.5 and >= 3.
+    const beat = (t: number) => s.handle(agents[3]!.heartbeat(digestOf(s, "h4")), t);
+    for (let t = 1000; t <= 4000; t += 1000) beat(t);
+    const lost = s.tick(4000);
+    assert.equal(puts(lost).length, 3);
+    assert.equal(s.selfPreservation, true);
+    for (let t = 5000; t < 200_000; t += 1000) {
+      beat(t);
+      assert.equal(dels(s.tick(t)).length, 0);
+    }
+    assert.equal(s.summary().instances, 4);
+    // h1 comes back: 2 of 4 silent is not more than half -> mode off, the other two expire.
+    s.handle(agents[0]!.register([inst("i0")]), 200_000);
+    const e = s.tick(200_001);
+    assert.equal(s.selfPreservation, false);
+    assert.deepEqual(dels(e).map((d) => d.id).sort(), ["i1", "i2"]);
+  });
+
+  it("catalog - self-preservation needs at least minHosts silent hosts", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    const b = new Agent("h2");
+    s.handle(a.register([inst("a")]), 0);
+    s.handle(b.register([inst("b")]), 0);
+    s.tick(3001);
+    assert.equal(s.selfPreservation, false, "2 of 2 silent but fewer than minHosts");
+    assert.equal(dels(s.tick(64_000)).length, 2);
+  });
+
+  it("catalog - deregister deletes only the host's own listed instances", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    const b = new Agent("h2");
+    s.handle(a.register([inst("a"), inst("a2")]), 0);
+    s.handle(b.register([inst("b")]), 0);
+    const e = s.handle(a.deregister(["a", "b", "nope"]), 10);
+    assert.deepEqual(dels(e).map((d) => d.id), ["a"]);
+    assert.ok(s.record("orders", "b"));
+  });
+
+  it("catalog - a shutdown deregister of everything forgets the host", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 0);
+    s.handle(a.deregister(["a"], "shutdown"), 10);
+    assert.equal(s.summary().hosts, 0);
+    assert.deepEqual(s.tick(1_000_000), []);
+  });
+
+  it("catalog - a key registered by another host moves to it (takeover counted)", () => {
+    const s = new CatalogState(OPTS);
+    s.handle(new Agent("h1").register([inst("a")]), 0);
+    const e = s.handle(new Agent("h2").register([inst("a")]), 10);
+    assert.equal(puts(e).length, 1);
+    assert.equal(s.record("orders", "a")!.host, "h2");
+    assert.equal(s.counters.takeover, 1);
+    assert.equal(s.host("h1")!.instances, 0);
+  });
+
+  it("catalog - loaded records rebuild hosts with a grace period and accept any seq of the same epoch", () => {
+    const s = new CatalogState(OPTS);
+    const rec: CatalogInstance = {
+      id: "a", service: "orders", host: "h1", address: "10.0.0.1", port: 8080, tags: [], meta: {}, weight: 100,
+      status: "critical", reason: "agent-lost", checks: [], epoch: 7, registeredAt: 1, updatedAt: 2,
+    };
+    s.loaded([rec], 1_000_000);
+    assert.equal(s.summary().hosts, 1);
+    assert.deepEqual(s.tick(1_000_000 + 15_000), [], "grace: 3 × assumed 5 s");
+    const a = new Agent("h1", 7);
+    a.seq = 3;
+    const e = s.handle(a.register([inst("a")]), 1_000_100);
+    assert.equal(puts(e)[0]!.record.status, "passing");
+  });
+
+  it("catalog - grace after the registry's own outage resets every host's silence window", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a")]), 0);
+    s.tick(3001);
+    s.grace(100_000);
+    assert.equal(s.host("h1")!.lostAt, null);
+    assert.deepEqual(s.tick(102_000), [], "no expiry right after the outage");
+    assert.equal(puts(s.tick(103_001)).length, 0, "already agent-lost: no rewrite");
+    assert.equal(s.host("h1")!.lostAt, 103_001);
+    assert.equal(dels(s.tick(103_002 + 60_000)).length, 1, "a host that stays silent still expires later");
+  });
+
+  it("catalog - sameRecord ignores updatedAt and key order, not other fields", () => {
+    const base: CatalogInstance = {
+      id: "a", service: "s", host: "h", address: "x", port: 1, tags: ["t"], meta: { a: "1", b: "2" }, weight: 1,
+      status: "passing", checks: [], epoch: 1, registeredAt: 1, updatedAt: 1,
+    };
+    assert.ok(sameRecord(base, { ...base, updatedAt: 99, meta: { b: "2", a: "1" } }));
+    assert.ok(!sameRecord(base, { ...base, tags: ["u"] }));
+    assert.ok(!sameRecord(base, { ...base, reason: "agent-lost" }));
+  });
+});
