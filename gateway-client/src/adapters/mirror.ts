@@ -1,0 +1,609 @@
+// Local mirror of the catalog, per service, fed over core NATS (list-then-watch, as in
+// Kubernetes informers and xDS):
+//   1. subscribe to roster.v1.catalog.<service> FIRST and buffer what arrives,
+//   2. request a snapshot (timeout, retried with full-jitter backoff),
+//   3. apply the buffered deltas newer than the snapshot, in revision order,
+//   4. then apply deltas as they come; a delta whose prevRevision is not the last applied
+//      revision means something was missed: resync (snapshot again). Concurrent resyncs of
+//      one service coalesce into one.
+// Stale-but-serving: when NATS is disconnected or the registry's presence falls silent for
+// 3 intervals the mirror says so (`stale` event, `isStale`), keeps the last known
+// instances, and resyncs every service when things come back.
+// Bad messages are dropped and counted, never thrown.
+import { EventEmitter } from "node:events";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { z } from "zod";
+import {
+  CatalogDelta,
+  CatalogInstance,
+  NAME_PATTERN,
+  PRESENCE_SUBJECT,
+  PresenceMessage,
+  Snapshot,
+  catalogSubject,
+  decode,
+  formatIssues,
+  snapshotSubject,
+} from "@roster/schemas";
+import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
+import { childLogger, type Logger } from "./logger.js";
+
+export interface MirrorOptions {
+  /** Services to subscribe to at once (others are subscribed on first use). */
+  services?: readonly string[];
+  /** How long the first use of a service waits for its snapshot (default 2000 ms). */
+  snapshotTimeoutMs?: number;
+  /** Timeout of one snapshot request (default 1000 ms); failures are retried with backoff. */
+  snapshotRequestTimeoutMs?: number;
+  /** Full-jitter backoff between snapshot retries (default base 50 ms, cap 2000 ms). */
+  resyncBackoffBaseMs?: number;
+  resyncBackoffMaxMs?: number;
+  /** Stale after this many presence intervals without presence (default 3). */
+  presenceMissFactor?: number;
+  /** Presence interval assumed until the first presence message (default 1000 ms). */
+  presenceIntervalMs?: number;
+  /** Keep a copy of the mirror in this file, to route when NATS is unreachable at start. */
+  lastKnownGoodFile?: string;
+  /** Write the file at most this often (default 1000 ms). */
+  lastKnownGoodDebounceMs?: number;
+  /** Deltas buffered per service while a snapshot is in flight before giving up and resyncing (default 10000). */
+  maxBufferedDeltas?: number;
+  logger?: Logger;
+  /** Injected for tests; defaults to Math.random. */
+  random?: () => number;
+}
+
+export type StaleReason = "nats-unreachable" | "nats-disconnected" | "presence-lost";
+
+export interface MirrorStats {
+  snapshots: number;
+  snapshotFailures: number;
+  resyncs: number;
+  gaps: number;
+  deltasApplied: number;
+  duplicates: number;
+  /** Dropped messages by `<kind>:<reason>` (e.g. `delta:invalid`, `snapshot:not-json`). */
+  dropped: Record<string, number>;
+}
+
+export interface ServiceView {
+  readonly service: string;
+  readonly revision: number;
+  readonly known: boolean;
+  readonly instances: readonly CatalogInstance[];
+  /** True while the copy comes from the last-known-good file and no snapshot arrived yet. */
+  readonly fromLastKnownGood: boolean;
+}
+
+interface ServiceState {
+  readonly name: string;
+  instances: Map<string, CatalogInstance>;
+  list: CatalogInstance[];
+  revision: number;
+  known: boolean;
+  ready: boolean;
+  fromLkg: boolean;
+  /** Non-null while a snapshot is being fetched: deltas wait here. */
+  buffer: CatalogDelta[] | null;
+  syncing: Promise<void> | null;
+  /** Cuts short a backoff sleep (reconnect, close). */
+  wake: (() => void) | null;
+  sub: Subscription | null;
+  waiters: Set<() => void>;
+}
+
+const LkgFile = z.object({
+  v: z.literal(1),
+  savedAt: z.number(),
+  services: z.array(
+    z.object({ service: z.string().regex(NAME_PATTERN), revision: z.number().int().nonnegative(), known: z.boolean(), instances: z.array(CatalogInstance) }),
+  ),
+});
+
+/**
+ * Events:
+ * - `change` (service: string, revision: number): the instances of a service changed.
+ * - `stale` (stale: boolean, reason?: StaleReason): the mirror became stale / fresh again.
+ */
+export class CatalogMirror extends EventEmitter {
+  readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
+  private nc: NatsConnection | null = null;
+  private readonly states = new Map<string, ServiceState>();
+  private readonly opts: Required<Omit<MirrorOptions, "lastKnownGoodFile" | "logger" | "services">> & { lastKnownGoodFile: string | undefined };
+  private readonly log: Logger;
+  private closed = false;
+  private presenceSub: Subscription | null = null;
+  private presenceTimer: ReturnType<typeof setInterval> | null = null;
+  private lastPresenceAt = 0;
+  private presenceIntervalMs: number;
+  private registry: string | null = null;
+  private natsConnected = false;
+  private presenceMissing = false;
+  private stale = true;
+  private staleReasonValue: StaleReason | undefined = "nats-unreachable";
+  private recovering: Promise<void> | null = null;
+  private lkgTimer: ReturnType<typeof setTimeout> | null = null;
+  private lkgWriting: Promise<void> = Promise.resolve();
+
+  constructor(options: MirrorOptions = {}) {
+    super();
+    this.opts = {
+      snapshotTimeoutMs: options.snapshotTimeoutMs ?? 2000,
+      snapshotRequestTimeoutMs: options.snapshotRequestTimeoutMs ?? 1000,
+      resyncBackoffBaseMs: options.resyncBackoffBaseMs ?? 50,
+      resyncBackoffMaxMs: options.resyncBackoffMaxMs ?? 2000,
+      presenceMissFactor: options.presenceMissFactor ?? 3,
+      presenceIntervalMs: options.presenceIntervalMs ?? 1000,
+      lastKnownGoodFile: options.lastKnownGoodFile,
+      lastKnownGoodDebounceMs: options.lastKnownGoodDebounceMs ?? 1000,
+      maxBufferedDeltas: options.maxBufferedDeltas ?? 10_000,
+      random: options.random ?? Math.random,
+    };
+    this.presenceIntervalMs = this.opts.presenceIntervalMs;
+    this.log = childLogger(options.logger, "mirror");
+    for (const s of options.services ?? []) this.ensure(s);
+  }
+
+  get isStale(): boolean {
+    return this.stale;
+  }
+
+  get staleReason(): StaleReason | undefined {
+    return this.stale ? this.staleReasonValue : undefined;
+  }
+
+  get connected(): boolean {
+    return this.nc !== null;
+  }
+
+  /** Services the mirror follows. */
+  get services(): string[] {
+    return [...this.states.keys()];
+  }
+
+  /** Revision of the last change applied for `service` (0 when none or not followed). */
+  revision(service: string): number {
+    return this.states.get(service)?.revision ?? 0;
+  }
+
+  /** The current view of a service, or undefined when no snapshot (or last-known-good copy) is there yet. */
+  view(service: string): ServiceView | undefined {
+    const st = this.states.get(service);
+    if (!st || !st.ready) return undefined;
+    return { service, revision: st.revision, known: st.known, instances: st.list, fromLastKnownGood: st.fromLkg };
+  }
+
+  /**
+   * Starts using a NATS connection: subscribes to presence and to every followed service,
+   * and watches the connection status. The caller owns the connection.
+   */
+  attach(nc: NatsConnection): void {
+    if (this.closed) return;
+    if (this.nc) throw new Error("mirror already attached to a connection");
+    this.nc = nc;
+    this.natsConnected = !nc.isClosed();
+    this.lastPresenceAt = Date.now();
+    this.presenceMissing = false;
+    this.presenceSub = nc.subscribe(PRESENCE_SUBJECT, { callback: (err, msg) => { if (!err) this.onPresence(msg); } });
+    const tick = Math.max(50, Math.min(500, Math.floor(this.presenceIntervalMs / 2)));
+    this.presenceTimer = setInterval(() => this.checkPresence(), tick);
+    this.presenceTimer.unref();
+    void this.watchStatus(nc);
+    for (const st of this.states.values()) {
+      this.subscribe(st);
+      void this.sync(st);
+    }
+    this.updateStale();
+  }
+
+  /** Follows `service` (subscribes and fetches its snapshot) if not already; never throws for a valid name. */
+  ensure(service: string): void {
+    if (this.closed || this.states.has(service)) return;
+    if (!NAME_PATTERN.test(service)) throw new TypeError(`invalid service name "${service}"`);
+    const st: ServiceState = {
+      name: service,
+      instances: new Map(),
+      list: [],
+      revision: 0,
+      known: false,
+      ready: false,
+      fromLkg: false,
+      buffer: null,
+      syncing: null,
+      wake: null,
+      sub: null,
+      waiters: new Set(),
+    };
+    this.states.set(service, st);
+    if (this.nc) {
+      this.subscribe(st);
+      void this.sync(st);
+    }
+  }
+
+  /**
+   * Follows `service` and waits (bounded by `timeoutMs`, default `snapshotTimeoutMs`) until
+   * its snapshot (or a last-known-good copy) is there.
+   */
+  async waitReady(service: string, timeoutMs = this.opts.snapshotTimeoutMs): Promise<ServiceView> {
+    if (this.closed) throw new GatewayClosedError();
+    this.ensure(service);
+    const st = this.states.get(service)!;
+    if (!st.ready) {
+      await new Promise<void>((resolve, reject) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          st.waiters.delete(done);
+          if (this.closed) reject(new GatewayClosedError());
+          else resolve();
+        };
+        const timer = setTimeout(() => {
+          st.waiters.delete(done);
+          reject(new SnapshotTimeoutError(service, timeoutMs));
+        }, timeoutMs);
+        st.waiters.add(done);
+      });
+    }
+    return this.view(service)!;
+  }
+
+  /** Fetches a new snapshot of `service` (coalesced with any fetch already in flight). */
+  resync(service: string): Promise<void> {
+    const st = this.states.get(service);
+    if (!st) return Promise.resolve();
+    return this.sync(st);
+  }
+
+  /** Reads the last-known-good file; returns how many services it loaded (0 when none or unreadable). */
+  async loadLastKnownGood(): Promise<number> {
+    const file = this.opts.lastKnownGoodFile;
+    if (!file) return 0;
+    let text: string;
+    try {
+      text = await readFile(file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err, file }, "cannot read last-known-good file");
+      return 0;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      this.log.warn({ file, error: (err as Error).message }, "last-known-good file is not JSON: ignored");
+      return 0;
+    }
+    const parsed = LkgFile.safeParse(json);
+    if (!parsed.success) {
+      this.log.warn({ file, issues: formatIssues(parsed.error) }, "last-known-good file is invalid: ignored");
+      return 0;
+    }
+    let loaded = 0;
+    for (const s of parsed.data.services) {
+      this.ensure(s.service);
+      const st = this.states.get(s.service)!;
+      if (st.ready) continue; // a real snapshot beat the file
+      st.instances = new Map(s.instances.filter((i) => i.service === s.service).map((i) => [i.id, i]));
+      st.list = [...st.instances.values()];
+      st.revision = s.revision;
+      st.known = s.known;
+      st.ready = true;
+      st.fromLkg = true;
+      loaded++;
+      this.emit("change", st.name, st.revision);
+      this.wakeWaiters(st);
+    }
+    this.log.info({ file, services: loaded, savedAt: parsed.data.savedAt }, "loaded last-known-good catalog");
+    return loaded;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
+    this.presenceSub?.unsubscribe();
+    for (const st of this.states.values()) {
+      st.sub?.unsubscribe();
+      st.wake?.();
+      this.wakeWaiters(st);
+    }
+    if (this.lkgTimer) {
+      clearTimeout(this.lkgTimer);
+      this.lkgTimer = null;
+      await this.writeLastKnownGood();
+    }
+    await this.lkgWriting;
+    await Promise.allSettled([...this.states.values()].map((s) => s.syncing));
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  private drop(kind: string, reason: string, detail?: string): void {
+    const key = `${kind}:${reason}`;
+    this.stats.dropped[key] = (this.stats.dropped[key] ?? 0) + 1;
+    this.log.debug({ kind, reason, detail }, "dropped a bad message");
+  }
+
+  private subscribe(st: ServiceState): void {
+    if (!this.nc || st.sub) return;
+    st.sub = this.nc.subscribe(catalogSubject(st.name), {
+      callback: (err, msg) => {
+        if (!err) this.onDelta(st, msg);
+      },
+    });
+  }
+
+  private onDelta(st: ServiceState, msg: Msg): void {
+    if (this.closed) return;
+    const r = decode(CatalogDelta, msg.data);
+    if (!r.ok) return this.drop("delta", r.reason, r.error);
+    const d = r.value;
+    if (d.service !== st.name || (d.op === "put" && (d.instance.id !== d.instanceId || d.instance.service !== d.service))) {
+      return this.drop("delta", "mismatch", `${d.service}/${d.instanceId} on ${st.name}`);
+    }
+    if (st.buffer) {
+      if (st.buffer.length >= this.opts.maxBufferedDeltas) {
+        st.buffer = [];
+        this.drop("delta", "buffer-full");
+      }
+      st.buffer.push(d);
+      return;
+    }
+    if (d.revision <= st.revision) {
+      this.stats.duplicates++;
+      return;
+    }
+    if (d.prevRevision !== st.revision) {
+      this.stats.gaps++;
+      this.log.info({ service: st.name, have: st.revision, prevRevision: d.prevRevision, revision: d.revision }, "gap in catalog deltas: resync");
+      st.buffer = [d];
+      void this.sync(st);
+      return;
+    }
+    this.applyDelta(st, d);
+    this.changed(st);
+  }
+
+  private applyDelta(st: ServiceState, d: CatalogDelta): void {
+    if (d.op === "put") st.instances.set(d.instanceId, d.instance);
+    else st.instances.delete(d.instanceId);
+    st.revision = d.revision;
+    st.known = true;
+    st.fromLkg = false;
+    this.stats.deltasApplied++;
+  }
+
+  private changed(st: ServiceState): void {
+    st.list = [...st.instances.values()];
+    this.emit("change", st.name, st.revision);
+    this.scheduleLastKnownGood();
+  }
+
+  private wakeWaiters(st: ServiceState): void {
+    for (const w of [...st.waiters]) w();
+  }
+
+  /** Snapshot + buffered deltas, retried until it succeeds or the mirror closes; coalesced. */
+  private sync(st: ServiceState): Promise<void> {
+    if (st.syncing) return st.syncing;
+    if (!this.nc || this.closed) return Promise.resolve();
+    st.buffer ??= [];
+    this.stats.resyncs++;
+    st.syncing = this.syncLoop(st).finally(() => {
+      st.syncing = null;
+      st.wake = null;
+    });
+    return st.syncing;
+  }
+
+  private async syncLoop(st: ServiceState): Promise<void> {
+    let attempt = 0;
+    while (!this.closed && this.nc) {
+      let snap: Snapshot;
+      try {
+        snap = await this.requestSnapshot(st.name);
+      } catch (err) {
+        this.stats.snapshotFailures++;
+        attempt++;
+        this.log.debug({ service: st.name, attempt, err: (err as Error).message }, "snapshot request failed: retrying");
+        await this.backoff(st, attempt);
+        continue;
+      }
+      this.stats.snapshots++;
+      const before = st.revision;
+      const beforeList = st.list;
+      st.instances = new Map(snap.instances.filter((i) => i.service === st.name).map((i) => [i.id, i]));
+      st.revision = snap.revision;
+      st.known = snap.known;
+      st.fromLkg = false;
+      const buffered = (st.buffer ?? []).sort((a, b) => a.revision - b.revision);
+      let gapAt = -1;
+      for (let i = 0; i < buffered.length; i++) {
+        const d = buffered[i]!;
+        if (d.revision <= st.revision) continue;
+        if (d.prevRevision !== st.revision) {
+          gapAt = i;
+          break;
+        }
+        this.applyDelta(st, d);
+      }
+      const wasReady = st.ready;
+      st.ready = true;
+      if (gapAt >= 0) {
+        // The snapshot is older than a delta we hold (or a delta was lost in between): again.
+        this.stats.gaps++;
+        st.buffer = buffered.slice(gapAt);
+        attempt++;
+        await this.backoff(st, attempt);
+        continue;
+      }
+      st.buffer = null;
+      if (!wasReady || before !== st.revision || !sameInstances(beforeList, st.instances)) this.changed(st);
+      else st.list = [...st.instances.values()];
+      this.wakeWaiters(st);
+      return;
+    }
+  }
+
+  private async requestSnapshot(service: string): Promise<Snapshot> {
+    const nc = this.nc!;
+    const msg = await nc.request(snapshotSubject(service), new Uint8Array(0), { timeout: this.opts.snapshotRequestTimeoutMs });
+    const r = decode(Snapshot, msg.data);
+    if (!r.ok) {
+      this.drop("snapshot", r.reason, r.error);
+      throw new Error(`bad snapshot: ${r.reason}: ${r.error}`);
+    }
+    if (r.value.service !== service) {
+      this.drop("snapshot", "mismatch", r.value.service);
+      throw new Error(`snapshot for "${r.value.service}" when "${service}" was asked`);
+    }
+    return r.value;
+  }
+
+  private backoff(st: ServiceState, attempt: number): Promise<void> {
+    const cap = Math.min(this.opts.resyncBackoffMaxMs, this.opts.resyncBackoffBaseMs * 2 ** Math.min(attempt, 20));
+    const ms = Math.floor(this.opts.random() * cap);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        st.wake = null;
+        resolve();
+      }, ms);
+      st.wake = () => {
+        clearTimeout(timer);
+        st.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  private onPresence(msg: Msg): void {
+    if (this.closed) return;
+    const r = decode(PresenceMessage, msg.data);
+    if (!r.ok) return this.drop("presence", r.reason, r.error);
+    const p = r.value;
+    this.lastPresenceAt = Date.now();
+    this.presenceIntervalMs = p.intervalMs;
+    const who = `${p.registryId}#${p.epoch}`;
+    const newRegistry = this.registry !== null && this.registry !== who;
+    this.registry ??= who;
+    if (newRegistry) {
+      // Not necessarily a problem (replicas, restarts), but cheap insurance against a lost last delta.
+      this.registry = who;
+      this.log.info({ registry: who }, "registry epoch changed: resync");
+      this.resyncAll();
+    }
+    if (this.presenceMissing) {
+      this.presenceMissing = false;
+      this.updateStale();
+    }
+  }
+
+  private checkPresence(): void {
+    if (this.closed || !this.natsConnected) return;
+    const missing = Date.now() - this.lastPresenceAt > this.opts.presenceMissFactor * this.presenceIntervalMs;
+    if (missing !== this.presenceMissing) {
+      this.presenceMissing = missing;
+      this.updateStale();
+    }
+  }
+
+  private async watchStatus(nc: NatsConnection): Promise<void> {
+    try {
+      for await (const s of nc.status()) {
+        if (this.closed) break;
+        if (s.type === "disconnect") {
+          this.natsConnected = false;
+          this.updateStale();
+        } else if (s.type === "reconnect") {
+          this.natsConnected = true;
+          // Presence may have been missed while down: give it a fresh grace period.
+          this.lastPresenceAt = Date.now();
+          this.presenceMissing = false;
+          this.updateStale(true);
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err }, "NATS status stream ended");
+    }
+  }
+
+  private resyncAll(): Promise<void> {
+    return Promise.allSettled([...this.states.values()].map((st) => {
+      const p = this.sync(st);
+      st.wake?.();
+      return p;
+    })).then(() => undefined);
+  }
+
+  private updateStale(forceResync = false): void {
+    if (this.closed) return;
+    const reason: StaleReason | undefined = !this.nc
+      ? "nats-unreachable"
+      : !this.natsConnected
+        ? "nats-disconnected"
+        : this.presenceMissing
+          ? "presence-lost"
+          : undefined;
+    if (reason) {
+      this.staleReasonValue = reason;
+      if (!this.stale) {
+        this.stale = true;
+        this.log.warn({ reason }, "catalog mirror is stale: serving last known instances");
+        this.emit("stale", true, reason);
+      }
+      return;
+    }
+    if (!this.stale && !forceResync) return;
+    if (this.recovering) return;
+    this.recovering = this.resyncAll().finally(() => {
+      this.recovering = null;
+      if (this.closed) return;
+      const still = !this.nc || !this.natsConnected || this.presenceMissing;
+      if (!still && this.stale) {
+        this.stale = false;
+        this.staleReasonValue = undefined;
+        this.log.info({}, "catalog mirror is fresh again");
+        this.emit("stale", false);
+      }
+    });
+  }
+
+  private scheduleLastKnownGood(): void {
+    if (!this.opts.lastKnownGoodFile || this.lkgTimer || this.closed) return;
+    this.lkgTimer = setTimeout(() => {
+      this.lkgTimer = null;
+      void this.writeLastKnownGood();
+    }, this.opts.lastKnownGoodDebounceMs);
+    this.lkgTimer.unref();
+  }
+
+  private writeLastKnownGood(): Promise<void> {
+    const file = this.opts.lastKnownGoodFile;
+    if (!file) return Promise.resolve();
+    const services = [...this.states.values()]
+      .filter((s) => s.ready)
+      .map((s) => ({ service: s.name, revision: s.revision, known: s.known, instances: s.list }));
+    const body = JSON.stringify({ v: 1, savedAt: Date.now(), services });
+    const tmp = `${file}.${process.pid}.tmp`;
+    this.lkgWriting = this.lkgWriting.then(async () => {
+      try {
+        await mkdir(dirname(file), { recursive: true });
+        await writeFile(tmp, body);
+        await rename(tmp, file);
+      } catch (err) {
+        this.log.warn({ err, file }, "cannot write last-known-good file");
+      }
+    });
+    return this.lkgWriting;
+  }
+}
+
+function sameInstances(list: readonly CatalogInstance[], now: Map<string, CatalogInstance>): boolean {
+  if (list.length !== now.size) return false;
+  for (const i of list) {
+    const j = now.get(i.id);
+    if (!j || j.updatedAt !== i.updatedAt || j.status !== i.status || j.address !== i.address || j.port !== i.port || j.weight !== i.weight) return false;
+  }
+  return true;
+}

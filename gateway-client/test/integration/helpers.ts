@@ -1,0 +1,225 @@
+// Test-side helpers: a small catalog publisher speaking the real wire (used where the real
+// registry would get in the way, e.g. to inject gaps and bad messages), and node:http
+// upstreams with injectable faults.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import {
+  CatalogDelta,
+  PRESENCE_SUBJECT,
+  PresenceMessage,
+  REGISTRY_QUEUE,
+  SNAPSHOT_WILDCARD,
+  Snapshot,
+  catalogSubject,
+  encode,
+  type CatalogInstance,
+} from "@roster/schemas";
+
+export function makeInstance(service: string, id: string, port: number, extra: Partial<CatalogInstance> = {}): CatalogInstance {
+  const now = Date.now();
+  return {
+    id,
+    service,
+    host: "h1",
+    address: "127.0.0.1",
+    port,
+    tags: [],
+    meta: {},
+    weight: 100,
+    status: "passing",
+    checks: [],
+    epoch: 1,
+    registeredAt: now,
+    updatedAt: now,
+    ...extra,
+  };
+}
+
+/** Answers snapshot requests and publishes deltas + presence, like the registry does. */
+export class FakeRegistry {
+  readonly nc: NatsConnection;
+  private rev = 0;
+  readonly catalog = new Map<string, { rev: number; instances: Map<string, CatalogInstance> }>();
+  private snapSub: Subscription;
+  private presenceTimer: ReturnType<typeof setInterval> | null = null;
+  snapshotRequests = 0;
+  /** When false, snapshot requests are not answered (they time out). */
+  answerSnapshots = true;
+
+  private constructor(nc: NatsConnection, readonly presenceIntervalMs: number) {
+    this.nc = nc;
+    this.snapSub = nc.subscribe(SNAPSHOT_WILDCARD, {
+      queue: REGISTRY_QUEUE,
+      callback: (err, msg) => {
+        if (err) return;
+        this.snapshotRequests++;
+        if (!this.answerSnapshots) return;
+        const service = msg.subject.split(".").pop()!;
+        const s = this.catalog.get(service);
+        msg.respond(
+          encode(Snapshot, {
+            v: 1,
+            kind: "snapshot",
+            service,
+            revision: s?.rev ?? 0,
+            known: s !== undefined,
+            instances: s ? [...s.instances.values()] : [],
+          }),
+        );
+      },
+    });
+  }
+
+  static async start(url: string, presenceIntervalMs = 200): Promise<FakeRegistry> {
+    const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const r = new FakeRegistry(nc, presenceIntervalMs);
+    r.startPresence();
+    await nc.flush();
+    return r;
+  }
+
+  startPresence(): void {
+    if (this.presenceTimer) return;
+    const beat = (): void => {
+      try {
+        this.nc.publish(
+          PRESENCE_SUBJECT,
+          encode(PresenceMessage, { v: 1, kind: "presence", registryId: "fake", epoch: 1, sentAt: Date.now(), revision: this.rev, intervalMs: this.presenceIntervalMs }),
+        );
+      } catch {
+        // closed
+      }
+    };
+    beat();
+    this.presenceTimer = setInterval(beat, this.presenceIntervalMs);
+  }
+
+  stopPresence(): void {
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
+    this.presenceTimer = null;
+  }
+
+  private svc(service: string) {
+    let s = this.catalog.get(service);
+    if (!s) {
+      s = { rev: 0, instances: new Map() };
+      this.catalog.set(service, s);
+    }
+    return s;
+  }
+
+  /** Puts an instance and publishes its delta; returns the delta's revision. */
+  put(inst: CatalogInstance, opts: { prevRevision?: number; publish?: boolean } = {}): number {
+    const s = this.svc(inst.service);
+    const revision = ++this.rev;
+    const prevRevision = opts.prevRevision ?? s.rev;
+    s.instances.set(inst.id, inst);
+    s.rev = revision;
+    if (opts.publish !== false) {
+      this.nc.publish(
+        catalogSubject(inst.service),
+        encode(CatalogDelta, { v: 1, kind: "delta", op: "put", service: inst.service, instanceId: inst.id, revision, prevRevision, instance: inst }),
+      );
+    }
+    return revision;
+  }
+
+  remove(service: string, id: string, opts: { publish?: boolean } = {}): number {
+    const s = this.svc(service);
+    const revision = ++this.rev;
+    const prevRevision = s.rev;
+    s.instances.delete(id);
+    s.rev = revision;
+    if (opts.publish !== false) {
+      this.nc.publish(catalogSubject(service), encode(CatalogDelta, { v: 1, kind: "delta", op: "delete", service, instanceId: id, revision, prevRevision }));
+    }
+    return revision;
+  }
+
+  publishRaw(subject: string, data: string | Uint8Array): void {
+    this.nc.publish(subject, typeof data === "string" ? new TextEncoder().encode(data) : data);
+  }
+
+  async close(): Promise<void> {
+    this.stopPresence();
+    this.snapSub.unsubscribe();
+    await this.nc.close().catch(() => {});
+  }
+}
+
+export type Fault = "ok" | "hang" | "reset" | "5xx" | "slow";
+
+/** A real node:http upstream on port 0 with a switchable fault. */
+export class Upstream {
+  readonly server: Server;
+  readonly sockets = new Set<Socket>();
+  fault: Fault = "ok";
+  slowMs = 200;
+  statusCode = 503;
+  hits = 0;
+  readonly name: string;
+  lastHeaders: IncomingMessage["headers"] = {};
+
+  private constructor(name: string, handler?: (req: IncomingMessage, res: ServerResponse) => void) {
+    this.name = name;
+    this.server = createServer((req, res) => {
+      this.hits++;
+      this.lastHeaders = req.headers;
+      if (handler) return handler(req, res);
+      this.serve(req, res);
+    });
+    this.server.keepAliveTimeout = 60_000;
+    this.server.on("connection", (s) => {
+      this.sockets.add(s);
+      s.on("close", () => this.sockets.delete(s));
+    });
+  }
+
+  static async start(name: string, handler?: (req: IncomingMessage, res: ServerResponse) => void): Promise<Upstream> {
+    const u = new Upstream(name, handler);
+    await new Promise<void>((resolve) => u.server.listen(0, "127.0.0.1", resolve));
+    return u;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  private serve(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    const send = (): void => {
+      res.setHeader("x-upstream", this.name);
+      res.end(JSON.stringify({ upstream: this.name, path: req.url }));
+    };
+    switch (this.fault) {
+      case "ok":
+        return send();
+      case "hang":
+        return; // never answers
+      case "reset":
+        req.socket.destroy();
+        return;
+      case "5xx":
+        res.statusCode = this.statusCode;
+        res.end(`fault ${this.statusCode} from ${this.name}`);
+        return;
+      case "slow":
+        setTimeout(send, this.slowMs);
+        return;
+    }
+  }
+
+  /** Kills the instance: stops listening (refused from now on) and destroys open connections. */
+  async kill(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    this.server.closeAllConnections?.();
+    await closed;
+  }
+
+  async close(): Promise<void> {
+    if (!this.server.listening) return;
+    await this.kill();
+  }
+}
