@@ -1,0 +1,34 @@
+// The registry as a real child process (its bin), on a free HTTP port.
+import { fileURLToPath } from "node:url";
+import { ChildProc, freePort, waitFor } from "@roster/testkit";
+import { getJson } from "./http.mjs";
+
+export const REGISTRY_BIN = fileURLToPath(new URL("../../registry/bin/roster-registry.js", import.meta.url));
+
+/**
+ * Starts `roster-registry --nats <url> --http 127.0.0.1:<port>` and waits for /readyz.
+ * Returns { child, pid, httpUrl, stop() }.
+ */
+export async function startRegistry({ natsUrl, args = [], env = {}, readyTimeoutMs = 30_000 }) {
+  const port = await freePort();
+  const child = new ChildProc(
+    process.execPath,
+    [REGISTRY_BIN, "--nats", natsUrl, "--http", `127.0.0.1:${port}`, ...args],
+    { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...env } },
+  );
+  const httpUrl = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(
+      async () => {
+        if (!child.alive) throw new Error(`registry exited: ${child.output.slice(-2000)}`);
+        const r = await getJson(`${httpUrl}/readyz`, { timeoutMs: 2000 });
+        return r.status === 200;
+      },
+      { timeoutMs: readyTimeoutMs, intervalMs: 100, what: "registry /readyz" },
+    );
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw new Error(`${err.message}\nregistry output:\n${child.output.slice(-3000)}`);
+  }
+  return { child, pid: child.pid, httpUrl, stop: () => child.stop(5000) };
+}
