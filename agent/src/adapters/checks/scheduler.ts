@@ -1,0 +1,120 @@
+import type { Logger } from "pino";
+import type { CheckSpec } from "../../config.js";
+import type { CheckResult } from "../../core/check.js";
+import { probeExec } from "./exec.js";
+import { HttpProber } from "./http.js";
+import { probeTcp } from "./tcp.js";
+
+export type ResultSink = (instanceId: string, checkId: string, result: CheckResult) => void;
+
+interface Loop {
+  stop(): void;
+  /** TTL checks only: a report from the service. */
+  report?(result: CheckResult): void;
+}
+
+/**
+ * Runs every check of every instance on its own timer and hands each result to `sink`
+ * (which feeds the threshold machine). Active checks run once at once, then `interval`
+ * after the previous run ended (runs of one check never overlap). TTL checks are a timer
+ * re-armed by each report; when it fires the sink gets a critical "TTL expired" result.
+ */
+export class CheckScheduler {
+  private readonly loops = new Map<string, Map<string, Loop>>();
+  private readonly http = new HttpProber();
+  private closed = false;
+
+  constructor(
+    private readonly sink: ResultSink,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts (or restarts) the checks of an instance. */
+  set(instanceId: string, checks: CheckSpec[]): void {
+    this.remove(instanceId);
+    if (this.closed) return;
+    const loops = new Map<string, Loop>();
+    for (const spec of checks) loops.set(spec.id, spec.type === "ttl" ? this.ttlLoop(instanceId, spec) : this.activeLoop(instanceId, spec));
+    this.loops.set(instanceId, loops);
+  }
+
+  remove(instanceId: string): void {
+    const loops = this.loops.get(instanceId);
+    if (!loops) return;
+    for (const l of loops.values()) l.stop();
+    this.loops.delete(instanceId);
+  }
+
+  /** A TTL report; returns false when there is no such running ttl check. */
+  report(instanceId: string, checkId: string, result: CheckResult): boolean {
+    const loop = this.loops.get(instanceId)?.get(checkId);
+    if (!loop?.report) return false;
+    loop.report(result);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const id of [...this.loops.keys()]) this.remove(id);
+    await this.http.close();
+  }
+
+  private run(spec: Exclude<CheckSpec, { type: "ttl" }>, signal: AbortSignal): Promise<CheckResult> {
+    switch (spec.type) {
+      case "http":
+        return this.http.probe(spec, signal);
+      case "tcp":
+        return probeTcp(spec, signal);
+      case "exec":
+        return probeExec(spec, signal);
+    }
+  }
+
+  private activeLoop(instanceId: string, spec: Exclude<CheckSpec, { type: "ttl" }>): Loop {
+    const ac = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const tick = async () => {
+      timer = undefined;
+      let result: CheckResult;
+      try {
+        result = await this.run(spec, ac.signal);
+      } catch (err) {
+        this.log.error({ err, instanceId, checkId: spec.id }, "check runner failed");
+        result = { status: "critical", output: `internal error: ${(err as Error).message}` };
+      }
+      if (ac.signal.aborted) return;
+      this.sink(instanceId, spec.id, result);
+      timer = setTimeout(() => void tick(), spec.intervalMs);
+    };
+    timer = setTimeout(() => void tick(), 0);
+    return {
+      stop: () => {
+        ac.abort();
+        if (timer) clearTimeout(timer);
+      },
+    };
+  }
+
+  private ttlLoop(instanceId: string, spec: Extract<CheckSpec, { type: "ttl" }>): Loop {
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        if (!stopped) this.sink(instanceId, spec.id, { status: "critical", output: `TTL expired: no report within ${spec.ttlMs}ms` });
+      }, spec.ttlMs);
+    };
+    arm();
+    return {
+      stop: () => {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+      },
+      report: (result) => {
+        if (stopped) return;
+        arm();
+        this.sink(instanceId, spec.id, result);
+      },
+    };
+  }
+}
