@@ -2,10 +2,12 @@ import { Duration, formatIssues } from "@roster/schemas";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 
+const HOST_PORT_RE = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 const HostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/, { error: 'expected "host:port", e.g. "127.0.0.1:7700"' })
-  .refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, { error: "port must be 0-65535" });
+  .refine((s) => HOST_PORT_RE.test(s) && Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, {
+    error: 'expected "host:port" with a port 0-65535, e.g. "127.0.0.1:7700"',
+  });
 
 const NatsUrl = z
   .string()

@@ -1,0 +1,259 @@
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import { Kvm, type KV, type KvWatchEntry } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import {
+  CATALOG_BUCKET,
+  CatalogDelta,
+  CatalogInstance,
+  PROTOCOL_VERSION,
+  catalogKey,
+  catalogSubject,
+  decode,
+  encode,
+  parseCatalogKey,
+} from "@roster/schemas";
+import type { Logger } from "pino";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KvWriteError } from "../errors.js";
+import type { CatalogMemory } from "./catalog-memory.js";
+
+export interface KvCatalogOptions {
+  replicas: number;
+  /** Longest time one write is retried on transient errors. */
+  retryForMs: number;
+  logger: Logger;
+  /** Called when a write is given up, so the app can reconcile later. */
+  onWriteFailed?: (err: KvWriteError) => void;
+  /** Called after each successful write (for counters and tests). */
+  onWritten?: (delta: CatalogDelta) => void;
+}
+
+export interface KvCatalogStats {
+  writes: number;
+  conflicts: number;
+  retries: number;
+  failures: number;
+  corruptRecords: number;
+  pending: number;
+}
+
+type Desired = CatalogInstance | null;
+
+const isConflict = (err: unknown) =>
+  err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
+
+/**
+ * The catalog in JetStream KV. Writes are serialised per service (one worker per service,
+ * different services in parallel) and coalesced per key: while a key waits, only its latest
+ * desired value is kept. Each write: KV CAS put/delete → revision → memory → delta publish.
+ */
+export class KvCatalog {
+  private readonly kv: KV;
+  private readonly nc: NatsConnection;
+  private readonly memory: CatalogMemory;
+  private readonly opts: KvCatalogOptions;
+  private readonly log: Logger;
+  /** Current KV revision of each key (delete markers included): the CAS expectation. */
+  private readonly keyRev = new Map<string, number>();
+  private readonly pending = new Map<string, Map<string, Desired>>();
+  private readonly workers = new Map<string, Promise<void>>();
+  private closed = false;
+  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0 };
+
+  private constructor(nc: NatsConnection, kv: KV, memory: CatalogMemory, opts: KvCatalogOptions) {
+    this.nc = nc;
+    this.kv = kv;
+    this.memory = memory;
+    this.opts = opts;
+    this.log = opts.logger;
+  }
+
+  /** Creates or binds the bucket (history 1), retrying while JetStream is unavailable. */
+  static async open(nc: NatsConnection, memory: CatalogMemory, opts: KvCatalogOptions, signal?: AbortSignal): Promise<KvCatalog> {
+    const kvm = new Kvm(nc);
+    let delay = 100;
+    for (;;) {
+      try {
+        let kv: KV;
+        try {
+          kv = await kvm.create(CATALOG_BUCKET, { history: 1, replicas: opts.replicas });
+        } catch (err) {
+          // An existing bucket with other settings: bind to it as it is.
+          opts.logger.debug({ err }, "kv create failed, binding to the existing bucket");
+          kv = await kvm.open(CATALOG_BUCKET);
+          await kv.status();
+        }
+        return new KvCatalog(nc, kv, memory, opts);
+      } catch (err) {
+        if (signal?.aborted || nc.isClosed()) throw err;
+        opts.logger.warn({ err: String(err), retryInMs: delay }, "catalog bucket not available yet, retrying");
+        await sleep(delay);
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+  }
+
+  /**
+   * Reads every current entry (delete markers included) into memory and returns the live
+   * records. A delete marker keeps its service known with its last revision.
+   */
+  async load(timeoutMs = 30_000): Promise<CatalogInstance[]> {
+    const status = await this.kv.status();
+    if (status.values === 0) return [];
+    const iter = await this.kv.watch({ key: ">" });
+    const records: CatalogInstance[] = [];
+    const timer = setTimeout(() => iter.stop(), timeoutMs);
+    try {
+      for await (const e of iter as AsyncIterable<KvWatchEntry>) {
+        this.loadEntry(e, records);
+        // The last of the initial values is flagged isUpdate (see KV watch): stop there.
+        if (e.isUpdate) break;
+      }
+    } finally {
+      clearTimeout(timer);
+      iter.stop();
+    }
+    return records;
+  }
+
+  private loadEntry(e: KvWatchEntry, records: CatalogInstance[]): void {
+    const parsed = parseCatalogKey(e.key);
+    if (!parsed) {
+      this.stats.corruptRecords++;
+      this.log.warn({ key: e.key }, "ignoring a catalog key that is not <service>.<instanceId>");
+      return;
+    }
+    this.keyRev.set(e.key, e.revision);
+    if (e.operation !== "PUT") {
+      this.memory.load(parsed.service, parsed.instanceId, e.revision, null);
+      return;
+    }
+    const r = decode(CatalogInstance, e.value);
+    if (!r.ok || r.value.service !== parsed.service || r.value.id !== parsed.instanceId) {
+      this.stats.corruptRecords++;
+      this.log.warn({ key: e.key, error: r.ok ? "key/record mismatch" : r.error }, "ignoring a corrupt catalog record");
+      this.memory.load(parsed.service, parsed.instanceId, e.revision, null);
+      return;
+    }
+    this.memory.load(parsed.service, parsed.instanceId, e.revision, r.value);
+    records.push(r.value);
+  }
+
+  /** Queues a put (record) or delete (null); returns at once. */
+  enqueue(service: string, id: string, desired: Desired): void {
+    if (this.closed) return;
+    let p = this.pending.get(service);
+    if (!p) {
+      p = new Map();
+      this.pending.set(service, p);
+    }
+    p.delete(id); // re-insert at the end: keeps the order of the latest intent
+    p.set(id, desired);
+    this.stats.pending++;
+    if (!this.workers.has(service)) {
+      const w = this.work(service).finally(() => this.workers.delete(service));
+      this.workers.set(service, w);
+    }
+  }
+
+  private async work(service: string): Promise<void> {
+    for (;;) {
+      const p = this.pending.get(service);
+      const next = p?.entries().next();
+      if (!p || !next || next.done) {
+        this.pending.delete(service);
+        return;
+      }
+      const [id, desired] = next.value;
+      p.delete(id);
+      this.stats.pending = Math.max(0, this.stats.pending - 1);
+      try {
+        await this.write(service, id, desired);
+      } catch (err) {
+        this.stats.failures++;
+        const e = err instanceof KvWriteError ? err : new KvWriteError(`${service}.${id}`, { cause: err });
+        this.log.error({ err: String(e.cause ?? e), key: `${service}.${id}` }, "catalog write given up");
+        this.opts.onWriteFailed?.(e);
+      }
+    }
+  }
+
+  private async retry<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.opts.retryForMs;
+    let delay = 50;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (isConflict(err)) throw err;
+        if (Date.now() + delay > deadline || this.nc.isClosed()) throw new KvWriteError(key, { cause: err });
+        this.stats.retries++;
+        const log = attempt === 1 || attempt % 10 === 0 ? this.log.warn.bind(this.log) : this.log.debug.bind(this.log);
+        log({ err: String(err), key, attempt, what }, "catalog write failed, retrying");
+        await sleep(delay);
+        delay = Math.min(delay * 2, 1000);
+      }
+    }
+  }
+
+  private async write(service: string, id: string, desired: Desired): Promise<void> {
+    const key = catalogKey(service, id);
+    let revision = 0;
+    for (let conflicts = 0; ; conflicts++) {
+      const expected = this.keyRev.get(key) ?? 0;
+      try {
+        if (desired) {
+          const data = encode(CatalogInstance, desired, "catalog record");
+          revision = await this.retry("put", key, () => (expected > 0 ? this.kv.update(key, data, expected) : this.kv.create(key, data)));
+        } else {
+          if (!this.memory.get(service, id)) return; // nothing stored: nothing to delete
+          await this.retry("delete", key, () => this.kv.delete(key, expected > 0 ? { previousSeq: expected } : {}));
+          const entry = await this.retry("get", key, () => this.kv.get(key));
+          revision = entry?.revision ?? 0;
+        }
+        break;
+      } catch (err) {
+        if (!isConflict(err) || conflicts >= 5) throw err;
+        // Someone else wrote this key (a second registry?): never overwrite blindly. Learn the
+        // current revision, log loudly, and apply our decision on top of it.
+        this.stats.conflicts++;
+        const current = await this.retry("get", key, () => this.kv.get(key));
+        this.keyRev.set(key, current?.revision ?? 0);
+        this.log.warn({ key, expected, found: current?.revision ?? 0 }, "catalog write conflict: another writer changed this key");
+      }
+    }
+    if (revision <= 0) throw new KvWriteError(key);
+    this.keyRev.set(key, revision);
+    this.stats.writes++;
+    const prevRevision = this.memory.apply(service, id, revision, desired);
+    const delta: CatalogDelta = desired
+      ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision, prevRevision, instance: desired }
+      : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision, prevRevision };
+    try {
+      this.nc.publish(catalogSubject(service), encode(CatalogDelta, delta, "catalog delta"));
+    } catch (err) {
+      // Subscribers detect the gap through prevRevision and fetch a snapshot.
+      this.log.warn({ err: String(err), service, revision }, "delta publish failed");
+    }
+    this.opts.onWritten?.(delta);
+  }
+
+  /** True when nothing is queued or being written. */
+  get idle(): boolean {
+    return this.workers.size === 0;
+  }
+
+  /** Waits for queued writes to finish (bounded); new writes are refused from now on if `close`. */
+  async flush(timeoutMs: number, close = false): Promise<boolean> {
+    if (close) this.closed = true;
+    const deadline = Date.now() + timeoutMs;
+    while (this.workers.size > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(this.workers.values()), new Promise((r) => (t = setTimeout(r, left)))]);
+      clearTimeout(t);
+    }
+    return true;
+  }
+}

@@ -1,0 +1,294 @@
+import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import {
+  NAME_PATTERN,
+  PRESENCE_SUBJECT,
+  PROTOCOL_VERSION,
+  PresenceMessage,
+  REGISTRY_QUEUE,
+  ResyncMessage,
+  SNAPSHOT_WILDCARD,
+  Snapshot,
+  encode,
+  resyncSubject,
+} from "@roster/schemas";
+import type { FastifyInstance } from "fastify";
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import { splitHostPort, type RegistryConfig } from "./config.js";
+import { CatalogState, sameRecord, type AgentInput, type Effect } from "./core/catalog.js";
+import { CatalogMemory } from "./adapters/catalog-memory.js";
+import { buildHttp, type StatusBody } from "./adapters/http.js";
+import { DropLog, startIngest } from "./adapters/ingest.js";
+import { KvCatalog } from "./adapters/kv-catalog.js";
+
+export interface RegistryDeps {
+  logger: Logger;
+  now?: () => number;
+  registryId?: string;
+}
+
+export interface Registry {
+  /** Listens on HTTP, then connects to NATS in the background (retrying forever). */
+  start(): Promise<void>;
+  /** Resolves once connected to NATS and the catalog is loaded. */
+  whenReady(): Promise<void>;
+  /** Stops accepting, finishes in-flight KV writes, closes HTTP, drains NATS. */
+  close(): Promise<void>;
+  readonly url: string;
+  readonly http: FastifyInstance;
+  readonly core: CatalogState;
+  readonly memory: CatalogMemory;
+  status(): StatusBody;
+  ready(): boolean;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Wires the pure catalog state machine to NATS, JetStream KV and HTTP. */
+export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
+  const log = deps.logger;
+  const now = deps.now ?? Date.now;
+  const registryId = deps.registryId ?? randomUUID();
+  const epoch = Date.now();
+  const core = new CatalogState({
+    heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
+    deregisterAfterMs: config.deregisterAfter,
+    selfPreservation: config.selfPreservation,
+    assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
+  });
+  const memory = new CatalogMemory();
+  const drops = new DropLog(log.child({ component: "ingest" }));
+  const stopping = new AbortController();
+
+  let nc: NatsConnection | null = null;
+  let kv: KvCatalog | null = null;
+  let natsConnected = false;
+  let loaded = false;
+  let dirty = false;
+  let url = "";
+  const subs: Subscription[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  let resolveReady!: () => void;
+  const readyPromise = new Promise<void>((r) => (resolveReady = r));
+  let connecting: Promise<void> | null = null;
+  const counters = { resyncsPublished: 0, snapshotsServed: 0, reconnects: 0 };
+
+  const status = (): StatusBody => {
+    const s = core.summary();
+    return {
+      revision: memory.revision,
+      hosts: s.hosts,
+      lostHosts: s.lostHosts,
+      instances: memory.instanceCount,
+      services: memory.services().length,
+      selfPreservation: s.selfPreservation,
+      drops: { total: drops.counters.total, byReason: { ...drops.counters.byReason }, byKind: { ...drops.counters.byKind } },
+      natsConnected,
+      catalogLoaded: loaded,
+      registryId,
+      ignored: { ...core.counters },
+      kv: kv ? { ...kv.stats } : null,
+      ...counters,
+    };
+  };
+  const ready = () => natsConnected && loaded;
+
+  const http = buildHttp({
+    catalog: memory,
+    status,
+    ready,
+    maxBlockingWaitMs: config.maxBlockingWait,
+    logger: log.child({ component: "http" }),
+  });
+
+  const dispatch = (effects: Effect[]) => {
+    for (const e of effects) {
+      switch (e.type) {
+        case "put":
+          kv?.enqueue(e.record.service, e.record.id, e.record);
+          break;
+        case "delete":
+          kv?.enqueue(e.service, e.id, null);
+          break;
+        case "resync":
+          try {
+            nc?.publish(resyncSubject(e.hostId), encode(ResyncMessage, { v: PROTOCOL_VERSION, kind: "resync", hostId: e.hostId, reason: e.reason }));
+            counters.resyncsPublished++;
+          } catch (err) {
+            log.warn({ err: String(err), hostId: e.hostId }, "resync publish failed");
+          }
+          break;
+      }
+    }
+  };
+
+  /** After a failed write: make the store match the state machine again. */
+  const reconcile = () => {
+    if (!kv || !kv.idle) return;
+    dirty = false;
+    const want = new Map(core.records().map((r) => [`${r.service}.${r.id}`, r]));
+    for (const r of want.values()) {
+      const have = memory.get(r.service, r.id);
+      if (!have || !sameRecord(have, r)) kv.enqueue(r.service, r.id, r);
+    }
+    for (const r of memory.all()) if (!want.has(`${r.service}.${r.id}`)) kv.enqueue(r.service, r.id, null);
+    log.info("catalog reconciled after a failed write");
+  };
+
+  const onAgentMessage = (msg: AgentInput) => dispatch(core.handle(msg, now()));
+
+  const startSnapshotResponder = (conn: NatsConnection) =>
+    conn.subscribe(SNAPSHOT_WILDCARD, {
+      queue: REGISTRY_QUEUE,
+      callback: (err, m) => {
+        try {
+          if (err || !m.reply) return;
+          const service = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+          if (!NAME_PATTERN.test(service)) {
+            drops.drop("bad-subject", "snapshot", { subject: m.subject.slice(0, 200) });
+            return;
+          }
+          const view = memory.service(service);
+          m.respond(encode(Snapshot, { v: PROTOCOL_VERSION, kind: "snapshot", service, revision: view.revision, known: view.known, instances: view.instances }, "snapshot"));
+          counters.snapshotsServed++;
+        } catch (e) {
+          log.error({ err: String(e), subject: m.subject }, "snapshot request failed");
+        }
+      },
+    });
+
+  const watchStatus = async (conn: NatsConnection) => {
+    for await (const s of conn.status()) {
+      if (s.type === "disconnect") {
+        natsConnected = false;
+        log.warn({ server: s.server }, "NATS disconnected: serving HTTP from memory");
+      } else if (s.type === "reconnect") {
+        natsConnected = true;
+        counters.reconnects++;
+        // The registry's own outage must never expire the world.
+        dispatch(core.grace(now()));
+        log.info({ server: s.server }, "NATS reconnected: every host gets a grace period");
+      }
+    }
+  };
+
+  const connectAndLoad = async () => {
+    let delay = 200;
+    let attempt = 0;
+    while (!stopping.signal.aborted) {
+      attempt++;
+      try {
+        nc = await connect({
+          servers: config.nats.url.split(",").map((s) => s.trim()),
+          name: `roster-registry-${registryId}`,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: config.nats.reconnectWait,
+          timeout: 5000,
+        });
+        break;
+      } catch (err) {
+        if (attempt === 1 || attempt % 20 === 0) log.warn({ err: String(err), url: config.nats.url, attempt }, "NATS not reachable, retrying");
+        await sleep(delay).catch(() => undefined);
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+    const conn = nc;
+    if (!conn || stopping.signal.aborted) return;
+    natsConnected = true;
+    log.info({ server: conn.getServer() }, "connected to NATS");
+    void watchStatus(conn).catch(() => undefined);
+    const kvLog = log.child({ component: "kv" });
+    const store = await KvCatalog.open(
+      conn,
+      memory,
+      {
+        replicas: config.kvReplicas,
+        retryForMs: config.kvWriteRetryFor,
+        logger: kvLog,
+        onWriteFailed: () => {
+          dirty = true;
+        },
+      },
+      stopping.signal,
+    );
+    let records;
+    for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2000)) {
+      try {
+        records = await store.load();
+        break;
+      } catch (err) {
+        if (stopping.signal.aborted || conn.isClosed()) return;
+        kvLog.warn({ err: String(err) }, "catalog load failed, retrying");
+        await sleep(delayMs);
+      }
+    }
+    if (stopping.signal.aborted) return;
+    kv = store;
+    dispatch(core.loaded(records, now()));
+    loaded = true;
+    subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
+    subs.push(startSnapshotResponder(conn));
+    timers.push(
+      setInterval(() => {
+        try {
+          if (!natsConnected) return; // no silence is judged while the registry itself is cut off
+          dispatch(core.tick(now()));
+          if (dirty) reconcile();
+        } catch (err) {
+          log.error({ err: String(err) }, "tick failed");
+        }
+      }, config.tickInterval),
+      setInterval(() => {
+        try {
+          if (!natsConnected) return;
+          conn.publish(
+            PRESENCE_SUBJECT,
+            encode(PresenceMessage, { v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval }),
+          );
+        } catch (err) {
+          log.warn({ err: String(err) }, "presence publish failed");
+        }
+      }, config.presenceInterval),
+    );
+    log.info({ url, instances: records.length, revision: memory.revision }, "registry ready");
+    resolveReady();
+  };
+
+  let closed: Promise<void> | null = null;
+  const close = () => {
+    closed ??= (async () => {
+      stopping.abort();
+      for (const t of timers) clearInterval(t);
+      for (const s of subs) s.unsubscribe();
+      await connecting?.catch(() => undefined);
+      if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
+      await http.close();
+      if (nc && !nc.isClosed()) await nc.drain().catch(() => nc?.close());
+      log.info("registry stopped");
+    })();
+    return closed;
+  };
+
+  return {
+    async start() {
+      const { host, port } = splitHostPort(config.http.listen);
+      const address = await http.listen({ host, port });
+      url = address.replace("[::1]", "[::1]");
+      log.info({ url }, "HTTP listening");
+      connecting = connectAndLoad().catch((err) => {
+        if (!stopping.signal.aborted) log.error({ err: String(err) }, "registry start failed");
+      });
+    },
+    whenReady: () => readyPromise,
+    close,
+    get url() {
+      return url;
+    },
+    http,
+    core,
+    memory,
+    status,
+    ready,
+    [Symbol.asyncDispose]: close,
+  };
+}

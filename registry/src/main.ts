@@ -1,0 +1,84 @@
+/**
+ * The roster-registry process: config from argv/env (flags win), one pino root logger (JSON on
+ * stdout), SIGTERM/SIGINT → clean shutdown. A bad config exits 1 naming the field, without a
+ * stack trace.
+ */
+import { readFileSync } from "node:fs";
+import { pino } from "pino";
+import { build } from "./app.js";
+import { configFromArgs, parseConfig, type RegistryConfig } from "./config.js";
+import { ConfigError } from "./errors.js";
+
+function loadConfig(): RegistryConfig {
+  const { configFile, overrides } = configFromArgs(process.argv.slice(2), process.env);
+  let file: Record<string, unknown> = {};
+  if (configFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(configFile, "utf8");
+    } catch (err) {
+      throw new ConfigError([`config: cannot read ${configFile}: ${(err as Error).message}`]);
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("expected a JSON object");
+      file = parsed as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError([`config: ${configFile} is not a JSON object: ${(err as Error).message}`]);
+    }
+  }
+  const obj = (v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+  const input: Record<string, unknown> = { ...file };
+  if (overrides.nats) input.nats = { ...obj(file.nats), ...overrides.nats };
+  if (overrides.http) input.http = { ...obj(file.http), ...overrides.http };
+  return parseConfig(input);
+}
+
+let config: RegistryConfig;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`roster-registry: ${err.code}: invalid configuration\n${err.issues.map((i) => `  ${i}`).join("\n")}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+
+const logger = pino({ base: { service: "roster-registry", pid: process.pid }, level: process.env.ROSTER_LOG_LEVEL ?? "info" });
+const registry = build(config, { logger });
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, "shutting down");
+  const force = setTimeout(() => {
+    logger.error("shutdown took too long, exiting");
+    process.exit(1);
+  }, 20_000);
+  force.unref();
+  try {
+    await registry.close();
+    process.exit(0);
+  } catch (err) {
+    logger.error({ err: String(err) }, "shutdown failed");
+    process.exit(1);
+  }
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("uncaughtException", (err) => {
+  logger.fatal({ err }, "uncaught exception");
+  process.exit(1);
+});
+process.on("unhandledRejection", (err) => {
+  logger.error({ err: String(err) }, "unhandled rejection");
+});
+
+try {
+  await registry.start();
+} catch (err) {
+  logger.fatal({ err: String(err), listen: config.http.listen }, "cannot start the HTTP listener");
+  process.exit(1);
+}
