@@ -1,0 +1,99 @@
+import { parseArgs } from "node:util";
+import { pino, type Level } from "pino";
+import { build } from "./app.js";
+import { loadConfigFile, primaryIPv4 } from "./config.js";
+import { ConfigError } from "./errors.js";
+
+const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:port>] [--log-level <level>]
+
+  --config      YAML or JSON config file (required)
+  --nats        NATS server URL(s), comma-separated (env ROSTER_NATS_URL; default nats://127.0.0.1:4222)
+  --api         local API listen address, overrides api.listen (e.g. 127.0.0.1:7701)
+  --log-level   trace, debug, info, warn, error, fatal (default info)
+`;
+const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+
+function fail(message: string): never {
+  process.stderr.write(`roster-agent: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  let values: { config?: string; nats?: string; api?: string; "log-level"?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      options: {
+        config: { type: "string", short: "c" },
+        nats: { type: "string" },
+        api: { type: "string" },
+        "log-level": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (!values.config) fail(`--config is required\n${USAGE}`);
+  const level = values["log-level"] ?? process.env.ROSTER_LOG_LEVEL ?? "info";
+  if (!LEVELS.includes(level)) fail(`--log-level: expected one of ${LEVELS.join(", ")}`);
+
+  let config;
+  try {
+    config = loadConfigFile(values.config);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`${err.message}\n(${err.code})`);
+    throw err;
+  }
+  if (values.api) {
+    const m = /^(\[[0-9a-fA-F:]+\]|[^\s:]+):(\d{1,5})$/.exec(values.api);
+    if (!m || Number(m[2]) > 65535) fail(`--api: expected host:port like "127.0.0.1:7701", got "${values.api}"`);
+    config.api = { host: m[1]!.replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
+  }
+  const nats = (values.nats ?? process.env.ROSTER_NATS_URL ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
+
+  const logger = pino({ level: level as Level, base: { app: "roster-agent", hostId: config.host.id } });
+  const agent = build(config, { logger, nats, defaultAddress: primaryIPv4() });
+
+  const skip = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) {
+      logger.info({ signal: sig }, "signal received: draining");
+      agent.shutdown({ skipWait: skip.signal }).then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    } else if (signals === 2) {
+      logger.info({ signal: sig }, "second signal: skipping the rest of the drain wait");
+      skip.abort();
+    } else {
+      logger.warn({ signal: sig }, "third signal: exiting now");
+      process.exit(1);
+    }
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  try {
+    await agent.start();
+  } catch (err) {
+    logger.fatal({ err }, "agent failed to start");
+    await agent.close().catch(() => undefined);
+    process.stderr.write(`roster-agent: cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`roster-agent: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});
