@@ -17,13 +17,14 @@ class Gate {
   ) {}
 
   static async start(target: () => number): Promise<Gate> {
-    let gate: Gate | undefined;
+    const ref: { gate?: Gate } = {};
     const server = createServer((client) => {
+      const gate = ref.gate;
       if (!gate?.open) return void client.destroy();
       const upstream = createConnection({ host: "127.0.0.1", port: target() });
       for (const s of [client, upstream]) {
         gate.sockets.add(s);
-        s.on("close", () => gate?.sockets.delete(s));
+        s.on("close", () => gate.sockets.delete(s));
         s.on("error", () => undefined);
       }
       client.pipe(upstream);
@@ -33,8 +34,8 @@ class Gate {
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const addr = server.address();
-    gate = new Gate(server, typeof addr === "object" && addr ? addr.port : 0);
-    return gate;
+    ref.gate = new Gate(server, typeof addr === "object" && addr ? addr.port : 0);
+    return ref.gate;
   }
 
   async close(): Promise<void> {
