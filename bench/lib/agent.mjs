@@ -18,7 +18,7 @@ export async function startAgent({ natsUrl, config, env = {} }) {
   const file = join(dir, "agent.json");
   await writeFile(file, JSON.stringify(full, null, 2));
   const child = new ChildProc(process.execPath, [AGENT_BIN, "--config", file, "--nats", natsUrl], {
-    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...env },
+    env: { ...process.env, ROSTER_LOG_LEVEL: process.env.ROSTER_LOG_LEVEL ?? "warn", ...env },
   });
   return {
     child,

@@ -2,12 +2,14 @@
 // stream's own counters (the ground truth of how many writes happened).
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { CATALOG_BUCKET, CATALOG_WILDCARD } from "@roster/schemas";
+import { CATALOG_BUCKET, CATALOG_WILDCARD, SUBJECT_PREFIX } from "@roster/schemas";
 
 export async function watchCatalog(natsUrl) {
   const nc = await connect({ servers: natsUrl, name: "bench-observer" });
   const jsm = await jetstreamManager(nc);
   const deltas = { count: 0, keys: new Set() };
+  const heartbeats = { count: 0 };
+  nc.subscribe(`${SUBJECT_PREFIX}.agent.*.heartbeat`, { callback: () => void heartbeats.count++ });
   nc.subscribe(CATALOG_WILDCARD, {
     callback: (_err, m) => {
       deltas.count++;
@@ -21,6 +23,8 @@ export async function watchCatalog(natsUrl) {
   });
   return {
     deltas,
+    /** Heartbeats seen on the wire (what the registry was sent). */
+    heartbeats,
     /** { messages, lastSeq } of the catalog's KV stream; null while it does not exist. */
     async kvState() {
       try {

@@ -14,7 +14,7 @@ export async function startRegistry({ natsUrl, args = [], env = {}, readyTimeout
   const child = new ChildProc(
     process.execPath,
     [REGISTRY_BIN, "--nats", natsUrl, "--http", `127.0.0.1:${port}`, ...args],
-    { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...env } },
+    { env: { ...process.env, ROSTER_LOG_LEVEL: process.env.ROSTER_LOG_LEVEL ?? "warn", ...env } },
   );
   const httpUrl = `http://127.0.0.1:${port}`;
   try {

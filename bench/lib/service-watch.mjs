@@ -26,7 +26,7 @@ export class ServiceWatch {
   async run() {
     while (!this.closed) {
       try {
-        const q = this.index > 0 ? `?index=${this.index}&wait=${this.waitS}s` : "";
+        const q = this.index > 0 ? `?status=any&index=${this.index}&wait=${this.waitS}s` : "?status=any";
         const r = await getJson(this.url + q, { timeoutMs: (this.waitS + 15) * 1000 });
         const at = performance.now();
         this.responses++;

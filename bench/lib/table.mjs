@@ -4,7 +4,7 @@ import { cpus, loadavg, release, totalmem } from "node:os";
 /** A GitHub-flavoured markdown table; numbers right-aligned. */
 export function markdownTable(headers, rows) {
   const cells = rows.map((r) => r.map((c) => String(c)));
-  const numeric = headers.map((_, i) => cells.length > 0 && cells.every((r) => /^-?[\d.,]+( ?[a-zA-Z%/]+)?$|^n\/a$/.test(r[i] ?? "")));
+  const numeric = headers.map((_, i) => cells.length > 0 && cells.some((r) => (r[i] ?? "") !== "") && cells.every((r) => /^-?[\d.,]+( ?[a-zA-Z%/]+)?$|^n\/a$|^$/.test(r[i] ?? "")));
   const line = (r) => `| ${r.join(" | ")} |`;
   const sep = `| ${headers.map((_, i) => (numeric[i] ? "---:" : "---")).join(" | ")} |`;
   return [line(headers), sep, ...cells.map(line)].join("\n");
