@@ -4,6 +4,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { pino } from "pino";
+import { build, parseConfig, type Registry } from "@roster/registry";
+import { HeartbeatMessage, RegisterMessage, HealthMessage, agentSubject, instanceDigest, type InstanceRegistration } from "@roster/schemas";
 import {
   CatalogDelta,
   PRESENCE_SUBJECT,
@@ -221,5 +224,84 @@ export class Upstream {
   async close(): Promise<void> {
     if (!this.server.listening) return;
     await this.kill();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The real registry (in-process) and a fake agent speaking the real wire protocol.
+
+
+export const silent = pino({ level: process.env.ROSTER_TEST_VERBOSE ? "debug" : "silent" });
+
+export async function startRegistry(natsUrl: string): Promise<Registry> {
+  const config = parseConfig({
+    nats: { url: natsUrl, reconnectWait: 100 },
+    http: { listen: "127.0.0.1:0" },
+    presenceInterval: "200ms",
+    tickInterval: "50ms",
+  });
+  const r = build(config, { logger: silent });
+  await r.start();
+  await r.whenReady();
+  return r;
+}
+
+export function registration(service: string, id: string, port: number, over: Partial<InstanceRegistration> = {}): InstanceRegistration {
+  return { id, service, address: "127.0.0.1", port, tags: [], meta: {}, weight: 100, status: "passing", checks: [], ...over };
+}
+
+export class FakeAgent {
+  private seq = 0;
+  instances: InstanceRegistration[] = [];
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly hostId: string,
+    readonly heartbeatIntervalMs: number,
+  ) {}
+
+  static async connect(url: string, hostId: string, heartbeatIntervalMs = 200): Promise<FakeAgent> {
+    const nc = await connect({ servers: url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    return new FakeAgent(nc, hostId, heartbeatIntervalMs);
+  }
+
+  private env() {
+    return { v: 1 as const, hostId: this.hostId, epoch: 1, seq: ++this.seq, sentAt: Date.now() };
+  }
+
+  async register(instances: InstanceRegistration[] = this.instances): Promise<void> {
+    this.instances = instances;
+    this.nc.publish(agentSubject(this.hostId, "register"), encode(RegisterMessage, { ...this.env(), kind: "register", heartbeatIntervalMs: this.heartbeatIntervalMs, instances }));
+    await this.nc.flush();
+    this.startBeat();
+  }
+
+  async health(service: string, id: string, status: "passing" | "warning" | "critical"): Promise<void> {
+    this.instances = this.instances.map((i) => (i.id === id && i.service === service ? { ...i, status } : i));
+    this.nc.publish(
+      agentSubject(this.hostId, "health"),
+      encode(HealthMessage, { ...this.env(), kind: "health", service, instanceId: id, check: { id: "http-0", type: "http", status, since: Date.now() }, instanceStatus: status }),
+    );
+    await this.nc.flush();
+  }
+
+  private startBeat(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      try {
+        const digest = instanceDigest(this.instances.map((i) => ({ service: i.service, id: i.id, status: i.status, address: i.address, port: i.port })));
+        this.nc.publish(
+          agentSubject(this.hostId, "heartbeat"),
+          encode(HeartbeatMessage, { ...this.env(), kind: "heartbeat", heartbeatIntervalMs: this.heartbeatIntervalMs, instanceCount: this.instances.length, digest }),
+        );
+      } catch {
+        // closed
+      }
+    }, this.heartbeatIntervalMs);
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.nc.close().catch(() => {});
   }
 }
