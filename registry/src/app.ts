@@ -97,6 +97,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     catalog: memory,
     status,
     ready,
+    loaded: () => loaded,
     maxBlockingWaitMs: config.maxBlockingWait,
     logger: log.child({ component: "http" }),
   });

@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { Name, formatIssues, parseDuration, type CatalogInstance } from "@roster/schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BadRequestError, HTTP_STATUS, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
+import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
 import type { CatalogReader } from "./catalog-memory.js";
 
 export interface StatusBody {
@@ -22,6 +22,8 @@ export interface HttpDeps {
   catalog: CatalogReader;
   status: () => StatusBody;
   ready: () => boolean;
+  /** False until the catalog is loaded from KV: catalog routes answer 503 ROSTER_NOT_READY meanwhile. */
+  loaded?: () => boolean;
   maxBlockingWaitMs: number;
   logger: Logger;
   /** Extra wait added to a blocking query (default: random up to wait/16, as Consul does). */
@@ -133,7 +135,12 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
 
   app.get("/v1/status", async () => deps.status());
 
-  app.get("/v1/services", async (_req, reply) => {
+  // Before the catalog is loaded every service would look unknown (404): say "not ready" instead.
+  const requireLoaded = async () => {
+    if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
+  };
+
+  app.get("/v1/services", { preHandler: requireLoaded }, async (_req, reply) => {
     const list = deps.catalog.services().map((s) => ({
       name: s.name,
       instances: s.instances.length,
@@ -143,7 +150,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     return list;
   });
 
-  app.get("/v1/services/:name/instances", async (request, reply: FastifyReply) => {
+  app.get("/v1/services/:name/instances", { preHandler: requireLoaded }, async (request, reply: FastifyReply) => {
     const { name } = parse(ServiceParams, request.params, "path");
     const q = parse(InstancesQuery, request.query, "query");
     if (q.index !== undefined) {

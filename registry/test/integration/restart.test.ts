@@ -105,6 +105,9 @@ describe("registry process restart (real child process)", () => {
       assert.equal((await getJson(`http://127.0.0.1:${p}/healthz`)).status, 200);
       const rz = await getJson(`http://127.0.0.1:${p}/readyz`);
       assert.equal(rz.status, 503);
+      const early = await getJson(`http://127.0.0.1:${p}/v1/services/orders/instances`);
+      assert.equal(early.status, 503, "not 404 before the catalog is loaded");
+      assert.equal((early.body as { code: string }).code, "ROSTER_NOT_READY");
       await new Promise((r) => setTimeout(r, 500));
       assert.ok(c.alive, "never crashes while NATS is unreachable");
     } finally {
