@@ -66,12 +66,25 @@ describe("balancers - weights", () => {
     }
   });
 
-  test("p2c - with equal load, weights divide the cost: the heavier endpoint wins its comparisons", () => {
-    for (const name of ["p2c-peak-ewma", "least-request"] as const) {
-      const b = createBalancer(name, ringOptions, seeded(103));
-      b.update(candidates([100, 300], [{ inFlight: 1, ewma: 5 }, { inFlight: 1, ewma: 5 }]));
-      assert.equal(shares(b, 1000).get("e1"), 1, name);
-    }
+  test("p2c peak-ewma - with equal load, weights divide the cost: the heavier endpoint wins its comparisons", () => {
+    const b = createBalancer("p2c-peak-ewma", ringOptions, seeded(103));
+    b.update(candidates([100, 300], [{ inFlight: 1, ewma: 5 }, { inFlight: 1, ewma: 5 }]));
+    assert.equal(shares(b, 1000).get("e1"), 1);
+  });
+
+  test("least-request - at equal load, shares are proportional to weights", () => {
+    const b = createBalancer("least-request", ringOptions, seeded(109));
+    b.update(candidates([100, 200, 300, 400]));
+    const s = shares(b, 40_000);
+    [100, 200, 300, 400].forEach((w, i) => assert.ok(Math.abs(s.get(`e${i}`)! - w / 1000) < 0.01, `e${i} ${s.get(`e${i}`)}`));
+  });
+
+  test("least-request - fewer requests in flight wins over weight", () => {
+    const b = createBalancer("least-request", ringOptions, seeded(110));
+    b.update(candidates([100, 300], [{ inFlight: 0 }, { inFlight: 4 }]));
+    const s = shares(b, 10_000);
+    // e1 wins only when drawn twice: (3/4)² of the time.
+    assert.ok(Math.abs(s.get("e1")! - 0.5625) < 0.02, `${s.get("e1")}`);
   });
 
   test("p2c peak-ewma - cost is latency × (in-flight + 1): a slow idle endpoint loses to a fast busy one", () => {

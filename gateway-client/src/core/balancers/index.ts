@@ -9,6 +9,7 @@ import { RoundRobinBalancer } from "./round-robin.js";
 export type { Balancer, BalancerPickContext, Candidate, LoadSource, Random } from "./balancer.js";
 export type { RingHashOptions } from "./ring-hash.js";
 export { P2CBalancer, peakEwmaCost, leastRequestCost } from "./p2c.js";
+export type { CostFn, P2CSampling } from "./p2c.js";
 export { RandomBalancer } from "./random.js";
 export { RoundRobinBalancer } from "./round-robin.js";
 export { RingHashBalancer } from "./ring-hash.js";
@@ -20,7 +21,7 @@ export function createBalancer(name: BalancerName, ringHash: RingHashOptions, ra
     case "p2c-peak-ewma":
       return new P2CBalancer(peakEwmaCost, random);
     case "least-request":
-      return new P2CBalancer(leastRequestCost, random);
+      return new P2CBalancer(leastRequestCost, random, "weighted");
     case "round-robin":
       return new RoundRobinBalancer(random);
     case "random":

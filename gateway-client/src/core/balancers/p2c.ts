@@ -19,24 +19,64 @@ export const peakEwmaCost: CostFn = (c, now) => {
   return (ewma * (c.load.inFlight + 1)) / c.weight;
 };
 
-/** Least-request cost (Envoy LEAST_REQUEST with active_request_bias 1): (in-flight + 1) / weight. */
-export const leastRequestCost: CostFn = (c) => (c.load.inFlight + 1) / c.weight;
+/**
+ * Least-request cost: requests in flight. Used with weighted sampling, so weights set
+ * each endpoint's share at equal load and in-flight counts correct for actual capacity
+ * (Envoy LEAST_REQUEST: with equal weights, P2C on active requests; with unequal ones,
+ * a share proportional to weight / (active + 1)).
+ */
+export const leastRequestCost: CostFn = (c) => c.load.inFlight;
+
+export type P2CSampling = "uniform" | "weighted";
 
 /**
- * Power of two choices: sample two distinct candidates uniformly and take the cheaper
- * (Mitzenmacher; Finagle's P2C balancers; Envoy LEAST_REQUEST choice_count 2). O(1).
- * Ties go to the first sample, which is itself random.
+ * Power of two choices: draw two candidates and take the cheaper (Mitzenmacher; Finagle's
+ * P2C balancers; Envoy LEAST_REQUEST choice_count 2). Ties go to the first draw.
+ *
+ * - `uniform`: two distinct candidates uniformly, O(1); the cost function carries the
+ *   weights (peak-EWMA divides its cost by the weight).
+ * - `weighted`: when weights differ, each draw is proportional to weight (prefix sums,
+ *   O(log n)), with replacement, so at equal cost an endpoint's share is exactly its
+ *   share of the weight; when they are all equal, as `uniform`.
  */
 export class P2CBalancer implements Balancer {
   private candidates: readonly Candidate[] = [];
+  private prefix = new Float64Array(0);
+  private total = 0;
+  /** Weighted draws are used only when weights differ; equal weights draw two distinct uniformly. */
+  private weightedDraws = false;
 
   constructor(
     private readonly cost: CostFn,
     private readonly random: Random,
+    private readonly sampling: P2CSampling = "uniform",
   ) {}
 
   update(candidates: readonly Candidate[]): void {
     this.candidates = candidates;
+    const w0 = candidates[0]?.weight;
+    this.weightedDraws = this.sampling === "weighted" && candidates.some((c) => c.weight !== w0);
+    if (this.weightedDraws) {
+      this.prefix = new Float64Array(candidates.length);
+      let sum = 0;
+      candidates.forEach((c, i) => {
+        sum += c.weight;
+        this.prefix[i] = sum;
+      });
+      this.total = sum;
+    }
+  }
+
+  private draw(): number {
+    const target = this.random() * this.total;
+    let lo = 0;
+    let hi = this.prefix.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.prefix[mid]! > target) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   }
 
   pick(ctx: BalancerPickContext, allowed?: (c: Candidate) => boolean): Candidate | undefined {
@@ -48,9 +88,16 @@ export class P2CBalancer implements Balancer {
       return !allowed || allowed(only) ? only : undefined;
     }
     for (let attempt = 0; attempt < 3; attempt++) {
-      const i = randomIndex(n, this.random);
-      let j = randomIndex(n - 1, this.random);
-      if (j >= i) j++;
+      let i: number;
+      let j: number;
+      if (this.weightedDraws) {
+        i = this.draw();
+        j = this.draw();
+      } else {
+        i = randomIndex(n, this.random);
+        j = randomIndex(n - 1, this.random);
+        if (j >= i) j++;
+      }
       const a = list[i]!;
       const b = list[j]!;
       const okA = !allowed || allowed(a);
