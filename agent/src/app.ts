@@ -44,7 +44,12 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
   const host = new HostState({ hostId: config.host.id, ...(config.host.zone ? { zone: config.host.zone } : {}), epoch: now(), heartbeatIntervalMs: config.heartbeatIntervalMs });
   const publishAll = (msgs: Outbound[]) => {
     for (const m of msgs) {
-      link.publish(m);
+      try {
+        link.publish(m);
+      } catch (err) {
+        // A message that fails its own schema is a bug here; log it, never crash the agent.
+        log.error({ err, kind: m.kind }, "could not publish a message");
+      }
       if (m.kind === "health") {
         log.info({ service: m.service, instanceId: m.instanceId, check: m.check.id, status: m.check.status, output: m.check.output, instanceStatus: m.instanceStatus }, "check changed");
       }

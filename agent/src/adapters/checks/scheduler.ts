@@ -59,6 +59,14 @@ export class CheckScheduler {
     await this.http.close();
   }
 
+  private deliver(instanceId: string, checkId: string, result: CheckResult): void {
+    try {
+      this.sink(instanceId, checkId, result);
+    } catch (err) {
+      this.log.error({ err, instanceId, checkId }, "check result handler failed");
+    }
+  }
+
   private run(spec: Exclude<CheckSpec, { type: "ttl" }>, signal: AbortSignal): Promise<CheckResult> {
     switch (spec.type) {
       case "http":
@@ -83,7 +91,7 @@ export class CheckScheduler {
         result = { status: "critical", output: `internal error: ${(err as Error).message}` };
       }
       if (ac.signal.aborted) return;
-      this.sink(instanceId, spec.id, result);
+      this.deliver(instanceId, spec.id, result);
       timer = setTimeout(() => void tick(), spec.intervalMs);
     };
     timer = setTimeout(() => void tick(), 0);
@@ -101,7 +109,7 @@ export class CheckScheduler {
     const arm = () => {
       if (timer) clearTimeout(timer);
       timer = setTimeout(() => {
-        if (!stopped) this.sink(instanceId, spec.id, { status: "critical", output: `TTL expired: no report within ${spec.ttlMs}ms` });
+        if (!stopped) this.deliver(instanceId, spec.id, { status: "critical", output: `TTL expired: no report within ${spec.ttlMs}ms` });
       }, spec.ttlMs);
     };
     arm();
@@ -113,7 +121,7 @@ export class CheckScheduler {
       report: (result) => {
         if (stopped) return;
         arm();
-        this.sink(instanceId, spec.id, result);
+        this.deliver(instanceId, spec.id, result);
       },
     };
   }
