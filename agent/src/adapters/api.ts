@@ -43,6 +43,18 @@ export function buildApi(ops: AgentOps, log: Logger): FastifyInstance {
     bodyLimit: 256 * 1024,
   });
 
+  // An empty JSON body (`curl -X PUT -H 'content-type: application/json'`) means "no body".
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => {
+    const text = typeof body === "string" ? body : body.toString("utf8");
+    if (text.trim() === "") return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(new AgentError("ROSTER_BAD_REQUEST", `body is not valid JSON: ${(err as Error).message}`), undefined);
+    }
+  });
+
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof AgentError && err.code in HTTP_STATUS) {
       const body: Record<string, unknown> = { code: err.code, message: err.message };
