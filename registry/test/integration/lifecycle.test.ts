@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Snapshot, decode, snapshotSubject } from "@roster/schemas";
+import { PRESENCE_SUBJECT, PresenceMessage, ResyncMessage, Snapshot, decode, resyncSubject, snapshotSubject } from "@roster/schemas";
 import { NatsServer, waitFor } from "@roster/testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, collectDeltas, getJson, inst, startRegistry, type Inst } from "./helpers.js";
@@ -144,6 +144,28 @@ describe("registry lifecycle (real nats-server)", () => {
     assert.deepEqual(gone.body, [], "known service with no instances left is []");
     for (const stop of stops) stop();
     assert.equal(reg.status().selfPreservation, false);
+  });
+
+  it("lifecycle - presence is published; a digest mismatch or an unknown host gets a resync", async () => {
+    const presence: PresenceMessage[] = [];
+    const resyncs: ResyncMessage[] = [];
+    const ps = nc.subscribe(PRESENCE_SUBJECT, { callback: (_e, m) => { const r = decode(PresenceMessage, m.data); if (r.ok) presence.push(r.value); } });
+    const rs = nc.subscribe(resyncSubject("x").replace(/x$/, "*"), { callback: (_e, m) => { const r = decode(ResyncMessage, m.data); if (r.ok) resyncs.push(r.value); } });
+    await nc.flush();
+    await waitFor(() => presence.length >= 1, { what: "a presence message" });
+    assert.equal(presence[0]!.revision, reg.memory.revision);
+    const liar = await FakeAgent.connect(nats.url, "host-d");
+    agents.push(liar);
+    await liar.register([inst("d1", { service: "search" })]);
+    liar.instances = [inst("d1", { service: "search", port: 1234 })]; // the agent now believes something else
+    await liar.heartbeat();
+    await waitFor(() => resyncs.some((r) => r.hostId === "host-d" && r.reason === "digest-mismatch"), { what: "digest-mismatch resync" });
+    const stranger = await FakeAgent.connect(nats.url, "host-unknown");
+    agents.push(stranger);
+    await stranger.heartbeat();
+    await waitFor(() => resyncs.some((r) => r.hostId === "host-unknown" && r.reason === "unknown-host"), { what: "unknown-host resync" });
+    ps.unsubscribe();
+    rs.unsubscribe();
   });
 
   it("lifecycle - HTTP errors: unknown service 404, bad query 400, unknown route 404, all JSON with a code", async () => {
