@@ -274,6 +274,39 @@ describe("service balancer - breaker", () => {
   });
 });
 
+describe("service balancer - ejection and breaker together", () => {
+  test("defaults - the 5th failure ejects for 30 s; on return the breaker is half-open and admits 3 probes", () => {
+    const b = new ServiceBalancer({ balancer: "round-robin" }, seeded(40));
+    b.setInstances(insts(4), 0);
+    failN(b, "i0", 5, 0, "status");
+    const s = b.stats(0)[0]!;
+    assert.equal(s.ejectedUntil, 30_000);
+    assert.equal(s.breaker, "open");
+    assert.ok(!picks(b, 100, 29_999).has("i0"));
+    assert.equal(b.stats(30_000)[0]!.breaker, "half-open");
+    let probes = 0;
+    for (let i = 0; i < 100; i++) {
+      const id = picked(b.pick({ now: 30_000 }));
+      b.onStart(id, 30_000);
+      if (id === "i0") probes++;
+    }
+    assert.equal(probes, 3);
+    for (let i = 0; i < 3; i++) b.onResult("i0", ok(), 30_001);
+    assert.equal(b.stats(30_001)[0]!.breaker, "closed");
+  });
+
+  test("cap - when the ejection cap refuses, the breaker still takes the endpoint out", () => {
+    const b = new ServiceBalancer({ balancer: "round-robin", panicThreshold: 0 }, seeded(41));
+    b.setInstances(insts(2), 0);
+    failN(b, "i0", 1, 0, "refused"); // ejected: cap of 1 reached
+    failN(b, "i1", 5, 0, "timeout"); // ejection refused, breaker opens
+    assert.equal(b.ejectedCount(0), 1);
+    const r = b.pick({ now: 1 });
+    assert.equal(r.ok, false);
+    assert.deepEqual(!r.ok && [r.reasons.ejected, r.reasons.circuitOpen], [1, 1]);
+  });
+});
+
 describe("service balancer - panic", () => {
   test("panic - below the threshold every non-draining endpoint is a candidate", () => {
     const b = new ServiceBalancer({ balancer: "round-robin" }, seeded(20));
@@ -360,6 +393,16 @@ describe("service balancer - slow start", () => {
     const late = picks(b, 20_000, 11_000).get("new")! / 20_000;
     assert.ok(Math.abs(late - 0.5) < 0.02, `late share ${late}`);
     assert.equal(b.stats(11_000).find((s) => s.id === "new")!.slowStart, false);
+  });
+
+  test("slow start - least-request ramps the new endpoint's share with its weight", () => {
+    const b = new ServiceBalancer({ balancer: "least-request", slowStart: { windowMs: 10_000, minShare: 0.1 } }, seeded(42));
+    b.setInstances([inst("old")], 0);
+    b.setInstances([inst("old"), inst("new")], 0);
+    const share = (now: number) => picks(b, 20_000, now).get("new")! / 20_000;
+    assert.ok(Math.abs(share(0) - 10 / 110) < 0.015, `start ${share(0)}`);
+    assert.ok(Math.abs(share(5000) - 55 / 155) < 0.02, `middle ${share(5000)}`);
+    assert.ok(Math.abs(share(10_000) - 0.5) < 0.02, `end ${share(10_000)}`);
   });
 
   test("slow start - the first instances and windowMs 0 start at full weight; recovery ramps", () => {

@@ -5,7 +5,8 @@ import { weightedAmong } from "./balancer.js";
  * Smooth weighted round robin. nginx's algorithm (`ngx_http_upstream_get_peer`) gives a
  * smooth interleaving (weights 5,1,1 → a a b a c a a) but is O(n) per pick; this uses
  * Envoy's earliest-deadline-first scheduler (source/common/upstream/edf_scheduler.h),
- * which produces the same proportions with the same smoothness in O(log n): each
+ * which produces the same proportions with the same smoothness (5,1,1: the light ones
+ * never back to back) in O(log n): each
  * endpoint is due every 1/weight, and the earliest due is served next. Equal weights
  * reduce to plain round robin. Deadlines start at a random phase so that many clients
  * updated by the same catalog change do not all hit the same endpoint first.
