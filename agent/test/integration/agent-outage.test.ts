@@ -110,6 +110,32 @@ describe("roster-agent outages", () => {
   });
 });
 
+describe("roster-agent second signal", () => {
+  it("signals - a second SIGTERM during the drain wait skips the rest of it", async () => {
+    const nats = await NatsServer.start({ jetstream: false });
+    const wire = await Wire.watch(nats.url, "sig-host");
+    const cfg = await tempConfig("agent.yaml", "host: { id: sig-host }\ndrain: { period: 60s }\nservices:\n  - { name: svc, id: svc-1, port: 1, address: 127.0.0.1 }\n");
+    const agent = spawnNode(AGENT_BIN, ["--config", cfg.file, "--nats", nats.url, "--api", "127.0.0.1:0"], { env: { ...process.env, ROSTER_NATS_URL: "nats://127.0.0.1:1" } });
+    try {
+      await waitFor(() => wire.of("register")[0], { timeoutMs: 10_000, what: "register (--nats wins over ROSTER_NATS_URL)" });
+      const t0 = performance.now();
+      agent.kill("SIGTERM");
+      await waitFor(() => wire.of("register", t0).find((m) => m.instances[0]?.status === "draining"), { timeoutMs: 5000, what: "draining register" });
+      agent.kill("SIGTERM");
+      const exit = await agent.exited;
+      assert.deepEqual(exit, { code: 0, signal: null });
+      assert.ok(performance.now() - t0 < 30_000, "did not wait the 60s drain period");
+      assert.equal(wire.of("deregister", t0)[0]?.reason, "shutdown");
+      assert.match(agent.output, /skipping the rest of the drain wait/);
+    } finally {
+      agent.kill("SIGKILL");
+      await wire.close();
+      await nats.close();
+      await cfg.cleanup();
+    }
+  });
+});
+
 describe("roster-agent bad config", () => {
   it("config - a bad config exits 1 with the field path and no stack trace", async () => {
     const cfg = await tempConfig("bad.yaml", "services:\n  - name: a\n    port: 1\n  - name: b\n    port: 2\n    checks:\n      - { type: http, interval: soon }\n");
