@@ -38,7 +38,7 @@ export class LatencyTracker {
   private currentCount = 0;
   private previousCount = 0;
   private epoch = -Infinity;
-  private cache: { q: number; value: number | undefined; at: number } | undefined;
+  private cache: { q: number; value: number | undefined } | undefined;
 
   constructor(private readonly windowMs: number) {
     if (!(windowMs > 0)) throw new RangeError("windowMs must be > 0");
@@ -74,7 +74,7 @@ export class LatencyTracker {
         }
       }
     }
-    this.cache = { q, value, at: now };
+    this.cache = { q, value };
     return value;
   }
 

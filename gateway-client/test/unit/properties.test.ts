@@ -22,7 +22,7 @@ const outcomeArb: fc.Arbitrary<Outcome> = fc.oneof(
 );
 
 describe("service balancer - properties", () => {
-  test("property - never a draining or excluded endpoint when another usable one exists", () => {
+  test("property - only usable endpoints, never a draining or excluded one when another usable one exists", () => {
     fc.assert(
       fc.property(
         endpointsArb,
@@ -30,26 +30,32 @@ describe("service balancer - properties", () => {
         fc.constantFrom("z1", undefined),
         fc.array(fc.nat(11), { maxLength: 4 }),
         fc.integer(),
-        (eps, balancer, zone, excludeIdx, seed) => {
-          const b = new ServiceBalancer({ balancer, zone }, seeded(seed));
+        fc.array(fc.tuple(fc.nat(11), outcomeArb), { maxLength: 30 }),
+        (eps, balancer, zone, excludeIdx, seed, events) => {
+          const b = new ServiceBalancer({ balancer, zone, panicThreshold: 0 }, seeded(seed));
           b.setInstances(
             eps.map((e, i) => inst(`e${i}`, e)),
             0,
           );
+          // Ejections and open breakers along the way; the property is about the usable rest.
+          for (const [idx, outcome] of events) {
+            b.onStart(`e${idx}`, 1);
+            b.onResult(`e${idx}`, outcome, 1);
+          }
           const exclude = new Set(excludeIdx.map((i) => `e${i}`));
-          const usableOther = eps.some((e, i) => (e.status === "passing" || e.status === "warning") && !exclude.has(`e${i}`));
-          for (let k = 0; k < 20; k++) {
-            const r = b.pick({ now: k, exclude, hashKey: `key${k}` });
-            if (!r.ok) {
-              assert.ok(eps.every((e) => e.status === "draining"), "failed although a non-draining endpoint exists");
-              continue;
-            }
+          const usable = new Set(b.stats(2).filter((s) => (s.status === "passing" || s.status === "warning") && s.ejectedUntil === 0 && s.breaker !== "open").map((s) => s.id));
+          const usableOther = [...usable].some((id) => !exclude.has(id));
+          for (let k = 2; k < 22; k++) {
+            const r = b.pick({ now: 2, exclude, hashKey: `key${k}` });
+            if (usable.size > 0) assert.ok(r.ok, "no pick although an endpoint is usable");
+            if (!r.ok) continue;
             assert.notEqual(r.endpoint.status, "draining");
+            assert.ok(usable.has(r.endpoint.id), `picked unusable ${r.endpoint.id}`);
             if (usableOther) assert.ok(!exclude.has(r.endpoint.id), `picked excluded ${r.endpoint.id}`);
           }
         },
       ),
-      { numRuns: 300 },
+      { numRuns: Number(process.env.FC_RUNS ?? 300) },
     );
   });
 
@@ -82,7 +88,29 @@ describe("service balancer - properties", () => {
           for (const s of b.stats(now)) assert.ok(s.inFlight >= 0);
         },
       ),
-      { numRuns: 200 },
+      { numRuns: Number(process.env.FC_RUNS ?? 200) },
+    );
+  });
+});
+
+describe("service balancer - panic property", () => {
+  test("property - with panic on, a pick fails only when every endpoint is draining", () => {
+    fc.assert(
+      fc.property(endpointsArb, fc.constantFrom(...BALANCER_NAMES), fc.array(fc.tuple(fc.nat(11), outcomeArb), { maxLength: 30 }), (eps, balancer, events) => {
+        const b = new ServiceBalancer({ balancer }, seeded(eps.length));
+        b.setInstances(
+          eps.map((e, i) => inst(`e${i}`, e)),
+          0,
+        );
+        for (const [idx, outcome] of events) {
+          b.onStart(`e${idx}`, 1);
+          b.onResult(`e${idx}`, outcome, 1);
+        }
+        const r = b.pick({ now: 2, hashKey: "k" });
+        assert.equal(r.ok, !eps.every((e) => e.status === "draining"));
+        if (r.ok) assert.notEqual(r.endpoint.status, "draining");
+      }),
+      { numRuns: Number(process.env.FC_RUNS ?? 300) },
     );
   });
 });
