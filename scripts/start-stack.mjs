@@ -10,11 +10,12 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const stateDir = join(root, ".roster");
+const stateDir = process.env.ROSTER_STATE_DIR ?? join(root, ".roster");
 const logDir = join(stateDir, "logs");
 mkdirSync(logDir, { recursive: true });
 
 const HTTP = process.env.ROSTER_HTTP ?? "127.0.0.1:7700";
+const AGENT_API = process.env.ROSTER_AGENT_API ?? "127.0.0.1:7701";
 const children = [];
 let stopping = false;
 
@@ -79,7 +80,7 @@ function ensureNatsServer() {
     if (r.status !== 0 || !hasNatsServer()) fail(`could not install nats-server; see ${join(logDir, "apt.log")}`);
     return;
   }
-  process.stderr.write(`roster: nats-server is missing. Install it with:\n\n  sudo ${line}\n\n`);
+  process.stderr.write("roster: nats-server is missing. Install it with:\n\n  sudo apt-get update && sudo apt-get install -y nats-server\n\n");
   process.exit(1);
 }
 
@@ -182,7 +183,7 @@ start("demo-payments", process.execPath, ["examples/demo-service.mjs", "18082", 
 start("registry", process.execPath, ["registry/bin/roster-registry.js", "--nats", natsUrl, "--http", HTTP], env);
 await waitHttp(`http://${HTTP}/readyz`, (res) => res.ok, 20_000, "the registry");
 say(`registry at http://${HTTP}`);
-start("agent", process.execPath, ["agent/bin/roster-agent.js", "--config", "examples/agent.yaml", "--nats", natsUrl], env);
+start("agent", process.execPath, ["agent/bin/roster-agent.js", "--config", "examples/agent.yaml", "--nats", natsUrl, "--api", AGENT_API], env);
 await waitHttp(
   `http://${HTTP}/v1/services/orders/instances?status=passing`,
   (res, body) => res.ok && body.includes('"passing"'),
@@ -195,6 +196,7 @@ say("");
 say(`  services:   curl -s http://${HTTP}/v1/services`);
 say(`  instances:  curl -s 'http://${HTTP}/v1/services/orders/instances?status=passing'`);
 say(`  watch:      curl -si 'http://${HTTP}/v1/services/orders/instances?index=1&wait=30s'`);
-say(`  NATS:       ${natsUrl}   logs: .roster/logs/`);
+say(`  agent API:  curl -s http://${AGENT_API}/v1/agent/instances`);
+say(`  NATS:       ${natsUrl}   logs: ${logDir}`);
 say("");
 say("Ctrl-C stops everything this command started.");
