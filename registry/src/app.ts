@@ -264,7 +264,17 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       await connecting?.catch(() => undefined);
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       await http.close();
-      if (nc && !nc.isClosed()) await nc.drain().catch(() => nc?.close());
+      if (nc && !nc.isClosed()) {
+        // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
+        const conn = nc;
+        let t: NodeJS.Timeout | undefined;
+        const drained = await Promise.race([
+          conn.drain().then(() => true, () => false),
+          new Promise<boolean>((r) => (t = setTimeout(() => r(false), 5000))),
+        ]);
+        clearTimeout(t);
+        if (!drained) await conn.close().catch(() => undefined);
+      }
       log.info("registry stopped");
     })();
     return closed;
