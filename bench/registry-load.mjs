@@ -140,6 +140,7 @@ await runBench("registry-load", maxSeconds, async () => {
   await sleep(settle * 1000);
   const before = { kv: await observer.kvState(), deltas: observer.deltas.count, beats: observer.heartbeats.count, sims: simTotals(simList), t: performance.now() };
   regSampler.mark();
+  const windowCpu0 = regSampler.totalCpuSeconds();
   natsSampler.mark();
   simSamplers.forEach((s) => s.mark());
   progress(`steady window: ${duration}s`);
@@ -149,6 +150,7 @@ await runBench("registry-load", maxSeconds, async () => {
     const last = w[w.length - 1];
     progress(`  t+${Math.min(duration, s + 10)}s registry cpu ${fmt(last?.cpuPct)}% rss ${fmt(last?.rssMiB)} MiB, deltas so far ${observer.deltas.count - before.deltas}`);
   }
+  const windowCpuSeconds = regSampler.totalCpuSeconds() - windowCpu0;
   const after = { kv: await observer.kvState(), deltas: observer.deltas.count, beats: observer.heartbeats.count, t: performance.now() };
   // Resync counts come from the simulators every second: wait for a fresh batch.
   await sleep(1100);
@@ -188,6 +190,7 @@ await runBench("registry-load", maxSeconds, async () => {
           ["… time the simulators took to publish every register", `${fmt(publishMs, 0)} ms`],
           ["registry CPU time used by the registration", `${fmt(regCpuSeconds * 1000, 0)} ms (${fmt((regCpuSeconds * 100_000) / registrationMs, 0)}% of a core over it)`],
           [`heartbeats on the wire in the window (${fmt(beats / windowS, 0)}/s)`, beats],
+          ["registry CPU time per heartbeat (window CPU seconds ÷ heartbeats)", `${fmt((windowCpuSeconds * 1e6) / beats, 0)} µs`],
           ["KV writes in the steady window", Number.isNaN(kvWrites) ? "n/a" : kvWrites],
           ["catalog deltas in the steady window", after.deltas - before.deltas],
           ["resync requests in the steady window", resyncs],
