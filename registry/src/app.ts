@@ -41,6 +41,8 @@ export interface Registry {
   readonly memory: CatalogMemory;
   status(): StatusBody;
   ready(): boolean;
+  /** Handles one validated agent message as ingest does (for embedding and tests). */
+  handle(msg: AgentInput): void;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -300,6 +302,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     memory,
     status,
     ready,
+    handle: onAgentMessage,
     [Symbol.asyncDispose]: close,
   };
 }

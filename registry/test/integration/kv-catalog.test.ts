@@ -115,4 +115,26 @@ describe("registry KV catalog store (real JetStream KV)", () => {
     assert.equal(store.stats.corruptRecords, 2);
     assert.ok(records.every((r) => r.id !== "bad" && r.id !== "other"));
   });
+
+  it("kv - a write during a NATS outage is retried until the server is back", async () => {
+    const conn = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    try {
+      const memory = new CatalogMemory();
+      const store = await KvCatalog.open(conn, memory, { replicas: 1, retryForMs: 20_000, logger: silent });
+      await store.load();
+      await nats.stop("SIGKILL");
+      store.enqueue("outage", "o1", rec("o1", { service: "outage" }));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(memory.get("outage", "o1"), undefined, "not confirmed while the server is down");
+      await nats.start();
+      assert.ok(await store.flush(20_000));
+      assert.equal(memory.get("outage", "o1")?.id, "o1");
+      assert.equal(store.stats.failures, 0);
+      const kv = await new Kvm(conn).open(CATALOG_BUCKET);
+      assert.equal((await kv.get("outage.o1"))?.json<CatalogInstance>().id, "o1");
+    } finally {
+      await conn.close();
+      if (!nats.running) await nats.start();
+    }
+  });
 });

@@ -53,4 +53,25 @@ describe("registry across a nats-server restart", () => {
     await waitFor(() => reg.memory.get("orders", "n1")?.status === "critical", { what: "health applied after restart", timeoutMs: 10_000 });
     assert.equal((await getJson(`${reg.url}/readyz`)).status, 200);
   });
+
+  it("nats restart - a write given up during a long outage is reconciled once KV is back", async () => {
+    const r2 = await startRegistry(nats.url, { kvWriteRetryFor: "300ms" });
+    const a2 = await FakeAgent.connect(nats.url, "host-m", 1, 5000);
+    try {
+      await a2.register([inst("m1", { service: "recon" })]);
+      await waitFor(() => r2.memory.get("recon", "m1") !== undefined, { what: "registered" });
+      await nats.stop("SIGKILL");
+      await waitFor(() => !r2.status().natsConnected, { what: "disconnected" });
+      // A change decided while KV is unreachable: handed in exactly as ingest would.
+      r2.handle({ v: 1, kind: "health", hostId: "host-m", epoch: 1, seq: 100, sentAt: 0, service: "recon", instanceId: "m1",
+        check: { id: "http-0", type: "http", status: "critical", since: 0 }, instanceStatus: "critical" });
+      await waitFor(() => (r2.status().kv as { failures: number }).failures >= 1, { what: "write given up", timeoutMs: 15_000 });
+      assert.equal(r2.memory.get("recon", "m1")?.status, "passing", "not confirmed by KV");
+      await nats.start();
+      await waitFor(() => r2.memory.get("recon", "m1")?.status === "critical", { what: "reconciled", timeoutMs: 15_000 });
+    } finally {
+      await a2.close().catch(() => undefined);
+      await r2.close();
+    }
+  });
 });
