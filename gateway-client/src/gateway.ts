@@ -22,6 +22,7 @@ import { parsePolicy, type GatewayPolicy, type GatewayPolicyInput } from "./conf
 import {
   DeadlineExceededError,
   GatewayClosedError,
+  InvalidOptionsError,
   NoHealthyUpstreamError,
   QueueFullError,
   RequestAbortedError,
@@ -177,7 +178,11 @@ export class Gateway extends EventEmitter {
     this.log = childLogger(logger, "gateway");
     this.random = random ?? Math.random;
     this.balancerOptions = { ...balancerOptions, balancer: this.policy.balancer, zone: this.policy.zone };
-    new ServiceBalancer(this.balancerOptions); // fails fast (RangeError naming the field) on bad tuning
+    try {
+      new ServiceBalancer(this.balancerOptions); // fails fast on bad tuning
+    } catch (err) {
+      throw new InvalidOptionsError([`balancerOptions.${(err as Error).message}`]);
+    }
     this.ownsNc = typeof nats === "string" || Array.isArray(nats);
     this.mirror = new CatalogMirror({
       services: this.policy.services,
