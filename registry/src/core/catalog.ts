@@ -26,7 +26,8 @@
  *   - self-preservation (Eureka): while at least minHosts hosts AND more than threshold of the
  *     known hosts are silent at once, nothing expires (instances are still marked agent-lost).
  *   - grace: after the catalog is loaded and after the registry's own reconnect, every host gets
- *     lastSeen = now, so the registry's outage never expires the world.
+ *     lastSeen = now, so the registry's outage never expires the world. After loading, every
+ *     known host is also asked for a resync ("registry-start").
  *   - ownership: the key is `<service>.<id>`; a register that lists a key owned by another host
  *     takes it over (last registration wins) and the takeover is counted.
  */
@@ -176,7 +177,11 @@ export class CatalogState {
 
   // ---------------------------------------------------------------- inputs
 
-  /** The catalog read from KV at start: rebuilds hosts and instances, every host in grace. */
+  /**
+   * The catalog read from KV at start: rebuilds hosts and instances, every host in grace, and asks
+   * every known host for its registration ("registry-start"): what changed while the registry was
+   * down is not all visible in a digest (tags, meta, weight, checks).
+   */
   loaded(records: Iterable<CatalogInstance>, now: number): Effect[] {
     for (const r of records) {
       const key = keyOf(r.service, r.id);
@@ -197,7 +202,9 @@ export class CatalogState {
       if (r.epoch > h.epoch) h.epoch = r.epoch;
       h.keys.add(key);
     }
-    return [];
+    const effects: Effect[] = [];
+    for (const h of this.hosts.values()) this.resync(h.hostId, "registry-start", now, h.heartbeatIntervalMs, effects, true);
+    return effects;
   }
 
   /** After the registry's own outage: every host gets a fresh silence window. */

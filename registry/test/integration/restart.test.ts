@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { ResyncMessage, decode, resyncSubject } from "@roster/schemas";
 import { NatsServer, freePort, spawnNode, waitFor, type ChildProc } from "@roster/testkit";
 import { FakeAgent, collectDeltas, getJson, inst, type Inst } from "./helpers.js";
 
@@ -63,7 +64,12 @@ describe("registry process restart (real child process)", () => {
     const exit = await first.exited;
     assert.equal(exit.signal, "SIGKILL");
 
+    const resyncs: string[] = [];
+    const rs = nc.subscribe(resyncSubject("host-r"), { callback: (_e, m) => { const r = decode(ResyncMessage, m.data); if (r.ok) resyncs.push(r.value.reason); } });
+    await nc.flush();
     await spawnRegistry();
+    await waitFor(() => resyncs.includes("registry-start"), { what: "registry-start resync to the known host" });
+    rs.unsubscribe();
     const after1 = await getJson(`${base()}/v1/services/orders/instances`);
     assert.equal(after1.status, 200);
     assert.deepEqual(after1.body, before.body, "catalog intact after kill -9");

@@ -316,7 +316,7 @@ describe("catalog core", () => {
       id: "a", service: "orders", host: "h1", address: "10.0.0.1", port: 8080, tags: [], meta: {}, weight: 100,
       status: "critical", reason: "agent-lost", checks: [], epoch: 7, registeredAt: 1, updatedAt: 2,
     };
-    s.loaded([rec], 1_000_000);
+    assert.deepEqual(s.loaded([rec], 1_000_000), [{ type: "resync", hostId: "h1", reason: "registry-start" }]);
     assert.equal(s.summary().hosts, 1);
     assert.deepEqual(s.tick(1_000_000 + 15_000), [], "grace: 3 × assumed 5 s");
     const a = new Agent("h1", 7);
