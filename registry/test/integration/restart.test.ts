@@ -125,6 +125,7 @@ describe("registry process restart (real child process)", () => {
   it("restart - SIGTERM during a NATS outage still exits 0, bounded", async () => {
     const c = await spawnRegistry();
     await agent.register([inst("r1", { port: 8001 }), inst("r2", { port: 8002 })]);
+    await waitFor(async () => ((await getJson(`${base()}/v1/services/orders/instances`)).body as Array<{ checks: unknown[] }>).every((i) => i.checks.length === 0), { what: "register applied" });
     await nats.stop("SIGKILL");
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await getJson(`${base()}/v1/services/orders/instances`)).status, 200, "serving from memory");
