@@ -2,7 +2,7 @@
 // endpoint, and the request path (per-try timeout, deadline, retries to another instance
 // within a budget, concurrency cap, hedging). No proxy hop: the caller's process talks to
 // the chosen instance directly.
-import { EventEmitter, setMaxListeners } from "node:events";
+import { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Pool, type Dispatcher } from "undici";
@@ -100,8 +100,8 @@ export interface ServiceRuntime {
 
 /** @internal */
 export type TryResult =
-  | { kind: "response"; res: Dispatcher.ResponseData; ep: Endpoint; detach: () => void }
-  | { kind: "status"; res: Dispatcher.ResponseData; ep: Endpoint; outcome: Outcome; detach: () => void }
+  | { kind: "response"; res: Dispatcher.ResponseData; ep: Endpoint; ac: AbortController }
+  | { kind: "status"; res: Dispatcher.ResponseData; ep: Endpoint; outcome: Outcome; ac: AbortController }
   | { kind: "error"; err: unknown; ep: Endpoint; outcome: Outcome };
 
 class HedgeLost extends Error {
@@ -131,15 +131,7 @@ function isReplayable(body: RequestBody): boolean {
 function onBodyClosed(res: Dispatcher.ResponseData, fn: () => void): void {
   const body = res.body as unknown as Readable;
   if (body.destroyed || body.closed) return fn();
-  let called = false;
-  const once = (): void => {
-    if (!called) {
-      called = true;
-      fn();
-    }
-  };
-  body.once("close", once);
-  body.once("error", once);
+  body.once("close", fn); // autoDestroy: emitted after end, error or destroy
 }
 
 async function discard(res: Dispatcher.ResponseData): Promise<void> {
@@ -170,6 +162,7 @@ export class Gateway extends EventEmitter {
   private closed = false;
   private connecting: Promise<void> | null = null;
   private readonly closeAc = new AbortController();
+  private readonly active = new Set<RequestCtl>();
 
   private constructor(options: GatewayOptions) {
     super();
@@ -197,7 +190,6 @@ export class Gateway extends EventEmitter {
     });
     this.mirror.on("stale", (stale: boolean, reason?: StaleReason) => this.emit("stale", stale, reason));
     this.dispatcher = new GatewayDispatcher(this);
-    setMaxListeners(0, this.closeAc.signal); // one listener per request in flight
     if (!this.ownsNc) {
       this.nc = nats as NatsConnection;
       this.mirror.attach(this.nc);
@@ -427,119 +419,108 @@ export class Gateway extends EventEmitter {
    */
   async request(service: string, opts: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
     if (this.closed) throw new GatewayClosedError();
-    const started = Date.now();
     const headerDeadline = Number(opts.headers?.[DEADLINE_HEADER]);
     const deadlineMs = opts.deadline ?? (Number.isFinite(headerDeadline) && headerDeadline > 0 ? headerDeadline : this.policy.deadline);
-    const reqAc = new AbortController();
-    const state = { tries: 0, last: undefined as unknown };
-    const deadlineTimer = setTimeout(
-      () => reqAc.abort(new DeadlineExceededError(service, deadlineMs, state.tries, { cause: state.last })),
-      deadlineMs,
-    );
-    const onCallerAbort = (): void => reqAc.abort(new RequestAbortedError(service, { cause: opts.signal?.reason }));
-    const onClose = (): void => reqAc.abort(new GatewayClosedError());
-    if (opts.signal?.aborted) onCallerAbort();
-    opts.signal?.addEventListener("abort", onCallerAbort, { once: true });
-    this.closeAc.signal.addEventListener("abort", onClose, { once: true });
-    const unlink = (): void => {
-      opts.signal?.removeEventListener("abort", onCallerAbort);
-      this.closeAc.signal.removeEventListener("abort", onClose);
+    const ctl = new RequestCtl(service, deadlineMs);
+    this.active.add(ctl);
+    const signal = opts.signal;
+    const onCallerAbort = signal ? (): void => ctl.abort(new RequestAbortedError(service, { cause: signal.reason })) : undefined;
+    if (signal && onCallerAbort) {
+      if (signal.aborted) onCallerAbort();
+      else signal.addEventListener("abort", onCallerAbort, { once: true });
+    }
+    const finished = (): void => {
+      this.active.delete(ctl);
+      if (signal && onCallerAbort) signal.removeEventListener("abort", onCallerAbort);
     };
-    let slot: Permit | undefined;
+    let permit: Permit | undefined;
     try {
-      const rt = await this.raceAbort(this.ready(service, Math.min(this.policy.snapshotTimeout, deadlineMs)), reqAc.signal);
-      const acquired = await rt.limiter.acquire(reqAc.signal);
-      if (!acquired.ok) {
-        if (acquired.reason === "queue-full") throw new QueueFullError(service, rt.limiter.options.maxConcurrent, rt.limiter.options.maxQueue);
-        throw reqAc.signal.reason;
+      const rt = this.readyNow(service) ?? (await ctl.race(this.ready(service, Math.min(this.policy.snapshotTimeout, deadlineMs))));
+      permit = rt.limiter.tryAcquire();
+      if (!permit) {
+        const wait = ctl.waitSignal();
+        try {
+          const acquired = await rt.limiter.acquire(wait.signal);
+          if (!acquired.ok) {
+            if (acquired.reason === "queue-full") throw new QueueFullError(service, rt.limiter.options.maxConcurrent, rt.limiter.options.maxQueue);
+            throw ctl.reason;
+          }
+          permit = acquired.permit;
+        } finally {
+          wait.dispose();
+        }
       }
-      slot = acquired.permit;
       rt.counters.requests++;
-      const res = await this.execute(rt, opts, reqAc.signal, started, deadlineMs, state);
-      clearTimeout(deadlineTimer);
-      const permit = slot;
-      slot = undefined;
+      const res = await this.execute(rt, opts, ctl);
+      const held = permit;
+      permit = undefined;
       onBodyClosed(res, () => {
-        permit.release();
-        unlink();
+        held.release();
+        ctl.live.clear();
+        finished();
       });
       return res;
     } catch (err) {
-      unlink();
+      finished();
       throw err;
     } finally {
-      clearTimeout(deadlineTimer);
-      slot?.release();
+      permit?.release();
     }
   }
 
-  private raceAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-    if (signal.aborted) return Promise.reject(signal.reason);
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-      p.then(
-        (v) => {
-          signal.removeEventListener("abort", onAbort);
-          resolve(v);
-        },
-        (e) => {
-          signal.removeEventListener("abort", onAbort);
-          reject(e);
-        },
-      );
-    });
+  /** The runtime of a service whose catalog is already mirrored (no wait), or undefined. */
+  private readyNow(service: string): ServiceRuntime | undefined {
+    const view = this.mirror.view(service);
+    if (!view) return undefined;
+    if (!view.known && view.instances.length === 0) throw new UnknownServiceError(service, view.revision);
+    return this.runtime(service);
   }
 
-  private async execute(
-    rt: ServiceRuntime,
-    opts: RequestOptions,
-    signal: AbortSignal,
-    started: number,
-    deadlineMs: number,
-    state: { tries: number; last: unknown },
-  ): Promise<Dispatcher.ResponseData> {
+  private async execute(rt: ServiceRuntime, opts: RequestOptions, ctl: RequestCtl): Promise<Dispatcher.ResponseData> {
     const method = opts.method ?? "GET";
     const idempotent = isIdempotent(method, opts.idempotent);
     const replayable = isReplayable(opts.body);
     const maxRetries = replayable ? (opts.maxRetries ?? this.policy.maxRetries) : 0;
     const hedging = this.policy.hedge.enabled && idempotent && replayable;
-    const tryTimeout = opts.timeout ?? this.policy.tryTimeout;
-    rt.budget.recordRequest(Date.now());
-    if (hedging) rt.hedge.recordRequest(Date.now());
+    const ctx: TryContext = { rt, opts, method, ctl, tryTimeout: opts.timeout ?? this.policy.tryTimeout };
+    const now = Date.now();
+    rt.budget.recordRequest(now);
+    if (hedging) rt.hedge.recordRequest(now);
     const exclude = new Set<string>();
     let last: TryResult | undefined;
     for (;;) {
       const picked = this.pickFor(rt, opts.hashKey, exclude);
       if (!picked.ok) {
-        if (last) return this.finish(rt, last, state.tries);
+        if (last) return this.finish(rt, last, ctl.tries);
         throw new NoHealthyUpstreamError(rt.name, this.mirror.revision(rt.name), picked.reasons);
       }
       exclude.add(picked.endpoint.id);
-      state.tries++;
+      ctl.tries++;
       rt.counters.tries++;
-      const ctx: TryContext = { rt, opts, method, signal, started, deadlineMs, tryTimeout };
       const result = hedging ? await this.hedged(ctx, picked.endpoint, exclude) : await this.runTry(ctx, picked.endpoint, new AbortController());
       if (result.kind === "response") return result.res;
       last = result;
-      state.last = result.kind === "error" ? result.err : new Error(`status ${result.res.statusCode} from ${result.ep.id}`);
-      if (signal.aborted) {
-        if (result.kind === "status") await discard(result.res);
-        throw signal.reason;
+      ctl.last = result.kind === "error" ? result.err : new Error(`status ${result.res.statusCode} from ${result.ep.id}`);
+      if (ctl.aborted) {
+        if (result.kind === "status") await this.dropStatus(ctl, result);
+        throw ctl.reason;
       }
-      if (!shouldRetry(result.outcome, idempotent) || state.tries > maxRetries) return this.finish(rt, result, state.tries);
+      if (!shouldRetry(result.outcome, idempotent) || ctl.tries > maxRetries) return this.finish(rt, result, ctl.tries);
       if (!rt.budget.trySpend(Date.now())) {
         rt.counters.budgetExhausted++;
-        if (result.kind === "status") return this.finish(rt, result, state.tries);
-        throw new RetryBudgetExhaustedError(rt.name, state.tries, { cause: result.err });
+        if (result.kind === "status") return this.finish(rt, result, ctl.tries);
+        throw new RetryBudgetExhaustedError(rt.name, ctl.tries, { cause: result.err });
       }
       rt.counters.retries++;
-      if (result.kind === "status") {
-        result.detach();
-        await discard(result.res);
-      }
-      await sleep(this.backoff(state.tries), signal);
+      if (result.kind === "status") await this.dropStatus(ctl, result);
+      await ctl.sleep(this.backoff(ctl.tries));
     }
+  }
+
+  /** Reads and discards the body of a retryable status that is not returned. */
+  private async dropStatus(ctl: RequestCtl, result: Extract<TryResult, { kind: "status" }>): Promise<void> {
+    await discard(result.res);
+    ctl.live.delete(result.ac);
   }
 
   /** The last try's verdict when no retry happens: a response is returned, an error thrown. */
@@ -550,20 +531,28 @@ export class Gateway extends EventEmitter {
     throw new UpstreamError(rt.name, result.ep.id, reason, tries, { cause: result.err });
   }
 
-  /** One try against one endpoint; never rejects. */
-  private async runTry(ctx: TryContext, ep: Endpoint, tryAc: AbortController): Promise<TryResult> {
-    const { rt, opts, signal } = ctx;
-    const remaining = ctx.deadlineMs - (Date.now() - ctx.started);
+  /** One try against one endpoint; never rejects. `ac` stays in `ctl.live` while its response is open. */
+  private async runTry(ctx: TryContext, ep: Endpoint, ac: AbortController): Promise<TryResult> {
+    const { rt, opts, ctl } = ctx;
+    ctl.live.add(ac);
+    if (ctl.aborted) ac.abort(ctl.reason);
+    const remaining = ctl.remaining();
+    const deadlineBound = remaining <= ctx.tryTimeout;
     const timeoutMs = Math.max(1, Math.min(ctx.tryTimeout, remaining));
-    const onAbort = (): void => tryAc.abort(signal.reason);
-    if (signal.aborted) tryAc.abort(signal.reason);
-    else signal.addEventListener("abort", onAbort, { once: true });
-    const detach = (): void => signal.removeEventListener("abort", onAbort);
-    const timer = setTimeout(() => tryAc.abort(new TryTimeoutError(rt.name, ep.id, timeoutMs)), timeoutMs);
+    const timer = setTimeout(() => {
+      if (deadlineBound) ctl.abort(ctl.deadlineError());
+      else ac.abort(new TryTimeoutError(rt.name, ep.id, timeoutMs));
+    }, timeoutMs);
     const t0 = performance.now();
     rt.balancer.onStart(ep.id, Date.now());
-    const headers: Record<string, string | string[]> = {};
-    if (opts.headers) for (const [k, v] of Object.entries(opts.headers)) if (v !== undefined) headers[k] = v;
+    let headers: Record<string, string | string[]>;
+    if (opts.headers) {
+      headers = {};
+      for (const k in opts.headers) {
+        const v = opts.headers[k];
+        if (v !== undefined) headers[k] = v;
+      }
+    } else headers = {};
     headers[DEADLINE_HEADER] = String(Math.max(1, Math.floor(remaining)));
     try {
       const res = await this.pool(ep).request({
@@ -571,28 +560,28 @@ export class Gateway extends EventEmitter {
         method: ctx.method,
         headers,
         body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
-        signal: tryAc.signal,
+        signal: ac.signal,
       });
       clearTimeout(timer);
       const latencyMs = performance.now() - t0;
+      const now = Date.now();
       if (RETRYABLE_STATUS.has(res.statusCode)) {
         const outcome: Outcome = { kind: "failure", reason: "status", statusCode: res.statusCode, latencyMs };
-        rt.balancer.onResult(ep.id, outcome, Date.now());
-        return { kind: "status", res, ep, outcome, detach };
+        rt.balancer.onResult(ep.id, outcome, now);
+        return { kind: "status", res, ep, outcome, ac };
       }
       if (res.statusCode >= 500) {
-        rt.balancer.onResult(ep.id, { kind: "failure", reason: "status", statusCode: res.statusCode, latencyMs }, Date.now());
+        rt.balancer.onResult(ep.id, { kind: "failure", reason: "status", statusCode: res.statusCode, latencyMs }, now);
       } else {
-        rt.balancer.onResult(ep.id, { kind: "success", latencyMs }, Date.now());
-        rt.hedge.recordLatency(latencyMs, Date.now());
+        rt.balancer.onResult(ep.id, { kind: "success", latencyMs }, now);
+        rt.hedge.recordLatency(latencyMs, now);
       }
-      onBodyClosed(res, detach);
-      return { kind: "response", res, ep, detach };
+      return { kind: "response", res, ep, ac };
     } catch (err) {
       clearTimeout(timer);
-      detach();
+      ctl.live.delete(ac);
       const latencyMs = performance.now() - t0;
-      const why: unknown = tryAc.signal.aborted ? tryAc.signal.reason : undefined;
+      const why: unknown = ac.signal.aborted ? ac.signal.reason : undefined;
       let outcome: Outcome;
       let error: unknown = err;
       if (why instanceof TryTimeoutError) {
@@ -612,7 +601,7 @@ export class Gateway extends EventEmitter {
 
   /** A try, plus a second one to another instance if the first is slower than the observed p95. */
   private async hedged(ctx: TryContext, ep: Endpoint, exclude: Set<string>): Promise<TryResult> {
-    const { rt } = ctx;
+    const { rt, ctl } = ctx;
     const ac1 = new AbortController();
     const p1 = this.runTry(ctx, ep, ac1);
     const delay = rt.hedge.hedgeDelayMs(Date.now());
@@ -622,7 +611,7 @@ export class Gateway extends EventEmitter {
     const first = await Promise.race([p1, fire]);
     clearTimeout(timer);
     if (first !== "hedge") return first;
-    if (ctx.signal.aborted) return p1;
+    if (ctl.aborted) return p1;
     const permit = rt.limiter.tryAcquire();
     if (!permit) return p1;
     const picked = this.pickFor(rt, ctx.opts.hashKey, exclude);
@@ -641,7 +630,7 @@ export class Gateway extends EventEmitter {
       const failures: TryResult[] = [];
       const lose = (r: TryResult): void => {
         if (r.kind !== "error") {
-          r.detach();
+          ctl.live.delete(r.ac);
           (r.res.body as unknown as Readable).destroy();
         }
       };
@@ -649,6 +638,7 @@ export class Gateway extends EventEmitter {
         if (settled) return lose(r);
         if (r.kind === "response") {
           settled = true;
+          ctl.live.delete(other);
           other.abort(new HedgeLost());
           for (const f of failures) lose(f);
           return resolve(r);
@@ -676,6 +666,7 @@ export class Gateway extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.closeAc.abort(new GatewayClosedError());
+    for (const ctl of [...this.active]) ctl.abort(new GatewayClosedError());
     await this.mirror.close();
     await this.connecting?.catch(() => {});
     await Promise.allSettled([...this.pools.values()].map((p) => p.close()));
@@ -693,10 +684,98 @@ interface TryContext {
   rt: ServiceRuntime;
   opts: RequestOptions;
   method: string;
-  signal: AbortSignal;
-  started: number;
-  deadlineMs: number;
+  ctl: RequestCtl;
   tryTimeout: number;
+}
+
+/**
+ * One request's control: what can end it (the caller's signal, the deadline, close()) reaches
+ * the tries in flight (`live`) and any wait, without an AbortController or a timer per
+ * request on the fast path.
+ */
+class RequestCtl {
+  readonly started = Date.now();
+  tries = 0;
+  last: unknown;
+  reason: unknown = undefined;
+  /** Tries in flight, and the winning try while its response body is open. */
+  readonly live = new Set<AbortController>();
+  private readonly wakers = new Set<() => void>();
+
+  constructor(
+    readonly service: string,
+    readonly deadlineMs: number,
+  ) {}
+
+  get aborted(): boolean {
+    return this.reason !== undefined;
+  }
+
+  remaining(): number {
+    return this.deadlineMs - (Date.now() - this.started);
+  }
+
+  deadlineError(): DeadlineExceededError {
+    return new DeadlineExceededError(this.service, this.deadlineMs, this.tries, { cause: this.last });
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.reason = reason;
+    for (const ac of this.live) ac.abort(reason);
+    for (const w of [...this.wakers]) w();
+  }
+
+  /** Waits `ms`; rejects with the reason when aborted first, or at the deadline. */
+  sleep(ms: number): Promise<void> {
+    if (this.aborted) return Promise.reject(this.reason);
+    const rem = this.remaining();
+    const atDeadline = ms >= rem;
+    return new Promise<void>((resolve, reject) => {
+      const w = (): void => {
+        clearTimeout(t);
+        this.wakers.delete(w);
+        reject(this.reason);
+      };
+      const t = setTimeout(() => {
+        this.wakers.delete(w);
+        if (atDeadline) {
+          this.abort(this.deadlineError());
+          reject(this.reason);
+        } else resolve();
+      }, Math.max(0, Math.min(ms, rem)));
+      this.wakers.add(w);
+    });
+  }
+
+  /** Rejects with the reason when aborted (or at the deadline) before `p` settles. */
+  race<T>(p: Promise<T>): Promise<T> {
+    const wait = this.waitSignal();
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(this.reason);
+      wait.signal.addEventListener("abort", onAbort, { once: true });
+      p.then(resolve, reject).finally(() => wait.dispose());
+    });
+  }
+
+  /** A signal for waits that take one (the concurrency queue), with a deadline timer; dispose it after. */
+  waitSignal(): { signal: AbortSignal; dispose: () => void } {
+    const ac = new AbortController();
+    if (this.aborted) {
+      ac.abort(this.reason);
+      return { signal: ac.signal, dispose: () => {} };
+    }
+    const w = (): void => ac.abort(this.reason);
+    this.wakers.add(w);
+    const timer = setTimeout(() => this.abort(this.deadlineError()), Math.max(0, this.remaining()));
+    return {
+      signal: ac.signal,
+      dispose: () => {
+        clearTimeout(timer);
+        this.wakers.delete(w);
+      },
+    };
+  }
 }
 
 function originOf(i: { address: string; port: number }): string {
