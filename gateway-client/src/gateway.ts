@@ -181,7 +181,7 @@ export class Gateway extends EventEmitter {
       services: this.policy.services,
       snapshotTimeoutMs: this.policy.snapshotTimeout,
       lastKnownGoodFile: this.policy.lastKnownGoodFile,
-      logger: logger ? childLogger(logger, "gateway") : undefined,
+      logger,
       random: this.random,
     });
     this.mirror.on("change", (service: string, revision: number) => {
