@@ -669,7 +669,14 @@ export class Gateway extends EventEmitter {
     for (const ctl of [...this.active]) ctl.abort(new GatewayClosedError());
     await this.mirror.close();
     await this.connecting?.catch(() => {});
-    await Promise.allSettled([...this.pools.values()].map((p) => p.close()));
+    // Requests were aborted above, so pools close at once; a body nobody reads is destroyed after 2 s.
+    await Promise.allSettled(
+      [...this.pools.values()].map(async (p) => {
+        const timer = setTimeout(() => void p.destroy().catch(() => {}), 2000);
+        await p.close().catch(() => {});
+        clearTimeout(timer);
+      }),
+    );
     this.pools.clear();
     if (this.ownsNc && this.nc) await this.nc.close().catch(() => {});
   }

@@ -512,7 +512,7 @@ export class CatalogMirror extends EventEmitter {
     try {
       for await (const s of nc.status()) {
         if (this.closed) break;
-        if (s.type === "disconnect") {
+        if (s.type === "disconnect" || s.type === "close") {
           this.natsConnected = false;
           this.updateStale();
         } else if (s.type === "reconnect") {

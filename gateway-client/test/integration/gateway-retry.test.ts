@@ -78,6 +78,10 @@ describe("gateway request path", () => {
     await assert.rejects(gw.request(service, { deadline: 250 }), (err: unknown) => err instanceof DeadlineExceededError && err.code === "ROSTER_DEADLINE_EXCEEDED");
     const took = Date.now() - t0;
     assert.ok(took >= 240 && took < 1500, `took ${took}ms`);
+    // An incoming x-roster-deadline-ms (a caller's remaining budget) bounds the request too.
+    const t1 = Date.now();
+    await assert.rejects(gw.request(service, { headers: { "x-roster-deadline-ms": "200" } }), { code: "ROSTER_DEADLINE_EXCEEDED" });
+    assert.ok(Date.now() - t1 < 1500);
     ups[0]!.fault = "ok";
     await ok(gw, service, { deadline: 3000 });
     const sent = Number(ups[0]!.lastHeaders["x-roster-deadline-ms"]);
