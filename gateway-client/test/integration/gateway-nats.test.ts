@@ -69,15 +69,23 @@ describe("gateway and NATS", () => {
     await waitFor(() => !gw.instances("gapsvc").some((i) => i.status === "critical"), { timeoutMs: 5000, what: "truth restored" });
   });
 
-  test("gateway - nats-server restarted: the mirror recovers and new changes arrive after", async () => {
+  test("gateway - nats-server down: requests still succeed; restarted: the mirror recovers and new changes arrive after", async () => {
     const { ups, agent } = await stack("restart", 2);
     const gw = await createGateway({ nats: nats.url, services: ["restart"], logger: silent });
     cleanups.push(() => gw.close());
     await waitFor(() => gw.instances("restart").length === 2 && !gw.isStale, { timeoutMs: 5000, what: "fresh" });
     const stale: boolean[] = [];
     gw.on("stale", (s: boolean) => stale.push(s));
-    await nats.restart();
-    await waitFor(() => stale.includes(true), { timeoutMs: 5000, what: "stale while NATS restarts" });
+    await nats.stop();
+    await waitFor(() => stale.includes(true), { timeoutMs: 5000, what: "stale while NATS is down" });
+    assert.equal(gw.staleReason, "nats-disconnected");
+    // NATS down: requests keep succeeding on the known instances.
+    for (let i = 0; i < 10; i++) {
+      const res = await gw.request("restart");
+      await res.body.dump();
+      assert.equal(res.statusCode, 200);
+    }
+    await nats.start();
     await waitFor(() => !gw.isStale, { timeoutMs: 15_000, what: "fresh after restart" });
     await agent.health("restart", ups[1]!.name, "critical");
     await waitFor(() => gw.instances("restart").find((i) => i.id === ups[1]!.name)?.status === "critical", { timeoutMs: 10_000, what: "change after restart" });
