@@ -78,7 +78,7 @@ describe("gateway and NATS", () => {
     gw.on("stale", (s: boolean) => stale.push(s));
     await nats.stop();
     await waitFor(() => stale.includes(true), { timeoutMs: 5000, what: "stale while NATS is down" });
-    assert.equal(gw.staleReason, "nats-disconnected");
+    await waitFor(() => gw.staleReason === "nats-disconnected", { timeoutMs: 5000, what: `reason nats-disconnected (${gw.staleReason})` });
     // NATS down: requests keep succeeding on the known instances.
     for (let i = 0; i < 10; i++) {
       const res = await gw.request("restart");

