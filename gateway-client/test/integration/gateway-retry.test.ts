@@ -191,6 +191,27 @@ describe("gateway request path", () => {
     await assert.rejects(gw.request(service), { code: "ROSTER_CLOSED" });
   });
 
+  test("gateway - zone-aware: a caller in zone a stays in zone a while it is healthy, spills when it is not", async () => {
+    const service = `zoned${++n}`;
+    const ups = await Promise.all([0, 1, 2].map((i) => Upstream.start(`${service}-u${i}`)));
+    cleanups.push(async () => {
+      await Promise.all(ups.map((u) => u.close()));
+    });
+    reg.put(makeInstance(service, ups[0]!.name, ups[0]!.port, { zone: "a" }));
+    reg.put(makeInstance(service, ups[1]!.name, ups[1]!.port, { zone: "b" }));
+    reg.put(makeInstance(service, ups[2]!.name, ups[2]!.port, { zone: "b" }));
+    const gw = await createGateway({ nats: nats.url, services: [service], zone: "a", logger: silent });
+    cleanups.push(() => gw.close());
+    await waitFor(() => gw.instances(service).length === 3, { timeoutMs: 5000, what: "3 instances" });
+    for (let i = 0; i < 20; i++) assert.equal(await ok(gw, service), 200);
+    assert.equal(ups[0]!.hits, 20, "all in zone a");
+    reg.put(makeInstance(service, ups[0]!.name, ups[0]!.port, { zone: "a", status: "critical" }));
+    await waitFor(() => gw.instances(service).find((i) => i.id === ups[0]!.name)?.status === "critical", { timeoutMs: 5000, what: "critical" });
+    for (let i = 0; i < 10; i++) assert.equal(await ok(gw, service), 200);
+    assert.equal(ups[0]!.hits, 20, "zone a is down: spilled to zone b");
+    assert.equal(ups[1]!.hits + ups[2]!.hits, 10);
+  });
+
   test("gateway - removed endpoints have their pools closed; a new instance is used at once", async () => {
     const { service, ups, gw } = await setup(["ok"]);
     assert.equal(await ok(gw, service), 200);
