@@ -6,7 +6,7 @@ import { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Pool, type Dispatcher } from "undici";
-import type { CatalogInstance } from "@roster/schemas";
+import { NAME_PATTERN, type CatalogInstance } from "@roster/schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
 import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
 import { CatalogMirror, type StaleReason } from "./adapters/mirror.js";
@@ -324,7 +324,10 @@ export class Gateway extends EventEmitter {
   async ready(service: string, timeoutMs = this.policy.snapshotTimeout): Promise<ServiceRuntime> {
     if (this.closed) throw new GatewayClosedError();
     let view = this.mirror.view(service);
-    if (!view) view = await this.mirror.waitReady(service, timeoutMs);
+    if (!view) {
+      if (!NAME_PATTERN.test(service)) throw new InvalidOptionsError([`service: "${service}" is not a valid service name`]);
+      view = await this.mirror.waitReady(service, timeoutMs);
+    }
     if (!view.known && view.instances.length === 0) throw new UnknownServiceError(service, view.revision);
     return this.runtime(service);
   }

@@ -118,6 +118,7 @@ describe("gateway with the real registry", () => {
     });
     // Unknown service: a distinct error.
     await assert.rejects(gw.request("no-such-service"), { code: "ROSTER_UNKNOWN_SERVICE" });
+    await assert.rejects(gw.request("bad.name"), { code: "ROSTER_INVALID_OPTIONS" });
   });
 
   test("gateway - registry stopped: requests still succeed on known instances and `stale` is emitted", async () => {
