@@ -124,6 +124,7 @@ export class CatalogMirror extends EventEmitter {
   private stale = true;
   private staleReasonValue: StaleReason | undefined = "nats-unreachable";
   private recovering: Promise<void> | null = null;
+  private stopStatus: (() => void) | null = null;
   private lkgTimer: ReturnType<typeof setTimeout> | null = null;
   private lkgWriting: Promise<void> = Promise.resolve();
 
@@ -303,6 +304,7 @@ export class CatalogMirror extends EventEmitter {
     this.closed = true;
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     this.presenceSub?.unsubscribe();
+    this.stopStatus?.(); // a caller-owned connection outlives us: stop listening to it
     for (const st of this.states.values()) {
       st.sub?.unsubscribe();
       st.wake?.();
@@ -509,8 +511,10 @@ export class CatalogMirror extends EventEmitter {
   }
 
   private async watchStatus(nc: NatsConnection): Promise<void> {
+    const statuses = nc.status();
+    this.stopStatus = () => (statuses as { stop?: () => void }).stop?.();
     try {
-      for await (const s of nc.status()) {
+      for await (const s of statuses) {
         if (this.closed) break;
         if (s.type === "disconnect" || s.type === "close") {
           this.natsConnected = false;
