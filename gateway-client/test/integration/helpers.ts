@@ -272,7 +272,7 @@ export class FakeAgent {
   async register(instances: InstanceRegistration[] = this.instances): Promise<void> {
     this.instances = instances;
     this.nc.publish(agentSubject(this.hostId, "register"), encode(RegisterMessage, { ...this.env(), kind: "register", heartbeatIntervalMs: this.heartbeatIntervalMs, instances }));
-    await this.nc.flush();
+    await this.flush();
     this.startBeat();
   }
 
@@ -282,7 +282,23 @@ export class FakeAgent {
       agentSubject(this.hostId, "health"),
       encode(HealthMessage, { ...this.env(), kind: "health", service, instanceId: id, check: { id: "http-0", type: "http", status, since: Date.now() }, instanceStatus: status }),
     );
-    await this.nc.flush();
+    await this.flush();
+  }
+
+  /**
+   * After a nats-server restart this connection may still be reconnecting: the publish is buffered
+   * by the client, but a flush (a PING) is refused with "connection disconnected". Retry it.
+   */
+  private async flush(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.nc.flush();
+        return;
+      } catch (err) {
+        if (attempt >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 
   private startBeat(): void {
