@@ -11,6 +11,7 @@ import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balan
 import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
 import { CatalogMirror, type StaleReason } from "./adapters/mirror.js";
 import { ConcurrencyLimiter, type Permit } from "./core/concurrency.js";
+import { TimedEntry, TimeoutQueue } from "./adapters/timeouts.js";
 import { HedgePolicy } from "./core/hedge.js";
 import { RetryBudget } from "./core/retry-budget.js";
 import { backoffDelay } from "./core/backoff.js";
@@ -94,14 +95,18 @@ export interface ServiceRuntime {
   readonly limiter: ConcurrencyLimiter;
   readonly hedge: HedgePolicy;
   panic: boolean;
+  /** The mirror knows the service (or lists instances of it): requests route without a wait. */
+  routable: boolean;
   origins: Set<string>;
+  /** Pool per endpoint object (rebuilt when the catalog or the pools change). */
+  poolOf: Map<Endpoint, Pool>;
   counters: { requests: number; tries: number; retries: number; hedges: number; budgetExhausted: number };
 }
 
 /** @internal */
 export type TryResult =
-  | { kind: "response"; res: Dispatcher.ResponseData; ep: Endpoint; ac: AbortController }
-  | { kind: "status"; res: Dispatcher.ResponseData; ep: Endpoint; outcome: Outcome; ac: AbortController }
+  | { kind: "response"; res: Dispatcher.ResponseData; ep: Endpoint; h: TryHandle }
+  | { kind: "status"; res: Dispatcher.ResponseData; ep: Endpoint; outcome: Outcome; h: TryHandle }
   | { kind: "error"; err: unknown; ep: Endpoint; outcome: Outcome };
 
 class HedgeLost extends Error {
@@ -126,12 +131,6 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
 
 function isReplayable(body: RequestBody): boolean {
   return body === null || body === undefined || typeof body === "string" || body instanceof Uint8Array;
-}
-
-function onBodyClosed(res: Dispatcher.ResponseData, fn: () => void): void {
-  const body = res.body as unknown as Readable;
-  if (body.destroyed || body.closed) return fn();
-  body.once("close", fn); // autoDestroy: emitted after end, error or destroy
 }
 
 async function discard(res: Dispatcher.ResponseData): Promise<void> {
@@ -162,7 +161,12 @@ export class Gateway extends EventEmitter {
   private closed = false;
   private connecting: Promise<void> | null = null;
   private readonly closeAc = new AbortController();
-  private readonly active = new Set<RequestCtl>();
+  /** Requests from start until their body closes (for close()): an intrusive list. */
+  private activeHead: RequestCtl | undefined = undefined;
+  /** Per-try timeouts: one FIFO and one timer per distinct duration. */
+  private readonly timeouts = new TimeoutQueue();
+  private lastDeadlineMs = -1;
+  private lastDeadlineStr = "";
 
   private constructor(options: GatewayOptions) {
     super();
@@ -311,12 +315,14 @@ export class Gateway extends EventEmitter {
         maxDelayMs: p.hedge.maxDelay,
       }),
       panic: false,
+      routable: false,
       origins: new Set(),
+      poolOf: new Map(),
       counters: { requests: 0, tries: 0, retries: 0, hedges: 0, budgetExhausted: 0 },
     };
     this.runtimes.set(service, rt);
     const view = this.mirror.view(service);
-    if (view) this.setInstances(rt, view.instances);
+    if (view) this.setInstances(rt, view.instances, view.known);
     return rt;
   }
 
@@ -336,12 +342,14 @@ export class Gateway extends EventEmitter {
     const rt = this.runtimes.get(service);
     const view = this.mirror.view(service);
     if (!rt || !view) return;
-    this.setInstances(rt, view.instances);
+    this.setInstances(rt, view.instances, view.known);
   }
 
-  private setInstances(rt: ServiceRuntime, instances: readonly CatalogInstance[]): void {
+  private setInstances(rt: ServiceRuntime, instances: readonly CatalogInstance[], known: boolean): void {
     rt.balancer.setInstances(instances, Date.now());
+    rt.routable = known || instances.length > 0;
     rt.origins = new Set(instances.map((i) => originOf(i)));
+    rt.poolOf.clear();
     this.prunePools();
   }
 
@@ -352,9 +360,20 @@ export class Gateway extends EventEmitter {
     for (const [origin, pool] of this.pools) {
       if (!live.has(origin)) {
         this.pools.delete(origin);
+        for (const rt of this.runtimes.values()) rt.poolOf.clear();
         pool.close().catch(() => {});
       }
     }
+  }
+
+  /** The pool of an endpoint of `rt`, cached per endpoint object. */
+  private poolFor(rt: ServiceRuntime, ep: Endpoint): Pool {
+    let pool = rt.poolOf.get(ep);
+    if (pool === undefined) {
+      pool = this.pool(ep);
+      rt.poolOf.set(ep, pool);
+    }
+    return pool;
   }
 
   /** @internal */
@@ -370,7 +389,7 @@ export class Gateway extends EventEmitter {
   }
 
   /** @internal Picks and tracks panic transitions. */
-  pickFor(rt: ServiceRuntime, hashKey: string | undefined, exclude: ReadonlySet<string>) {
+  pickFor(rt: ServiceRuntime, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined) {
     const r = rt.balancer.pick({ now: Date.now(), hashKey, exclude });
     const panic = r.ok ? r.panic : rt.panic;
     if (panic !== rt.panic) {
@@ -422,25 +441,13 @@ export class Gateway extends EventEmitter {
    */
   async request(service: string, opts: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
     if (this.closed) throw new GatewayClosedError();
-    const headerDeadline = Number(opts.headers?.[DEADLINE_HEADER]);
-    const deadlineMs = opts.deadline ?? (Number.isFinite(headerDeadline) && headerDeadline > 0 ? headerDeadline : this.policy.deadline);
-    const ctl = new RequestCtl(service, deadlineMs);
-    this.active.add(ctl);
-    const signal = opts.signal;
-    const onCallerAbort = signal ? (): void => ctl.abort(new RequestAbortedError(service, { cause: signal.reason })) : undefined;
-    if (signal && onCallerAbort) {
-      if (signal.aborted) onCallerAbort();
-      else signal.addEventListener("abort", onCallerAbort, { once: true });
-    }
-    const finished = (): void => {
-      this.active.delete(ctl);
-      if (signal && onCallerAbort) signal.removeEventListener("abort", onCallerAbort);
-    };
-    let permit: Permit | undefined;
+    const headerDeadline = opts.headers ? Number(opts.headers[DEADLINE_HEADER]) : NaN;
+    const deadlineMs = opts.deadline ?? (headerDeadline > 0 && Number.isFinite(headerDeadline) ? headerDeadline : this.policy.deadline);
+    const ctl = new RequestCtl(this, service, deadlineMs, opts.signal);
     try {
       const rt = this.readyNow(service) ?? (await ctl.race(this.ready(service, Math.min(this.policy.snapshotTimeout, deadlineMs))));
-      permit = rt.limiter.tryAcquire();
-      if (!permit) {
+      if (rt.limiter.tryTake()) ctl.slot = rt.limiter;
+      else {
         const wait = ctl.waitSignal();
         try {
           const acquired = await rt.limiter.acquire(wait.signal);
@@ -448,31 +455,42 @@ export class Gateway extends EventEmitter {
             if (acquired.reason === "queue-full") throw new QueueFullError(service, rt.limiter.options.maxConcurrent, rt.limiter.options.maxQueue);
             throw ctl.reason;
           }
-          permit = acquired.permit;
+          ctl.permit = acquired.permit;
         } finally {
           wait.dispose();
         }
       }
       rt.counters.requests++;
       const res = await this.execute(rt, opts, ctl);
-      const held = permit;
-      permit = undefined;
-      onBodyClosed(res, () => {
-        held.release();
-        ctl.live.clear();
-        finished();
-      });
+      ctl.holdUntilClosed(res);
       return res;
     } catch (err) {
-      finished();
+      ctl.finish();
       throw err;
-    } finally {
-      permit?.release();
     }
+  }
+
+  /** @internal */
+  trackActive(ctl: RequestCtl): void {
+    ctl.nextActive = this.activeHead;
+    if (this.activeHead) this.activeHead.prevActive = ctl;
+    this.activeHead = ctl;
+  }
+
+  /** @internal */
+  untrackActive(ctl: RequestCtl): void {
+    const { prevActive: prev, nextActive: next } = ctl;
+    if (prev) prev.nextActive = next;
+    else if (this.activeHead === ctl) this.activeHead = next;
+    else return; // not tracked
+    if (next) next.prevActive = prev;
+    ctl.prevActive = ctl.nextActive = undefined;
   }
 
   /** The runtime of a service whose catalog is already mirrored (no wait), or undefined. */
   private readyNow(service: string): ServiceRuntime | undefined {
+    const rt = this.runtimes.get(service);
+    if (rt && rt.routable) return rt;
     const view = this.mirror.view(service);
     if (!view) return undefined;
     if (!view.known && view.instances.length === 0) throw new UnknownServiceError(service, view.revision);
@@ -489,7 +507,7 @@ export class Gateway extends EventEmitter {
     const now = Date.now();
     rt.budget.recordRequest(now);
     if (hedging) rt.hedge.recordRequest(now);
-    const exclude = new Set<string>();
+    let exclude: Set<string> | undefined;
     let last: TryResult | undefined;
     for (;;) {
       const picked = this.pickFor(rt, opts.hashKey, exclude);
@@ -497,10 +515,11 @@ export class Gateway extends EventEmitter {
         if (last) return this.finish(rt, last, ctl.tries);
         throw new NoHealthyUpstreamError(rt.name, this.mirror.revision(rt.name), picked.reasons);
       }
+      exclude ??= new Set<string>();
       exclude.add(picked.endpoint.id);
       ctl.tries++;
       rt.counters.tries++;
-      const result = hedging ? await this.hedged(ctx, picked.endpoint, exclude) : await this.runTry(ctx, picked.endpoint, new AbortController());
+      const result = hedging ? await this.hedged(ctx, picked.endpoint, exclude) : await this.runTry(ctx, new TryHandle(ctl, picked.endpoint));
       if (result.kind === "response") return result.res;
       last = result;
       ctl.last = result.kind === "error" ? result.err : new Error(`status ${result.res.statusCode} from ${result.ep.id}`);
@@ -523,7 +542,7 @@ export class Gateway extends EventEmitter {
   /** Reads and discards the body of a retryable status that is not returned. */
   private async dropStatus(ctl: RequestCtl, result: Extract<TryResult, { kind: "status" }>): Promise<void> {
     await discard(result.res);
-    ctl.live.delete(result.ac);
+    ctl.deleteLive(result.h);
   }
 
   /** The last try's verdict when no retry happens: a response is returned, an error thrown. */
@@ -534,57 +553,64 @@ export class Gateway extends EventEmitter {
     throw new UpstreamError(rt.name, result.ep.id, reason, tries, { cause: result.err });
   }
 
-  /** One try against one endpoint; never rejects. `ac` stays in `ctl.live` while its response is open. */
-  private async runTry(ctx: TryContext, ep: Endpoint, ac: AbortController): Promise<TryResult> {
+  /** The value of the deadline header for `remaining` ms (the last string is reused). */
+  private deadlineHeader(remaining: number): string {
+    const ms = Math.max(1, Math.floor(remaining));
+    if (ms !== this.lastDeadlineMs) {
+      this.lastDeadlineMs = ms;
+      this.lastDeadlineStr = String(ms);
+    }
+    return this.lastDeadlineStr;
+  }
+
+  /** One try against one endpoint; never rejects. `h` stays live in `ctl` while its response is open. */
+  private async runTry(ctx: TryContext, h: TryHandle): Promise<TryResult> {
     const { rt, opts, ctl } = ctx;
-    ctl.live.add(ac);
-    if (ctl.aborted) ac.abort(ctl.reason);
+    const ep = h.ep;
+    ctl.addLive(h);
+    if (ctl.aborted) h.abort(ctl.reason);
     const remaining = ctl.remaining();
-    const deadlineBound = remaining <= ctx.tryTimeout;
-    const timeoutMs = Math.max(1, Math.min(ctx.tryTimeout, remaining));
-    const timer = setTimeout(() => {
-      if (deadlineBound) ctl.abort(ctl.deadlineError());
-      else ac.abort(new TryTimeoutError(rt.name, ep.id, timeoutMs));
-    }, timeoutMs);
+    h.deadlineBound = remaining <= ctx.tryTimeout;
+    h.timeoutMs = Math.max(1, Math.min(ctx.tryTimeout, remaining));
     const t0 = performance.now();
+    this.timeouts.add(h, h.timeoutMs, t0);
     rt.balancer.onStart(ep.id, Date.now());
-    let headers: Record<string, string | string[]>;
+    const headers: Record<string, string | string[]> = {};
     if (opts.headers) {
-      headers = {};
       for (const k in opts.headers) {
         const v = opts.headers[k];
         if (v !== undefined) headers[k] = v;
       }
-    } else headers = {};
-    headers[DEADLINE_HEADER] = String(Math.max(1, Math.floor(remaining)));
+    }
+    headers[DEADLINE_HEADER] = this.deadlineHeader(remaining);
     try {
-      const res = await this.pool(ep).request({
+      const res = await this.poolFor(rt, ep).request({
         path: opts.path ?? "/",
         method: ctx.method,
         headers,
         body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
-        signal: ac.signal,
+        signal: h as unknown as EventEmitter,
       });
-      clearTimeout(timer);
+      this.timeouts.remove(h);
       const latencyMs = performance.now() - t0;
       const now = Date.now();
       if (RETRYABLE_STATUS.has(res.statusCode)) {
         const outcome: Outcome = { kind: "failure", reason: "status", statusCode: res.statusCode, latencyMs };
         rt.balancer.onResult(ep.id, outcome, now);
-        return { kind: "status", res, ep, outcome, ac };
+        return { kind: "status", res, ep, outcome, h };
       }
       if (res.statusCode >= 500) {
         rt.balancer.onResult(ep.id, { kind: "failure", reason: "status", statusCode: res.statusCode, latencyMs }, now);
       } else {
         rt.balancer.onResult(ep.id, { kind: "success", latencyMs }, now);
-        rt.hedge.recordLatency(latencyMs, now);
+        if (this.policy.hedge.enabled) rt.hedge.recordLatency(latencyMs, now);
       }
-      return { kind: "response", res, ep, ac };
+      return { kind: "response", res, ep, h };
     } catch (err) {
-      clearTimeout(timer);
-      ctl.live.delete(ac);
+      this.timeouts.remove(h);
+      ctl.deleteLive(h);
       const latencyMs = performance.now() - t0;
-      const why: unknown = ac.signal.aborted ? ac.signal.reason : undefined;
+      const why: unknown = h.aborted ? h.reason : undefined;
       let outcome: Outcome;
       let error: unknown = err;
       if (why instanceof TryTimeoutError) {
@@ -605,8 +631,8 @@ export class Gateway extends EventEmitter {
   /** A try, plus a second one to another instance if the first is slower than the observed p95. */
   private async hedged(ctx: TryContext, ep: Endpoint, exclude: Set<string>): Promise<TryResult> {
     const { rt, ctl } = ctx;
-    const ac1 = new AbortController();
-    const p1 = this.runTry(ctx, ep, ac1);
+    const h1 = new TryHandle(ctl, ep);
+    const p1 = this.runTry(ctx, h1);
     const delay = rt.hedge.hedgeDelayMs(Date.now());
     if (delay === undefined) return p1; // not enough samples yet
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -625,23 +651,23 @@ export class Gateway extends EventEmitter {
     exclude.add(picked.endpoint.id);
     rt.counters.hedges++;
     rt.counters.tries++;
-    const ac2 = new AbortController();
-    const p2 = this.runTry(ctx, picked.endpoint, ac2);
+    const h2 = new TryHandle(ctl, picked.endpoint);
+    const p2 = this.runTry(ctx, h2);
     void p2.finally(() => permit.release());
     return new Promise<TryResult>((resolve) => {
       let settled = false;
       const failures: TryResult[] = [];
       const lose = (r: TryResult): void => {
         if (r.kind !== "error") {
-          ctl.live.delete(r.ac);
+          ctl.deleteLive(r.h);
           (r.res.body as unknown as Readable).destroy();
         }
       };
-      const on = (r: TryResult, other: AbortController): void => {
+      const on = (r: TryResult, other: TryHandle): void => {
         if (settled) return lose(r);
         if (r.kind === "response") {
           settled = true;
-          ctl.live.delete(other);
+          ctl.deleteLive(other);
           other.abort(new HedgeLost());
           for (const f of failures) lose(f);
           return resolve(r);
@@ -653,8 +679,8 @@ export class Gateway extends EventEmitter {
           resolve(failures[1]!);
         }
       };
-      void p1.then((r) => on(r, ac2));
-      void p2.then((r) => on(r, ac1));
+      void p1.then((r) => on(r, h2));
+      void p2.then((r) => on(r, h1));
     });
   }
 
@@ -669,7 +695,9 @@ export class Gateway extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.closeAc.abort(new GatewayClosedError());
-    for (const ctl of [...this.active]) ctl.abort(new GatewayClosedError());
+    const active: RequestCtl[] = [];
+    for (let c = this.activeHead; c; c = c.nextActive) active.push(c);
+    for (const ctl of active) ctl.abort(new GatewayClosedError());
     await this.mirror.close();
     await this.connecting?.catch(() => {});
     // Requests were aborted above, so pools close at once; a body nobody reads is destroyed after 2 s.
@@ -681,6 +709,7 @@ export class Gateway extends EventEmitter {
       }),
     );
     this.pools.clear();
+    this.timeouts.clear();
     if (this.ownsNc && this.nc) await this.nc.close().catch(() => {});
   }
 
@@ -699,23 +728,73 @@ interface TryContext {
 }
 
 /**
+ * One try: the abort source undici listens to (an EventEmitter-like handle, not an
+ * AbortController) and the entry of the gateway's shared timeout queue.
+ */
+class TryHandle extends TimedEntry {
+  deadlineBound = false;
+  timeoutMs = 0;
+
+  constructor(
+    readonly ctl: RequestCtl,
+    readonly ep: Endpoint,
+  ) {
+    super();
+  }
+
+  onTimeout(): void {
+    if (this.deadlineBound) this.ctl.abort(this.ctl.deadlineError());
+    else this.abort(new TryTimeoutError(this.ctl.service, this.ep.id, this.timeoutMs));
+  }
+}
+
+const kCtl = Symbol("roster.requestCtl");
+
+/** 'close' listener of a returned body (shared: the request is found on the body). */
+function onReturnedBodyClose(this: Readable): void {
+  const ctl = (this as unknown as Record<symbol, RequestCtl | undefined>)[kCtl];
+  if (ctl) ctl.finish();
+}
+
+/**
  * One request's control: what can end it (the caller's signal, the deadline, close()) reaches
  * the tries in flight (`live`) and any wait, without an AbortController or a timer per
- * request on the fast path.
+ * request on the fast path. Tracked by the gateway (for close()) until `finish()`.
  */
 class RequestCtl {
   readonly started = Date.now();
   tries = 0;
   last: unknown;
   reason: unknown = undefined;
-  /** Tries in flight, and the winning try while its response body is open. */
-  readonly live = new Set<AbortController>();
-  private readonly wakers = new Set<() => void>();
+  /** The concurrency slot held (taken with tryTake) or the permit (after queueing). */
+  slot: ConcurrencyLimiter | undefined = undefined;
+  permit: Permit | undefined = undefined;
+  /** @internal links of the gateway's list of active requests. */
+  prevActive: RequestCtl | undefined = undefined;
+  nextActive: RequestCtl | undefined = undefined;
+  /** Tries in flight, and the winning try while its response body is open (the first one inline). */
+  private live1: TryHandle | undefined = undefined;
+  private liveMore: Set<TryHandle> | undefined = undefined;
+  private wakers: Set<() => void> | undefined = undefined;
+  private onCallerAbort: (() => void) | undefined = undefined;
+  private finished = false;
 
   constructor(
+    private readonly gw: Gateway,
     readonly service: string,
     readonly deadlineMs: number,
-  ) {}
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    gw.trackActive(this);
+    if (signal) {
+      const onCallerAbort = (): void => this.abort(new RequestAbortedError(service, { cause: signal.reason }));
+      if (signal.aborted) onCallerAbort();
+      else {
+        this.onCallerAbort = onCallerAbort;
+        signal.addEventListener("abort", onCallerAbort, { once: true });
+      }
+    }
+  }
 
   get aborted(): boolean {
     return this.reason !== undefined;
@@ -729,11 +808,42 @@ class RequestCtl {
     return new DeadlineExceededError(this.service, this.deadlineMs, this.tries, { cause: this.last });
   }
 
+  addLive(h: TryHandle): void {
+    if (this.live1 === undefined) this.live1 = h;
+    else (this.liveMore ??= new Set()).add(h);
+  }
+
+  deleteLive(h: TryHandle): void {
+    if (this.live1 === h) this.live1 = undefined;
+    else this.liveMore?.delete(h);
+  }
+
+  /** The request is over once `res`'s body closes (read, dumped or destroyed). */
+  holdUntilClosed(res: Dispatcher.ResponseData): void {
+    const body = res.body as unknown as Readable;
+    if (body.destroyed || body.closed) return this.finish();
+    (body as unknown as Record<symbol, RequestCtl>)[kCtl] = this;
+    body.on("close", onReturnedBodyClose); // autoDestroy: emitted after end, error or destroy
+  }
+
+  /** Releases the slot, forgets the tries and the caller's signal; idempotent. */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.gw.untrackActive(this);
+    if (this.slot) this.slot.give();
+    else this.permit?.release();
+    this.live1 = undefined;
+    this.liveMore = undefined;
+    if (this.onCallerAbort) this.signal!.removeEventListener("abort", this.onCallerAbort);
+  }
+
   abort(reason: unknown): void {
     if (this.aborted) return;
     this.reason = reason;
-    for (const ac of this.live) ac.abort(reason);
-    for (const w of [...this.wakers]) w();
+    if (this.live1) this.live1.abort(reason);
+    if (this.liveMore) for (const h of [...this.liveMore]) h.abort(reason);
+    if (this.wakers) for (const w of [...this.wakers]) w();
   }
 
   /** Waits `ms`; rejects with the reason when aborted first, or at the deadline. */
@@ -741,20 +851,21 @@ class RequestCtl {
     if (this.aborted) return Promise.reject(this.reason);
     const rem = this.remaining();
     const atDeadline = ms >= rem;
+    const wakers = (this.wakers ??= new Set());
     return new Promise<void>((resolve, reject) => {
       const w = (): void => {
         clearTimeout(t);
-        this.wakers.delete(w);
+        wakers.delete(w);
         reject(this.reason);
       };
       const t = setTimeout(() => {
-        this.wakers.delete(w);
+        wakers.delete(w);
         if (atDeadline) {
           this.abort(this.deadlineError());
           reject(this.reason);
         } else resolve();
       }, Math.max(0, Math.min(ms, rem)));
-      this.wakers.add(w);
+      wakers.add(w);
     });
   }
 
@@ -776,13 +887,14 @@ class RequestCtl {
       return { signal: ac.signal, dispose: () => {} };
     }
     const w = (): void => ac.abort(this.reason);
-    this.wakers.add(w);
+    const wakers = (this.wakers ??= new Set());
+    wakers.add(w);
     const timer = setTimeout(() => this.abort(this.deadlineError()), Math.max(0, this.remaining()));
     return {
       signal: ac.signal,
       dispose: () => {
         clearTimeout(timer);
-        this.wakers.delete(w);
+        wakers.delete(w);
       },
     };
   }

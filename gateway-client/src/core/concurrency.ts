@@ -63,6 +63,21 @@ export class ConcurrencyLimiter {
     return this.permit();
   }
 
+  /**
+   * A slot now (true) or not (false), without a Permit object: the request path's fast
+   * path. The caller must call `give()` exactly once for each true.
+   */
+  tryTake(): boolean {
+    if (this.active >= this.options.maxConcurrent || this.queued > 0) return false;
+    this.active++;
+    return true;
+  }
+
+  /** Gives back a slot taken with `tryTake()` (to the oldest waiter, if any). */
+  give(): void {
+    this.handOver();
+  }
+
   /** A slot now, or when one frees up (FIFO); `queue-full` at once, `aborted` when `signal` fires first. */
   acquire(signal?: AbortSignal): Promise<AcquireResult> {
     const now = this.tryAcquire();
