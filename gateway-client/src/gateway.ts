@@ -389,8 +389,8 @@ export class Gateway extends EventEmitter {
   }
 
   /** @internal Picks and tracks panic transitions. */
-  pickFor(rt: ServiceRuntime, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined) {
-    const r = rt.balancer.pick({ now: Date.now(), hashKey, exclude });
+  pickFor(rt: ServiceRuntime, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined, now = Date.now()) {
+    const r = rt.balancer.pick({ now, hashKey, exclude });
     const panic = r.ok ? r.panic : rt.panic;
     if (panic !== rt.panic) {
       rt.panic = panic;
@@ -439,35 +439,102 @@ export class Gateway extends EventEmitter {
    * once the response headers arrive (consume or dump the body). Retries (idempotent
    * requests, or any request whose connection was refused) go to another instance.
    */
-  async request(service: string, opts: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
-    if (this.closed) throw new GatewayClosedError();
+  request(service: string, opts: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
+    if (this.closed) return Promise.reject(new GatewayClosedError());
     const headerDeadline = opts.headers ? Number(opts.headers[DEADLINE_HEADER]) : NaN;
     const deadlineMs = opts.deadline ?? (headerDeadline > 0 && Number.isFinite(headerDeadline) ? headerDeadline : this.policy.deadline);
-    const ctl = new RequestCtl(this, service, deadlineMs, opts.signal);
+    const ctl = new RequestCtl(this, service, opts, deadlineMs);
+    const rt = this.runtimes.get(service);
+    if (rt !== undefined && rt.routable && !ctl.aborted && rt.limiter.tryTake()) {
+      ctl.slot = rt.limiter;
+      this.prepare(ctl, rt);
+      // Fast path: no async function, one promise; the first try's callback settles it.
+      if (!ctl.hedging) return new Promise<Dispatcher.ResponseData>((resolve, reject) => this.firstTry(ctl, resolve, reject));
+    }
+    return this.requestSlow(ctl);
+  }
+
+  /** Waits for the catalog and a concurrency slot when needed, then runs the tries. */
+  private async requestSlow(ctl: RequestCtl): Promise<Dispatcher.ResponseData> {
+    const { service } = ctl;
     try {
-      const rt = this.readyNow(service) ?? (await ctl.race(this.ready(service, Math.min(this.policy.snapshotTimeout, deadlineMs))));
-      if (rt.limiter.tryTake()) ctl.slot = rt.limiter;
-      else {
-        const wait = ctl.waitSignal();
-        try {
-          const acquired = await rt.limiter.acquire(wait.signal);
-          if (!acquired.ok) {
-            if (acquired.reason === "queue-full") throw new QueueFullError(service, rt.limiter.options.maxConcurrent, rt.limiter.options.maxQueue);
-            throw ctl.reason;
+      if (!ctl.rt) {
+        const rt = this.readyNow(service) ?? (await ctl.race(this.ready(service, Math.min(this.policy.snapshotTimeout, ctl.deadlineMs))));
+        if (rt.limiter.tryTake()) ctl.slot = rt.limiter;
+        else {
+          const wait = ctl.waitSignal();
+          try {
+            const acquired = await rt.limiter.acquire(wait.signal);
+            if (!acquired.ok) {
+              if (acquired.reason === "queue-full") throw new QueueFullError(service, rt.limiter.options.maxConcurrent, rt.limiter.options.maxQueue);
+              throw ctl.reason;
+            }
+            ctl.permit = acquired.permit;
+          } finally {
+            wait.dispose();
           }
-          ctl.permit = acquired.permit;
-        } finally {
-          wait.dispose();
         }
+        this.prepare(ctl, rt);
       }
-      rt.counters.requests++;
-      const res = await this.execute(rt, opts, ctl);
+      const res = await this.execute(ctl, undefined);
       ctl.holdUntilClosed(res);
       return res;
     } catch (err) {
       ctl.finish();
       throw err;
     }
+  }
+
+  /** Per-request settings, and the request counted (slot held). */
+  private prepare(ctl: RequestCtl, rt: ServiceRuntime): void {
+    const opts = ctl.opts;
+    const method = opts.method ?? "GET";
+    const replayable = isReplayable(opts.body);
+    ctl.rt = rt;
+    ctl.method = method;
+    ctl.idempotent = isIdempotent(method, opts.idempotent);
+    ctl.maxRetries = replayable ? (opts.maxRetries ?? this.policy.maxRetries) : 0;
+    ctl.hedging = this.policy.hedge.enabled && ctl.idempotent && replayable;
+    ctl.tryTimeout = opts.timeout ?? this.policy.tryTimeout;
+    rt.counters.requests++;
+    rt.budget.recordRequest(ctl.started);
+    if (ctl.hedging) rt.hedge.recordRequest(ctl.started);
+  }
+
+  /** Fast path: the first try, started synchronously; retries continue in `execute`. */
+  private firstTry(ctl: RequestCtl, resolve: (res: Dispatcher.ResponseData) => void, reject: (err: unknown) => void): void {
+    ctl.resolve = resolve;
+    ctl.reject = reject;
+    try {
+      const rt = ctl.rt!;
+      const picked = this.pickFor(rt, ctl.opts.hashKey, undefined, ctl.started);
+      if (!picked.ok) throw new NoHealthyUpstreamError(rt.name, this.mirror.revision(rt.name), picked.reasons);
+      ctl.tries++;
+      rt.counters.tries++;
+      this.startTry(new TryHandle(ctl, picked.endpoint, undefined), ctl.started);
+    } catch (err) {
+      ctl.finish();
+      reject(err);
+    }
+  }
+
+  /** @internal The fast path's first try is over. */
+  firstTryDone(ctl: RequestCtl, result: TryResult): void {
+    if (result.kind === "response") {
+      ctl.holdUntilClosed(result.res);
+      ctl.resolve!(result.res);
+      return;
+    }
+    this.execute(ctl, result).then(
+      (res) => {
+        ctl.holdUntilClosed(res);
+        ctl.resolve!(res);
+      },
+      (err: unknown) => {
+        ctl.finish();
+        ctl.reject!(err);
+      },
+    );
   }
 
   /** @internal */
@@ -497,29 +564,30 @@ export class Gateway extends EventEmitter {
     return this.runtime(service);
   }
 
-  private async execute(rt: ServiceRuntime, opts: RequestOptions, ctl: RequestCtl): Promise<Dispatcher.ResponseData> {
-    const method = opts.method ?? "GET";
-    const idempotent = isIdempotent(method, opts.idempotent);
-    const replayable = isReplayable(opts.body);
-    const maxRetries = replayable ? (opts.maxRetries ?? this.policy.maxRetries) : 0;
-    const hedging = this.policy.hedge.enabled && idempotent && replayable;
-    const ctx: TryContext = { rt, opts, method, ctl, tryTimeout: opts.timeout ?? this.policy.tryTimeout };
-    const now = Date.now();
-    rt.budget.recordRequest(now);
-    if (hedging) rt.hedge.recordRequest(now);
+  /** The tries of a prepared request; `first` is the result of a try already made (fast path). */
+  private async execute(ctl: RequestCtl, first: TryResult | undefined): Promise<Dispatcher.ResponseData> {
+    const rt = ctl.rt!;
+    const opts = ctl.opts;
     let exclude: Set<string> | undefined;
     let last: TryResult | undefined;
     for (;;) {
-      const picked = this.pickFor(rt, opts.hashKey, exclude);
-      if (!picked.ok) {
-        if (last) return this.finish(rt, last, ctl.tries);
-        throw new NoHealthyUpstreamError(rt.name, this.mirror.revision(rt.name), picked.reasons);
+      let result: TryResult;
+      if (first) {
+        result = first;
+        first = undefined;
+        exclude = new Set([result.ep.id]);
+      } else {
+        const picked = this.pickFor(rt, opts.hashKey, exclude);
+        if (!picked.ok) {
+          if (last) return this.finish(rt, last, ctl.tries);
+          throw new NoHealthyUpstreamError(rt.name, this.mirror.revision(rt.name), picked.reasons);
+        }
+        exclude ??= new Set<string>();
+        exclude.add(picked.endpoint.id);
+        ctl.tries++;
+        rt.counters.tries++;
+        result = ctl.hedging ? await this.hedged(ctl, picked.endpoint, exclude) : await this.runTry(new TryHandle(ctl, picked.endpoint, undefined));
       }
-      exclude ??= new Set<string>();
-      exclude.add(picked.endpoint.id);
-      ctl.tries++;
-      rt.counters.tries++;
-      const result = hedging ? await this.hedged(ctx, picked.endpoint, exclude) : await this.runTry(ctx, new TryHandle(ctl, picked.endpoint));
       if (result.kind === "response") return result.res;
       last = result;
       ctl.last = result.kind === "error" ? result.err : new Error(`status ${result.res.statusCode} from ${result.ep.id}`);
@@ -527,7 +595,7 @@ export class Gateway extends EventEmitter {
         if (result.kind === "status") await this.dropStatus(ctl, result);
         throw ctl.reason;
       }
-      if (!shouldRetry(result.outcome, idempotent) || ctl.tries > maxRetries) return this.finish(rt, result, ctl.tries);
+      if (!shouldRetry(result.outcome, ctl.idempotent) || ctl.tries > ctl.maxRetries) return this.finish(rt, result, ctl.tries);
       if (!rt.budget.trySpend(Date.now())) {
         rt.counters.budgetExhausted++;
         if (result.kind === "status") return this.finish(rt, result, ctl.tries);
@@ -563,18 +631,31 @@ export class Gateway extends EventEmitter {
     return this.lastDeadlineStr;
   }
 
-  /** One try against one endpoint; never rejects. `h` stays live in `ctl` while its response is open. */
-  private async runTry(ctx: TryContext, h: TryHandle): Promise<TryResult> {
-    const { rt, opts, ctl } = ctx;
-    const ep = h.ep;
+  /** One try as a promise that never rejects. */
+  private runTry(h: TryHandle): Promise<TryResult> {
+    return new Promise<TryResult>((resolve) => {
+      h.settle = resolve;
+      this.startTry(h, Date.now());
+    });
+  }
+
+  /**
+   * Starts one try against `h.ep` (`now`: Date.now() or the request's start); its result
+   * goes to `h.settle`, or to the fast path when unset. `h` stays live in its request while
+   * the response is open.
+   */
+  private startTry(h: TryHandle, now: number): void {
+    const ctl = h.ctl;
+    const rt = ctl.rt!;
+    const opts = ctl.opts;
     ctl.addLive(h);
     if (ctl.aborted) h.abort(ctl.reason);
-    const remaining = ctl.remaining();
-    h.deadlineBound = remaining <= ctx.tryTimeout;
-    h.timeoutMs = Math.max(1, Math.min(ctx.tryTimeout, remaining));
-    const t0 = performance.now();
-    this.timeouts.add(h, h.timeoutMs, t0);
-    rt.balancer.onStart(ep.id, Date.now());
+    const remaining = ctl.deadlineMs - (now - ctl.started);
+    h.deadlineBound = remaining <= ctl.tryTimeout;
+    h.timeoutMs = Math.max(1, Math.min(ctl.tryTimeout, remaining));
+    h.t0 = performance.now();
+    this.timeouts.add(h, h.timeoutMs, h.t0);
+    rt.balancer.onStart(h.ep.id, now);
     const headers: Record<string, string | string[]> = {};
     if (opts.headers) {
       for (const k in opts.headers) {
@@ -583,33 +664,43 @@ export class Gateway extends EventEmitter {
       }
     }
     headers[DEADLINE_HEADER] = this.deadlineHeader(remaining);
-    try {
-      const res = await this.poolFor(rt, ep).request({
+    this.poolFor(rt, h.ep).request(
+      {
         path: opts.path ?? "/",
-        method: ctx.method,
+        method: ctl.method as Dispatcher.HttpMethod,
         headers,
         body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
         signal: h as unknown as EventEmitter,
-      });
-      this.timeouts.remove(h);
-      const latencyMs = performance.now() - t0;
-      const now = Date.now();
-      if (RETRYABLE_STATUS.has(res.statusCode)) {
-        const outcome: Outcome = { kind: "failure", reason: "status", statusCode: res.statusCode, latencyMs };
+      },
+      h.callback,
+    );
+  }
+
+  /** @internal undici's answer to a try: bookkeeping, then the result to whoever waits. */
+  tryDone(h: TryHandle, err: Error | null, res: Dispatcher.ResponseData | undefined): void {
+    this.timeouts.remove(h);
+    const ctl = h.ctl;
+    const rt = ctl.rt!;
+    const ep = h.ep;
+    const latencyMs = performance.now() - h.t0;
+    const now = Date.now();
+    let result: TryResult;
+    if (err === null && res !== undefined) {
+      const status = res.statusCode;
+      if (RETRYABLE_STATUS.has(status)) {
+        const outcome: Outcome = { kind: "failure", reason: "status", statusCode: status, latencyMs };
         rt.balancer.onResult(ep.id, outcome, now);
-        return { kind: "status", res, ep, outcome, h };
-      }
-      if (res.statusCode >= 500) {
-        rt.balancer.onResult(ep.id, { kind: "failure", reason: "status", statusCode: res.statusCode, latencyMs }, now);
+        result = { kind: "status", res, ep, outcome, h };
       } else {
-        rt.balancer.onResult(ep.id, { kind: "success", latencyMs }, now);
-        if (this.policy.hedge.enabled) rt.hedge.recordLatency(latencyMs, now);
+        if (status >= 500) rt.balancer.onResult(ep.id, { kind: "failure", reason: "status", statusCode: status, latencyMs }, now);
+        else {
+          rt.balancer.onResult(ep.id, { kind: "success", latencyMs }, now);
+          if (this.policy.hedge.enabled) rt.hedge.recordLatency(latencyMs, now);
+        }
+        result = { kind: "response", res, ep, h };
       }
-      return { kind: "response", res, ep, h };
-    } catch (err) {
-      this.timeouts.remove(h);
+    } else {
       ctl.deleteLive(h);
-      const latencyMs = performance.now() - t0;
       const why: unknown = h.aborted ? h.reason : undefined;
       let outcome: Outcome;
       let error: unknown = err;
@@ -622,17 +713,19 @@ export class Gateway extends EventEmitter {
       } else {
         outcome = { kind: "failure", reason: classifyError(err), latencyMs };
       }
-      rt.balancer.onResult(ep.id, outcome, Date.now());
-      if (outcome.kind === "failure") this.log.debug({ service: rt.name, endpoint: ep.id, reason: outcome.reason, err: (err as Error)?.message }, "try failed");
-      return { kind: "error", err: error, ep, outcome };
+      rt.balancer.onResult(ep.id, outcome, now);
+      if (outcome.kind === "failure") this.log.debug({ service: rt.name, endpoint: ep.id, reason: outcome.reason, err: err?.message }, "try failed");
+      result = { kind: "error", err: error, ep, outcome };
     }
+    if (h.settle) h.settle(result);
+    else this.firstTryDone(ctl, result);
   }
 
   /** A try, plus a second one to another instance if the first is slower than the observed p95. */
-  private async hedged(ctx: TryContext, ep: Endpoint, exclude: Set<string>): Promise<TryResult> {
-    const { rt, ctl } = ctx;
-    const h1 = new TryHandle(ctl, ep);
-    const p1 = this.runTry(ctx, h1);
+  private async hedged(ctl: RequestCtl, ep: Endpoint, exclude: Set<string>): Promise<TryResult> {
+    const rt = ctl.rt!;
+    const h1 = new TryHandle(ctl, ep, undefined);
+    const p1 = this.runTry(h1);
     const delay = rt.hedge.hedgeDelayMs(Date.now());
     if (delay === undefined) return p1; // not enough samples yet
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -643,7 +736,7 @@ export class Gateway extends EventEmitter {
     if (ctl.aborted) return p1;
     const permit = rt.limiter.tryAcquire();
     if (!permit) return p1;
-    const picked = this.pickFor(rt, ctx.opts.hashKey, exclude);
+    const picked = this.pickFor(rt, ctl.opts.hashKey, exclude);
     if (!picked.ok || exclude.has(picked.endpoint.id) || !rt.hedge.shouldHedge(Date.now())) {
       permit.release();
       return p1;
@@ -651,8 +744,8 @@ export class Gateway extends EventEmitter {
     exclude.add(picked.endpoint.id);
     rt.counters.hedges++;
     rt.counters.tries++;
-    const h2 = new TryHandle(ctl, picked.endpoint);
-    const p2 = this.runTry(ctx, h2);
+    const h2 = new TryHandle(ctl, picked.endpoint, undefined);
+    const p2 = this.runTry(h2);
     void p2.finally(() => permit.release());
     return new Promise<TryResult>((resolve) => {
       let settled = false;
@@ -718,15 +811,6 @@ export class Gateway extends EventEmitter {
   }
 }
 
-/** @internal */
-interface TryContext {
-  rt: ServiceRuntime;
-  opts: RequestOptions;
-  method: string;
-  ctl: RequestCtl;
-  tryTimeout: number;
-}
-
 /**
  * One try: the abort source undici listens to (an EventEmitter-like handle, not an
  * AbortController) and the entry of the gateway's shared timeout queue.
@@ -734,10 +818,16 @@ interface TryContext {
 class TryHandle extends TimedEntry {
   deadlineBound = false;
   timeoutMs = 0;
+  /** performance.now() at the start. */
+  t0 = 0;
+  /** undici's callback. */
+  readonly callback = (err: Error | null, res?: Dispatcher.ResponseData): void => this.ctl.gw.tryDone(this, err, res);
 
   constructor(
     readonly ctl: RequestCtl,
     readonly ep: Endpoint,
+    /** Who waits for the result (a runTry promise); unset: the fast path's first try. */
+    public settle: ((r: TryResult) => void) | undefined,
   ) {
     super();
   }
@@ -779,13 +869,25 @@ class RequestCtl {
   private onCallerAbort: (() => void) | undefined = undefined;
   private finished = false;
 
+  /** Set by prepare() once the service is routable and a slot is held. */
+  rt: ServiceRuntime | undefined = undefined;
+  method = "GET";
+  idempotent = true;
+  maxRetries = 0;
+  hedging = false;
+  tryTimeout = 0;
+  /** The fast path's promise. */
+  resolve: ((res: Dispatcher.ResponseData) => void) | undefined = undefined;
+  reject: ((err: unknown) => void) | undefined = undefined;
+
   constructor(
-    private readonly gw: Gateway,
+    readonly gw: Gateway,
     readonly service: string,
+    readonly opts: RequestOptions,
     readonly deadlineMs: number,
-    private readonly signal: AbortSignal | undefined,
   ) {
     gw.trackActive(this);
+    const signal = opts.signal;
     if (signal) {
       const onCallerAbort = (): void => this.abort(new RequestAbortedError(service, { cause: signal.reason }));
       if (signal.aborted) onCallerAbort();
@@ -835,7 +937,7 @@ class RequestCtl {
     else this.permit?.release();
     this.live1 = undefined;
     this.liveMore = undefined;
-    if (this.onCallerAbort) this.signal!.removeEventListener("abort", this.onCallerAbort);
+    if (this.onCallerAbort) this.opts.signal!.removeEventListener("abort", this.onCallerAbort);
   }
 
   abort(reason: unknown): void {
