@@ -2,7 +2,10 @@
 // What the gateway's request path costs: requests/s and p50/p99 through `gw.request` vs a
 // raw undici Pool to the same single upstream, same load (closed loop, fixed concurrency),
 // alternated rounds, medians. The upstream is a node:http server in a separate child
-// process, so the client side is what differs between the two columns.
+// process, so the client side is what differs between the two columns. Both sides use the
+// same Pool options (the gateway's defaults: connections 64, keepAliveTimeout 4 s, connect
+// timeout 1 s, pipelining 1). Per round: the ratio of requests/s, the added p99 and the
+// client process's CPU time per request; then the medians.
 //
 //   node bench/gateway-throughput.mjs [--concurrency=32] [--duration=3] [--rounds=3]
 //
@@ -12,7 +15,7 @@ import { connect } from "@nats-io/transport-node";
 import { Pool } from "undici";
 import { ChildProc, NatsServer } from "@roster/testkit";
 import { PRESENCE_SUBJECT, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, encode, PresenceMessage, Snapshot } from "@roster/schemas";
-import { createGateway } from "@roster/gateway-client";
+import { createGateway, parsePolicy } from "@roster/gateway-client";
 import { numberOption, commandLine } from "./lib/options.mjs";
 import { fmt, percentile } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
@@ -66,7 +69,10 @@ export async function startCatalog(natsUrl, instances) {
   return { close: async () => { clearInterval(timer); await nc.close(); } };
 }
 
-/** Closed loop: `concurrency` workers call `once()` back to back for `seconds`. */
+/**
+ * Closed loop: `concurrency` workers call `once()` back to back for `seconds`. Also returns
+ * this process's CPU time (user + system) per completed call, in µs.
+ */
 export async function closedLoop(once, concurrency, seconds) {
   const latencies = [];
   let errors = 0;
@@ -82,10 +88,13 @@ export async function closedLoop(once, concurrency, seconds) {
       }
     }
   };
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
   const elapsed = (performance.now() - t0) / 1000;
-  return { rps: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), p999: percentile(latencies, 99.9), n: latencies.length, errors, latencies };
+  const cpu = process.cpuUsage(cpu0);
+  const cpuUsPerReq = latencies.length > 0 ? (cpu.user + cpu.system) / latencies.length : NaN;
+  return { rps: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), p999: percentile(latencies, 99.9), n: latencies.length, errors, latencies, cpuUsPerReq };
 }
 
 export const median = (xs) => percentile(xs, 50);
@@ -95,7 +104,9 @@ async function main() {
   const up = await startUpstream("single");
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
   const gw = await createGateway({ nats: nats.url, services: ["bench"] });
-  const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: 64 });
+  // The raw Pool gets exactly the options the gateway gives its per-endpoint pools.
+  const po = parsePolicy({}).pool;
+  const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } });
   try {
     const viaGateway = async () => {
       const res = await gw.request("bench", { path: "/" });
@@ -116,25 +127,53 @@ async function main() {
       for (const which of order) {
         const res = await closedLoop(which === "pool" ? viaPool : viaGateway, CONCURRENCY, DURATION_S);
         results[which].push(res);
-        process.stderr.write(`round ${r + 1} ${which}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(2)} ms p99 ${res.p99.toFixed(2)} ms errors ${res.errors}\n`);
+        process.stderr.write(`round ${r + 1} ${which}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(2)} ms p99 ${res.p99.toFixed(2)} ms client CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
       }
     }
-    const row = (label, rs) => [label, fmt(median(rs.map((x) => x.rps)), 0), fmt(median(rs.map((x) => x.p50)), 2), fmt(median(rs.map((x) => x.p99)), 2), String(rs.reduce((s, x) => s + x.errors, 0))];
-    const g = median(results.gateway.map((x) => x.rps));
-    const p = median(results.pool.map((x) => x.rps));
+    const rounds = results.pool.map((raw, i) => {
+      const g = results.gateway[i];
+      return { raw, g, ratio: g.rps / raw.rps, addedP99Us: (g.p99 - raw.p99) * 1000, addedCpuUs: g.cpuUsPerReq - raw.cpuUsPerReq };
+    });
+    const roundRow = (label, x) => [
+      label,
+      fmt(x.raw.rps, 0),
+      fmt(x.g.rps, 0),
+      `${fmt(x.ratio * 100, 1)} %`,
+      fmt(x.raw.p99 * 1000, 0),
+      fmt(x.g.p99 * 1000, 0),
+      fmt(x.addedP99Us, 0),
+      fmt(x.raw.cpuUsPerReq, 1),
+      fmt(x.g.cpuUsPerReq, 1),
+      fmt(x.addedCpuUs, 1),
+    ];
+    const med = (f) => median(rounds.map(f));
+    const medianRow = {
+      raw: { rps: med((x) => x.raw.rps), p99: med((x) => x.raw.p99), cpuUsPerReq: med((x) => x.raw.cpuUsPerReq) },
+      g: { rps: med((x) => x.g.rps), p99: med((x) => x.g.p99), cpuUsPerReq: med((x) => x.g.cpuUsPerReq) },
+      ratio: med((x) => x.ratio),
+      addedP99Us: med((x) => x.addedP99Us),
+      addedCpuUs: med((x) => x.addedCpuUs),
+    };
+    const row = (label, rs) => [label, fmt(median(rs.map((x) => x.rps)), 0), fmt(median(rs.map((x) => x.p50)), 2), fmt(median(rs.map((x) => x.p99)), 2), fmt(median(rs.map((x) => x.cpuUsPerReq)), 1), String(rs.reduce((s, x) => s + x.errors, 0))];
     printReport({
       title: "Gateway request path vs raw undici Pool (one upstream in a child process)",
       command: commandLine("bench/gateway-throughput.mjs"),
-      params: { concurrency: CONCURRENCY, duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes" },
+      params: { concurrency: CONCURRENCY, duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", pool: `connections ${po.connections}, keepAliveTimeout ${po.keepAliveTimeout} ms, connect timeout ${po.connectTimeout} ms, pipelining 1 (both sides)` },
       tables: [
         {
+          caption: "Per round (raw and gateway back to back) and median of the rounds",
+          headers: ["round", "raw rps", "gw rps", "ratio", "raw p99 µs", "gw p99 µs", "added p99 µs", "raw CPU µs/req", "gw CPU µs/req", "added CPU µs/req"],
+          rows: [...rounds.map((x, i) => roundRow(String(i + 1), x)), roundRow("median", medianRow)],
+        },
+        {
           caption: "Medians over rounds",
-          headers: ["client", "requests/s", "p50 ms", "p99 ms", "errors"],
+          headers: ["client", "requests/s", "p50 ms", "p99 ms", "client CPU µs/req", "errors"],
           rows: [row("raw undici Pool", results.pool), row("gw.request (p2c-peak-ewma)", results.gateway)],
         },
       ],
       notes: [
-        `gw.request throughput is ${fmt((g / p) * 100, 0)} % of the raw Pool's on the same upstream.`,
+        `gw.request: ${fmt(medianRow.ratio * 100, 1)} % of the raw Pool's requests/s (median of per-round ratios; target ≥ 90 %), added p99 ${fmt(medianRow.addedP99Us, 0)} µs (median of per-round differences; target < 100 µs), added client CPU ${fmt(medianRow.addedCpuUs, 1)} µs per request.`,
+        "Client CPU is this process's user + system time over the round divided by the requests completed (the upstream and nats-server run in other processes).",
         "Client, upstream and nats-server share the machine's 2 cores; figures compare the two clients under identical load, not absolute capacity.",
       ],
     });
