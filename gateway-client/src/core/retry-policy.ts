@@ -12,6 +12,7 @@ const RETRYABLE_STATUS = new Set([502, 503, 504]);
  */
 export function isIdempotent(method: string, explicit?: boolean): boolean {
   if (explicit !== undefined) return explicit;
+  if (method === "GET") return true; // the common case, without a toUpperCase copy
   return IDEMPOTENT.has(method.toUpperCase());
 }
 

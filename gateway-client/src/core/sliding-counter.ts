@@ -8,6 +8,8 @@ export class SlidingCounter {
   private readonly slotMs: number;
   /** Absolute slot number of the newest slot. */
   private head = -Infinity;
+  /** index(head), kept so that add() in the newest slot needs no modulo. */
+  private headIndex = 0;
   private sum = 0;
 
   constructor(
@@ -20,8 +22,9 @@ export class SlidingCounter {
   }
 
   add(now: number, n = 1): void {
-    this.advance(now);
-    const i = this.index(Math.floor(now / this.slotMs));
+    const slot = Math.floor(now / this.slotMs);
+    if (slot > this.head) this.advance(now);
+    const i = slot === this.head ? this.headIndex : this.index(slot);
     this.counts[i] = this.counts[i]! + n;
     this.sum += n;
   }
@@ -50,5 +53,6 @@ export class SlidingCounter {
       }
     }
     this.head = slot;
+    this.headIndex = this.index(slot);
   }
 }
