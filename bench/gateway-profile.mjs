@@ -3,7 +3,7 @@
 // child process, a closed loop of `gw.request` (or of a raw undici Pool, --mode=pool) for
 // a fixed time, then the client's CPU time per request (user + system, this process only).
 //
-//   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/gateway-profile.mjs [--mode=gateway|pool] [--concurrency=32] [--duration=5]
+//   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/gateway-profile.mjs [--mode=gateway|pool|pool-signal|pool-header|pool-both] [--concurrency=32] [--duration=5]
 //   node bench/gateway-profile.mjs --summary=/tmp/prof/<file>.cpuprofile   (top self-time functions)
 //
 // Needs `npm run build` first.
@@ -40,16 +40,26 @@ async function main() {
   const gw = await createGateway({ nats: nats.url, services: ["bench"] });
   const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: 64 });
   try {
-    const once =
-      mode === "pool"
-        ? async () => {
-            const res = await pool.request({ path: "/", method: "GET" });
-            await res.body.dump();
-          }
-        : async () => {
-            const res = await gw.request("bench", { path: "/" });
-            await res.body.dump();
-          };
+    // pool-signal / pool-header / pool-both: a raw Pool plus what the gateway must add to
+    // every request (an abort source undici listens to, the deadline header), to tell that
+    // cost apart from the gateway's own code.
+    const { AbortHandle } = await import("../gateway-client/dist/src/adapters/timeouts.js");
+    const rawOnce = (signal, header) => async () => {
+      const res = await pool.request({ path: "/", method: "GET", headers: header ? { "x-roster-deadline-ms": "10000" } : undefined, signal: signal ? new AbortHandle() : undefined });
+      await res.body.dump();
+    };
+    const modes = {
+      pool: rawOnce(false, false),
+      "pool-signal": rawOnce(true, false),
+      "pool-header": rawOnce(false, true),
+      "pool-both": rawOnce(true, true),
+      gateway: async () => {
+        const res = await gw.request("bench", { path: "/" });
+        await res.body.dump();
+      },
+    };
+    const once = modes[mode];
+    if (!once) throw new Error(`--mode: one of ${Object.keys(modes).join(", ")}`);
     await closedLoop(once, concurrency, 1);
     const cpu0 = process.cpuUsage();
     const r = await closedLoop(once, concurrency, duration);

@@ -7,7 +7,7 @@
 // timeout 1 s, pipelining 1). Per round: the ratio of requests/s, the added p99 and the
 // client process's CPU time per request; then the medians.
 //
-//   node bench/gateway-throughput.mjs [--concurrency=32] [--duration=3] [--rounds=3]
+//   node bench/gateway-throughput.mjs [--concurrency=32] [--duration=2] [--rounds=5]
 //
 // Needs `npm run build` first (imports the compiled gateway-client and test kit).
 import { performance } from "node:perf_hooks";
@@ -22,8 +22,8 @@ import { printReport } from "./lib/table.mjs";
 
 const quick = Boolean(process.env.BENCH_QUICK);
 const CONCURRENCY = numberOption("concurrency", 32);
-const DURATION_S = numberOption("duration", quick ? 1.5 : 3);
-const ROUNDS = numberOption("rounds", quick ? 2 : 3);
+const DURATION_S = numberOption("duration", quick ? 1.5 : 2);
+const ROUNDS = numberOption("rounds", quick ? 3 : 5);
 const WARMUP_S = 1;
 
 /** A node:http upstream in a child process; prints {"port":N} once listening. */
