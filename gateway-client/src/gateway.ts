@@ -441,15 +441,23 @@ export class Gateway extends EventEmitter {
    */
   request(service: string, opts: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
     if (this.closed) return Promise.reject(new GatewayClosedError());
-    const headerDeadline = opts.headers ? Number(opts.headers[DEADLINE_HEADER]) : NaN;
-    const deadlineMs = opts.deadline ?? (headerDeadline > 0 && Number.isFinite(headerDeadline) ? headerDeadline : this.policy.deadline);
-    const ctl = new RequestCtl(this, service, opts, deadlineMs);
-    const rt = this.runtimes.get(service);
-    if (rt !== undefined && rt.routable && !ctl.aborted && rt.limiter.tryTake()) {
-      ctl.slot = rt.limiter;
-      this.prepare(ctl, rt);
-      // Fast path: no async function, one promise; the first try's callback settles it.
-      if (!ctl.hedging) return new Promise<Dispatcher.ResponseData>((resolve, reject) => this.firstTry(ctl, resolve, reject));
+    let ctl: RequestCtl | undefined;
+    try {
+      const headerDeadline = opts.headers ? Number(opts.headers[DEADLINE_HEADER]) : NaN;
+      const deadlineMs = opts.deadline ?? (headerDeadline > 0 && Number.isFinite(headerDeadline) ? headerDeadline : this.policy.deadline);
+      ctl = new RequestCtl(this, service, opts, deadlineMs);
+      const rt = this.runtimes.get(service);
+      if (rt !== undefined && rt.routable && !ctl.aborted && rt.limiter.tryTake()) {
+        ctl.slot = rt.limiter;
+        this.prepare(ctl, rt);
+        // Fast path: no async function, one promise; the first try's callback settles it.
+        const fast = ctl;
+        if (!fast.hedging) return new Promise<Dispatcher.ResponseData>((resolve, reject) => this.firstTry(fast, resolve, reject));
+      }
+    } catch (err) {
+      // Bad options from an untyped caller (a method that is not a string...): a rejection, never a throw.
+      ctl?.finish();
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return this.requestSlow(ctl);
   }
@@ -664,16 +672,21 @@ export class Gateway extends EventEmitter {
       }
     }
     headers[DEADLINE_HEADER] = this.deadlineHeader(remaining);
-    this.poolFor(rt, h.ep).request(
-      {
-        path: opts.path ?? "/",
-        method: ctl.method as Dispatcher.HttpMethod,
-        headers,
-        body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
-        signal: h as unknown as EventEmitter,
-      },
-      h.callback,
-    );
+    try {
+      this.poolFor(rt, h.ep).request(
+        {
+          path: opts.path ?? "/",
+          method: ctl.method as Dispatcher.HttpMethod,
+          headers,
+          body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
+          signal: h as unknown as EventEmitter,
+        },
+        h.callback,
+      );
+    } catch (err) {
+      // undici reports request errors through the callback; this is a pool that could not be made.
+      this.tryDone(h, err instanceof Error ? err : new Error(String(err)), undefined);
+    }
   }
 
   /** @internal undici's answer to a try: bookkeeping, then the result to whoever waits. */

@@ -15,6 +15,9 @@
 
 type Listener = () => void;
 
+/** setTimeout's largest delay; beyond it the timer simply fires early and re-arms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** One-shot abort source accepted by undici as `signal` (EventEmitter-like). */
 export class AbortHandle {
   aborted = false;
@@ -99,8 +102,9 @@ export class TimeoutQueue {
     return n;
   }
 
-  /** Schedules `entry.onTimeout()` in `ms` (the entry must not be queued already). */
+  /** Schedules `entry.onTimeout()` in `ms` (at least 1; the entry must not be queued already). */
   add(entry: TimedEntry, ms: number, now: number): void {
+    if (!(ms >= 1)) ms = 1; // NaN, 0 or negative: as setTimeout does
     let list = ms === this.lastMs ? this.lastList : undefined;
     if (list === undefined) {
       list = this.lists.get(ms);
@@ -151,7 +155,7 @@ export class TimeoutQueue {
   }
 
   private arm(list: TimeoutList, ms: number): void {
-    list.timer = setTimeout(() => this.fire(list), Math.max(1, Math.ceil(ms)));
+    list.timer = setTimeout(() => this.fire(list), Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))));
     list.timer.unref();
   }
 

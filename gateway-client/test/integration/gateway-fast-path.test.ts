@@ -104,6 +104,19 @@ describe("gateway fast path", () => {
     await assert.rejects(gw.request(service), (err: unknown) => err instanceof GatewayClosedError);
   });
 
+  test("gateway - bad options from an untyped caller reject (never throw) and hold no slot", async () => {
+    const { service, gw } = await setup();
+    const bad = { method: 42 } as unknown as Parameters<Gateway["request"]>[1];
+    let p: Promise<unknown> | undefined;
+    assert.doesNotThrow(() => (p = gw.request(service, bad)));
+    await assert.rejects(p!);
+    assert.equal(gw.stats(service)!.inFlight, 0);
+    // A NaN deadline behaves as setTimeout(NaN) did: the try times out at once, no busy timer.
+    const r = await settle(gw.request(service, { path: "/hang", deadline: Number.NaN, maxRetries: 0 }));
+    assert.ok(r instanceof Error, String(r));
+    assert.equal(gw.stats(service)!.inFlight, 0);
+  });
+
   test("gateway - the concurrency slot comes back after success, 503, timeout, abort and a consumed body; concurrent requests share the cap", async () => {
     const { service, gw } = await setup({ concurrency: { limit: 2, queue: 100 }, tryTimeout: 100, maxRetries: 1 });
     const body = async (g: Gateway, path: string): Promise<number> => {
