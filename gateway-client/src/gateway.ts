@@ -167,6 +167,8 @@ export class Gateway extends EventEmitter {
   private readonly timeouts = new TimeoutQueue();
   private lastDeadlineMs = -1;
   private lastDeadlineStr = "";
+  /** `[DEADLINE_HEADER, lastDeadlineStr]`: the headers of a request without its own (undici only reads them). */
+  private lastDeadlinePair: string[] = [];
 
   private constructor(options: GatewayOptions) {
     super();
@@ -635,6 +637,7 @@ export class Gateway extends EventEmitter {
     if (ms !== this.lastDeadlineMs) {
       this.lastDeadlineMs = ms;
       this.lastDeadlineStr = String(ms);
+      this.lastDeadlinePair = [DEADLINE_HEADER, this.lastDeadlineStr];
     }
     return this.lastDeadlineStr;
   }
@@ -664,14 +667,19 @@ export class Gateway extends EventEmitter {
     h.t0 = performance.now();
     this.timeouts.add(h, h.timeoutMs, h.t0);
     rt.balancer.onStart(h.ep.id, now);
-    const headers: Record<string, string | string[]> = {};
+    let headers: Record<string, string | string[]> | string[];
     if (opts.headers) {
+      const h: Record<string, string | string[]> = {};
       for (const k in opts.headers) {
         const v = opts.headers[k];
-        if (v !== undefined) headers[k] = v;
+        if (v !== undefined) h[k] = v;
       }
+      h[DEADLINE_HEADER] = this.deadlineHeader(remaining);
+      headers = h;
+    } else {
+      this.deadlineHeader(remaining);
+      headers = this.lastDeadlinePair; // shared: undici copies headers into its own request
     }
-    headers[DEADLINE_HEADER] = this.deadlineHeader(remaining);
     try {
       this.poolFor(rt, h.ep).request(
         {
@@ -709,6 +717,12 @@ export class Gateway extends EventEmitter {
         else {
           rt.balancer.onResult(ep.id, { kind: "success", latencyMs }, now);
           if (this.policy.hedge.enabled) rt.hedge.recordLatency(latencyMs, now);
+        }
+        if (h.settle === undefined) {
+          // The fast path's first try answered: the request is done.
+          ctl.holdUntilClosed(res);
+          ctl.resolve!(res);
+          return;
         }
         result = { kind: "response", res, ep, h };
       }
@@ -855,8 +869,12 @@ const kCtl = Symbol("roster.requestCtl");
 
 /** 'close' listener of a returned body (shared: the request is found on the body). */
 function onReturnedBodyClose(this: Readable): void {
-  const ctl = (this as unknown as Record<symbol, RequestCtl | undefined>)[kCtl];
-  if (ctl) ctl.finish();
+  const self = this as unknown as Record<symbol, RequestCtl | undefined>;
+  const ctl = self[kCtl];
+  if (ctl) {
+    self[kCtl] = undefined; // a response kept by the caller does not keep its request alive
+    ctl.finish();
+  }
 }
 
 /**
