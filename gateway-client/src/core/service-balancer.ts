@@ -197,7 +197,7 @@ interface View {
  * One per service: the catalog's instances of that service, their load and health as the
  * client sees them, and the pick pipeline. Pure: time is passed in, randomness injected.
  *
- * Pick pipeline (see docs-core.md for the reasoning):
+ * Pick pipeline (the reasoning is in gateway-client/README.md, "How a pick is made"):
  * 1. usable = status passing or warning (warning at `warningWeight`), not ejected by the
  *    outlier detector, breaker closed or half-open with a free probe slot. `draining`
  *    and `critical` never get new requests (outside panic, critical; never, draining).
