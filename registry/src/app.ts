@@ -7,7 +7,8 @@ import {
   REGISTRY_QUEUE,
   ResyncMessage,
   SNAPSHOT_WILDCARD,
-  Snapshot,
+  SnapshotRequest,
+  decode,
   encode,
   resyncSubject,
 } from "@roster/schemas";
@@ -21,6 +22,7 @@ import { CatalogMemory } from "./adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "./adapters/http.js";
 import { DropLog, startIngest } from "./adapters/ingest.js";
 import { KvCatalog } from "./adapters/kv-catalog.js";
+import { SnapshotPages } from "./adapters/snapshot-pages.js";
 
 export interface RegistryDeps {
   logger: Logger;
@@ -59,6 +61,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
   });
   const memory = new CatalogMemory();
+  const snapshots = new SnapshotPages((service) => memory.service(service));
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();
 
@@ -151,8 +154,17 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
             drops.drop("bad-subject", "snapshot", { subject: m.subject.slice(0, 200) });
             return;
           }
-          const view = memory.service(service);
-          m.respond(encode(Snapshot, { v: PROTOCOL_VERSION, kind: "snapshot", service, revision: view.revision, known: view.known, instances: view.instances }, "snapshot"));
+          // An empty body asks for page 0 (every service that fits one message).
+          let page = 0;
+          if (m.data.length > 0) {
+            const req = decode(SnapshotRequest, m.data);
+            if (!req.ok) {
+              drops.drop(req.reason, "snapshot", { subject: m.subject.slice(0, 200), error: req.error });
+              return;
+            }
+            page = req.value.page;
+          }
+          m.respond(snapshots.page(service, page));
           counters.snapshotsServed++;
         } catch (e) {
           log.error({ err: String(e), subject: m.subject }, "snapshot request failed");

@@ -216,7 +216,22 @@ export const CatalogDelta = z.discriminatedUnion("op", [
 ]);
 export type CatalogDelta = z.infer<typeof CatalogDelta>;
 
-/** Reply to a snapshot request: every instance of a service as of `revision`. */
+/**
+ * Body of a snapshot request. An empty body asks for page 0. A service too large for one message
+ * is served in pages (see `Snapshot.pages`); the client asks for each page in turn.
+ */
+export const SnapshotRequest = z.object({
+  v: Version,
+  kind: z.literal("snapshot-request"),
+  page: z.number().int().nonnegative().max(1_000_000),
+});
+export type SnapshotRequest = z.infer<typeof SnapshotRequest>;
+
+/**
+ * Reply to a snapshot request: the instances of a service as of `revision`, sorted by id, in
+ * `pages` pages of at most `LIMITS.maxMessageBytes` each. Every page of one snapshot carries the
+ * same `revision`; a client that sees the revision change between pages starts over.
+ */
 export const Snapshot = z.object({
   v: Version,
   kind: z.literal("snapshot"),
@@ -225,6 +240,10 @@ export const Snapshot = z.object({
   revision: z.number().int().nonnegative(),
   /** False when the registry has never seen this service. */
   known: z.boolean(),
+  /** This page's number, from 0. */
+  page: z.number().int().nonnegative().default(0),
+  /** How many pages the snapshot has (1 for almost every service). */
+  pages: z.number().int().positive().default(1),
   instances: z.array(CatalogInstance),
 });
 export type Snapshot = z.infer<typeof Snapshot>;

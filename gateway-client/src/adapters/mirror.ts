@@ -21,9 +21,12 @@ import {
   NAME_PATTERN,
   PRESENCE_SUBJECT,
   PresenceMessage,
+  PROTOCOL_VERSION,
   Snapshot,
+  SnapshotRequest,
   catalogSubject,
   decode,
+  encode,
   formatIssues,
   snapshotSubject,
 } from "@roster/schemas";
@@ -60,6 +63,8 @@ export type StaleReason = "nats-unreachable" | "nats-disconnected" | "presence-l
 export interface MirrorStats {
   snapshots: number;
   snapshotFailures: number;
+  /** Pages fetched for snapshots that did not fit one message. */
+  snapshotPages: number;
   resyncs: number;
   gaps: number;
   deltasApplied: number;
@@ -108,7 +113,7 @@ const LkgFile = z.object({
  * - `stale` (stale: boolean, reason?: StaleReason): the mirror became stale / fresh again.
  */
 export class CatalogMirror extends EventEmitter {
-  readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
+  readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
   private nc: NatsConnection | null = null;
   private readonly states = new Map<string, ServiceState>();
   private readonly opts: Required<Omit<MirrorOptions, "lastKnownGoodFile" | "logger" | "services">> & { lastKnownGoodFile: string | undefined };
@@ -448,9 +453,30 @@ export class CatalogMirror extends EventEmitter {
     }
   }
 
+  /**
+   * One snapshot, in as many pages as the registry cut it into (a service too large for one
+   * message). Every page must carry the first page's revision; otherwise the service changed while
+   * paging and the caller's retry loop starts over.
+   */
   private async requestSnapshot(service: string): Promise<Snapshot> {
+    const first = await this.requestSnapshotPage(service, 0);
+    if (first.pages <= 1) return first;
+    const instances = [...first.instances];
+    for (let page = 1; page < first.pages; page++) {
+      const next = await this.requestSnapshotPage(service, page);
+      if (next.revision !== first.revision || next.pages !== first.pages || next.page !== page) {
+        throw new Error(`snapshot of "${service}" changed while paging (revision ${first.revision} → ${next.revision})`);
+      }
+      instances.push(...next.instances);
+    }
+    this.stats.snapshotPages += first.pages;
+    return { ...first, page: 0, pages: 1, instances };
+  }
+
+  private async requestSnapshotPage(service: string, page: number): Promise<Snapshot> {
     const nc = this.nc!;
-    const msg = await nc.request(snapshotSubject(service), new Uint8Array(0), { timeout: this.opts.snapshotRequestTimeoutMs });
+    const body = page === 0 ? new Uint8Array(0) : encode(SnapshotRequest, { v: PROTOCOL_VERSION, kind: "snapshot-request", page });
+    const msg = await nc.request(snapshotSubject(service), body, { timeout: this.opts.snapshotRequestTimeoutMs });
     const r = decode(Snapshot, msg.data);
     if (!r.ok) {
       this.drop("snapshot", r.reason, r.error);

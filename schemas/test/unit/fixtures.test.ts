@@ -34,7 +34,7 @@ describe("fixtures", () => {
 
   it("fixtures - there are golden fixtures of every message", () => {
     const covered = new Set(valid.map(([, f]) => f.schema));
-    for (const name of ["RegisterMessage", "HeartbeatMessage", "HealthMessage", "DeregisterMessage", "CatalogInstance", "CatalogDelta", "Snapshot", "PresenceMessage", "ResyncMessage"]) {
+    for (const name of ["RegisterMessage", "HeartbeatMessage", "HealthMessage", "DeregisterMessage", "CatalogInstance", "CatalogDelta", "Snapshot", "SnapshotRequest", "PresenceMessage", "ResyncMessage"]) {
       assert.ok(covered.has(name), `no valid fixture for ${name}`);
     }
     assert.ok(invalid.length >= 10);

@@ -1,0 +1,67 @@
+import { LIMITS, PROTOCOL_VERSION, Snapshot, encode, type CatalogInstance } from "@roster/schemas";
+import type { ServiceView } from "./catalog-memory.js";
+
+/** Room left in a page for the envelope (service, revision, page numbers, brackets). */
+const ENVELOPE_RESERVE = 4096;
+export const SNAPSHOT_PAGE_BUDGET = LIMITS.maxMessageBytes - ENVELOPE_RESERVE;
+
+/**
+ * Splits instances (already sorted by id) into pages whose encoded size stays under `budget`
+ * bytes. Deterministic for a given list, so every replica answering for the same revision cuts
+ * the same pages.
+ */
+export function paginate(instances: readonly CatalogInstance[], budget = SNAPSHOT_PAGE_BUDGET): CatalogInstance[][] {
+  const pages: CatalogInstance[][] = [[]];
+  let size = 0;
+  for (const inst of instances) {
+    const bytes = Buffer.byteLength(JSON.stringify(inst)) + 1;
+    if (size + bytes > budget && pages[pages.length - 1]!.length > 0) {
+      pages.push([]);
+      size = 0;
+    }
+    pages[pages.length - 1]!.push(inst);
+    size += bytes;
+  }
+  return pages;
+}
+
+interface Cached {
+  revision: number;
+  known: boolean;
+  pages: Uint8Array[];
+}
+
+/**
+ * Encoded snapshot pages per service, rebuilt only when the service's revision moves: a thousand
+ * clients resyncing the same service after a NATS blip cost one encode, not a thousand.
+ */
+export class SnapshotPages {
+  private readonly cache = new Map<string, Cached>();
+
+  constructor(
+    private readonly view: (service: string) => ServiceView,
+    private readonly budget = SNAPSHOT_PAGE_BUDGET,
+  ) {}
+
+  page(service: string, page: number): Uint8Array {
+    const v = this.view(service);
+    let c = this.cache.get(service);
+    if (!c || c.revision !== v.revision || c.known !== v.known) {
+      const slices = paginate(v.instances, this.budget);
+      const pages = slices.map((instances, i) =>
+        encode(Snapshot, { v: PROTOCOL_VERSION, kind: "snapshot", service, revision: v.revision, known: v.known, page: i, pages: slices.length, instances }, "snapshot"),
+      );
+      c = { revision: v.revision, known: v.known, pages };
+      this.cache.set(service, c);
+    }
+    const hit = c.pages[page];
+    if (hit) return hit;
+    // Past the end (the service shrank between two pages): an empty page tells the client to start over.
+    return encode(Snapshot, { v: PROTOCOL_VERSION, kind: "snapshot", service, revision: v.revision, known: v.known, page, pages: c.pages.length, instances: [] }, "snapshot");
+  }
+
+  /** Drops cached bytes (tests, memory pressure). */
+  clear(): void {
+    this.cache.clear();
+  }
+}

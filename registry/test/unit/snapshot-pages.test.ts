@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Snapshot, decode, type CatalogInstance } from "@roster/schemas";
+import { SNAPSHOT_PAGE_BUDGET, SnapshotPages, paginate } from "../../src/adapters/snapshot-pages.js";
+import type { ServiceView } from "../../src/adapters/catalog-memory.js";
+
+function instance(i: number, metaBytes = 300): CatalogInstance {
+  return {
+    id: `i-${String(i).padStart(5, "0")}`,
+    service: "big",
+    host: `h-${i % 7}`,
+    address: "10.0.0.1",
+    port: 8000 + (i % 1000),
+    tags: ["a", "b"],
+    meta: { blob: "x".repeat(metaBytes) },
+    weight: 100,
+    status: "passing",
+    checks: [],
+    epoch: 1,
+    registeredAt: 1,
+    updatedAt: 1,
+  };
+}
+
+describe("snapshot pages", () => {
+  it("snapshot pages - a small service is one page", () => {
+    const list = [instance(1), instance(2)];
+    assert.deepEqual(paginate(list), [list]);
+  });
+
+  it("snapshot pages - pages stay under the budget, keep order and lose nothing", () => {
+    const list = Array.from({ length: 2000 }, (_, i) => instance(i));
+    const pages = paginate(list);
+    assert.ok(pages.length > 1);
+    assert.deepEqual(pages.flat(), list);
+    for (const p of pages) assert.ok(Buffer.byteLength(JSON.stringify(p)) <= SNAPSHOT_PAGE_BUDGET);
+    assert.deepEqual(paginate(list), pages, "deterministic");
+  });
+
+  it("snapshot pages - every encoded page decodes, carries the revision and the page count; bytes are cached per revision", () => {
+    let view: ServiceView = { known: true, revision: 42, instances: Array.from({ length: 1500 }, (_, i) => instance(i)) };
+    const sp = new SnapshotPages(() => view);
+    const first = decode(Snapshot, sp.page("big", 0));
+    assert.ok(first.ok);
+    const pages = first.value.pages;
+    assert.ok(pages > 1);
+    const all: CatalogInstance[] = [];
+    for (let p = 0; p < pages; p++) {
+      const d = decode(Snapshot, sp.page("big", p));
+      assert.ok(d.ok, d.ok ? "" : d.error);
+      assert.equal(d.value.revision, 42);
+      assert.equal(d.value.page, p);
+      assert.equal(d.value.pages, pages);
+      all.push(...d.value.instances);
+    }
+    assert.equal(all.length, 1500);
+    assert.equal(sp.page("big", 1), sp.page("big", 1), "same bytes while the revision holds");
+    const past = decode(Snapshot, sp.page("big", pages + 3));
+    assert.ok(past.ok);
+    assert.deepEqual(past.value.instances, []);
+    view = { ...view, revision: 43, instances: view.instances.slice(0, 10) };
+    const after = decode(Snapshot, sp.page("big", 0));
+    assert.ok(after.ok);
+    assert.equal(after.value.revision, 43);
+    assert.equal(after.value.pages, 1);
+  });
+});
