@@ -19,7 +19,9 @@
 //
 //   node bench/gateway-faults.mjs [--rate=1000] [--try-timeout=250] [--deadline=2000]
 //     [--warmup=5] [--fault=5] [--slow-for=10] [--slow-ms=200] [--settle-after=1]
-//     [--clients=gateway,naive,blind]
+//     [--clients=gateway,naive,blind] [--faults=kill,hang,503,slow]
+// --faults picks the windows and their order (one fault alone shows it without the
+// after-effects of the previous ones, e.g. an ejection that outlives its window).
 //
 // Markdown on stdout, progress on stderr. Needs `npm run build` first.
 import { setTimeout as sleep } from "node:timers/promises";
@@ -49,6 +51,11 @@ const SLOW_FOR_S = numberOption("slow-for", quick ? 4 : 10);
 const SLOW_MS = numberOption("slow-ms", 200);
 // Not "settle": run-all --quick sets BENCH_SETTLE for another benchmark.
 const SETTLE_S = numberOption("settle-after", 1);
+const FAULT_NAMES = ["kill", "hang", "503", "slow"];
+const FAULTS = stringOption("faults", FAULT_NAMES.join(","))
+  .split(",")
+  .map((s) => s.trim())
+  .filter(Boolean);
 const CLIENTS = stringOption("clients", quick ? "gateway,naive" : "gateway,naive,blind")
   .split(",")
   .map((s) => s.trim())
@@ -81,6 +88,12 @@ const PROFILES = {
     options: { balancer: "round-robin", maxRetries: 0, balancerOptions: { ...NAIVE_BALANCER, panicThreshold: 1 } },
   },
 };
+for (const f of FAULTS) {
+  if (!FAULT_NAMES.includes(f)) {
+    process.stderr.write(`unknown fault "${f}": expected ${FAULT_NAMES.join(", ")}\n`);
+    process.exit(2);
+  }
+}
 for (const c of CLIENTS) {
   if (!PROFILES[c]) {
     process.stderr.write(`unknown client "${c}": expected ${Object.keys(PROFILES).join(", ")}\n`);
@@ -367,50 +380,53 @@ async function runClient(key, env) {
   open("warm-up, no fault");
   await sleep(WARMUP_S * 1000);
 
-  // 1. kill -9, restart on the same port
-  {
-    const u = ups[0];
-    const w = open(`kill -9 ${u.name}, restart after ${FAULT_S} s`, u);
-    watchCritical(w);
-    progress(`[${key}] kill -9 ${u.name} (pid ${u.child.pid})`);
-    await u.kill9();
-    await sleep(FAULT_S * 1000);
-    await u.start();
-    progress(`[${key}] ${u.name} restarted (pid ${u.child.pid})`);
-    await recover(u);
-  }
-  // 2. hang: SIGSTOP for FAULT_S, then SIGCONT
-  {
-    const u = ups[1];
-    const w = open(`SIGSTOP ${u.name} for ${FAULT_S} s`, u);
-    watchCritical(w);
-    progress(`[${key}] SIGSTOP ${u.name}`);
-    u.sigstop();
-    await sleep(FAULT_S * 1000);
-    u.sigcont();
-    progress(`[${key}] SIGCONT ${u.name}`);
-    await recover(u);
-  }
-  // 3. 503 on every path for FAULT_S
-  {
-    const u = ups[2];
-    const w = open(`503 burst on ${u.name} for ${FAULT_S} s`, u);
-    watchCritical(w);
-    progress(`[${key}] 503 burst on ${u.name}`);
-    await u.mode({ mode: "503", durationMs: FAULT_S * 1000 });
-    await sleep(FAULT_S * 1000);
-    await recover(u);
-  }
-  // 4. slow: +SLOW_MS on every answer for SLOW_FOR_S
-  {
-    const u = ups[0];
-    const w = open(`${u.name} slowed by ${SLOW_MS} ms for ${SLOW_FOR_S} s`, u);
-    watchCritical(w);
-    progress(`[${key}] ${u.name} slowed by ${SLOW_MS} ms`);
-    await u.mode({ mode: "slow", delayMs: SLOW_MS, durationMs: SLOW_FOR_S * 1000 });
-    await sleep(SLOW_FOR_S * 1000);
-    await recover(u);
-  }
+  const faults = {
+    // 1. kill -9, restart on the same port
+    kill: async () => {
+      const u = ups[0];
+      const w = open(`kill -9 ${u.name}, restart after ${FAULT_S} s`, u);
+      watchCritical(w);
+      progress(`[${key}] kill -9 ${u.name} (pid ${u.child.pid})`);
+      await u.kill9();
+      await sleep(FAULT_S * 1000);
+      await u.start();
+      progress(`[${key}] ${u.name} restarted (pid ${u.child.pid})`);
+      await recover(u);
+    },
+    // 2. hang: SIGSTOP for FAULT_S, then SIGCONT
+    hang: async () => {
+      const u = ups[1];
+      const w = open(`SIGSTOP ${u.name} for ${FAULT_S} s`, u);
+      watchCritical(w);
+      progress(`[${key}] SIGSTOP ${u.name}`);
+      u.sigstop();
+      await sleep(FAULT_S * 1000);
+      u.sigcont();
+      progress(`[${key}] SIGCONT ${u.name}`);
+      await recover(u);
+    },
+    // 3. 503 on every path for FAULT_S
+    "503": async () => {
+      const u = ups[2];
+      const w = open(`503 burst on ${u.name} for ${FAULT_S} s`, u);
+      watchCritical(w);
+      progress(`[${key}] 503 burst on ${u.name}`);
+      await u.mode({ mode: "503", durationMs: FAULT_S * 1000 });
+      await sleep(FAULT_S * 1000);
+      await recover(u);
+    },
+    // 4. slow: +SLOW_MS on every answer for SLOW_FOR_S
+    slow: async () => {
+      const u = ups[0];
+      const w = open(`${u.name} slowed by ${SLOW_MS} ms for ${SLOW_FOR_S} s`, u);
+      watchCritical(w);
+      progress(`[${key}] ${u.name} slowed by ${SLOW_MS} ms`);
+      await u.mode({ mode: "slow", delayMs: SLOW_MS, durationMs: SLOW_FOR_S * 1000 });
+      await sleep(SLOW_FOR_S * 1000);
+      await recover(u);
+    },
+  };
+  for (const f of FAULTS) await faults[f]();
   open("end"); // closes the last window's counters
   await stopLoad();
   windows.pop();
@@ -549,6 +565,7 @@ await runBench("gateway-faults", maxSeconds, async () => {
       "slow-ms": SLOW_MS,
       "settle-after": `${SETTLE_S}s`,
       clients: CLIENTS.join("+"),
+      faults: FAULTS.join("+"),
     },
     tables: [compare, ...tables],
     notes,
