@@ -91,6 +91,16 @@ export class CircuitBreaker {
     return false;
   }
 
+  /** Back to closed (the catalog's health check saw the endpoint recover). True if it was not closed. */
+  reset(): boolean {
+    const wasClosed = this.mode === "closed";
+    this.mode = "closed";
+    this.failures = 0;
+    this.admitted = 0;
+    this.successes = 0;
+    return !wasClosed;
+  }
+
   onCancel(now: number): boolean {
     if (this.state(now) !== "half-open" || this.admitted === 0) return false;
     const wasFull = this.admitted >= Math.max(1, this.options.halfOpenProbes);

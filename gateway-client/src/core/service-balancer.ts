@@ -28,6 +28,14 @@ export interface OutlierOptions {
   readonly maxEjectionMs: number;
   /** At most max(1, floor(known × share)) endpoints are ejected at once; 0 disables ejection. */
   readonly maxEjectedShare: number;
+  /**
+   * End an ejection (and close the breaker) when the catalog reports the endpoint serving again
+   * after it was critical or draining: the agent's health check is evidence of recovery. Envoy's
+   * `successful_active_health_check_uneject_host`, on by default there too. Without it an
+   * endpoint restarted after a crash sits out the rest of its ejection, and with few endpoints
+   * that can tip the service into panic.
+   */
+  readonly unejectOnHealthy: boolean;
 }
 
 export interface BalancerOptions {
@@ -50,8 +58,12 @@ export interface BalancerOptions {
   readonly slowStart: { readonly windowMs: number; readonly minShare: number };
   readonly outlier: OutlierOptions;
   readonly breaker: BreakerOptions;
-  /** Time constant of the peak-EWMA latency estimate. */
-  readonly ewma: { readonly decayMs: number };
+  /**
+   * Peak-EWMA latency estimate: `decayMs` is its time constant; a failed try counts as at least
+   * `failurePenaltyMs` of latency, so an endpoint that fails fast (503s, refused connections) is
+   * never the cheapest choice — otherwise latency-aware balancing would pour traffic into it.
+   */
+  readonly ewma: { readonly decayMs: number; readonly failurePenaltyMs: number };
   readonly ringHash: RingHashOptions;
 }
 
@@ -76,9 +88,9 @@ export const DEFAULT_BALANCER_OPTIONS: BalancerOptions = Object.freeze({
   panicThreshold: 0.5,
   warningWeight: 0.5,
   slowStart: Object.freeze({ windowMs: 30_000, minShare: 0.1 }),
-  outlier: Object.freeze({ consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedShare: 0.5 }),
+  outlier: Object.freeze({ consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedShare: 0.5, unejectOnHealthy: true }),
   breaker: Object.freeze({ failureThreshold: 5, openMs: 10_000, halfOpenProbes: 3 }),
-  ewma: Object.freeze({ decayMs: 10_000 }),
+  ewma: Object.freeze({ decayMs: 10_000, failurePenaltyMs: 100 }),
   ringHash: Object.freeze({ virtualNodes: 160, maxRingSize: 1_048_576 }),
 }) as BalancerOptions;
 
@@ -113,6 +125,7 @@ export function resolveBalancerOptions(input: BalancerOptionsInput = {}): Balanc
   check("breaker.openMs", o.breaker.openMs, 0);
   check("breaker.halfOpenProbes", o.breaker.halfOpenProbes, 1);
   check("ewma.decayMs", o.ewma.decayMs, 0);
+  check("ewma.failurePenaltyMs", o.ewma.failurePenaltyMs, 0);
   check("ringHash.virtualNodes", o.ringHash.virtualNodes, 1);
   check("ringHash.maxRingSize", o.ringHash.maxRingSize, 1, 2 ** 24);
   return o;
@@ -258,7 +271,10 @@ export class ServiceBalancer {
       if (existing) {
         const wasServing = servesByStatus(existing.endpoint.status);
         existing.endpoint = endpoint;
-        if (!wasServing && servesByStatus(endpoint.status) && rampable) existing.slowStartAt = now;
+        if (!wasServing && servesByStatus(endpoint.status)) {
+          if (rampable) existing.slowStartAt = now;
+          if (this.options.outlier.unejectOnHealthy) this.uneject(existing, now);
+        }
         next.set(endpoint.id, existing);
       } else {
         const st = new EndpointState(endpoint, this.options);
@@ -338,7 +354,7 @@ export class ServiceBalancer {
         return;
       case "failure": {
         st.failures++;
-        st.ewma.observe(outcome.latencyMs, now);
+        st.ewma.observe(Math.max(outcome.latencyMs, this.options.ewma.failurePenaltyMs), now);
         if (st.breaker.onFailure(now)) this.view = undefined;
         if (st.isEjected(now)) return; // late results of requests sent before the ejection
         st.consecutiveFailures++;
@@ -396,6 +412,16 @@ export class ServiceBalancer {
 
   private touch(now: number): void {
     if (now > this.lastNow) this.lastNow = now;
+  }
+
+  /** Ends an ejection early and closes the breaker (the catalog saw the endpoint recover). */
+  private uneject(st: EndpointState, now: number): void {
+    if (st.isEjected(now)) {
+      st.ejectedUntil = now;
+      st.lastEjectionEnd = now;
+    }
+    st.consecutiveFailures = 0;
+    st.breaker.reset();
   }
 
   private tryEject(st: EndpointState, now: number): boolean {

@@ -36,9 +36,9 @@ describe("service balancer - options", () => {
     assert.equal(o.panicThreshold, 0.5);
     assert.deepEqual(o.locality, { minHealthyShare: 0.7 });
     assert.deepEqual(o.slowStart, { windowMs: 30_000, minShare: 0.1 });
-    assert.deepEqual(o.outlier, { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedShare: 0.5 });
+    assert.deepEqual(o.outlier, { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000, maxEjectedShare: 0.5, unejectOnHealthy: true });
     assert.deepEqual(o.breaker, { failureThreshold: 5, openMs: 10_000, halfOpenProbes: 3 });
-    assert.deepEqual(o.ewma, { decayMs: 10_000 });
+    assert.deepEqual(o.ewma, { decayMs: 10_000, failurePenaltyMs: 100 });
   });
 
   test("options - partial nested input keeps the other defaults", () => {
@@ -160,6 +160,30 @@ describe("service balancer - outlier ejection", () => {
     assert.equal(b.stats(100)[0]!.ejectedUntil, 1100);
     assert.ok(!picks(b, 300, 500).has("i0"));
     assert.ok(picks(b, 300, 1100).has("i0"));
+  });
+
+  test("ejection - ends when the catalog reports the endpoint passing again after critical (and the breaker closes)", () => {
+    const b = new ServiceBalancer({ ...opts, breaker: { failureThreshold: 1, openMs: 60_000, halfOpenProbes: 1 } }, seeded(31));
+    b.setInstances(insts(3), 0);
+    failN(b, "i0", 1, 0, "refused"); // crash: ejected for 1 s, breaker open for 60 s
+    assert.ok(b.stats(10)[0]!.ejectedUntil > 10);
+    assert.equal(b.stats(10)[0]!.breaker, "open");
+    // The agent's check sees it: critical, then passing once it is restarted.
+    b.setInstances([inst("i0", { status: "critical" }), inst("i1"), inst("i2")], 200);
+    assert.ok(b.stats(200)[0]!.ejectedUntil > 200, "critical does not uneject");
+    b.setInstances(insts(3), 400);
+    assert.equal(b.stats(400)[0]!.ejectedUntil, 0);
+    assert.equal(b.stats(400)[0]!.breaker, "closed");
+    assert.ok(picks(b, 300, 400).has("i0"));
+  });
+
+  test("ejection - unejectOnHealthy: false keeps the ejection until its time", () => {
+    const b = new ServiceBalancer({ ...opts, outlier: { ...opts.outlier, unejectOnHealthy: false } }, seeded(32));
+    b.setInstances(insts(3), 0);
+    failN(b, "i0", 1, 0, "refused");
+    b.setInstances([inst("i0", { status: "critical" }), inst("i1"), inst("i2")], 200);
+    b.setInstances(insts(3), 400);
+    assert.equal(b.stats(400)[0]!.ejectedUntil, 1000);
   });
 
   test("ejection - a refused connection ejects at once", () => {
@@ -445,6 +469,32 @@ describe("service balancer - latency awareness", () => {
     b.onResult("i0", ok(500), 10);
     assert.equal(b.stats(10)[0]!.ewmaMs, 500);
     assert.ok(b.stats(3010)[0]!.ewmaMs! < 30);
+  });
+
+  test("p2c peak-ewma - an endpoint that fails fast is not the cheapest (failure penalty), even in panic", () => {
+    // Two of three endpoints are critical in the catalog: panic, so all three are candidates. i0 and
+    // i1 answer 503 in 0.1 ms; i2 succeeds in 2 ms. Without a penalty i0/i1 would look 20x faster.
+    const run = (failurePenaltyMs: number) => {
+      const b = new ServiceBalancer({ ewma: { failurePenaltyMs }, outlier: { consecutiveFailures: 0 }, breaker: { failureThreshold: 0 } }, seeded(33));
+      b.setInstances([inst("i0", { status: "critical" }), inst("i1", { status: "critical" }), inst("i2")], 0);
+      let now = 0;
+      let toHealthy = 0;
+      for (let i = 0; i < 2000; i++) {
+        now += 1;
+        const r = b.pick({ now });
+        assert.ok(r.ok && r.panic);
+        const id = r.endpoint.id;
+        b.onStart(id, now);
+        if (id === "i2") {
+          toHealthy++;
+          b.onResult(id, ok(2), now);
+        } else b.onResult(id, { kind: "failure", reason: "status", statusCode: 503, latencyMs: 0.1 }, now);
+      }
+      return toHealthy / 2000;
+    };
+    // P2C draws two distinct candidates: i2 is in the pair 2/3 of the time, the most it can get.
+    assert.ok(run(100) > 0.6, `with the penalty the healthy endpoint gets ${run(100)}`);
+    assert.ok(run(0) < 0.2, `without it, fast failures win (${run(0)}): the test would not see a regression otherwise`);
   });
 
   test("least-request - prefers the endpoint with fewer requests in flight", () => {
