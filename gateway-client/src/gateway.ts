@@ -660,13 +660,13 @@ export class Gateway extends EventEmitter {
     const rt = ctl.rt!;
     const opts = ctl.opts;
     ctl.addLive(h);
-    if (ctl.aborted) h.abort(ctl.reason);
     const remaining = ctl.deadlineMs - (now - ctl.started);
     h.deadlineBound = remaining <= ctl.tryTimeout;
     h.timeoutMs = Math.max(1, Math.min(ctl.tryTimeout, remaining));
     h.t0 = performance.now();
-    this.timeouts.add(h, h.timeoutMs, h.t0);
     rt.balancer.onStart(h.ep.id, now);
+    if (ctl.aborted) return h.abort(ctl.reason); // settles the try at once (cancelled); nothing is sent
+    this.timeouts.add(h, h.timeoutMs, h.t0);
     let headers: Record<string, string | string[]> | string[];
     if (opts.headers) {
       const h: Record<string, string | string[]> = {};
@@ -699,6 +699,13 @@ export class Gateway extends EventEmitter {
 
   /** @internal undici's answer to a try: bookkeeping, then the result to whoever waits. */
   tryDone(h: TryHandle, err: Error | null, res: Dispatcher.ResponseData | undefined): void {
+    if (h.over) {
+      // undici's late answer to a try the gateway settled itself (timeout, deadline, abort):
+      // ignored; a response's body is read off or destroyed so its connection is not held.
+      if (res !== undefined) void discard(res);
+      return;
+    }
+    h.over = true;
     this.timeouts.remove(h);
     const ctl = h.ctl;
     const rt = ctl.rt!;
@@ -847,6 +854,8 @@ class TryHandle extends TimedEntry {
   timeoutMs = 0;
   /** performance.now() at the start. */
   t0 = 0;
+  /** The try's result is out (undici answered, or the gateway settled it on an abort): later answers are ignored. */
+  over = false;
   /** undici's callback. */
   readonly callback = (err: Error | null, res?: Dispatcher.ResponseData): void => this.ctl.gw.tryDone(this, err, res);
 
@@ -862,6 +871,21 @@ class TryHandle extends TimedEntry {
   onTimeout(): void {
     if (this.deadlineBound) this.ctl.abort(this.ctl.deadlineError());
     else this.abort(new TryTimeoutError(this.ctl.service, this.ep.id, this.timeoutMs));
+  }
+
+  /**
+   * Aborts undici's request, and settles the try at once unless its result is already out.
+   * undici settles an aborted request only once it is dispatched: one still waiting in the
+   * Pool for a connection (every connection busy, or connects hanging behind a hung
+   * instance's full accept queue) just records the reason until then. So the timeout, the
+   * deadline, the caller's abort and close() must not wait for undici's callback: the try is
+   * reported and freed here, undici drops the request when it gets to it, and its late
+   * callback finds `over` set.
+   */
+  override abort(reason: unknown): void {
+    if (this.aborted) return;
+    super.abort(reason);
+    if (!this.over) this.ctl.gw.tryDone(this, reason instanceof Error ? reason : new Error(String(reason)), undefined);
   }
 }
 

@@ -133,6 +133,12 @@ export class GatewayDispatcher extends Dispatcher {
   override async destroy(): Promise<void> {}
 }
 
+/** The try in flight of a RoutedRequest, as the caller's abort sees it. */
+interface LiveTry {
+  /** The caller aborted: settle the try at once (unless the response is already the caller's) and abort undici's request. */
+  cancel(reason: Error): void;
+}
+
 class RoutedRequest {
   private rt: ServiceRuntime | undefined;
   private readonly started = Date.now();
@@ -142,7 +148,12 @@ class RoutedRequest {
   private readonly exclude = new Set<string>();
   private tries = 0;
   private abortReason: Error | null = null;
-  private currentAbort: ((err?: Error) => void) | null = null;
+  /** The try in flight, if any. */
+  private current: LiveTry | null = null;
+  /** The backoff before the next try, if waiting. */
+  private backoffTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The caller's handler got its end (onComplete or onError): nothing more goes to it. */
+  private ended = false;
   private lastError: unknown;
 
   constructor(
@@ -158,16 +169,14 @@ class RoutedRequest {
 
   start(): void {
     try {
-      this.h.onConnect?.((reason?: Error) => {
-        if (this.abortReason) return;
-        this.abortReason = reason ?? new RequestAbortedError(this.service);
-        this.currentAbort?.(this.abortReason);
-      });
+      this.h.onConnect?.((reason?: Error) => this.callerAbort(reason));
     } catch (err) {
       return this.fail(err);
     }
+    if (this.ended) return; // aborted from onConnect
     this.gw.ready(this.service, Math.min(this.gw.policy.snapshotTimeout, this.deadlineMs)).then(
       (rt) => {
+        if (this.ended) return;
         this.rt = rt;
         rt.counters.requests++;
         rt.budget.recordRequest(Date.now());
@@ -177,7 +186,21 @@ class RoutedRequest {
     );
   }
 
+  /** The caller's abort settles the request at once, whatever undici is doing with the try. */
+  private callerAbort(reason: Error | undefined): void {
+    if (this.abortReason || this.ended) return;
+    this.abortReason = reason ?? new RequestAbortedError(this.service);
+    if (this.current) return this.current.cancel(this.abortReason);
+    this.fail(this.abortReason); // waiting for the catalog or a backoff
+  }
+
+  /** Ends the request with an error: the handler's onError, exactly once. */
   private fail(err: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.current = null;
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.backoffTimer = null;
     try {
       this.h.onError(err instanceof Error ? err : new Error(String(err)));
     } catch {
@@ -189,11 +212,17 @@ class RoutedRequest {
     return this.deadlineMs - (Date.now() - this.started);
   }
 
+  private deadlineError(): DeadlineExceededError {
+    return new DeadlineExceededError(this.service, this.deadlineMs, this.tries, { cause: this.lastError });
+  }
+
   private attempt(): void {
+    this.backoffTimer = null;
+    if (this.ended) return;
     const rt = this.rt!;
     if (this.abortReason) return this.fail(this.abortReason);
     const remaining = this.remaining();
-    if (remaining <= 0) return this.fail(new DeadlineExceededError(this.service, this.deadlineMs, this.tries, { cause: this.lastError }));
+    if (remaining <= 0) return this.fail(this.deadlineError());
     let picked;
     try {
       picked = this.gw.pickFor(rt, undefined, this.exclude);
@@ -211,6 +240,11 @@ class RoutedRequest {
     this.tryOn(rt, ep, remaining);
   }
 
+  private backoffThenAttempt(): void {
+    const delay = this.gw.backoff(this.tries);
+    this.backoffTimer = setTimeout(() => this.attempt(), Math.min(delay, Math.max(0, this.remaining())));
+  }
+
   private retryOrFail(outcome: Outcome, err: unknown): void {
     const rt = this.rt!;
     this.lastError = err;
@@ -222,8 +256,7 @@ class RoutedRequest {
       return this.fail(new RetryBudgetExhaustedError(this.service, this.tries, { cause: err }));
     }
     rt.counters.retries++;
-    const delay = this.gw.backoff(this.tries);
-    setTimeout(() => this.attempt(), Math.min(delay, Math.max(0, this.remaining())));
+    this.backoffThenAttempt();
   }
 
   /** Whether a retryable status may be swallowed and retried (decided before the caller sees anything). */
@@ -239,11 +272,21 @@ class RoutedRequest {
     return true;
   }
 
+  /**
+   * One try on `ep`. Its timer (the try timeout, or the deadline when that comes first) and
+   * the caller's abort settle the try at once — report, then retry or fail — and abort
+   * undici's request: undici settles an aborted request only once it is dispatched, and one
+   * waiting in the Pool for a connection (every connection busy, or connects stuck behind a
+   * hung instance) would otherwise hold the caller until then. Whatever undici says about an
+   * abandoned try afterwards is ignored.
+   */
   private tryOn(rt: ServiceRuntime, ep: Endpoint, remaining: number): void {
+    const deadlineBound = remaining <= this.gw.policy.tryTimeout;
     const timeoutMs = Math.max(1, Math.min(this.gw.policy.tryTimeout, remaining));
     const t0 = performance.now();
-    let timedOut: TryTimeoutError | null = null;
     let abortTry: ((err?: Error) => void) | null = null;
+    /** Why the gateway abandoned the try (settled before undici did); undici's later callbacks are ignored. */
+    let dropped: Error | null = null;
     let reported = false;
     let forwarded = false;
     let swallowing = false;
@@ -253,32 +296,63 @@ class RoutedRequest {
       rt.balancer.onResult(ep.id, o, Date.now());
       if (o.kind === "success") rt.hedge.recordLatency(o.latencyMs, Date.now());
     };
-    const timer = setTimeout(() => {
-      timedOut = new TryTimeoutError(this.service, ep.id, timeoutMs);
-      abortTry?.(timedOut);
-    }, timeoutMs);
-    rt.balancer.onStart(ep.id, Date.now());
     const done = (): void => {
       clearTimeout(timer);
-      if (this.currentAbort === abortTry) this.currentAbort = null;
+      if (this.current === live) this.current = null;
     };
+    /** Settles the try now, then aborts undici's request (now if dispatched, else when undici dispatches it). */
+    const drop = (reason: Error, outcome: Outcome): void => {
+      dropped = reason;
+      done();
+      report(outcome);
+      abortTry?.(reason);
+    };
+    const live: LiveTry = {
+      cancel: (reason) => {
+        if (dropped) return;
+        if (forwarded) {
+          // The caller has the response: undici ends it (onError below forwards the error).
+          abortTry?.(reason);
+          return;
+        }
+        drop(reason, { kind: "cancelled", latencyMs: performance.now() - t0 });
+        this.fail(reason);
+      },
+    };
+    this.current = live;
+    const timer = setTimeout(() => {
+      if (dropped || forwarded || swallowing) return;
+      const timedOut = new TryTimeoutError(this.service, ep.id, timeoutMs);
+      const outcome: Outcome = { kind: "failure", reason: "timeout", latencyMs: performance.now() - t0 };
+      drop(timedOut, outcome);
+      if (deadlineBound) {
+        this.lastError = timedOut;
+        return this.fail(this.deadlineError());
+      }
+      this.retryOrFail(outcome, timedOut);
+    }, timeoutMs);
+    rt.balancer.onStart(ep.id, Date.now());
     const tryHandler: Dispatcher.DispatchHandler = {
       onConnect: (abort) => {
         abortTry = abort;
-        this.currentAbort = abort;
-        if (this.abortReason) abort(this.abortReason);
-        else if (timedOut) abort(timedOut);
+        if (dropped) abort(dropped);
       },
       onUpgrade: (statusCode, headers, socket) => {
+        if (dropped) return void socket.destroy();
         done();
         forwarded = true;
         report({ kind: "success", latencyMs: performance.now() - t0 });
+        this.ended = true;
         this.h.onUpgrade?.(statusCode, headers, socket);
       },
       onResponseStarted: () => {
-        if (!swallowing) this.h.onResponseStarted?.();
+        if (!dropped && !swallowing) this.h.onResponseStarted?.();
       },
       onHeaders: (statusCode, rawHeaders, resume, statusText) => {
+        if (dropped) {
+          abortTry?.(dropped);
+          return false;
+        }
         if (statusCode < 200) return forwarded || swallowing ? true : (this.h.onHeaders?.(statusCode, rawHeaders, resume, statusText) ?? true);
         clearTimeout(timer);
         const latencyMs = performance.now() - t0;
@@ -293,21 +367,24 @@ class RoutedRequest {
         return this.h.onHeaders?.(statusCode, rawHeaders, resume, statusText) ?? true;
       },
       onData: (chunk) => {
+        if (dropped) return false;
         if (swallowing) return true;
         return this.h.onData?.(chunk) ?? true;
       },
       onComplete: (trailers) => {
+        if (dropped) return;
         done();
         if (swallowing) {
           this.lastError = new Error(`retryable status from ${ep.id}`);
           rt.counters.retries++;
-          const delay = this.gw.backoff(this.tries);
-          setTimeout(() => this.attempt(), Math.min(delay, Math.max(0, this.remaining())));
-          return;
+          return this.backoffThenAttempt();
         }
+        if (this.ended) return;
+        this.ended = true;
         this.h.onComplete?.(trailers);
       },
       onError: (err) => {
+        if (dropped) return;
         done();
         const latencyMs = performance.now() - t0;
         if (forwarded) {
@@ -316,10 +393,7 @@ class RoutedRequest {
         }
         let outcome: Outcome;
         let error: unknown = err;
-        if (timedOut) {
-          outcome = { kind: "failure", reason: "timeout", latencyMs };
-          error = timedOut;
-        } else if (this.abortReason) {
+        if (this.abortReason) {
           outcome = { kind: "cancelled", latencyMs };
           error = this.abortReason;
         } else {
