@@ -1,36 +1,25 @@
 // gw.dispatcher: fetch() and undici.request() route through the catalog (host = service).
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fetch as undiciFetch, request as undiciRequest } from "undici";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { waitFor } from "@roster/testkit";
 import { createGateway, type Gateway, type GatewayOptions } from "../../src/index.js";
-import { FakeRegistry, Upstream, makeInstance, silent } from "./helpers.js";
+import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 
 describe("gateway dispatcher", () => {
-  let nats: NatsServer;
-  let reg: FakeRegistry;
-  const cleanups: Array<() => Promise<void>> = [];
+  const fx = fakeRegistryFixture();
   let n = 0;
-  before(async () => {
-    nats = await NatsServer.start({ jetstream: false });
-    reg = await FakeRegistry.start(nats.url);
-  });
-  after(async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => {});
-    await reg.close();
-    await nats.close();
-  });
 
   async function setup(faults: Array<Upstream["fault"]>, opts: Partial<GatewayOptions> = {}): Promise<{ service: string; ups: Upstream[]; gw: Gateway }> {
     const service = `disp${++n}`;
     const ups = await Promise.all(faults.map((_, i) => Upstream.start(`${service}-u${i}`)));
     ups.forEach((u, i) => (u.fault = faults[i]!));
-    cleanups.push(async () => {
+    fx.cleanups.push(async () => {
       await Promise.all(ups.map((u) => u.close()));
     });
-    for (const u of ups) reg.put(makeInstance(service, u.name, u.port));
-    const gw = await createGateway({ nats: nats.url, services: [service], logger: silent, balancer: "round-robin", ...opts });
-    cleanups.push(() => gw.close());
+    for (const u of ups) fx.reg.put(makeInstance(service, u.name, u.port));
+    const gw = await createGateway({ nats: fx.nats.url, services: [service], logger: silent, balancer: "round-robin", ...opts });
+    fx.cleanups.push(() => gw.close());
     await waitFor(() => gw.instances(service).length === ups.length, { timeoutMs: 5000, what: "instances" });
     return { service, ups, gw };
   }
@@ -90,7 +79,7 @@ describe("gateway dispatcher", () => {
   test("dispatcher - unknown service and no healthy upstream surface as errors", async () => {
     const { service, gw } = await setup(["ok"]);
     await assert.rejects(undiciRequest(`http://nope-${service}/`, { dispatcher: gw.dispatcher }), { code: "ROSTER_UNKNOWN_SERVICE" });
-    reg.put(makeInstance(service, `${service}-u0`, gw.instances(service)[0]!.port, { status: "critical" }));
+    fx.reg.put(makeInstance(service, `${service}-u0`, gw.instances(service)[0]!.port, { status: "critical" }));
     await waitFor(() => gw.instances(service)[0]?.status === "critical", { timeoutMs: 5000, what: "critical" });
     // Default panic threshold: with nothing healthy the balancer routes to everything (and says so).
     const panics: boolean[] = [];
@@ -100,7 +89,7 @@ describe("gateway dispatcher", () => {
     assert.equal(res.statusCode, 200);
     assert.deepEqual(panics, [true]);
     // Panic disabled: nothing can serve.
-    const strict = await createGateway({ nats: nats.url, services: [service], logger: silent, balancerOptions: { panicThreshold: 0 } });
+    const strict = await createGateway({ nats: fx.nats.url, services: [service], logger: silent, balancerOptions: { panicThreshold: 0 } });
     try {
       await assert.rejects(undiciRequest(`http://${service}/`, { dispatcher: strict.dispatcher }), { code: "ROSTER_NO_HEALTHY_UPSTREAM" });
     } finally {

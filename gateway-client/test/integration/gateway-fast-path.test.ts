@@ -2,27 +2,16 @@
 // EventEmitter-like abort handles): timeouts of different lengths, caller aborts before
 // and after the headers, close() with an open body, and the concurrency slot given back
 // on every way a request can end.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { waitFor } from "@roster/testkit";
 import { createGateway, GatewayClosedError, RequestAbortedError, TryTimeoutError, type Gateway, type GatewayOptions } from "../../src/index.js";
-import { FakeRegistry, Upstream, makeInstance, silent } from "./helpers.js";
+import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 
 describe("gateway fast path", () => {
-  let nats: NatsServer;
-  let reg: FakeRegistry;
-  const cleanups: Array<() => Promise<void>> = [];
+  const fx = fakeRegistryFixture();
   let n = 0;
-  before(async () => {
-    nats = await NatsServer.start({ jetstream: false });
-    reg = await FakeRegistry.start(nats.url);
-  });
-  after(async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => {});
-    await reg.close();
-    await nats.close();
-  });
 
   /** One upstream answering by path: /hang never answers, /open sends headers and part of a body, /503, else 200. */
   async function setup(opts: Partial<GatewayOptions> = {}) {
@@ -42,10 +31,10 @@ describe("gateway fast path", () => {
       }
       res.end("ok");
     });
-    cleanups.push(() => up.close());
-    reg.put(makeInstance(service, up.name, up.port));
-    const gw = await createGateway({ nats: nats.url, services: [service], logger: silent, ...opts });
-    cleanups.push(() => gw.close());
+    fx.cleanups.push(() => up.close());
+    fx.reg.put(makeInstance(service, up.name, up.port));
+    const gw = await createGateway({ nats: fx.nats.url, services: [service], logger: silent, ...opts });
+    fx.cleanups.push(() => gw.close());
     await waitFor(() => gw.instances(service).length === 1, { timeoutMs: 5000, what: "the instance" });
     return { service, up, gw };
   }

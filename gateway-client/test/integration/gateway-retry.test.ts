@@ -1,9 +1,9 @@
 // Request-path behaviour (timeouts, deadline, retries, budget, cap, hedging) against real
 // node:http upstreams with injected faults. The catalog comes from a test-side publisher on
 // real NATS so each test controls its instances exactly.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { waitFor } from "@roster/testkit";
 import {
   createGateway,
   DeadlineExceededError,
@@ -14,34 +14,23 @@ import {
   type Gateway,
   type GatewayOptions,
 } from "../../src/index.js";
-import { FakeRegistry, Upstream, makeInstance, silent } from "./helpers.js";
+import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 
 describe("gateway request path", () => {
-  let nats: NatsServer;
-  let reg: FakeRegistry;
-  const cleanups: Array<() => Promise<void>> = [];
+  const fx = fakeRegistryFixture();
   let n = 0;
-  before(async () => {
-    nats = await NatsServer.start({ jetstream: false });
-    reg = await FakeRegistry.start(nats.url);
-  });
-  after(async () => {
-    for (const c of cleanups.reverse()) await c().catch(() => {});
-    await reg.close();
-    await nats.close();
-  });
 
   /** A fresh service with `faults.length` upstreams; returns them and a gateway following it. */
   async function setup(faults: Array<Upstream["fault"]>, opts: Partial<GatewayOptions> = {}) {
     const service = `svc${++n}`;
     const ups = await Promise.all(faults.map((f, i) => Upstream.start(`${service}-u${i}`)));
     ups.forEach((u, i) => (u.fault = faults[i]!));
-    cleanups.push(async () => {
+    fx.cleanups.push(async () => {
       await Promise.all(ups.map((u) => u.close()));
     });
-    for (const u of ups) reg.put(makeInstance(service, u.name, u.port));
-    const gw = await createGateway({ nats: nats.url, services: [service], logger: silent, ...opts });
-    cleanups.push(() => gw.close());
+    for (const u of ups) fx.reg.put(makeInstance(service, u.name, u.port));
+    const gw = await createGateway({ nats: fx.nats.url, services: [service], logger: silent, ...opts });
+    fx.cleanups.push(() => gw.close());
     await waitFor(() => gw.instances(service).length === ups.length, { timeoutMs: 5000, what: `${ups.length} instances` });
     return { service, ups, gw };
   }
@@ -194,18 +183,18 @@ describe("gateway request path", () => {
   test("gateway - zone-aware: a caller in zone a stays in zone a while it is healthy, spills when it is not", async () => {
     const service = `zoned${++n}`;
     const ups = await Promise.all([0, 1, 2].map((i) => Upstream.start(`${service}-u${i}`)));
-    cleanups.push(async () => {
+    fx.cleanups.push(async () => {
       await Promise.all(ups.map((u) => u.close()));
     });
-    reg.put(makeInstance(service, ups[0]!.name, ups[0]!.port, { zone: "a" }));
-    reg.put(makeInstance(service, ups[1]!.name, ups[1]!.port, { zone: "b" }));
-    reg.put(makeInstance(service, ups[2]!.name, ups[2]!.port, { zone: "b" }));
-    const gw = await createGateway({ nats: nats.url, services: [service], zone: "a", logger: silent });
-    cleanups.push(() => gw.close());
+    fx.reg.put(makeInstance(service, ups[0]!.name, ups[0]!.port, { zone: "a" }));
+    fx.reg.put(makeInstance(service, ups[1]!.name, ups[1]!.port, { zone: "b" }));
+    fx.reg.put(makeInstance(service, ups[2]!.name, ups[2]!.port, { zone: "b" }));
+    const gw = await createGateway({ nats: fx.nats.url, services: [service], zone: "a", logger: silent });
+    fx.cleanups.push(() => gw.close());
     await waitFor(() => gw.instances(service).length === 3, { timeoutMs: 5000, what: "3 instances" });
     for (let i = 0; i < 20; i++) assert.equal(await ok(gw, service), 200);
     assert.equal(ups[0]!.hits, 20, "all in zone a");
-    reg.put(makeInstance(service, ups[0]!.name, ups[0]!.port, { zone: "a", status: "critical" }));
+    fx.reg.put(makeInstance(service, ups[0]!.name, ups[0]!.port, { zone: "a", status: "critical" }));
     await waitFor(() => gw.instances(service).find((i) => i.id === ups[0]!.name)?.status === "critical", { timeoutMs: 5000, what: "critical" });
     for (let i = 0; i < 10; i++) assert.equal(await ok(gw, service), 200);
     assert.equal(ups[0]!.hits, 20, "zone a is down: spilled to zone b");
@@ -216,9 +205,9 @@ describe("gateway request path", () => {
     const { service, ups, gw } = await setup(["ok"]);
     assert.equal(await ok(gw, service), 200);
     const extra = await Upstream.start(`${service}-extra`);
-    cleanups.push(() => extra.close());
-    reg.put(makeInstance(service, extra.name, extra.port));
-    reg.remove(service, ups[0]!.name);
+    fx.cleanups.push(() => extra.close());
+    fx.reg.put(makeInstance(service, extra.name, extra.port));
+    fx.reg.remove(service, ups[0]!.name);
     await waitFor(() => gw.instances(service).length === 1 && gw.instances(service)[0]!.id === extra.name, { timeoutMs: 5000, what: "swap" });
     assert.equal(await ok(gw, service), 200);
     assert.equal(extra.hits, 1);

@@ -1,3 +1,5 @@
+import { after, before } from "node:test";
+import { NatsServer } from "@roster/testkit";
 // Test-side helpers: a small catalog publisher speaking the real wire (used where the real
 // registry would get in the way, e.g. to inject gaps and bad messages), and node:http
 // upstreams with injectable faults.
@@ -320,4 +322,23 @@ export class FakeAgent {
     if (this.timer) clearInterval(this.timer);
     await this.nc.close().catch(() => {});
   }
+}
+
+/**
+ * Per-file fixture shared by the request-path tests: a core-only nats-server, a FakeRegistry on it,
+ * and cleanups run in reverse order after the file. Read its fields inside tests (they are set in
+ * `before`).
+ */
+export function fakeRegistryFixture(): { nats: NatsServer; reg: FakeRegistry; cleanups: Array<() => Promise<void>> } {
+  const fx = { cleanups: [] as Array<() => Promise<void>> } as { nats: NatsServer; reg: FakeRegistry; cleanups: Array<() => Promise<void>> };
+  before(async () => {
+    fx.nats = await NatsServer.start({ jetstream: false });
+    fx.reg = await FakeRegistry.start(fx.nats.url);
+  });
+  after(async () => {
+    for (const c of fx.cleanups.reverse()) await c().catch(() => {});
+    await fx.reg.close();
+    await fx.nats.close();
+  });
+  return fx;
 }
