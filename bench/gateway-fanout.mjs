@@ -1,0 +1,402 @@
+#!/usr/bin/env node
+// Catalog fan-out to many REAL gateway clients: what 1,000 clients x 50 services cost the
+// server, and how fast a health transition reaches every one of them.
+//
+//   node bench/gateway-fanout.mjs [--quick] [--clients=1000] [--procs=4] [--services=50]
+//     [--replicas=10] [--concurrency=50] [--steady-seconds=5] [--rate=10] [--flip-seconds=30]
+// (or BENCH_CLIENTS=..., BENCH_FLIP_SECONDS=... in the environment; --quick or BENCH_QUICK=1:
+// 200 clients, 10 s of flips)
+//
+// Real processes, all on this machine:
+//   nats-server (test kit, with its monitoring port for /varz)
+//   roster-registry (its bin)
+//   a fake agent fleet (bench/lib/fanout-agent.mjs): `replicas` hosts x `services` services, one
+//     instance of each service per host, over the real wire (register, heartbeat, health)
+//   `procs` client processes (bench/lib/fanout-clients.mjs), `clients / procs` gateways each, every
+//     gateway `createGateway({ nats, services: [all] })` with its own NATS connection
+//   this coordinator: an observer of roster.v1.catalog.* (when the registry published each delta)
+//
+// Phases: register the fleet → create every gateway (time until every mirror of every client
+// holds a snapshot; registry CPU over it) → steady state (nats-server connections,
+// subscriptions, RSS, CPU; client RSS per client) → health flips at `rate`/s for
+// `flip-seconds`, each stamped with its send time in the check's `output`; every client
+// process records the arrival of each `change` event by revision; the coordinator matches
+// revisions to send times (agent → registry delta → client mirror).
+//
+// Markdown on stdout, progress on stderr. Needs `npm run build` first.
+import { fork } from "node:child_process";
+import { cpus } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { connect } from "@nats-io/transport-node";
+import { CATALOG_WILDCARD } from "@roster/schemas";
+import { NatsServer, freePort, waitFor } from "@roster/testkit";
+import { closeHttp, getJson } from "./lib/http.mjs";
+import { progress } from "./lib/log.mjs";
+import { commandLine, numberOption } from "./lib/options.mjs";
+import { ProcSampler, cpuSeconds, rssMiB } from "./lib/procstat.mjs";
+import { startRegistry } from "./lib/registry.mjs";
+import { defer, runBench } from "./lib/run.mjs";
+import { fmt, percentile, summarize } from "./lib/stats.mjs";
+import { printReport } from "./lib/table.mjs";
+
+const AGENT = fileURLToPath(new URL("./lib/fanout-agent.mjs", import.meta.url));
+const CLIENTS = fileURLToPath(new URL("./lib/fanout-clients.mjs", import.meta.url));
+
+const quick = Boolean(process.env.BENCH_QUICK) || process.argv.includes("--quick");
+const clients = numberOption("clients", quick ? 200 : 1000);
+const procs = Math.max(1, Math.min(numberOption("procs", 4), clients));
+const services = Math.max(1, numberOption("services", 50));
+const replicas = Math.max(1, numberOption("replicas", 10));
+const concurrency = Math.max(1, numberOption("concurrency", 50));
+const steadySeconds = numberOption("steady-seconds", quick ? 3 : 5);
+const rate = Math.max(0.1, numberOption("rate", 10));
+const flipSeconds = numberOption("flip-seconds", quick ? 10 : 30);
+const instances = replicas * services;
+const hiresNow = () => performance.timeOrigin + performance.now();
+
+const maxSeconds = 240 + flipSeconds + clients / 4;
+
+/** A forked helper with a promise per awaited message type. */
+function forkHelper(script, args, name) {
+  const child = fork(script, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const h = { name, child, last: {}, waiters: new Map() };
+  child.on("message", (m) => {
+    h.last[m.type] = m;
+    if (m.type === "error") progress(`${name}: ${m.message}`);
+    const w = h.waiters.get(m.type);
+    if (w) {
+      h.waiters.delete(m.type);
+      w.resolve(m);
+    }
+  });
+  h.exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+  h.exited.then(({ code, signal }) => {
+    for (const w of h.waiters.values()) w.reject(new Error(`${name} exited (${signal ?? code}) while waited on`));
+    h.waiters.clear();
+  });
+  /** The next message of `type` (or the one already received when `seen` is true). */
+  h.next = (type, timeoutMs, { seen = false } = {}) => {
+    if (seen && h.last[type]) return Promise.resolve(h.last[type]);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        h.waiters.delete(type);
+        reject(new Error(`${name}: no "${type}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      h.waiters.set(type, { resolve: (m) => (clearTimeout(timer), resolve(m)), reject: (e) => (clearTimeout(timer), reject(e)) });
+    });
+  };
+  h.send = (m) => {
+    if (child.connected) child.send(m);
+  };
+  h.stop = async (cmd) => {
+    h.send(cmd);
+    await Promise.race([h.exited, sleep(10_000)]);
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  return h;
+}
+
+await runBench("gateway-fanout", maxSeconds, async () => {
+  progress(`gateway-fanout: ${clients} clients in ${procs} processes x ${services} services; ${replicas} hosts x ${services} services = ${instances} instances; ${rate} flips/s for ${flipSeconds}s`);
+
+  const monitorPort = await freePort();
+  const nats = await NatsServer.start({ args: ["-m", String(monitorPort)] });
+  defer(() => nats.close());
+  const varz = async () => (await getJson(`http://127.0.0.1:${monitorPort}/varz`, { timeoutMs: 5000 })).body;
+  progress(`nats-server on ${nats.url} (pid ${nats.pid}, monitor :${monitorPort})`);
+
+  const registry = await startRegistry({ natsUrl: nats.url });
+  defer(() => registry.stop());
+  progress(`registry pid ${registry.pid} on ${registry.httpUrl}`);
+
+  // Observer: when the registry published each delta, and the send time it carries.
+  const obs = await connect({ servers: nats.url, name: "fanout-observer" });
+  defer(() => obs.drain().catch(() => {}));
+  const lastRevision = new Map(); // service → last delta revision
+  const deltaKeys = new Set();
+  /** revision → { service, sentAt, seenAt } for deltas that carry a flip's send time */
+  const flips = new Map();
+  let deltasSeen = 0;
+  const decoder = new TextDecoder();
+  obs.subscribe(CATALOG_WILDCARD, {
+    callback: (_err, m) => {
+      const seenAt = hiresNow();
+      deltasSeen++;
+      let d;
+      try {
+        d = JSON.parse(decoder.decode(m.data));
+      } catch {
+        return;
+      }
+      deltaKeys.add(`${d.service}.${d.instanceId}`);
+      if ((lastRevision.get(d.service) ?? 0) < d.revision) lastRevision.set(d.service, d.revision);
+      const out = d.instance?.checks?.[0]?.output;
+      const hit = typeof out === "string" ? /^sentAt=([\d.]+)$/.exec(out) : null;
+      if (hit && !flips.has(d.revision)) flips.set(d.revision, { service: d.service, sentAt: Number(hit[1]), seenAt });
+    },
+  });
+  await obs.flush();
+
+  const regSampler = new ProcSampler(registry.pid);
+  const natsSampler = new ProcSampler(nats.pid);
+  defer(() => {
+    regSampler.stop();
+    natsSampler.stop();
+  });
+
+  // The fleet.
+  const agent = forkHelper(AGENT, [`--nats=${nats.url}`, `--hosts=${replicas}`, `--services=${services}`], "fanout-agent");
+  defer(() => agent.stop({ cmd: "stop" }));
+  await agent.next("ready", 15_000, { seen: true });
+  agent.send({ cmd: "register" });
+  await waitFor(() => deltaKeys.size >= instances, { timeoutMs: 60_000, intervalMs: 50, what: `a delta for each of ${instances} instances` });
+  progress(`fleet registered: ${deltaKeys.size} instances in ${lastRevision.size} services`);
+
+  // Client processes.
+  const clientProcs = [];
+  for (let i = 0; i < procs; i++) {
+    const n = Math.floor(clients / procs) + (i < clients % procs ? 1 : 0);
+    const h = forkHelper(CLIENTS, [`--nats=${nats.url}`, `--clients=${n}`, `--services=${services}`, `--concurrency=${concurrency}`, `--index=${i}`], `clients-${i}`);
+    h.count = n;
+    clientProcs.push(h);
+  }
+  defer(async () => {
+    progress("closing client processes");
+    await Promise.all(clientProcs.map((h) => h.stop({ cmd: "close" })));
+  });
+  const readyMsgs = await Promise.all(clientProcs.map((h) => h.next("ready", 30_000, { seen: true })));
+  const clientSamplers = clientProcs.map((h) => new ProcSampler(h.child.pid));
+  defer(() => clientSamplers.forEach((s) => s.stop()));
+
+  // Phase 1: create every gateway, until every mirror holds a snapshot of every service.
+  const sync0 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), clients: clientProcs.map((h) => cpuSeconds(h.child.pid)), t: hiresNow() };
+  const regServedBefore = await registryCounter(registry.httpUrl);
+  for (const h of clientProcs) h.send({ cmd: "create" });
+  const progressTimer = setInterval(() => {
+    const created = clientProcs.reduce((a, h) => a + (h.last.progress?.created ?? 0), 0);
+    const ready = clientProcs.reduce((a, h) => a + (h.last.progress?.ready ?? 0), 0);
+    progress(`sync: ${created}/${clients} gateways created, ${ready}/${clients * services} mirrors ready, registry cpu ${fmt(regSampler.samples.at(-1)?.cpuPct)}%`);
+  }, 2000);
+  let syncedMsgs;
+  try {
+    syncedMsgs = await Promise.all(clientProcs.map((h) => h.next("synced", 60_000 + clients * 200)));
+  } finally {
+    clearInterval(progressTimer);
+  }
+  const syncEnd = Math.max(...syncedMsgs.map((m) => m.at));
+  const syncMs = syncEnd - sync0.t;
+  const sync1 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), clients: clientProcs.map((h) => cpuSeconds(h.child.pid)), t: hiresNow() };
+  const regServedAfter = await registryCounter(registry.httpUrl);
+  progress(`all ${clients} x ${services} mirrors synced in ${fmt(syncMs, 0)} ms`);
+
+  // Phase 2: steady state with every connection and subscription in place.
+  progress(`steady state: ${steadySeconds}s`);
+  regSampler.mark();
+  natsSampler.mark();
+  clientSamplers.forEach((s) => s.mark());
+  const steady0 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), t: performance.now() };
+  await sleep(steadySeconds * 1000);
+  const steady1 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), t: performance.now() };
+  const steadyVarz = await varz();
+  const steadyNatsRss = rssMiB(nats.pid);
+  const steadyClientRss = clientProcs.map((h) => rssMiB(h.child.pid));
+  const steadyS = (steady1.t - steady0.t) / 1000;
+  progress(`nats-server: ${steadyVarz.connections} connections, ${steadyVarz.subscriptions} subscriptions, rss ${fmt(steadyNatsRss)} MiB`);
+
+  // Phase 3: propagation of health flips.
+  const truthBefore = new Map(lastRevision);
+  for (const h of clientProcs) h.send({ cmd: "record" });
+  await sleep(200);
+  regSampler.mark();
+  natsSampler.mark();
+  clientSamplers.forEach((s) => s.mark());
+  const flip0 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), clients: clientProcs.map((h) => cpuSeconds(h.child.pid)), t: performance.now() };
+  const flipsBefore = flips.size;
+  progress(`flipping health: ${rate}/s for ${flipSeconds}s`);
+  agent.send({ cmd: "flip", rate, seconds: flipSeconds });
+  const flipTimer = setInterval(() => {
+    progress(`  flips published by the registry: ${flips.size - flipsBefore}, registry cpu ${fmt(regSampler.samples.at(-1)?.cpuPct)}%, nats cpu ${fmt(natsSampler.samples.at(-1)?.cpuPct)}%, clients cpu ${clientSamplers.map((s) => fmt(s.samples.at(-1)?.cpuPct, 0)).join("/")}%`);
+  }, 5000);
+  let flipped;
+  try {
+    flipped = await agent.next("flipped", (flipSeconds + 60) * 1000);
+  } finally {
+    clearInterval(flipTimer);
+  }
+  const flip1 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), clients: clientProcs.map((h) => cpuSeconds(h.child.pid)), t: performance.now() };
+  const flipWindow = { reg: regSampler.window(), nats: natsSampler.window(), clients: clientSamplers.map((s) => s.window()) };
+  // Let the last deltas arrive (and any resync finish) before asking for the reports.
+  const expectedFlips = flipped.sent;
+  await waitFor(() => flips.size - flipsBefore >= expectedFlips, { timeoutMs: 10_000, intervalMs: 50, what: "a delta for every flip" }).catch((e) => progress(e.message));
+  await sleep(3000);
+  const reports = await Promise.all(
+    clientProcs.map((h) => {
+      const p = h.next("report", 60_000);
+      h.send({ cmd: "report" });
+      return p;
+    }),
+  );
+  progress(`reports in from ${reports.length} client processes`);
+
+  // Matching: every flip's revision against every client's change events.
+  const flipRevs = [...flips.entries()].filter(([rev, f]) => rev > (truthBefore.get(f.service) ?? 0));
+  const all = [];
+  const toDelta = [];
+  const deltaToClient = [];
+  let seen = 0;
+  for (const [rev, f] of flipRevs) toDelta.push(f.seenAt - f.sentAt);
+  const flipByRev = new Map(flipRevs);
+  let unmatchedEvents = 0;
+  for (const r of reports) {
+    for (const [revStr, ts] of Object.entries(r.times)) {
+      const f = flipByRev.get(Number(revStr));
+      if (!f) {
+        unmatchedEvents += ts.length;
+        continue;
+      }
+      for (const t of ts) {
+        all.push(t - f.sentAt);
+        deltaToClient.push(t - f.seenAt);
+        seen++;
+      }
+    }
+  }
+  const totalClients = reports.reduce((a, r) => a + r.clients, 0);
+  const expected = flipRevs.length * totalClients;
+  // Convergence: every client's last revision of every service equals the registry's last delta.
+  let converged = 0;
+  let notConverged = 0;
+  for (const r of reports) {
+    for (const [svc, m] of Object.entries(r.revisions)) {
+      const truth = lastRevision.get(svc) ?? 0;
+      for (const [rev, n] of Object.entries(m)) {
+        if (Number(rev) === truth) converged += n;
+        else notConverged += n;
+      }
+    }
+  }
+  const mstats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {}, stale: 0 };
+  for (const r of reports) {
+    for (const k of ["snapshots", "snapshotFailures", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) mstats[k] += r.stats[k];
+    for (const [k, v] of Object.entries(r.stats.dropped)) mstats.dropped[k] = (mstats.dropped[k] ?? 0) + v;
+    mstats.stale += r.stale;
+  }
+
+  const lat = latencyRow(all);
+  const lat1 = latencyRow(toDelta);
+  const lat2 = latencyRow(deltaToClient);
+  const cpuPct = (a, b, s) => (a === null || b === null ? NaN : ((b - a) / s) * 100);
+  const syncS = (sync1.t - sync0.t) / 1000;
+  const flipS = (flip1.t - flip0.t) / 1000;
+  const clientCpuSync = sync1.clients.reduce((acc, v, i) => acc + (v - sync0.clients[i]), 0);
+  const clientCpuFlip = flip1.clients.reduce((acc, v, i) => acc + (v - flip0.clients[i]), 0);
+  const perClientRss = clientProcs.map((h, i) => ((steadyClientRss[i] ?? NaN) - readyMsgs[i].rssMiB) / h.count);
+  const served = regServedAfter !== null && regServedBefore !== null ? regServedAfter - regServedBefore : NaN;
+  const flipNats = summarize(flipWindow.nats.map((s) => s.cpuPct));
+  const flipReg = summarize(flipWindow.reg.map((s) => s.cpuPct));
+  const flipClients = summarize(sumSeries(flipWindow.clients.map((w) => w.map((s) => s.cpuPct))));
+
+  printReport({
+    title: `Catalog fan-out: ${totalClients} gateway clients x ${services} services`,
+    command: commandLine("bench/gateway-fanout.mjs"),
+    params: {
+      clients: totalClients,
+      clientProcesses: procs,
+      services,
+      instancesPerService: replicas,
+      instances,
+      createConcurrencyPerProcess: concurrency,
+      flipsPerSecond: rate,
+      flipSeconds,
+      steadySeconds,
+    },
+    tables: [
+      {
+        caption: `Sync: every gateway created (${concurrency} createGateway in flight per process) until every client holds a snapshot of every service`,
+        headers: ["measure", "value"],
+        rows: [
+          [`time until all ${totalClients} x ${services} mirrors synced (from the first createGateway)`, `${fmt(syncMs, 0)} ms`],
+          ["snapshot requests answered by the registry (its counter)", Number.isNaN(served) ? "n/a" : served],
+          ["snapshots received / failed requests (timeouts, retried) in the clients", `${mstats.snapshots} / ${mstats.snapshotFailures}`],
+          ["registry CPU over the sync", `${fmt((sync1.reg - sync0.reg) * 1000, 0)} ms (${fmt(cpuPct(sync0.reg, sync1.reg, syncS), 0)}% of a core)`],
+          ["registry CPU per snapshot answered", Number.isNaN(served) || served === 0 ? "n/a" : `${fmt(((sync1.reg - sync0.reg) * 1e6) / served, 0)} µs`],
+          ["nats-server CPU over the sync", `${fmt((sync1.nats - sync0.nats) * 1000, 0)} ms (${fmt(cpuPct(sync0.nats, sync1.nats, syncS), 0)}% of a core)`],
+          [`client processes' CPU over the sync (${procs}, summed)`, `${fmt(clientCpuSync * 1000, 0)} ms (${fmt((clientCpuSync / syncS) * 100, 0)}% of a core)`],
+        ],
+      },
+      {
+        caption: `Steady state (${fmt(steadyS, 1)} s, every client connected and subscribed, heartbeats only)`,
+        headers: ["measure", "value"],
+        rows: [
+          ["nats-server connections / subscriptions (/varz)", `${steadyVarz.connections} / ${steadyVarz.subscriptions}`],
+          ["nats-server RSS", `${fmt(steadyNatsRss)} MiB`],
+          ["nats-server CPU", `${fmt(cpuPct(steady0.nats, steady1.nats, steadyS))}% of a core`],
+          ["registry CPU", `${fmt(cpuPct(steady0.reg, steady1.reg, steadyS))}% of a core`],
+          ["client process RSS (each, before → after its gateways)", clientProcs.map((h, i) => `${fmt(readyMsgs[i].rssMiB, 0)} → ${fmt(steadyClientRss[i], 0)} MiB`).join(", ")],
+          ["client RSS per gateway client (median over processes)", `${fmt(percentile(perClientRss, 50), 2)} MiB`],
+          ["client V8 heap used per process after sync", syncedMsgs.map((m) => `${fmt(m.heapUsedMiB, 0)} MiB`).join(", ")],
+        ],
+      },
+      {
+        caption: `Propagation: ${flipRevs.length} health transitions (${rate}/s for ${flipSeconds} s, random instance, passing ↔ critical) to ${totalClients} clients`,
+        headers: ["leg", "n", "min (ms)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)"],
+        rows: [
+          ["agent publish → client mirror `change` (every client x transition)", ...lat],
+          ["agent publish → registry delta seen by the observer", ...lat1],
+          ["registry delta seen by the observer → client `change`", ...lat2],
+        ],
+      },
+      {
+        caption: "Delivery",
+        headers: ["measure", "value"],
+        rows: [
+          ["health messages sent by the agent (late ticks)", `${flipped.sent} (${flipped.lateTicks})`],
+          ["catalog deltas carrying a flip seen by the observer", flipRevs.length],
+          ["deliveries expected (transitions x clients)", expected],
+          ["deliveries seen (a `change` at that exact revision)", seen],
+          ["missing", expected - seen],
+          [`(client, service) mirrors at the registry's last revision at the end`, `${converged} of ${converged + notConverged}`],
+          ["mirror gaps / resyncs after the initial sync / duplicates / dropped", `${mstats.gaps} / ${mstats.resyncs - totalClients * services} / ${mstats.duplicates} / ${JSON.stringify(mstats.dropped)}`],
+          ["clients stale at the end", mstats.stale],
+          ["`change` events at other revisions while recording", unmatchedEvents],
+          ["nats-server CPU during flips (median / max of 1 s samples)", `${fmt(flipNats.p50)} / ${fmt(flipNats.max)}% of a core`],
+          ["registry CPU during flips (median / max)", `${fmt(flipReg.p50)} / ${fmt(flipReg.max)}%`],
+          [`client processes' CPU during flips (${procs}, summed: median / max; mean over the window)`, `${fmt(flipClients.p50)} / ${fmt(flipClients.max)}%; ${fmt((clientCpuFlip / flipS) * 100)}%`],
+        ],
+      },
+    ],
+    notes: [
+      `Each gateway client has its own NATS connection and ${services} catalog subscriptions (+ presence and its request inbox); the clients run in ${procs} Node processes on the same ${cpus().length} cores as nats-server, the registry and the fake agents, so a delivery's latency includes queueing behind the other clients of the same process (each decodes the same delta on its own connection) and the sync is CPU-bound on client processes.`,
+      "Times are wall-clock (performance.timeOrigin + performance.now()) in each process, on one machine; the send time travels in the check's `output`. The observer is one more subscriber of the catalog subjects, so the split between the two legs is approximate (the server may serve some clients before it).",
+      "CPU is utime+stime from /proc/<pid>/stat; 100% = one full core.",
+    ],
+  });
+  await closeHttp();
+});
+
+/** n, min, p50, p99, p99.9, max of a latency list, formatted. */
+function latencyRow(values) {
+  if (values.length === 0) return [0, "n/a", "n/a", "n/a", "n/a", "n/a"];
+  const sorted = Float64Array.from(values).sort();
+  const at = (p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+  return [sorted.length, fmt(sorted[0], 2), fmt(at(50), 2), fmt(at(99), 2), fmt(at(99.9), 2), fmt(sorted[sorted.length - 1], 2)];
+}
+
+/** Element-wise sum of equally spaced sample series (shortest length). */
+function sumSeries(series) {
+  if (series.length === 0) return [];
+  const n = Math.min(...series.map((s) => s.length));
+  return Array.from({ length: n }, (_, i) => series.reduce((a, s) => a + s[i], 0));
+}
+
+/** The registry's count of snapshot requests served (`snapshotsServed` of /v1/status); null if absent. */
+async function registryCounter(httpUrl) {
+  try {
+    const r = await getJson(`${httpUrl}/v1/status`, { timeoutMs: 5000 });
+    const n = r.body?.snapshotsServed;
+    return typeof n === "number" ? n : null;
+  } catch {
+    return null;
+  }
+}

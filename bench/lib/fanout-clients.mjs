@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// One process of REAL gateway clients for bench/gateway-fanout.mjs (forked, IPC): `clients`
+// gateways, each `createGateway({ nats, services })` with its OWN NATS connection, each
+// mirroring every service of the run. Spread over several such processes so the clients'
+// own CPU is not a single event loop.
+//
+// Options (argv `--name=value`): nats, clients, services (count; svc-000 ...), concurrency
+// (createGateway calls in flight at once in this process), index.
+// Parent → child:
+//   { cmd: "create" }   create the gateways; report { type: "synced", at, rssMiB, ... } when every
+//                       gateway has a snapshot of every service ("at": performance.timeOrigin + now)
+//   { cmd: "record" }   from now on, record the time of every `change` event, by revision
+//   { cmd: "report" }   → { type: "report", times: { [revision]: number[] }, revisions, stats, ... }
+//   { cmd: "close" }    close every gateway and exit
+// Child → parent also: { type: "ready", rssMiB }, { type: "progress", created, ready }.
+import { createGateway } from "@roster/gateway-client";
+
+function opt(name, fallback) {
+  const hit = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
+  return hit === undefined ? fallback : hit.slice(name.length + 3);
+}
+
+const natsUrl = opt("nats", "nats://127.0.0.1:4222");
+const clientCount = Number(opt("clients", 250));
+const serviceCount = Number(opt("services", 50));
+const concurrency = Math.max(1, Number(opt("concurrency", 50)));
+const index = Number(opt("index", 0));
+const services = Array.from({ length: serviceCount }, (_, s) => `svc-${String(s).padStart(3, "0")}`);
+
+const send = (m) => process.send?.(m);
+const hiresNow = () => performance.timeOrigin + performance.now();
+const rssMiB = () => process.memoryUsage().rss / 2 ** 20;
+
+const gateways = [];
+let ready = 0;
+let created = 0;
+let syncedSent = false;
+let recording = false;
+/** revision → arrival times (ms, wall clock with a fraction) of `change` events, all clients. */
+const times = new Map();
+let createErrors = 0;
+let firstError = null;
+
+function onReady() {
+  ready++;
+  if (!syncedSent && created === clientCount && ready === clientCount * serviceCount) {
+    syncedSent = true;
+    const at = hiresNow();
+    send({ type: "synced", at, index, rssMiB: rssMiB(), heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20 });
+  }
+}
+
+function watch(gw) {
+  const seen = new Set();
+  gw.on("change", (service, revision) => {
+    if (recording) {
+      const t = hiresNow();
+      let list = times.get(revision);
+      if (!list) times.set(revision, (list = []));
+      list.push(t);
+    }
+    if (!seen.has(service)) {
+      seen.add(service);
+      onReady();
+    }
+  });
+  created++;
+  // Snapshots that arrived before the listener was attached (createGateway waits for them).
+  for (const s of services) {
+    if (!seen.has(s) && gw.mirror.view(s) !== undefined) {
+      seen.add(s);
+      onReady();
+    }
+  }
+}
+
+async function createAll() {
+  let next = 0;
+  const worker = async () => {
+    while (next < clientCount) {
+      next++;
+      try {
+        const gw = await createGateway({ nats: natsUrl, services });
+        gateways.push(gw);
+        watch(gw);
+      } catch (err) {
+        createErrors++;
+        firstError ??= String(err?.message ?? err);
+      }
+    }
+  };
+  const progress = setInterval(() => send({ type: "progress", index, created, ready, createErrors }), 1000);
+  await Promise.all(Array.from({ length: Math.min(concurrency, clientCount) }, worker));
+  clearInterval(progress);
+  if (createErrors) send({ type: "error", index, message: `${createErrors} createGateway failures; first: ${firstError}` });
+}
+
+let progressTimer = null;
+
+function report() {
+  const stats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
+  /** service → { revision: clients at it } */
+  const revisions = {};
+  let stale = 0;
+  for (const gw of gateways) {
+    const st = gw.mirror.stats;
+    for (const k of ["snapshots", "snapshotFailures", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) stats[k] += st[k];
+    for (const [k, v] of Object.entries(st.dropped)) stats.dropped[k] = (stats.dropped[k] ?? 0) + v;
+    if (gw.isStale) stale++;
+    for (const s of services) {
+      const r = gw.revision(s);
+      const m = (revisions[s] ??= {});
+      m[r] = (m[r] ?? 0) + 1;
+    }
+  }
+  send({ type: "report", index, clients: gateways.length, times: Object.fromEntries(times), revisions, stats, stale, rssMiB: rssMiB() });
+}
+
+process.on("message", async (m) => {
+  if (m?.cmd === "create") {
+    await createAll();
+    progressTimer = setInterval(() => send({ type: "progress", index, created, ready, createErrors }), 1000);
+  } else if (m?.cmd === "record") {
+    clearInterval(progressTimer);
+    recording = true;
+  } else if (m?.cmd === "report") {
+    recording = false;
+    report();
+  } else if (m?.cmd === "close") {
+    clearInterval(progressTimer);
+    await Promise.race([Promise.allSettled(gateways.map((g) => g.close())), new Promise((r) => setTimeout(r, 8000))]);
+    process.exit(0);
+  }
+});
+process.on("disconnect", () => process.exit(0));
+
+send({ type: "ready", index, rssMiB: rssMiB() });
