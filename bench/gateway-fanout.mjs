@@ -29,7 +29,7 @@ import { cpus } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
-import { CATALOG_WILDCARD } from "@roster/schemas";
+import { CATALOG_BUCKET, CATALOG_WILDCARD, SUBJECT_PREFIX } from "@roster/schemas";
 import { NatsServer, freePort, waitFor } from "@roster/testkit";
 import { closeHttp, getJson } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";
@@ -117,12 +117,10 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const deltaKeys = new Set();
   /** revision → { service, sentAt, seenAt } for deltas that carry a flip's send time */
   const flips = new Map();
-  let deltasSeen = 0;
   const decoder = new TextDecoder();
   obs.subscribe(CATALOG_WILDCARD, {
     callback: (_err, m) => {
       const seenAt = hiresNow();
-      deltasSeen++;
       let d;
       try {
         d = JSON.parse(decoder.decode(m.data));
@@ -133,9 +131,27 @@ await runBench("gateway-fanout", maxSeconds, async () => {
       if ((lastRevision.get(d.service) ?? 0) < d.revision) lastRevision.set(d.service, d.revision);
       const out = d.instance?.checks?.[0]?.output;
       const hit = typeof out === "string" ? /^sentAt=([\d.]+)$/.exec(out) : null;
-      if (hit && !flips.has(d.revision)) flips.set(d.revision, { service: d.service, sentAt: Number(hit[1]), seenAt });
+      if (hit && !flips.has(d.revision)) flips.set(d.revision, { service: d.service, key: out, sentAt: Number(hit[1]), seenAt });
     },
   });
+  // Taps on the legs before the delta, keyed by the flip's `output` string: the health message
+  // as the agent sent it, and the registry's KV write of the new record as it left the registry.
+  const healthSeen = new Map();
+  const kvSeen = new Map();
+  const tap = (subject, outputOf, into) =>
+    obs.subscribe(subject, {
+      callback: (_err, m) => {
+        const at = hiresNow();
+        try {
+          const out = outputOf(JSON.parse(decoder.decode(m.data)));
+          if (typeof out === "string" && out.startsWith("sentAt=") && !into.has(out)) into.set(out, at);
+        } catch {
+          // not JSON (a KV delete marker has no body): not a flip
+        }
+      },
+    });
+  tap(`${SUBJECT_PREFIX}.agent.*.health`, (h) => h.check?.output, healthSeen);
+  tap(`$KV.${CATALOG_BUCKET}.>`, (r) => r.checks?.[0]?.output, kvSeen);
   await obs.flush();
 
   const regSampler = new ProcSampler(registry.pid);
@@ -245,9 +261,17 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const toDelta = [];
   const deltaToClient = [];
   let seen = 0;
-  for (const [rev, f] of flipRevs) toDelta.push(f.seenAt - f.sentAt);
+  for (const [, f] of flipRevs) toDelta.push(f.seenAt - f.sentAt);
   const flipByRev = new Map(flipRevs);
+  const toHealth = [];
+  const toKv = [];
+  for (const [, f] of flipRevs) {
+    if (healthSeen.has(f.key)) toHealth.push(healthSeen.get(f.key) - f.sentAt);
+    if (kvSeen.has(f.key)) toKv.push(kvSeen.get(f.key) - f.sentAt);
+  }
   let unmatchedEvents = 0;
+  const firstInProc = [];
+  const spreadInProc = [];
   for (const r of reports) {
     for (const [revStr, ts] of Object.entries(r.times)) {
       const f = flipByRev.get(Number(revStr));
@@ -255,6 +279,9 @@ await runBench("gateway-fanout", maxSeconds, async () => {
         unmatchedEvents += ts.length;
         continue;
       }
+      const first = Math.min(...ts);
+      firstInProc.push(first - f.sentAt);
+      spreadInProc.push(Math.max(...ts) - first);
       for (const t of ts) {
         all.push(t - f.sentAt);
         deltaToClient.push(t - f.seenAt);
@@ -343,6 +370,10 @@ await runBench("gateway-fanout", maxSeconds, async () => {
         headers: ["leg", "n", "min (ms)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)"],
         rows: [
           ["agent publish → client mirror `change` (every client x transition)", ...lat],
+          ["agent publish → first client of each process `change`", ...latencyRow(firstInProc)],
+          ["spread within a process: its first → its last client `change`", ...latencyRow(spreadInProc)],
+          ["agent publish → health message seen by the observer (NATS hop)", ...latencyRow(toHealth)],
+          ["agent publish → registry's KV write seen by the observer", ...latencyRow(toKv)],
           ["agent publish → registry delta seen by the observer", ...lat1],
           ["registry delta seen by the observer → client `change`", ...lat2],
         ],
@@ -368,7 +399,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
     ],
     notes: [
       `Each gateway client has its own NATS connection and ${services} catalog subscriptions (+ presence and its request inbox); the clients run in ${procs} Node processes on the same ${cpus().length} cores as nats-server, the registry and the fake agents, so a delivery's latency includes queueing behind the other clients of the same process (each decodes the same delta on its own connection) and the sync is CPU-bound on client processes.`,
-      "Times are wall-clock (performance.timeOrigin + performance.now()) in each process, on one machine; the send time travels in the check's `output`. The observer is one more subscriber of the catalog subjects, so the split between the two legs is approximate (the server may serve some clients before it).",
+      "Times are wall-clock (performance.timeOrigin + performance.now()) in each process, on one machine (checked: processes agree within 0.5 ms); the send time travels in the check's `output`. The observer (this coordinator) is one more subscriber of the agent, KV and catalog subjects: its legs are cumulative from the agent's send and include its own wake-up, and the server may serve some clients before it, so the last leg can be negative.",
       "CPU is utime+stime from /proc/<pid>/stat; 100% = one full core.",
     ],
   });
