@@ -97,6 +97,26 @@ async function createAll() {
 
 let progressTimer = null;
 
+// FANOUT_PROFILE=<dir>: a V8 CPU profile of the recording window (the flips only) per process,
+// written to <dir>/fanout-clients-<index>.cpuprofile (open it in Chrome DevTools).
+let session = null;
+async function startProfile() {
+  if (!process.env.FANOUT_PROFILE) return;
+  const { Session } = await import("node:inspector/promises");
+  session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.start");
+}
+async function stopProfile() {
+  if (!session) return;
+  const { profile } = await session.post("Profiler.stop");
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(`${process.env.FANOUT_PROFILE}/fanout-clients-${index}.cpuprofile`, JSON.stringify(profile));
+  session.disconnect();
+  session = null;
+}
+
 function report() {
   const stats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
   /** service → { revision: clients at it } */
@@ -123,8 +143,10 @@ process.on("message", async (m) => {
   } else if (m?.cmd === "record") {
     clearInterval(progressTimer);
     recording = true;
+    await startProfile();
   } else if (m?.cmd === "report") {
     recording = false;
+    await stopProfile();
     report();
   } else if (m?.cmd === "close") {
     clearInterval(progressTimer);
