@@ -4,6 +4,7 @@
 //
 //   node bench/gateway-fanout.mjs [--quick] [--clients=1000] [--procs=4] [--services=50]
 //     [--replicas=10] [--concurrency=50] [--steady-seconds=5] [--rate=10] [--flip-seconds=30]
+//     [--reconnects=0]
 // (or BENCH_CLIENTS=..., BENCH_FLIP_SECONDS=... in the environment; --quick or BENCH_QUICK=1:
 // 200 clients, 10 s of flips)
 //
@@ -52,6 +53,9 @@ const concurrency = Math.max(1, numberOption("concurrency", 50));
 const steadySeconds = numberOption("steady-seconds", quick ? 3 : 5);
 const rate = Math.max(0.1, numberOption("rate", 10));
 const flipSeconds = numberOption("flip-seconds", quick ? 10 : 30);
+// Clients (in all) whose NATS connection is forced to reconnect during the flips (0: none): a
+// reconnecting client loses the deltas published meanwhile and must heal by resyncing.
+const reconnectCount = numberOption("reconnects", 0);
 const instances = replicas * services;
 const hiresNow = () => performance.timeOrigin + performance.now();
 
@@ -231,6 +235,12 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const flipsBefore = flips.size;
   progress(`flipping health: ${rate}/s for ${flipSeconds}s`);
   agent.send({ cmd: "flip", rate, seconds: flipSeconds });
+  if (reconnectCount > 0) {
+    clientProcs.forEach((h, i) => {
+      const n = Math.floor(reconnectCount / procs) + (i < reconnectCount % procs ? 1 : 0);
+      h.send({ cmd: "reconnect", count: n, overMs: flipSeconds * 800 });
+    });
+  }
   const flipTimer = setInterval(() => {
     progress(`  flips published by the registry: ${flips.size - flipsBefore}, registry cpu ${fmt(regSampler.samples.at(-1)?.cpuPct)}%, nats cpu ${fmt(natsSampler.samples.at(-1)?.cpuPct)}%, clients cpu ${clientSamplers.map((s) => fmt(s.samples.at(-1)?.cpuPct, 0)).join("/")}%`);
   }, 5000);
@@ -303,11 +313,13 @@ await runBench("gateway-fanout", maxSeconds, async () => {
       }
     }
   }
-  const mstats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {}, stale: 0 };
+  const mstats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {}, stale: 0, reconnects: 0, reconnectFailures: 0 };
   for (const r of reports) {
     for (const k of ["snapshots", "snapshotFailures", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) mstats[k] += r.stats[k];
     for (const [k, v] of Object.entries(r.stats.dropped)) mstats.dropped[k] = (mstats.dropped[k] ?? 0) + v;
     mstats.stale += r.stale;
+    mstats.reconnects += r.reconnects.done;
+    mstats.reconnectFailures += r.reconnects.failed;
   }
 
   const lat = latencyRow(all);
@@ -337,6 +349,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
       flipsPerSecond: rate,
       flipSeconds,
       steadySeconds,
+      forcedReconnects: reconnectCount,
     },
     tables: [
       {
@@ -387,6 +400,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
           ["deliveries expected (transitions x clients)", expected],
           ["deliveries seen (a `change` at that exact revision)", seen],
           ["missing", expected - seen],
+          ["forced NATS reconnects of clients during the flips (failed)", `${mstats.reconnects} (${mstats.reconnectFailures})`],
           [`(client, service) mirrors at the registry's last revision at the end`, `${converged} of ${converged + notConverged}`],
           ["mirror gaps / resyncs after the initial sync / duplicates / dropped", `${mstats.gaps} / ${mstats.resyncs - totalClients * services} / ${mstats.duplicates} / ${JSON.stringify(mstats.dropped)}`],
           ["clients stale at the end", mstats.stale],

@@ -10,6 +10,7 @@
 //   { cmd: "create" }   create the gateways; report { type: "synced", at, rssMiB, ... } when every
 //                       gateway has a snapshot of every service ("at": performance.timeOrigin + now)
 //   { cmd: "record" }   from now on, record the time of every `change` event, by revision
+//   { cmd: "reconnect", count, overMs }  force `count` gateways' NATS connections to reconnect
 //   { cmd: "report" }   → { type: "report", times: { [revision]: number[] }, revisions, stats, ... }
 //   { cmd: "close" }    close every gateway and exit
 // Child → parent also: { type: "ready", rssMiB }, { type: "progress", created, ready }.
@@ -39,6 +40,7 @@ let recording = false;
 /** revision → arrival times (ms, wall clock with a fraction) of `change` events, all clients. */
 const times = new Map();
 let createErrors = 0;
+const reconnects = { done: 0, failed: 0 };
 let firstError = null;
 
 function onReady() {
@@ -133,7 +135,7 @@ function report() {
       m[r] = (m[r] ?? 0) + 1;
     }
   }
-  send({ type: "report", index, clients: gateways.length, times: Object.fromEntries(times), revisions, stats, stale, rssMiB: rssMiB() });
+  send({ type: "report", index, clients: gateways.length, times: Object.fromEntries(times), revisions, stats, stale, reconnects, rssMiB: rssMiB() });
 }
 
 process.on("message", async (m) => {
@@ -148,6 +150,20 @@ process.on("message", async (m) => {
     recording = false;
     await stopProfile();
     report();
+  } else if (m?.cmd === "reconnect") {
+    // Forced reconnects of `count` gateways' NATS connections, evenly over `overMs`: the deltas
+    // published while one is down are lost to it (core NATS), and its mirror must resync.
+    const count = Math.min(m.count, gateways.length);
+    for (let k = 0; k < count; k++) {
+      const gw = gateways[Math.floor((k * gateways.length) / count)];
+      const timer = setTimeout(() => {
+        gw.nc?.reconnect().then(() => reconnects.done++, (err) => {
+          reconnects.failed++;
+          firstError ??= String(err?.message ?? err);
+        });
+      }, (k * m.overMs) / count);
+      timer.unref();
+    }
   } else if (m?.cmd === "close") {
     clearInterval(progressTimer);
     await Promise.race([Promise.allSettled(gateways.map((g) => g.close())), new Promise((r) => setTimeout(r, 8000))]);
