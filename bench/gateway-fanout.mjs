@@ -313,13 +313,15 @@ await runBench("gateway-fanout", maxSeconds, async () => {
       }
     }
   }
-  const mstats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {}, stale: 0, reconnects: 0, reconnectFailures: 0 };
+  const mstats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {}, stale: 0, reconnects: 0, reconnectFailures: 0, windowDeltas: 0, windowSnapshots: 0 };
   for (const r of reports) {
     for (const k of ["snapshots", "snapshotFailures", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) mstats[k] += r.stats[k];
     for (const [k, v] of Object.entries(r.stats.dropped)) mstats.dropped[k] = (mstats.dropped[k] ?? 0) + v;
     mstats.stale += r.stale;
     mstats.reconnects += r.reconnects.done;
     mstats.reconnectFailures += r.reconnects.failed;
+    mstats.windowDeltas += r.window.deltasApplied;
+    mstats.windowSnapshots += r.window.snapshots;
   }
 
   const lat = latencyRow(all);
@@ -398,8 +400,9 @@ await runBench("gateway-fanout", maxSeconds, async () => {
           ["health messages sent by the agent (late ticks)", `${flipped.sent} (${flipped.lateTicks})`],
           ["catalog deltas carrying a flip seen by the observer", flipRevs.length],
           ["deliveries expected (transitions x clients)", expected],
-          ["deliveries seen (a `change` at that exact revision)", seen],
+          ["deliveries seen (a `change` at that exact revision, by delta or by a resync's snapshot)", seen],
           ["missing", expected - seen],
+          ["deltas applied by the mirrors while recording (a delivery by delta) / snapshots taken", `${mstats.windowDeltas} / ${mstats.windowSnapshots}`],
           ["forced NATS reconnects of clients during the flips (failed)", `${mstats.reconnects} (${mstats.reconnectFailures})`],
           [`(client, service) mirrors at the registry's last revision at the end`, `${converged} of ${converged + notConverged}`],
           ["mirror gaps / resyncs after the initial sync / duplicates / dropped", `${mstats.gaps} / ${mstats.resyncs - totalClients * services} / ${mstats.duplicates} / ${JSON.stringify(mstats.dropped)}`],

@@ -98,6 +98,17 @@ async function createAll() {
 }
 
 let progressTimer = null;
+/** Sums of the mirrors' deltasApplied and snapshots when recording started. */
+let base = { deltasApplied: 0, snapshots: 0 };
+function totals() {
+  let deltasApplied = 0;
+  let snapshots = 0;
+  for (const gw of gateways) {
+    deltasApplied += gw.mirror.stats.deltasApplied;
+    snapshots += gw.mirror.stats.snapshots;
+  }
+  return { deltasApplied, snapshots };
+}
 
 // FANOUT_PROFILE=<dir>: a V8 CPU profile of the recording window (the flips only) per process,
 // written to <dir>/fanout-clients-<index>.cpuprofile (open it in Chrome DevTools).
@@ -135,7 +146,7 @@ function report() {
       m[r] = (m[r] ?? 0) + 1;
     }
   }
-  send({ type: "report", index, clients: gateways.length, times: Object.fromEntries(times), revisions, stats, stale, reconnects, rssMiB: rssMiB() });
+  send({ type: "report", index, clients: gateways.length, times: Object.fromEntries(times), revisions, stats, stale, reconnects, window: { deltasApplied: stats.deltasApplied - base.deltasApplied, snapshots: stats.snapshots - base.snapshots }, rssMiB: rssMiB() });
 }
 
 process.on("message", async (m) => {
@@ -145,6 +156,7 @@ process.on("message", async (m) => {
   } else if (m?.cmd === "record") {
     clearInterval(progressTimer);
     recording = true;
+    base = totals();
     await startProfile();
   } else if (m?.cmd === "report") {
     recording = false;
