@@ -51,6 +51,11 @@ export const GatewayPolicy = z.object({
     .prefault({}),
   /** How long the first request to a service waits for its catalog snapshot. */
   snapshotTimeout: Duration.default(2000),
+  /**
+   * Timeout of one snapshot request (one page); a timed-out request is retried with backoff. Raise it
+   * when many clients resync at once on a busy host, so answers already on their way are not wasted.
+   */
+  snapshotRequestTimeout: Duration.default(1000),
   /** How long createGateway waits for NATS before falling back to the last-known-good file. */
   connectTimeout: Duration.default(2000),
   /** Keep a copy of the mirror here (atomic rename, debounced) to route when NATS is unreachable at start. */

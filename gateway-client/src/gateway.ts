@@ -186,6 +186,7 @@ export class Gateway extends EventEmitter {
     this.mirror = new CatalogMirror({
       services: this.policy.services,
       snapshotTimeoutMs: this.policy.snapshotTimeout,
+      snapshotRequestTimeoutMs: this.policy.snapshotRequestTimeout,
       lastKnownGoodFile: this.policy.lastKnownGoodFile,
       logger,
       random: this.random,

@@ -214,4 +214,24 @@ describe("gateway request path", () => {
     // The old pool was closed: its keep-alive connection is gone.
     await waitFor(() => ups[0]!.sockets.size === 0, { timeoutMs: 3000, what: "old pool closed" });
   });
+
+  test("gateway - snapshotRequestTimeout bounds each snapshot request (unanswered ones are retried)", async () => {
+    const service = `slowsnap${++n}`;
+    fx.reg.answerSnapshots = false;
+    try {
+      const count = async (snapshotRequestTimeout: number) => {
+        const before = fx.reg.snapshotRequests;
+        const gw = await createGateway({ nats: fx.nats.url, snapshotTimeout: 600, snapshotRequestTimeout, logger: silent });
+        await assert.rejects(gw.request(service), { code: "ROSTER_SNAPSHOT_TIMEOUT" });
+        await gw.close();
+        return fx.reg.snapshotRequests - before;
+      };
+      const short = await count(50);
+      const long = await count(500);
+      assert.ok(short > long, `50 ms requests: ${short}, 500 ms requests: ${long}`);
+      assert.ok(long <= 2, `a 500 ms request timeout allows at most 2 requests in 600 ms, saw ${long}`);
+    } finally {
+      fx.reg.answerSnapshots = true;
+    }
+  });
 });
