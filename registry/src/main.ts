@@ -9,6 +9,20 @@ import { build } from "./app.js";
 import { configFromArgs, parseConfig, type RegistryConfig } from "./config.js";
 import { ConfigError } from "./errors.js";
 
+const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--config <file.json>]
+
+  --nats     NATS server URL(s), comma-separated (env ROSTER_NATS_URL; default nats://127.0.0.1:4222)
+  --http     HTTP API listen address (env ROSTER_HTTP; default 127.0.0.1:7700)
+  --config   JSON file with the other settings (env ROSTER_REGISTRY_CONFIG; see registry/README.md)
+
+  env ROSTER_LOG_LEVEL: trace, debug, info, warn, error, fatal (default info)
+`;
+
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
 function loadConfig(): RegistryConfig {
   const { configFile, overrides } = configFromArgs(process.argv.slice(2), process.env);
   let file: Record<string, unknown> = {};
