@@ -2,3 +2,4 @@ export { NatsServer, assertNatsServerInstalled, type NatsServerOptions } from ".
 export { waitFor } from "./wait.js";
 export { ChildProc, spawnNode } from "./process.js";
 export { freePort } from "./net.js";
+export { NatsCluster, NatsClusterNode, type NatsClusterOptions } from "./nats-cluster.js";

@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
+import { CATALOG_BUCKET, CatalogDelta, CatalogInstance, catalogKey, decode } from "@roster/schemas";
+import { NatsCluster, waitFor } from "@roster/testkit";
+import type { Registry } from "../../src/app.js";
+import { FakeAgent, getJson, inst, startRegistry, type Inst } from "./helpers.js";
+
+const STREAM = `KV_${CATALOG_BUCKET}`;
+const SERVICES = ["alpha", "beta", "gamma", "delta", "epsilon"];
+const NEW_HOSTS = 5;
+const PER_NEW_HOST = 10; // 50 new registrations while the leader is down
+
+/** Which node a connection named `name` is attached to (from each node's /connz). */
+async function nodeOfConnection(cluster: NatsCluster, name: string): Promise<string | undefined> {
+  for (const n of cluster.nodes.filter((x) => x.running)) {
+    const r = await fetch(`${n.monitorUrl}/connz`).then((x) => x.json() as Promise<{ connections?: { name?: string }[] }>).catch(() => undefined);
+    if (r?.connections?.some((c) => c.name?.startsWith(name))) return n.name;
+  }
+  return undefined;
+}
+
+describe("registry on a 3-node NATS cluster", () => {
+  let cluster: NatsCluster;
+  let reg: Registry;
+  let observer: NatsConnection;
+  const agents: FakeAgent[] = [];
+  const stopBeats: (() => void)[] = [];
+
+  before(async () => {
+    cluster = await NatsCluster.start({ size: 3 });
+    reg = await startRegistry(cluster.urls.join(","), { kvReplicas: 3, heartbeatTimeoutMultiplier: 10 });
+  });
+
+  after(async () => {
+    for (const s of stopBeats) s();
+    for (const a of agents) await a.close().catch(() => undefined);
+    await observer?.close().catch(() => undefined);
+    await reg?.close();
+    await cluster?.close();
+  });
+
+  it("cluster - kill -9 of the catalog stream leader during a burst of registrations loses none; deltas chain without gap; the node rejoins", async (t) => {
+    const leader = await cluster.waitLeaderOf(STREAM);
+    const survivors = cluster.nodes.filter((n) => n !== leader);
+    const survivorUrls = survivors.map((n) => n.url);
+    // The observer and the agents sit on surviving nodes: what they miss is the registry's doing.
+    observer = await connect({ servers: survivorUrls, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    const deltas: CatalogDelta[] = [];
+    observer.subscribe("roster.v1.catalog.*", {
+      callback: (_e, m) => {
+        const r = decode(CatalogDelta, m.data);
+        if (r.ok) deltas.push(r.value);
+      },
+    });
+    await observer.flush();
+
+    // Baseline: one host with an instance of every service, registered before the loss.
+    const base = await FakeAgent.connect(survivorUrls.join(","), "host-base", 1, 1000);
+    agents.push(base);
+    await base.register(SERVICES.map((s, i) => inst(`base-${s}`, { service: s, port: 9000 + i })));
+    stopBeats.push(base.beat());
+    await waitFor(() => reg.memory.instanceCount === SERVICES.length, { what: "baseline registered", timeoutMs: 15_000 });
+    const newAgents: FakeAgent[] = [];
+    for (let h = 0; h < NEW_HOSTS; h++) newAgents.push(await FakeAgent.connect(survivorUrls.join(","), `host-${h}`, 1, 1000));
+    agents.push(...newAgents);
+    const registryNode = await nodeOfConnection(cluster, "roster-registry-");
+    const kvBefore = reg.status().kv as { retries: number; failures: number; writes: number };
+
+    await leader.stop("SIGKILL");
+    const killedAt = Date.now();
+
+    // While the leader is down (a new one needs seconds): 50 new instances, one register per
+    // new instance (a register carries the host's full set), and health flips.
+    const expected = new Map<string, string>(); // key -> status
+    for (const s of SERVICES) expected.set(catalogKey(s, `base-${s}`), "passing");
+    for (let k = 0; k < PER_NEW_HOST; k++) {
+      for (let h = 0; h < NEW_HOSTS; h++) {
+        const a = newAgents[h]!;
+        const service = SERVICES[(h + k) % SERVICES.length]!;
+        const id = `h${h}-${k}`;
+        await a.register([...a.instances, inst(id, { service, port: 10_000 + h * 100 + k })]);
+        expected.set(catalogKey(service, id), "passing");
+      }
+    }
+    for (const a of newAgents) stopBeats.push(a.beat());
+    for (const [i, s] of SERVICES.entries()) {
+      if (i % 2 === 0) {
+        await base.health(`base-${s}`, "critical", s);
+        expected.set(catalogKey(s, `base-${s}`), "critical");
+      }
+    }
+    for (let h = 0; h < NEW_HOSTS; h++) {
+      const first = newAgents[h]!.instances[0]!;
+      await newAgents[h]!.health(first.id, "warning", first.service);
+      expected.set(catalogKey(first.service, first.id), "warning");
+    }
+    const sentWithinMs = Date.now() - killedAt;
+    assert.equal(leader.running, false, "the burst was sent while the leader was down");
+    assert.equal(expected.size, SERVICES.length + NEW_HOSTS * PER_NEW_HOST);
+
+    // 1. The registry's HTTP API ends up with every registration, with its latest status.
+    const httpStatus = async () => {
+      const got = new Map<string, string>();
+      for (const s of SERVICES) {
+        const r = await getJson(`${reg.url}/v1/services/${s}/instances`);
+        if (r.status !== 200) return got;
+        for (const i of r.body as Inst[]) got.set(catalogKey(s, i.id), i.status);
+      }
+      return got;
+    };
+    try {
+      await waitFor(async () => {
+        const got = await httpStatus();
+        return [...expected].every(([k, st]) => got.get(k) === st) && got.size === expected.size;
+      }, { what: "every registration and flip in the HTTP API", timeoutMs: 30_000, intervalMs: 200 });
+    } catch (err) {
+      const got = await httpStatus();
+      const missing = [...expected].filter(([k, st]) => got.get(k) !== st).map(([k, st]) => `${k}: want ${st} got ${got.get(k)}`);
+      throw new Error(`${(err as Error).message}\nregistry on ${registryNode}, killed ${leader.name}; status ${JSON.stringify(reg.status())}\n${missing.join("\n")}`, { cause: err });
+    }
+    const kvAfter = reg.status().kv as { retries: number; failures: number; writes: number };
+    assert.equal(kvAfter.failures, kvBefore.failures, "no KV write given up");
+
+    // 2. KV, read directly from a surviving node, holds the same records.
+    const kvOn = async (servers: string[]) => {
+      const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+      try {
+        const kv = await new Kvm(nc).open(CATALOG_BUCKET);
+        const got = new Map<string, { status: string; revision: number }>();
+        for (const key of expected.keys()) {
+          const e = await kv.get(key);
+          if (e && e.operation === "PUT") {
+            const r = decode(CatalogInstance, e.value);
+            if (r.ok) got.set(key, { status: r.value.status, revision: e.revision });
+          }
+        }
+        return got;
+      } finally {
+        await nc.close();
+      }
+    };
+    const kvSurvivor = await waitFor(async () => {
+      const got = await kvOn([survivors[0]!.url]);
+      return [...expected].every(([k, st]) => got.get(k)?.status === st) ? got : undefined;
+    }, { what: "every record in KV on a surviving node", timeoutMs: 15_000, intervalMs: 250 });
+
+    // 3. Deltas: per service, revisions strictly increase and each prevRevision is the last one seen.
+    await waitFor(() => {
+      const last = new Map<string, number>();
+      for (const d of deltas) last.set(catalogKey(d.service, d.instanceId), d.revision);
+      return [...kvSurvivor].every(([k, v]) => last.get(k) === v.revision);
+    }, { what: "a delta for the last write of every key", timeoutMs: 10_000 });
+    const lastRev = new Map<string, number>();
+    for (const d of deltas) {
+      const prev = lastRev.get(d.service) ?? 0;
+      assert.ok(d.revision > prev, `${d.service}: revision ${d.revision} after ${prev}`);
+      assert.equal(d.prevRevision, prev, `${d.service}: delta ${d.revision} chains to ${d.prevRevision}, last seen ${prev} (a gap)`);
+      lastRev.set(d.service, d.revision);
+    }
+    for (const s of SERVICES) assert.equal(lastRev.get(s), reg.memory.service(s).revision, `${s}: last delta is the service's revision`);
+
+    // 4. The killed node comes back and converges: it serves the same records.
+    await leader.start();
+    await cluster.waitFormed(20_000);
+    await waitFor(async () => {
+      const got = await kvOn([leader.url]);
+      return [...kvSurvivor].every(([k, v]) => got.get(k)?.revision === v.revision && got.get(k)?.status === v.status);
+    }, { what: `KV on the restarted ${leader.name} to converge`, timeoutMs: 20_000, intervalMs: 250 });
+
+    const stall = `${leader.name} killed (registry on ${registryNode}); burst sent in ${sentWithinMs} ms; kv retries ${kvAfter.retries - kvBefore.retries}`;
+    t.diagnostic(stall);
+  });
+});
