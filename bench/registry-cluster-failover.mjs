@@ -1,0 +1,312 @@
+#!/usr/bin/env node
+// A NATS node loss under the registry: kill -9 of the catalog stream's leader in a 3-node
+// JetStream cluster while agents register a burst of instances and one instance flips health
+// at a steady rate, over several repetitions (each kills the current leader, then restarts it).
+//
+//   node bench/registry-cluster-failover.mjs [--reps=5] [--hosts=10] [--instances=5]
+//        [--services=5] [--flip-ms=50]
+// (or BENCH_REPS=..., BENCH_HOSTS=... in the environment)
+//
+// Real processes: 3 nats-server (test kit NatsCluster), the registry (its bin, --config with
+// kvReplicas 3, given every node's URL). Agents are simulated on the real wire (register and
+// health messages) from a connection to a surviving node; an observer on a surviving node
+// records every catalog delta with its arrival time.
+//
+// Per repetition:
+//   write stall   = kill → first delta of a change made after the kill (the registry's first
+//                   successful KV write: a delta is published right after the KV write)
+//   longest gap   = longest time between consecutive deltas from 1 s before the kill until
+//                   every change is applied (the steady flips keep the registry writing)
+//   registrations = sent in the burst vs present in the registry's HTTP API vs in KV (read
+//                   from a surviving node) vs in KV on the restarted node once it rejoined
+//   chain gaps    = deltas whose prevRevision is not the previous delta's revision of that service
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Kvm } from "@nats-io/kv";
+import { connect } from "@nats-io/transport-node";
+import {
+  CATALOG_BUCKET,
+  CATALOG_WILDCARD,
+  CatalogDelta,
+  CatalogInstance,
+  HealthMessage,
+  RegisterMessage,
+  agentSubject,
+  catalogKey,
+  decode,
+  encode,
+} from "@roster/schemas";
+import { NatsCluster, waitFor } from "@roster/testkit";
+import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
+import { progress } from "./lib/log.mjs";
+import { commandLine, numberOption } from "./lib/options.mjs";
+import { startRegistry } from "./lib/registry.mjs";
+import { defer, runBench } from "./lib/run.mjs";
+import { fmt, summarize } from "./lib/stats.mjs";
+import { printReport } from "./lib/table.mjs";
+
+const reps = Math.max(1, numberOption("reps", 5));
+const hostCount = Math.max(1, numberOption("hosts", 10));
+const perHost = Math.max(1, numberOption("instances", 5));
+const serviceCount = Math.max(1, numberOption("services", 5));
+const flipMs = Math.max(5, numberOption("flip-ms", 50));
+const STREAM = `KV_${CATALOG_BUCKET}`;
+const SERVICES = Array.from({ length: serviceCount }, (_, i) => `svc-${i}`);
+const STEADY = "steady";
+const HB_MS = 600_000; // no silence judged during the run: only the burst and the flips write
+
+function instance(id, service, port) {
+  return { id, service, address: "127.0.0.1", port, tags: [], meta: {}, weight: 100, status: "passing", checks: [] };
+}
+
+/** A simulated agent publishing on the real wire contract. */
+class WireAgent {
+  constructor(nc, hostId) {
+    this.nc = nc;
+    this.hostId = hostId;
+    this.seq = 0;
+    this.instances = [];
+  }
+  env() {
+    return { v: 1, hostId: this.hostId, epoch: 1, seq: ++this.seq, sentAt: Date.now() };
+  }
+  register(instances) {
+    this.instances = instances;
+    this.nc.publish(agentSubject(this.hostId, "register"), encode(RegisterMessage, { ...this.env(), kind: "register", heartbeatIntervalMs: HB_MS, instances }));
+  }
+  health(service, instanceId, status) {
+    this.nc.publish(
+      agentSubject(this.hostId, "health"),
+      encode(HealthMessage, { ...this.env(), kind: "health", service, instanceId, check: { id: "c", type: "http", status, since: Date.now() }, instanceStatus: status }),
+    );
+  }
+}
+
+/** Which node the registry's NATS connection is on (each node's /connz). */
+async function registryNode(cluster) {
+  for (const n of cluster.nodes.filter((x) => x.running)) {
+    const r = await fetch(`${n.monitorUrl}/connz`).then((x) => x.json()).catch(() => undefined);
+    if (r?.connections?.some((c) => c.name?.startsWith("roster-registry-"))) return n.name;
+  }
+  return "?";
+}
+
+async function kvRecords(url, keys) {
+  const nc = await connect({ servers: [url], name: "bench-kv-reader" });
+  try {
+    const kv = await new Kvm(nc).open(CATALOG_BUCKET);
+    const got = new Map();
+    for (const key of keys) {
+      const e = await kv.get(key);
+      if (e && e.operation === "PUT" && decode(CatalogInstance, e.value).ok) got.set(key, e.revision);
+    }
+    return got;
+  } finally {
+    await nc.close();
+  }
+}
+
+async function catalogKeys(httpUrl) {
+  const got = new Set();
+  for (const s of SERVICES) {
+    const r = await getJson(`${httpUrl}/v1/services/${s}/instances`, { timeoutMs: 5000 });
+    if (r.status === 200) for (const i of instancesOf(r.body)) got.add(catalogKey(s, i.id));
+  }
+  return got;
+}
+
+async function repetition(rep, cluster, registry) {
+  const leader = await cluster.waitLeaderOf(STREAM, 30_000);
+  const home = cluster.nodes.find((n) => n !== leader && n.running);
+  const regNode = await registryNode(cluster);
+  progress(`rep ${rep}: ${STREAM} led by ${leader.name}; registry on ${regNode}; agents and observer on ${home.name}`);
+
+  const obs = await connect({ servers: [home.url], name: "bench-observer" });
+  const pub = await connect({ servers: [home.url], name: "bench-agents" });
+  const deltas = [];
+  obs.subscribe(CATALOG_WILDCARD, {
+    callback: (_e, m) => {
+      const r = decode(CatalogDelta, m.data);
+      if (r.ok) deltas.push({ at: performance.now(), d: r.value });
+    },
+  });
+  await obs.flush();
+
+  // The steady flipper: one instance of its own host flipping passing/warning every flipMs.
+  const steady = new WireAgent(pub, `steady-r${rep}`);
+  steady.register([instance(`steady-r${rep}`, STEADY, 7000)]);
+  await pub.flush();
+  let flips = 0;
+  let lastFlip = "passing";
+  const flipper = setInterval(() => {
+    lastFlip = lastFlip === "passing" ? "warning" : "passing";
+    steady.health(STEADY, `steady-r${rep}`, lastFlip);
+    flips++;
+  }, flipMs);
+  await sleep(1000);
+
+  const kvBefore = (await getJson(`${registry.httpUrl}/v1/status`)).body.kv;
+  const revBeforeKill = deltas.reduce((m, x) => Math.max(m, x.d.revision), 0);
+  const killAt = performance.now();
+  await leader.stop("SIGKILL");
+  const killedMs = performance.now() - killAt;
+
+  // The burst: hostCount hosts x perHost new instances, one register per new instance.
+  const agents = Array.from({ length: hostCount }, (_, h) => new WireAgent(pub, `r${rep}-h${h}`));
+  const sent = [];
+  for (let k = 0; k < perHost; k++) {
+    for (const [h, a] of agents.entries()) {
+      const service = SERVICES[(h + k) % SERVICES.length];
+      const id = `r${rep}-h${h}-${k}`;
+      a.register([...a.instances, instance(id, service, 10_000 + h * 100 + k)]);
+      sent.push(catalogKey(service, id));
+    }
+  }
+  await pub.flush();
+  const burstMs = performance.now() - killAt;
+
+  let inCatalog = new Set();
+  let converged = true;
+  try {
+    await waitFor(
+      async () => {
+        inCatalog = await catalogKeys(registry.httpUrl);
+        return sent.every((k) => inCatalog.has(k));
+      },
+      { timeoutMs: 45_000, intervalMs: 200, what: "every registration of the burst in the HTTP API" },
+    );
+  } catch (err) {
+    converged = false;
+    progress(`rep ${rep}: ${err.message}`);
+  }
+  const convergedMs = performance.now() - killAt;
+  await sleep(1000);
+  clearInterval(flipper);
+  // The last flip is applied (its delta seen) before the window closes.
+  await waitFor(
+    () => deltas.some((x) => x.d.service === STEADY && x.d.instanceId === `steady-r${rep}` && x.d.instance?.status === lastFlip && x.at > killAt),
+    { timeoutMs: 15_000, intervalMs: 50, what: "the last flip's delta" },
+  ).catch((err) => progress(`rep ${rep}: ${err.message}`));
+  const endAt = performance.now();
+
+  // Stall and gaps.
+  const after = deltas.filter((x) => x.at > killAt && x.d.revision > revBeforeKill);
+  const stallMs = after.length ? after[0].at - killAt : NaN;
+  const window = deltas.filter((x) => x.at >= killAt - 1000 && x.at <= endAt).map((x) => x.at);
+  let maxGap = 0;
+  for (let i = 1; i < window.length; i++) maxGap = Math.max(maxGap, window[i] - window[i - 1]);
+  const lastPre = window.filter((t) => t <= killAt).at(-1);
+  if (lastPre !== undefined && after.length) maxGap = Math.max(maxGap, after[0].at - lastPre);
+
+  // Delta chain per service over everything this observer saw.
+  let chainGaps = 0;
+  let nonIncreasing = 0;
+  const last = new Map();
+  for (const { d } of deltas) {
+    const prev = last.get(d.service);
+    if (prev !== undefined) {
+      if (d.prevRevision !== prev) chainGaps++;
+      if (d.revision <= prev) nonIncreasing++;
+    }
+    last.set(d.service, d.revision);
+  }
+
+  const inKv = await kvRecords(home.url, sent).catch(() => new Map());
+  const kvAfter = (await getJson(`${registry.httpUrl}/v1/status`)).body.kv;
+
+  // Restart the killed node; time until the cluster has formed and the node serves every record.
+  const restartAt = performance.now();
+  await leader.start();
+  await cluster.waitFormed(30_000);
+  let onRestarted = new Map();
+  await waitFor(
+    async () => {
+      onRestarted = await kvRecords(leader.url, sent);
+      return sent.every((k) => onRestarted.get(k) === inKv.get(k));
+    },
+    { timeoutMs: 30_000, intervalMs: 250, what: `KV on the restarted ${leader.name}` },
+  ).catch((err) => progress(`rep ${rep}: ${err.message}`));
+  const rejoinMs = performance.now() - restartAt;
+
+  await obs.close();
+  await pub.close();
+  const r = {
+    rep,
+    killed: leader.name,
+    registryOnKilled: regNode === leader.name,
+    killedMs,
+    burstMs,
+    stallMs,
+    maxGap,
+    convergedMs: converged ? convergedMs : NaN,
+    sent: sent.length,
+    inCatalog: sent.filter((k) => inCatalog.has(k)).length,
+    inKv: sent.filter((k) => inKv.has(k)).length,
+    onRestarted: sent.filter((k) => onRestarted.get(k) === inKv.get(k) && inKv.has(k)).length,
+    flips,
+    deltas: deltas.length,
+    chainGaps,
+    nonIncreasing,
+    retries: kvAfter.retries - kvBefore.retries,
+    failures: kvAfter.failures - kvBefore.failures,
+    rejoinMs,
+  };
+  progress(`rep ${rep}: ${JSON.stringify(r)}`);
+  return r;
+}
+
+const maxSeconds = 120 + reps * 120;
+
+await runBench("registry-cluster-failover", maxSeconds, async () => {
+  progress(`registry-cluster-failover: ${reps} reps, burst ${hostCount} hosts x ${perHost} instances over ${serviceCount} services, a flip every ${flipMs} ms`);
+  const cluster = await NatsCluster.start({ size: 3 });
+  defer(() => cluster.close());
+  progress(`cluster: ${cluster.nodes.map((n) => `${n.name} ${n.url} (pid ${n.pid})`).join(", ")}`);
+
+  const dir = await mkdtemp(join(tmpdir(), "roster-bench-cluster-"));
+  defer(() => rm(dir, { recursive: true, force: true }));
+  const configFile = join(dir, "registry.json");
+  await writeFile(configFile, JSON.stringify({ kvReplicas: 3 }));
+  const registry = await startRegistry({ natsUrl: cluster.urls.join(","), args: ["--config", configFile] });
+  defer(() => registry.stop());
+  defer(() => closeHttp());
+  progress(`registry pid ${registry.pid} on ${registry.httpUrl}`);
+
+  const results = [];
+  for (let rep = 1; rep <= reps; rep++) results.push(await repetition(rep, cluster, registry));
+  const regOut = registry.child.output;
+
+  const stall = summarize(results.map((r) => r.stallMs).filter(Number.isFinite));
+  const gap = summarize(results.map((r) => r.maxGap));
+  const total = (f) => results.reduce((s, r) => s + r[f], 0);
+  printReport({
+    title: "NATS node loss: kill -9 of the catalog stream leader (3-node cluster)",
+    command: commandLine("bench/registry-cluster-failover.mjs"),
+    params: { reps, burst: `${hostCount} hosts x ${perHost} instances`, services: serviceCount, flipEveryMs: flipMs, kvReplicas: 3, kvWriteRetryFor: "30s (default)" },
+    tables: [
+      {
+        caption: "Per repetition (ms from the kill)",
+        headers: ["rep", "killed", "registry on it", "burst sent", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "KV retries", "KV failures", "rejoin"],
+        rows: results.map((r) => [
+          r.rep, r.killed, r.registryOnKilled ? "yes" : "no", `${fmt(r.burstMs, 0)} ms`, `${fmt(r.stallMs, 0)} ms`, `${fmt(r.maxGap, 0)} ms`,
+          `${fmt(r.convergedMs, 0)} ms`, r.sent, r.inCatalog, r.inKv, r.onRestarted, r.chainGaps + r.nonIncreasing, r.retries, r.failures, `${fmt(r.rejoinMs, 0)} ms`,
+        ]),
+      },
+      {
+        caption: "Summary",
+        headers: ["", "min", "p50", "max"],
+        rows: [
+          ["write stall (kill → first KV write after it)", `${fmt(stall.min, 0)} ms`, `${fmt(stall.p50, 0)} ms`, `${fmt(stall.max, 0)} ms`],
+          ["longest gap between consecutive deltas", `${fmt(gap.min, 0)} ms`, `${fmt(gap.p50, 0)} ms`, `${fmt(gap.max, 0)} ms`],
+        ],
+      },
+    ],
+    notes: [
+      `registrations: ${total("sent")} sent, ${total("inCatalog")} in the HTTP API, ${total("inKv")} in KV on a surviving node, ${total("onRestarted")} on the restarted node at the same revision`,
+      `delta chain: ${total("deltas")} deltas observed, ${total("chainGaps")} prevRevision gaps, ${total("nonIncreasing")} non-increasing revisions; KV write retries ${total("retries")}, writes given up ${total("failures")}`,
+      `registry log: ${(regOut.match(/catalog write failed, retrying/g) ?? []).length} retry warnings, ${(regOut.match(/catalog write given up/g) ?? []).length} "given up" errors`,
+    ],
+  });
+});
