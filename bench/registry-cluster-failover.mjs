@@ -13,8 +13,14 @@
 // records every catalog delta with its arrival time.
 //
 // Per repetition:
-//   write stall   = kill → first delta of a change made after the kill (the registry's first
-//                   successful KV write: a delta is published right after the KV write)
+//   write stall   = kill → first delta of a burst registration (the registry's first successful
+//                   KV write of a change made after the kill: a delta is published right after
+//                   its KV write)
+//   KV available  = kill → first answer of the stream leader to an independent probe (a
+//                   compare-and-set on a key that does not exist, with a wrong expected
+//                   revision, every 50 ms from a surviving node: refused by a live leader with
+//                   "wrong last sequence", so it writes nothing): the cluster's own stall, which
+//                   the write stall exceeds by up to one step of the registry's retry backoff
 //   longest gap   = longest time between consecutive deltas from 1 s before the kill until
 //                   every change is applied (the steady flips keep the registry writing)
 //   registrations = sent in the burst vs present in the registry's HTTP API vs in KV (read
@@ -24,6 +30,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { JetStreamApiCodes, JetStreamApiError, jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
 import {
@@ -108,6 +115,38 @@ async function kvRecords(url, keys) {
   }
 }
 
+/**
+ * Probes the stream leader every 50 ms with a CAS that can never succeed; records when it
+ * answered (a conflict) and the first error seen while it did not.
+ */
+async function startProbe(url) {
+  const nc = await connect({ servers: [url], name: "bench-probe" });
+  const kv = await new Kvm(jetstream(nc, { timeout: 500 })).open(CATALOG_BUCKET);
+  const probe = { answers: [], errors: new Map(), stopped: false };
+  const data = new TextEncoder().encode("probe");
+  probe.done = (async () => {
+    while (!probe.stopped) {
+      const t = performance.now();
+      try {
+        await kv.update("_probe.never", data, 2 ** 40);
+      } catch (err) {
+        if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence) probe.answers.push(t);
+        else {
+          const msg = String(err?.message ?? err).slice(0, 60);
+          probe.errors.set(msg, (probe.errors.get(msg) ?? 0) + 1);
+        }
+      }
+      await sleep(Math.max(0, 50 - (performance.now() - t)));
+    }
+  })();
+  probe.stop = async () => {
+    probe.stopped = true;
+    await probe.done;
+    await nc.close();
+  };
+  return probe;
+}
+
 async function catalogKeys(httpUrl) {
   const got = new Set();
   for (const s of SERVICES) {
@@ -145,6 +184,7 @@ async function repetition(rep, cluster, registry) {
     steady.health(STEADY, `steady-r${rep}`, lastFlip);
     flips++;
   }, flipMs);
+  const probe = await startProbe(home.url);
   await sleep(1000);
 
   const kvBefore = (await getJson(`${registry.httpUrl}/v1/status`)).body.kv;
@@ -190,10 +230,17 @@ async function repetition(rep, cluster, registry) {
     { timeoutMs: 15_000, intervalMs: 50, what: "the last flip's delta" },
   ).catch((err) => progress(`rep ${rep}: ${err.message}`));
   const endAt = performance.now();
+  await probe.stop();
+  const firstAnswer = probe.answers.find((t) => t > killAt);
+  const kvAvailableMs = firstAnswer === undefined ? NaN : firstAnswer - killAt;
+  for (const [msg, n] of probe.errors) errorsSeen.set(msg, (errorsSeen.get(msg) ?? 0) + n);
 
   // Stall and gaps.
+  // Every burst registration is sent after the kill: its KV write cannot predate it.
+  const burstKeys = new Set(sent);
   const after = deltas.filter((x) => x.at > killAt && x.d.revision > revBeforeKill);
-  const stallMs = after.length ? after[0].at - killAt : NaN;
+  const firstBurst = deltas.find((x) => x.at > killAt && burstKeys.has(catalogKey(x.d.service, x.d.instanceId)));
+  const stallMs = firstBurst ? firstBurst.at - killAt : NaN;
   const window = deltas.filter((x) => x.at >= killAt - 1000 && x.at <= endAt).map((x) => x.at);
   let maxGap = 0;
   for (let i = 1; i < window.length; i++) maxGap = Math.max(maxGap, window[i] - window[i - 1]);
@@ -204,13 +251,20 @@ async function repetition(rep, cluster, registry) {
   let chainGaps = 0;
   let nonIncreasing = 0;
   const last = new Map();
-  for (const { d } of deltas) {
+  const gapDetails = [];
+  const lastAt = new Map();
+  for (const { d, at } of deltas) {
     const prev = last.get(d.service);
     if (prev !== undefined) {
-      if (d.prevRevision !== prev) chainGaps++;
+      if (d.prevRevision !== prev) {
+        chainGaps++;
+        // The missing delta(s): revisions after the last seen up to this one's prevRevision.
+        gapDetails.push(`${d.service}: delta ${d.revision} (at kill${at >= killAt ? "+" : ""}${fmt(at - killAt, 0)} ms) chains to ${d.prevRevision}, last seen ${prev} (at kill${fmt(lastAt.get(d.service) - killAt, 0)} ms)`);
+      }
       if (d.revision <= prev) nonIncreasing++;
     }
     last.set(d.service, d.revision);
+    lastAt.set(d.service, at);
   }
 
   const inKv = await kvRecords(home.url, sent).catch(() => new Map());
@@ -239,6 +293,7 @@ async function repetition(rep, cluster, registry) {
     killedMs,
     burstMs,
     stallMs,
+    kvAvailableMs,
     maxGap,
     convergedMs: converged ? convergedMs : NaN,
     sent: sent.length,
@@ -254,9 +309,12 @@ async function repetition(rep, cluster, registry) {
     rejoinMs,
   };
   progress(`rep ${rep}: ${JSON.stringify(r)}`);
+  for (const g of gapDetails) progress(`rep ${rep}: chain gap: ${g}`);
+  r.gapDetails = gapDetails;
   return r;
 }
 
+const errorsSeen = new Map();
 const maxSeconds = 120 + reps * 120;
 
 await runBench("registry-cluster-failover", maxSeconds, async () => {
@@ -279,6 +337,7 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
   const regOut = registry.child.output;
 
   const stall = summarize(results.map((r) => r.stallMs).filter(Number.isFinite));
+  const avail = summarize(results.map((r) => r.kvAvailableMs).filter(Number.isFinite));
   const gap = summarize(results.map((r) => r.maxGap));
   const total = (f) => results.reduce((s, r) => s + r[f], 0);
   printReport({
@@ -288,9 +347,9 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
     tables: [
       {
         caption: "Per repetition (ms from the kill)",
-        headers: ["rep", "killed", "registry on it", "burst sent", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "KV retries", "KV failures", "rejoin"],
+        headers: ["rep", "killed", "registry on it", "burst sent", "KV available", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "KV retries", "KV failures", "rejoin"],
         rows: results.map((r) => [
-          r.rep, r.killed, r.registryOnKilled ? "yes" : "no", `${fmt(r.burstMs, 0)} ms`, `${fmt(r.stallMs, 0)} ms`, `${fmt(r.maxGap, 0)} ms`,
+          r.rep, r.killed, r.registryOnKilled ? "yes" : "no", `${fmt(r.burstMs, 0)} ms`, `${fmt(r.kvAvailableMs, 0)} ms`, `${fmt(r.stallMs, 0)} ms`, `${fmt(r.maxGap, 0)} ms`,
           `${fmt(r.convergedMs, 0)} ms`, r.sent, r.inCatalog, r.inKv, r.onRestarted, r.chainGaps + r.nonIncreasing, r.retries, r.failures, `${fmt(r.rejoinMs, 0)} ms`,
         ]),
       },
@@ -298,7 +357,8 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
         caption: "Summary",
         headers: ["", "min", "p50", "max"],
         rows: [
-          ["write stall (kill → first KV write after it)", `${fmt(stall.min, 0)} ms`, `${fmt(stall.p50, 0)} ms`, `${fmt(stall.max, 0)} ms`],
+          ["KV available again (kill → the leader answers the probe)", `${fmt(avail.min, 0)} ms`, `${fmt(avail.p50, 0)} ms`, `${fmt(avail.max, 0)} ms`],
+          ["write stall (kill → first burst registration written to KV)", `${fmt(stall.min, 0)} ms`, `${fmt(stall.p50, 0)} ms`, `${fmt(stall.max, 0)} ms`],
           ["longest gap between consecutive deltas", `${fmt(gap.min, 0)} ms`, `${fmt(gap.p50, 0)} ms`, `${fmt(gap.max, 0)} ms`],
         ],
       },
@@ -306,6 +366,7 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
     notes: [
       `registrations: ${total("sent")} sent, ${total("inCatalog")} in the HTTP API, ${total("inKv")} in KV on a surviving node, ${total("onRestarted")} on the restarted node at the same revision`,
       `delta chain: ${total("deltas")} deltas observed, ${total("chainGaps")} prevRevision gaps, ${total("nonIncreasing")} non-increasing revisions; KV write retries ${total("retries")}, writes given up ${total("failures")}`,
+      `probe errors while the leader was gone: ${[...errorsSeen].map(([m, n]) => `"${m}" x${n}`).join(", ") || "none"}`,
       `registry log: ${(regOut.match(/catalog write failed, retrying/g) ?? []).length} retry warnings, ${(regOut.match(/catalog write given up/g) ?? []).length} "given up" errors`,
     ],
   });
