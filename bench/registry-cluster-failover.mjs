@@ -3,9 +3,10 @@
 // JetStream cluster while agents register a burst of instances and one instance flips health
 // at a steady rate, over several repetitions (each kills the current leader, then restarts it).
 //
-//   node bench/registry-cluster-failover.mjs [--reps=5] [--hosts=10] [--instances=5]
+//   node bench/registry-cluster-failover.mjs [--reps=5] [--burst-hosts=10] [--burst-instances=5]
 //        [--services=5] [--flip-ms=50]
-// (or BENCH_REPS=..., BENCH_HOSTS=... in the environment)
+// (or BENCH_REPS=..., BENCH_BURST_HOSTS=... in the environment; BENCH_QUICK=1, set by
+// `run-all --quick`, makes the default 2 repetitions)
 //
 // Real processes: 3 nats-server (test kit NatsCluster), the registry (its bin, --config with
 // kvReplicas 3, given every node's URL). Agents are simulated on the real wire (register and
@@ -54,9 +55,9 @@ import { defer, runBench } from "./lib/run.mjs";
 import { fmt, summarize } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
 
-const reps = Math.max(1, numberOption("reps", 5));
-const hostCount = Math.max(1, numberOption("hosts", 10));
-const perHost = Math.max(1, numberOption("instances", 5));
+const reps = Math.max(1, numberOption("reps", process.env.BENCH_QUICK ? 2 : 5));
+const hostCount = Math.max(1, numberOption("burst-hosts", 10));
+const perHost = Math.max(1, numberOption("burst-instances", 5));
 const serviceCount = Math.max(1, numberOption("services", 5));
 const flipMs = Math.max(5, numberOption("flip-ms", 50));
 const STREAM = `KV_${CATALOG_BUCKET}`;
