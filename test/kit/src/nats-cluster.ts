@@ -2,7 +2,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { assertNatsServerInstalled } from "./nats-server.js";
 import { freePort } from "./net.js";
 import { waitFor } from "./wait.js";
@@ -241,7 +240,6 @@ export class NatsCluster {
   /** Stops every node and removes the stores. */
   async close(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop("SIGKILL")));
-    await sleep(0);
     await rm(this.workDir, { recursive: true, force: true });
   }
 
