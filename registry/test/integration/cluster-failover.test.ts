@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { CATALOG_BUCKET, CatalogDelta, CatalogInstance, catalogKey, decode } from "@roster/schemas";
+import { CATALOG_BUCKET, CatalogDelta, CatalogInstance, catalogKey, decode, resyncSubject } from "@roster/schemas";
 import { NatsCluster, waitFor } from "@roster/testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry, type Inst } from "./helpers.js";
@@ -11,6 +11,21 @@ const STREAM = `KV_${CATALOG_BUCKET}`;
 const SERVICES = ["alpha", "beta", "gamma", "delta", "epsilon"];
 const NEW_HOSTS = 5;
 const PER_NEW_HOST = 10; // 50 new registrations while the leader is down
+
+/**
+ * Answers the registry's resync requests by registering the host's full set again, as the real
+ * agent does. This is the anti-entropy that heals agent messages lost on the wire: when the
+ * killed node is the registry's own, whatever agents publish before it has reconnected to a
+ * surviving node reaches no subscriber (core NATS); the next heartbeat's digest tells.
+ */
+function answerResyncs(agent: FakeAgent, counter: { resyncs: number }): void {
+  agent.nc.subscribe(resyncSubject(agent.hostId), {
+    callback: () => {
+      counter.resyncs++;
+      void agent.register().catch(() => undefined);
+    },
+  });
+}
 
 /** Which node a connection named `name` is attached to (from each node's /connz). */
 async function nodeOfConnection(cluster: NatsCluster, name: string): Promise<string | undefined> {
@@ -42,6 +57,21 @@ describe("registry on a 3-node NATS cluster", () => {
   });
 
   it("cluster - kill -9 of the catalog stream leader during a burst of registrations loses none; deltas chain without gap; the node rejoins", async (t) => {
+    // The hardest case is when the registry's own connection is on the leader too: it loses
+    // its connection and the KV leader at once. The client picks its server at random among
+    // the URLs, so move the leader there (bounded stepdowns; the test holds either way).
+    const registryNode = await waitFor(() => nodeOfConnection(cluster, "roster-registry-"), { what: "the registry's node" });
+    const admin = await connect({ servers: cluster.urls });
+    try {
+      for (let i = 0; i < 6; i++) {
+        const l = await cluster.waitLeaderOf(STREAM);
+        if (l.name === registryNode) break;
+        await admin.request(`$JS.API.STREAM.LEADER.STEPDOWN.${STREAM}`, undefined, { timeout: 5000 }).catch(() => undefined);
+        await waitFor(async () => (await cluster.leaderOf(STREAM))?.name !== l.name, { what: "a new leader after stepdown", timeoutMs: 10_000 }).catch(() => undefined);
+      }
+    } finally {
+      await admin.close();
+    }
     const leader = await cluster.waitLeaderOf(STREAM);
     const survivors = cluster.nodes.filter((n) => n !== leader);
     const survivorUrls = survivors.map((n) => n.url);
@@ -57,15 +87,21 @@ describe("registry on a 3-node NATS cluster", () => {
     await observer.flush();
 
     // Baseline: one host with an instance of every service, registered before the loss.
+    const healed = { resyncs: 0 };
     const base = await FakeAgent.connect(survivorUrls.join(","), "host-base", 1, 1000);
     agents.push(base);
+    answerResyncs(base, healed);
     await base.register(SERVICES.map((s, i) => inst(`base-${s}`, { service: s, port: 9000 + i })));
     stopBeats.push(base.beat());
     await waitFor(() => reg.memory.instanceCount === SERVICES.length, { what: "baseline registered", timeoutMs: 15_000 });
     const newAgents: FakeAgent[] = [];
-    for (let h = 0; h < NEW_HOSTS; h++) newAgents.push(await FakeAgent.connect(survivorUrls.join(","), `host-${h}`, 1, 1000));
+    for (let h = 0; h < NEW_HOSTS; h++) {
+      const a = await FakeAgent.connect(survivorUrls.join(","), `host-${h}`, 1, 1000);
+      answerResyncs(a, healed);
+      await a.nc.flush();
+      newAgents.push(a);
+    }
     agents.push(...newAgents);
-    const registryNode = await nodeOfConnection(cluster, "roster-registry-");
     const kvBefore = reg.status().kv as { retries: number; failures: number; writes: number };
 
     await leader.stop("SIGKILL");
@@ -170,7 +206,7 @@ describe("registry on a 3-node NATS cluster", () => {
       return [...kvSurvivor].every(([k, v]) => got.get(k)?.revision === v.revision && got.get(k)?.status === v.status);
     }, { what: `KV on the restarted ${leader.name} to converge`, timeoutMs: 20_000, intervalMs: 250 });
 
-    const stall = `${leader.name} killed (registry on ${registryNode}); burst sent in ${sentWithinMs} ms; kv retries ${kvAfter.retries - kvBefore.retries}`;
+    const stall = `${leader.name} killed (registry on ${registryNode}); burst sent in ${sentWithinMs} ms; kv retries ${kvAfter.retries - kvBefore.retries}; resyncs answered ${healed.resyncs}`;
     t.diagnostic(stall);
   });
 });
