@@ -9,9 +9,14 @@
 // `run-all --quick`, makes the default 2 repetitions)
 //
 // Real processes: 3 nats-server (test kit NatsCluster), the registry (its bin, --config with
-// kvReplicas 3, given every node's URL). Agents are simulated on the real wire (register and
-// health messages) from a connection to a surviving node; an observer on a surviving node
-// records every catalog delta with its arrival time.
+// kvReplicas 3, given every node's URL). Agents are simulated on the real wire from a
+// connection to a surviving node and behave as the real agent does: full-set registers, health
+// transitions, a heartbeat every second with the digest of their instances, a register again
+// when the registry asks for a resync, and a clean shutdown (deregister) at the end of the
+// repetition. An observer on a surviving node records every catalog delta with its arrival time.
+//   resyncs answered = registers sent again on the registry's request: agent messages published
+//                   while the registry's own connection was on the killed node (before it had
+//                   reconnected to a survivor) reached no subscriber, and were healed this way
 //
 // Per repetition:
 //   write stall   = kill → first delta of a burst registration (the registry's first successful
@@ -39,12 +44,16 @@ import {
   CATALOG_WILDCARD,
   CatalogDelta,
   CatalogInstance,
+  DeregisterMessage,
   HealthMessage,
+  HeartbeatMessage,
   RegisterMessage,
   agentSubject,
   catalogKey,
   decode,
   encode,
+  instanceDigest,
+  resyncSubject,
 } from "@roster/schemas";
 import { NatsCluster, waitFor } from "@roster/testkit";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
@@ -63,19 +72,29 @@ const flipMs = Math.max(5, numberOption("flip-ms", 50));
 const STREAM = `KV_${CATALOG_BUCKET}`;
 const SERVICES = Array.from({ length: serviceCount }, (_, i) => `svc-${i}`);
 const STEADY = "steady";
-const HB_MS = 600_000; // no silence judged during the run: only the burst and the flips write
+const HB_MS = 1000; // agents heartbeat every second, as a real agent can be configured to
 
 function instance(id, service, port) {
   return { id, service, address: "127.0.0.1", port, tags: [], meta: {}, weight: 100, status: "passing", checks: [] };
 }
 
-/** A simulated agent publishing on the real wire contract. */
+/**
+ * A simulated agent on the real wire contract that behaves as the real one does: registers its
+ * full set, heartbeats with the digest of its instances, and registers again when the registry
+ * asks for a resync (the anti-entropy that heals agent messages lost on the wire).
+ */
 class WireAgent {
-  constructor(nc, hostId) {
+  constructor(nc, hostId, counters) {
     this.nc = nc;
     this.hostId = hostId;
     this.seq = 0;
     this.instances = [];
+    this.sub = nc.subscribe(resyncSubject(hostId), {
+      callback: () => {
+        counters.resyncs++;
+        this.register(this.instances);
+      },
+    });
   }
   env() {
     return { v: 1, hostId: this.hostId, epoch: 1, seq: ++this.seq, sentAt: Date.now() };
@@ -84,10 +103,27 @@ class WireAgent {
     this.instances = instances;
     this.nc.publish(agentSubject(this.hostId, "register"), encode(RegisterMessage, { ...this.env(), kind: "register", heartbeatIntervalMs: HB_MS, instances }));
   }
+  heartbeat() {
+    const digest = instanceDigest(this.instances);
+    this.nc.publish(
+      agentSubject(this.hostId, "heartbeat"),
+      encode(HeartbeatMessage, { ...this.env(), kind: "heartbeat", heartbeatIntervalMs: HB_MS, instanceCount: this.instances.length, digest }),
+    );
+  }
   health(service, instanceId, status) {
+    this.instances = this.instances.map((i) => (i.service === service && i.id === instanceId ? { ...i, status } : i));
     this.nc.publish(
       agentSubject(this.hostId, "health"),
       encode(HealthMessage, { ...this.env(), kind: "health", service, instanceId, check: { id: "c", type: "http", status, since: Date.now() }, instanceStatus: status }),
+    );
+  }
+  /** A clean shutdown: the registry forgets the host at once. */
+  shutdown() {
+    this.sub.unsubscribe();
+    if (this.instances.length === 0) return;
+    this.nc.publish(
+      agentSubject(this.hostId, "deregister"),
+      encode(DeregisterMessage, { ...this.env(), kind: "deregister", reason: "shutdown", instances: this.instances.map((i) => ({ service: i.service, instanceId: i.id })) }),
     );
   }
 }
@@ -175,7 +211,12 @@ async function repetition(rep, cluster, registry) {
   await obs.flush();
 
   // The steady flipper: one instance of its own host flipping passing/warning every flipMs.
-  const steady = new WireAgent(pub, `steady-r${rep}`);
+  const counters = { resyncs: 0 };
+  const steady = new WireAgent(pub, `steady-r${rep}`, counters);
+  const live = [steady];
+  const beats = setInterval(() => {
+    for (const a of live) a.heartbeat();
+  }, HB_MS);
   steady.register([instance(`steady-r${rep}`, STEADY, 7000)]);
   await pub.flush();
   let flips = 0;
@@ -195,7 +236,8 @@ async function repetition(rep, cluster, registry) {
   const killedMs = performance.now() - killAt;
 
   // The burst: hostCount hosts x perHost new instances, one register per new instance.
-  const agents = Array.from({ length: hostCount }, (_, h) => new WireAgent(pub, `r${rep}-h${h}`));
+  const agents = Array.from({ length: hostCount }, (_, h) => new WireAgent(pub, `r${rep}-h${h}`, counters));
+  live.push(...agents);
   const sent = [];
   for (let k = 0; k < perHost; k++) {
     for (const [h, a] of agents.entries()) {
@@ -285,6 +327,17 @@ async function repetition(rep, cluster, registry) {
   ).catch((err) => progress(`rep ${rep}: ${err.message}`));
   const rejoinMs = performance.now() - restartAt;
 
+  // The rep's hosts shut down cleanly, so the next rep starts from a quiet registry.
+  clearInterval(beats);
+  for (const a of live) a.shutdown();
+  await pub.flush();
+  await waitFor(
+    async () => {
+      const keys = await catalogKeys(registry.httpUrl);
+      return !sent.some((k) => keys.has(k));
+    },
+    { timeoutMs: 30_000, intervalMs: 200, what: `rep ${rep}'s hosts removed after their shutdown` },
+  ).catch((err) => progress(`rep ${rep}: ${err.message}`));
   await obs.close();
   await pub.close();
   const r = {
@@ -308,6 +361,7 @@ async function repetition(rep, cluster, registry) {
     retries: kvAfter.retries - kvBefore.retries,
     failures: kvAfter.failures - kvBefore.failures,
     rejoinMs,
+    resyncs: counters.resyncs,
   };
   progress(`rep ${rep}: ${JSON.stringify(r)}`);
   for (const g of gapDetails) progress(`rep ${rep}: chain gap: ${g}`);
@@ -348,10 +402,10 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
     tables: [
       {
         caption: "Per repetition (ms from the kill)",
-        headers: ["rep", "killed", "registry on it", "burst sent", "KV available", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "KV retries", "KV failures", "rejoin"],
+        headers: ["rep", "killed", "registry on it", "burst sent", "KV available", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "resyncs answered", "KV retries", "KV failures", "rejoin"],
         rows: results.map((r) => [
           r.rep, r.killed, r.registryOnKilled ? "yes" : "no", `${fmt(r.burstMs, 0)} ms`, `${fmt(r.kvAvailableMs, 0)} ms`, `${fmt(r.stallMs, 0)} ms`, `${fmt(r.maxGap, 0)} ms`,
-          `${fmt(r.convergedMs, 0)} ms`, r.sent, r.inCatalog, r.inKv, r.onRestarted, r.chainGaps + r.nonIncreasing, r.retries, r.failures, `${fmt(r.rejoinMs, 0)} ms`,
+          `${fmt(r.convergedMs, 0)} ms`, r.sent, r.inCatalog, r.inKv, r.onRestarted, r.chainGaps + r.nonIncreasing, r.resyncs, r.retries, r.failures, `${fmt(r.rejoinMs, 0)} ms`,
         ]),
       },
       {
@@ -368,7 +422,7 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
       `registrations: ${total("sent")} sent, ${total("inCatalog")} in the HTTP API, ${total("inKv")} in KV on a surviving node, ${total("onRestarted")} on the restarted node at the same revision`,
       `delta chain: ${total("deltas")} deltas observed, ${total("chainGaps")} prevRevision gaps, ${total("nonIncreasing")} non-increasing revisions; KV write retries ${total("retries")}, writes given up ${total("failures")}`,
       `probe errors while the leader was gone: ${[...errorsSeen].map(([m, n]) => `"${m}" x${n}`).join(", ") || "none"}`,
-      `registry log: ${(regOut.match(/catalog write failed, retrying/g) ?? []).length} retry warnings, ${(regOut.match(/catalog write given up/g) ?? []).length} "given up" errors`,
+      `registry log: ${(regOut.match(/catalog write failed, retrying/g) ?? []).length} retry warnings, ${(regOut.match(/catalog write given up/g) ?? []).length} "given up" errors, ${(regOut.match(/delta publish failed/g) ?? []).length} "delta publish failed"`,
     ],
   });
 });
