@@ -109,6 +109,10 @@ describe("registry on a 3-node NATS cluster", () => {
 
     // While the leader is down (a new one needs seconds): 50 new instances, one register per
     // new instance (a register carries the host's full set), and health flips.
+    // Published back to back (flushed once at the end), so that when the registry's own node
+    // died, the burst is over before it has reconnected: those registers reach no one and
+    // must be healed by the agents' heartbeats and resyncs.
+    const flushes: Promise<void>[] = [];
     const expected = new Map<string, string>(); // key -> status
     for (const s of SERVICES) expected.set(catalogKey(s, `base-${s}`), "passing");
     for (let k = 0; k < PER_NEW_HOST; k++) {
@@ -116,10 +120,11 @@ describe("registry on a 3-node NATS cluster", () => {
         const a = newAgents[h]!;
         const service = SERVICES[(h + k) % SERVICES.length]!;
         const id = `h${h}-${k}`;
-        await a.register([...a.instances, inst(id, { service, port: 10_000 + h * 100 + k })]);
+        flushes.push(a.register([...a.instances, inst(id, { service, port: 10_000 + h * 100 + k })]));
         expected.set(catalogKey(service, id), "passing");
       }
     }
+    await Promise.all(flushes);
     for (const a of newAgents) stopBeats.push(a.beat());
     for (const [i, s] of SERVICES.entries()) {
       if (i % 2 === 0) {
