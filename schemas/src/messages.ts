@@ -261,11 +261,18 @@ export const PresenceMessage = z.object({
 });
 export type PresenceMessage = z.infer<typeof PresenceMessage>;
 
-/** Registry → agent: republish your full registration. */
+/** Why the registry asks for a resync (what it sends). */
+export const ResyncReason = z.enum(["digest-mismatch", "unknown-host", "registry-start", "registry-reconnect"]);
+export type ResyncReason = z.infer<typeof ResyncReason>;
+
+/**
+ * Registry → agent: republish your full registration. A receiver accepts any short reason, so a
+ * newer registry can add one without older agents dropping the request.
+ */
 export const ResyncMessage = z.object({
   v: Version,
   kind: z.literal("resync"),
   hostId: Name,
-  reason: z.enum(["digest-mismatch", "unknown-host", "registry-start"]),
+  reason: z.union([ResyncReason, z.string().min(1).max(64)]),
 });
 export type ResyncMessage = z.infer<typeof ResyncMessage>;

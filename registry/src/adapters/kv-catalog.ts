@@ -191,7 +191,8 @@ export class KvCatalog {
         const log = attempt === 1 || attempt % 10 === 0 ? this.log.warn.bind(this.log) : this.log.debug.bind(this.log);
         log({ err: String(err), key, attempt, what }, "catalog write failed, retrying");
         await sleep(delay);
-        delay = Math.min(delay * 2, 1000);
+        // A short cap: a leaderless KV (4-8 s after a stream leader dies) is back at an unknown moment.
+        delay = Math.min(delay * 2, 250);
       }
     }
   }

@@ -38,10 +38,10 @@ import {
   type HealthMessage,
   type HeartbeatMessage,
   type RegisterMessage,
-  type ResyncMessage,
+  type ResyncReason,
 } from "@roster/schemas";
 
-export type ResyncReason = ResyncMessage["reason"];
+export type { ResyncReason };
 
 export type Effect =
   | { type: "put"; record: CatalogInstance }
@@ -207,14 +207,21 @@ export class CatalogState {
     return effects;
   }
 
-  /** After the registry's own outage: every host gets a fresh silence window. */
+  /**
+   * After the registry's own outage: every host gets a fresh silence window, and is asked for its
+   * full registration, since what agents published while the registry was cut off reached no one
+   * (core NATS is at-most-once). Without the ask, a known host heals only at its next heartbeat
+   * whose digest differs, and a change that leaves the digest equal (tags, meta) not at all.
+   */
   grace(now: number): Effect[] {
+    const effects: Effect[] = [];
     for (const h of this.hosts.values()) {
       h.lastSeen = now;
       h.lostAt = null;
+      this.resync(h.hostId, "registry-reconnect", now, h.heartbeatIntervalMs, effects, true);
     }
     this.selfPreserving = false;
-    return [];
+    return effects;
   }
 
   handle(msg: AgentInput, now: number): Effect[] {

@@ -330,7 +330,8 @@ describe("catalog core", () => {
     const a = new Agent("h1");
     s.handle(a.register([inst("a")]), 0);
     s.tick(3001);
-    s.grace(100_000);
+    const asked = s.grace(100_000);
+    assert.deepEqual(resyncs(asked).map((e) => [e.hostId, e.reason]), [["h1", "registry-reconnect"]], "what agents sent meanwhile was lost: ask again");
     assert.equal(s.host("h1")!.lostAt, null);
     assert.deepEqual(s.tick(102_000), [], "no expiry right after the outage");
     assert.equal(puts(s.tick(103_001)).length, 0, "already agent-lost: no rewrite");
