@@ -14,22 +14,8 @@
 // Child → parent: { type: "ready" }, { type: "registered" }, { type: "flipped", sent, lateTicks },
 //                 { type: "stats", heartbeats, registers, resyncs, health }.
 import { connect } from "@nats-io/transport-node";
-import {
-  HealthMessage,
-  HeartbeatMessage,
-  RegisterMessage,
-  ResyncMessage,
-  SUBJECT_PREFIX,
-  agentSubject,
-  decode,
-  encode,
-  instanceDigest,
-} from "@roster/schemas";
-
-function opt(name, fallback) {
-  const hit = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
-  return hit === undefined ? fallback : hit.slice(name.length + 3);
-}
+import { HealthMessage, agentSubject, encode, instanceDigest } from "@roster/schemas";
+import { argvOption as opt, wireFleet } from "./wire-fleet.mjs";
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");
 const hostCount = Number(opt("hosts", 10));
@@ -70,42 +56,12 @@ for (let h = 0; h < hostCount; h++) {
   }
   hosts.push({ hostId, instances, seq: 0 });
 }
-const byHost = new Map(hosts.map((h) => [h.hostId, h]));
-const stats = { heartbeats: 0, registers: 0, resyncs: 0, health: 0 };
+const stats = { heartbeats: 0, registers: 0, resyncs: 0, resyncReasons: {}, health: 0 };
 
 const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: "fanout-agents" });
 
-function publishRegister(host) {
-  const msg = {
-    v: 1,
-    kind: "register",
-    hostId: host.hostId,
-    epoch,
-    seq: ++host.seq,
-    sentAt: Date.now(),
-    zone: host.instances[0]?.zone,
-    heartbeatIntervalMs: intervalMs,
-    instances: host.instances,
-  };
-  nc.publish(agentSubject(host.hostId, "register"), encode(RegisterMessage, msg, "register"));
-  stats.registers++;
-}
-
-function publishHeartbeat(host) {
-  const msg = {
-    v: 1,
-    kind: "heartbeat",
-    hostId: host.hostId,
-    epoch,
-    seq: ++host.seq,
-    sentAt: Date.now(),
-    heartbeatIntervalMs: intervalMs,
-    instanceCount: host.instances.length,
-    digest: instanceDigest(host.instances),
-  };
-  nc.publish(agentSubject(host.hostId, "heartbeat"), encode(HeartbeatMessage, msg, "heartbeat"));
-  stats.heartbeats++;
-}
+// The digest follows the CURRENT statuses, so a flip never makes the registry ask for a resync.
+const { publishRegister, publishHeartbeat } = wireFleet(nc, { hosts, epoch, intervalMs, stats, digestOf: (h) => instanceDigest(h.instances) });
 
 /** Flips one random instance passing ↔ critical and publishes the transition at once. */
 function flipOne() {
@@ -131,17 +87,6 @@ function flipOne() {
   nc.publish(agentSubject(host.hostId, "health"), encode(HealthMessage, msg, "health"));
   stats.health++;
 }
-
-nc.subscribe(`${SUBJECT_PREFIX}.registry.resync.*`, {
-  callback: (_err, m) => {
-    const r = decode(ResyncMessage, m.data);
-    if (!r.ok) return;
-    const host = byHost.get(r.value.hostId);
-    if (!host) return;
-    stats.resyncs++;
-    publishRegister(host);
-  },
-});
 
 let beating = null;
 function startHeartbeats() {

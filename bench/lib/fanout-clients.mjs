@@ -15,11 +15,8 @@
 //   { cmd: "close" }    close every gateway and exit
 // Child → parent also: { type: "ready", rssMiB }, { type: "progress", created, ready }.
 import { createGateway } from "@roster/gateway-client";
+import { argvOption as opt } from "./wire-fleet.mjs";
 
-function opt(name, fallback) {
-  const hit = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
-  return hit === undefined ? fallback : hit.slice(name.length + 3);
-}
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");
 const clientCount = Number(opt("clients", 250));

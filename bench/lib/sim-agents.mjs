@@ -10,21 +10,8 @@
 // interval-ms, prefix. Parent → child messages: { cmd: "register" }, { cmd: "stop" }.
 // Child → parent: { type: "ready" }, { type: "registered", ms }, { type: "stats", ... }.
 import { connect } from "@nats-io/transport-node";
-import {
-  HeartbeatMessage,
-  RegisterMessage,
-  ResyncMessage,
-  SUBJECT_PREFIX,
-  agentSubject,
-  decode,
-  encode,
-  instanceDigest,
-} from "@roster/schemas";
-
-function opt(name, fallback) {
-  const hit = process.argv.slice(2).find((a) => a.startsWith(`--${name}=`));
-  return hit === undefined ? fallback : hit.slice(name.length + 3);
-}
+import { instanceDigest } from "@roster/schemas";
+import { argvOption as opt, wireFleet } from "./wire-fleet.mjs";
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");
 const hosts = Number(opt("hosts", 1000));
@@ -63,60 +50,15 @@ for (let k = 0; k < hosts; k++) {
     instances,
     digest: instanceDigest(instances),
     seq: 0,
-    heartbeatSubject: agentSubject(hostId, "heartbeat"),
-    registerSubject: agentSubject(hostId, "register"),
   });
 }
-const byHost = new Map(fleet.map((a) => [a.hostId, a]));
 
 const stats = { heartbeats: 0, registers: 0, resyncs: 0, resyncReasons: {}, lateTicks: 0 };
 
 const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: `${prefix}-agents-${offset}` });
 
-function publishRegister(agent) {
-  const msg = {
-    v: 1,
-    kind: "register",
-    hostId: agent.hostId,
-    epoch,
-    seq: ++agent.seq,
-    sentAt: Date.now(),
-    zone: agent.instances[0]?.zone,
-    heartbeatIntervalMs: intervalMs,
-    instances: agent.instances,
-  };
-  nc.publish(agent.registerSubject, encode(RegisterMessage, msg, "register"));
-  stats.registers++;
-}
-
-function publishHeartbeat(agent) {
-  const msg = {
-    v: 1,
-    kind: "heartbeat",
-    hostId: agent.hostId,
-    epoch,
-    seq: ++agent.seq,
-    sentAt: Date.now(),
-    heartbeatIntervalMs: intervalMs,
-    instanceCount: agent.instances.length,
-    digest: agent.digest,
-  };
-  nc.publish(agent.heartbeatSubject, encode(HeartbeatMessage, msg, "heartbeat"));
-  stats.heartbeats++;
-}
-
-// Resync requests: one wildcard subscription for the whole simulated fleet.
-nc.subscribe(`${SUBJECT_PREFIX}.registry.resync.*`, {
-  callback: (_err, m) => {
-    const r = decode(ResyncMessage, m.data);
-    if (!r.ok) return;
-    const agent = byHost.get(r.value.hostId);
-    if (!agent) return;
-    stats.resyncs++;
-    stats.resyncReasons[r.value.reason] = (stats.resyncReasons[r.value.reason] ?? 0) + 1;
-    publishRegister(agent);
-  },
-});
+// Statuses never change here, so each host's digest is computed once.
+const { publishRegister, publishHeartbeat } = wireFleet(nc, { hosts: fleet, epoch, intervalMs, stats, digestOf: (a) => a.digest });
 
 let beating = null;
 function startHeartbeats() {
