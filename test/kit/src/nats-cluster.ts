@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assertNatsServerInstalled } from "./nats-server.js";
 import { freePort } from "./net.js";
+import { isAlive, stopProcess } from "./process.js";
 import { waitFor } from "./wait.js";
 
 export interface NatsClusterOptions {
@@ -59,7 +60,7 @@ export class NatsClusterNode {
   }
 
   get running(): boolean {
-    return this.proc !== null && this.proc.exitCode === null && this.proc.signalCode === null;
+    return isAlive(this.proc);
   }
 
   get pid(): number | undefined {
@@ -95,13 +96,8 @@ export class NatsClusterNode {
 
   /** Stops the server; `signal` SIGKILL for a crash, SIGTERM (default) for a clean stop. */
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    const proc = this.proc;
-    if (!proc || !this.running) return;
-    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill(signal);
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
+    if (!this.proc) return;
+    await stopProcess(this.proc, signal);
     this.proc = null;
   }
 

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { isAlive, stopProcess } from "./process.js";
 
 export interface NatsServerOptions {
   /** Enable JetStream (default true). */
@@ -56,7 +57,7 @@ export class NatsServer {
   }
 
   get running(): boolean {
-    return this.proc !== null && this.proc.exitCode === null && this.proc.signalCode === null;
+    return isAlive(this.proc);
   }
 
   get pid(): number | undefined {
@@ -106,13 +107,8 @@ export class NatsServer {
 
   /** Stops the server; `signal` SIGKILL for a crash, SIGTERM (default) for a clean stop. */
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    const proc = this.proc;
-    if (!proc || !this.running) return;
-    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-    proc.kill(signal);
-    const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
+    if (!this.proc) return;
+    await stopProcess(this.proc, signal);
     this.proc = null;
   }
 

@@ -1,6 +1,21 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { waitFor } from "./wait.js";
 
+/** True while the process has neither exited nor been killed. */
+export function isAlive(proc: ChildProcess | null): proc is ChildProcess {
+  return proc !== null && proc.exitCode === null && proc.signalCode === null;
+}
+
+/** Sends `signal`, then SIGKILL after `graceMs`, and waits for the exit. */
+export async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 5000): Promise<void> {
+  if (!isAlive(proc)) return;
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  proc.kill(signal);
+  const timer = setTimeout(() => proc.kill("SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
 /**
  * A child process whose output is kept (last 64 KiB) for assertions and for the failure
  * message of a test.
