@@ -53,6 +53,44 @@ export function weightedAmong(
   return last;
 }
 
+/**
+ * Weighted random index over a fixed candidate list: prefix sums of the weights, built once per
+ * update, and a binary search per draw. O(log n).
+ */
+export class WeightedSampler {
+  private prefix = new Float64Array(0);
+  private sum = 0;
+
+  constructor(private readonly random: Random) {}
+
+  get total(): number {
+    return this.sum;
+  }
+
+  update(candidates: readonly Candidate[]): void {
+    this.prefix = new Float64Array(candidates.length);
+    let sum = 0;
+    candidates.forEach((c, i) => {
+      sum += c.weight;
+      this.prefix[i] = sum;
+    });
+    this.sum = sum;
+  }
+
+  /** An index drawn with probability proportional to its candidate's weight. */
+  draw(): number {
+    const target = this.random() * this.sum;
+    let lo = 0;
+    let hi = this.prefix.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.prefix[mid]! > target) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+}
+
 /** Random integer in [0, n). */
 export function randomIndex(n: number, random: Random): number {
   const i = Math.floor(random() * n);

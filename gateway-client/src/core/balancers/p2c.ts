@@ -1,5 +1,5 @@
 import type { Balancer, BalancerPickContext, Candidate, Random } from "./balancer.js";
-import { randomIndex, weightedAmong } from "./balancer.js";
+import { WeightedSampler, randomIndex, weightedAmong } from "./balancer.js";
 
 /** Cost of an endpoint for a power-of-two-choices comparison (lower is better). */
 export type CostFn = (c: Candidate, now: number) => number;
@@ -41,8 +41,7 @@ export type P2CSampling = "uniform" | "weighted";
  */
 export class P2CBalancer implements Balancer {
   private candidates: readonly Candidate[] = [];
-  private prefix = new Float64Array(0);
-  private total = 0;
+  private readonly sampler: WeightedSampler;
   /** Weighted draws are used only when weights differ; equal weights draw two distinct uniformly. */
   private weightedDraws = false;
 
@@ -50,33 +49,15 @@ export class P2CBalancer implements Balancer {
     private readonly cost: CostFn,
     private readonly random: Random,
     private readonly sampling: P2CSampling = "uniform",
-  ) {}
+  ) {
+    this.sampler = new WeightedSampler(random);
+  }
 
   update(candidates: readonly Candidate[]): void {
     this.candidates = candidates;
     const w0 = candidates[0]?.weight;
     this.weightedDraws = this.sampling === "weighted" && candidates.some((c) => c.weight !== w0);
-    if (this.weightedDraws) {
-      this.prefix = new Float64Array(candidates.length);
-      let sum = 0;
-      candidates.forEach((c, i) => {
-        sum += c.weight;
-        this.prefix[i] = sum;
-      });
-      this.total = sum;
-    }
-  }
-
-  private draw(): number {
-    const target = this.random() * this.total;
-    let lo = 0;
-    let hi = this.prefix.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.prefix[mid]! > target) hi = mid;
-      else lo = mid + 1;
-    }
-    return lo;
+    if (this.weightedDraws) this.sampler.update(candidates);
   }
 
   pick(ctx: BalancerPickContext, allowed?: (c: Candidate) => boolean): Candidate | undefined {
@@ -91,8 +72,8 @@ export class P2CBalancer implements Balancer {
       let i: number;
       let j: number;
       if (this.weightedDraws) {
-        i = this.draw();
-        j = this.draw();
+        i = this.sampler.draw();
+        j = this.sampler.draw();
       } else {
         i = randomIndex(n, this.random);
         j = randomIndex(n - 1, this.random);
