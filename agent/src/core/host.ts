@@ -25,17 +25,8 @@ export interface InstanceRuntime {
   registeredAt: number;
 }
 
-/** What the local API shows for one instance. */
-export interface InstanceView {
-  id: string;
-  service: string;
-  address: string;
-  port: number;
-  zone?: string;
-  tags: string[];
-  meta: Record<string, string>;
-  weight: number;
-  status: InstanceStatus;
+/** What the local API shows for one instance: what is published, plus the agent's own bookkeeping. */
+export interface InstanceView extends Omit<InstanceRegistration, "checks"> {
   maintenance: boolean;
   maintenanceReason?: string;
   registeredAt: number;
@@ -205,14 +196,7 @@ export class HostState {
 
   view(inst: InstanceRuntime): InstanceView {
     const v: InstanceView = {
-      id: inst.spec.id,
-      service: inst.spec.service,
-      address: inst.spec.address,
-      port: inst.spec.port,
-      tags: inst.spec.tags,
-      meta: inst.spec.meta,
-      weight: inst.spec.weight,
-      status: this.statusOf(inst),
+      ...this.registration(inst),
       maintenance: inst.maintenance,
       registeredAt: inst.registeredAt,
       checks: inst.checks.map((c) => ({
@@ -222,7 +206,6 @@ export class HostState {
         lastResultAt: c.lastResultAt,
       })),
     };
-    if (inst.spec.zone) v.zone = inst.spec.zone;
     if (inst.maintenanceReason !== undefined) v.maintenanceReason = inst.maintenanceReason;
     return v;
   }
