@@ -1,25 +1,17 @@
 // Every stable error code used in the source is documented, once, in docs/errors.md
 // (fastify's habit: an error catalogue and a test that keeps it honest).
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { filesUnder } from "@roster/testkit";
 import { describe, it } from "node:test";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 
-function sources(dir: string, out: string[] = []): string[] {
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) sources(p, out);
-    else if (name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
-
 describe("errors", () => {
   const used = new Map<string, string>();
   for (const pkg of ["schemas", "agent", "registry", "gateway-client"]) {
-    for (const file of sources(join(root, pkg, "src"))) {
+    for (const file of filesUnder(join(root, pkg, "src"), ".ts")) {
       for (const m of readFileSync(file, "utf8").matchAll(/["'`](ROSTER_[A-Z0-9_]+)["'`]/g)) used.set(m[1]!, file);
     }
   }

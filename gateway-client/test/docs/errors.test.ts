@@ -1,26 +1,18 @@
 // Every error code of the package is unique, used, and documented in README.md's table.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { filesUnder } from "@roster/testkit";
 import { ERROR_CODES, InvalidOptionsError, createGateway } from "../../src/index.js";
 
 const pkg = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", "..");
-
-function sources(dir: string, out: string[] = []): string[] {
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) sources(p, out);
-    else if (name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
 
 describe("errors", () => {
   test("errors - codes are unique, each used in the source and documented in README.md", () => {
     assert.equal(new Set(ERROR_CODES).size, ERROR_CODES.length);
     const used = new Set<string>();
-    for (const f of sources(join(pkg, "src"))) {
+    for (const f of filesUnder(join(pkg, "src"), ".ts")) {
       if (f.endsWith("errors.ts")) {
         for (const m of readFileSync(f, "utf8").matchAll(/super\(\s*"(ROSTER_[A-Z_]+)"/g)) used.add(m[1]!);
       }

@@ -3,3 +3,4 @@ export { waitFor } from "./wait.js";
 export { ChildProc, spawnNode } from "./process.js";
 export { freePort } from "./net.js";
 export { NatsCluster, NatsClusterNode, type NatsClusterOptions } from "./nats-cluster.js";
+export { filesUnder } from "./files.js";
