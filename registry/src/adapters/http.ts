@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
 import type { CatalogReader } from "./catalog-memory.js";
+import { registerCatalogRoutes } from "./http-catalog.js";
 
 export interface StatusBody {
   revision: number;
@@ -182,6 +183,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       .filter((i) => q.tag === undefined || i.tags.includes(q.tag))
       .map(publicInstance);
   });
+
+  registerCatalogRoutes(app, deps);
 
   return app;
 }
