@@ -10,7 +10,7 @@ const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathna
 
 describe("errors", () => {
   const used = new Map<string, string>();
-  for (const pkg of ["schemas", "agent", "registry", "gateway-client"]) {
+  for (const pkg of ["schemas", "agent", "registry", "gateway-client", "cli"]) {
     for (const file of filesUnder(join(root, pkg, "src"), ".ts")) {
       for (const m of readFileSync(file, "utf8").matchAll(/["'`](ROSTER_[A-Z0-9_]+)["'`]/g)) used.set(m[1]!, file);
     }
