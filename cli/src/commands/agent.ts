@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Name } from "@roster/schemas";
-import { parse as parseYaml } from "yaml";
+import { LIMITS, Name } from "@roster/schemas";
 import { request } from "../client.js";
 import { jsonText, type Command, type Context, type Values } from "../context.js";
 import { registerBody, type RegisterFlags } from "../core/register.js";
@@ -37,8 +36,9 @@ async function readDefinition(path: string): Promise<Record<string, unknown>> {
   }
   let doc: unknown;
   try {
-    // YAML 1.2 is a superset of JSON: one parser for both.
-    doc = parseYaml(text);
+    // YAML 1.2 is a superset of JSON: one parser for both. Loaded here only: it slows every start.
+    const { parse } = await import("yaml");
+    doc = parse(text);
   } catch (err) {
     throw new CliError("ROSTER_CLI_FILE", `${path} is not valid JSON or YAML: ${(err as Error).message.split("\n")[0]}`);
   }
@@ -66,7 +66,7 @@ the agent's config (see agent/README.md).
   --address <addr>        address to publish (default: the host's address)
   --tag <tag>             a tag; repeat for more
   --meta key=value        a meta entry; repeat for more
-  --weight <n>            balancing weight, 1-1000 (default 100)
+  --weight <n>            balancing weight, ${LIMITS.minWeight}-${LIMITS.maxWeight} (default 100)
   --check-http <url>      an http check on this URL
   --check-tcp <host:port> a tcp check
   --check-ttl <dur>       a ttl check (the service reports pass/warn/fail to the agent)
