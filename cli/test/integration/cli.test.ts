@@ -219,7 +219,7 @@ describe("roster CLI", () => {
     await writeFile(bad, JSON.stringify({ name: "api", port: 70000 }));
     const refused = await roster(["register", "--file", bad]);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^roster: ROSTER_BAD_REQUEST: invalid instance: port: .*\n  port: /);
+    assert.match(refused.stderr, /^roster: ROSTER_BAD_REQUEST: invalid instance: port: .*\n {2}port: /);
     const unreadable = await roster(["register", "--file", join(dir, "missing.yaml")]);
     assert.equal(unreadable.code, 1);
     assert.match(unreadable.stderr, /^roster: ROSTER_CLI_FILE: cannot read .*missing\.yaml: ENOENT/);
@@ -338,7 +338,7 @@ describe("roster CLI", () => {
       roster(["maintenance", "on", "x", "--agent", fakeUrl], { ROSTER_TOKEN: "from-env" }),
     ]);
     assert.equal(garbled.code, 1);
-    assert.match(garbled.stderr, /^roster: ROSTER_CLI_BAD_RESPONSE: GET \/v1\/services on the registry at .* answered something unexpected \(is it a Roster registry .*\)\n  \[0\]\.name: /);
+    assert.match(garbled.stderr, /^roster: ROSTER_CLI_BAD_RESPONSE: GET \/v1\/services on the registry at .* answered something unexpected \(is it a Roster registry .*\)\n {2}\[0\]\.name: /);
     assert.equal(html.code, 1);
     assert.match(html.stderr, /^roster: ROSTER_CLI_BAD_RESPONSE: .* not JSON/);
     assert.equal(proxy.code, 1);
