@@ -49,6 +49,7 @@ describe("roster CLI", () => {
   let fakeUrl: string;
   const seen: IncomingHttpHeaders[] = [];
   let env: NodeJS.ProcessEnv;
+  let startRegistry: () => ChildProc;
 
   function roster(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Run> {
     return new Promise((resolvePromise) => {
@@ -94,7 +95,8 @@ describe("roster CLI", () => {
         "",
       ].join("\n"),
     );
-    registry = spawnNode(REGISTRY, ["--nats", nats.url, "--http", `127.0.0.1:${httpPort}`, "--config", registryConfig]);
+    startRegistry = () => (registry = spawnNode(REGISTRY, ["--nats", nats.url, "--http", `127.0.0.1:${httpPort}`, "--config", registryConfig]));
+    startRegistry();
     // A registry whose NATS is not there: it serves HTTP but never becomes ready.
     idle = spawnNode(REGISTRY, ["--nats", `nats://127.0.0.1:${deadNats}`, "--http", `127.0.0.1:${idlePort}`]);
     agent = spawnNode(AGENT, ["--config", agentConfig, "--nats", nats.url, "--api", `127.0.0.1:${agentPort}`]);
@@ -281,6 +283,33 @@ describe("roster CLI", () => {
       assert.deepEqual(exit, { code: 0, signal: null }, table.output);
     } finally {
       table.kill("SIGKILL");
+    }
+  });
+
+  it("cli - instances --watch rides out a registry restart: retries on stderr, then prints the next change", async () => {
+    const watch = spawnNode(CLI, ["instances", "web", "--watch", "--json", "--wait", "1s"], { env });
+    try {
+      await watch.waitForOutput('{"index":');
+      registry.kill("SIGKILL");
+      await registry.exited;
+      await watch.waitForOutput(/roster: ROSTER_CLI_UNREACHABLE: cannot reach the registry at .*; retrying in \d+ ms/);
+      startRegistry();
+      await waitFor(async () => (await fetch(`${registryUrl}/readyz`).catch(() => null))?.status === 200, { timeoutMs: 15_000, what: "registry ready again" });
+      assert.equal((await roster(["maintenance", "on", "web-1"])).code, 0);
+      const drained = () =>
+        watch.output
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .some((l) => (JSON.parse(l) as { instances: Inst[] }).instances.find((i) => i.id === "web-1")?.status === "draining");
+      await waitFor(drained, { timeoutMs: 15_000, what: "a draining line" }).catch((err: Error) => {
+        throw new Error(`${err.message}; watch printed:\n${watch.output.slice(-3000)}`);
+      });
+      assert.equal(watch.alive, true);
+      const exit = await watch.stop(5000);
+      assert.deepEqual(exit, { code: 0, signal: null }, watch.output);
+    } finally {
+      watch.kill("SIGKILL");
+      await roster(["maintenance", "off", "web-1"]);
     }
   });
 
