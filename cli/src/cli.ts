@@ -42,14 +42,11 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 registry/agent unreachable, 5
 
 const HttpUrl = z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }).transform((u) => u.replace(/\/+$/, ""));
 const Settings = z.object({
-  registry: HttpUrl,
-  agent: HttpUrl,
+  url: HttpUrl,
   token: z.string().regex(/^[\x21-\x7e]{1,4096}$/, { error: "expected printable characters without spaces" }).optional(),
   timeout: z.string().refine((s) => (parseDuration(s) ?? 0) >= 1, { error: 'expected a duration like "10s" or "500ms"' }),
 });
 const SETTING_SOURCE: Record<string, string> = {
-  registry: "--registry / ROSTER_REGISTRY_URL",
-  agent: "--agent / ROSTER_AGENT_URL",
   token: "--token / ROSTER_TOKEN",
   timeout: "--timeout",
 };
@@ -101,20 +98,25 @@ async function dispatch(argv: string[], io: Io): Promise<ExitCode> {
   }
   [name, ...rest] = parsed.positionals;
 
+  // Only the server this command calls: a stale ROSTER_AGENT_URL must not break `roster services`.
+  const fromFlag = command.server === "registry" ? values.registry : values.agent;
+  const fromEnv = command.server === "registry" ? io.env.ROSTER_REGISTRY_URL : io.env.ROSTER_AGENT_URL;
   const s = Settings.safeParse({
-    registry: values.registry ?? (io.env.ROSTER_REGISTRY_URL || DEFAULT_REGISTRY),
-    agent: values.agent ?? (io.env.ROSTER_AGENT_URL || DEFAULT_AGENT),
+    url: fromFlag ?? (fromEnv || (command.server === "registry" ? DEFAULT_REGISTRY : DEFAULT_AGENT)),
     token: values.token ?? (io.env.ROSTER_TOKEN || undefined),
     timeout: values.timeout ?? "10s",
   });
   if (!s.success) {
     const i = s.error.issues[0]!;
-    throw new UsageError(`${SETTING_SOURCE[String(i.path[0])] ?? String(i.path[0])}: ${i.message}`, command.name);
+    const field = String(i.path[0]);
+    const source = field === "url" ? (command.server === "registry" ? "--registry / ROSTER_REGISTRY_URL" : "--agent / ROSTER_AGENT_URL") : SETTING_SOURCE[field] ?? field;
+    throw new UsageError(`${source}: ${i.message}`, command.name);
   }
   const timeoutMs = parseDuration(s.data.timeout)!;
+  const target = (kind: "registry" | "agent") => ({ kind, baseUrl: kind === command.server ? s.data.url : "", token: s.data.token, timeoutMs });
   const ctx: Context = {
-    registry: { kind: "registry", baseUrl: s.data.registry, token: s.data.token, timeoutMs },
-    agent: { kind: "agent", baseUrl: s.data.agent, token: s.data.token, timeoutMs },
+    registry: target("registry"),
+    agent: target("agent"),
     json: values.json === true,
     out: io.out,
     err: io.err,

@@ -3,6 +3,7 @@ import type { ExitCode } from "./errors.js";
 
 /** What every command gets: the two servers, the output mode, stdout/stderr. */
 export interface Context {
+  /** Only the command's `server` is resolved; the other has an empty `baseUrl`. */
   registry: Target;
   agent: Target;
   json: boolean;
@@ -20,6 +21,8 @@ export interface Command {
   /** Full `roster <command> --help` text. */
   usage: string;
   options: Record<string, OptionSpec>;
+  /** The server it calls: only that one's URL is read and checked. */
+  server: "registry" | "agent";
   run(ctx: Context, args: string[], values: Values): Promise<ExitCode>;
 }
 

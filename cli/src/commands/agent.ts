@@ -50,6 +50,7 @@ async function readDefinition(path: string): Promise<Record<string, unknown>> {
 
 export const register: Command = {
   name: "register",
+  server: "agent",
   synopsis: "register an instance with the agent (flags or --file)",
   usage: `usage: roster register --service <name> --port <port> [--id <id>] [--address <addr>] [--tag <t>]...
                        [--meta k=v]... [--weight <n>] [--check-http <url> | --check-tcp <host:port> | --check-ttl <dur>]
@@ -112,6 +113,7 @@ the agent's config (see agent/README.md).
 
 export const deregister: Command = {
   name: "deregister",
+  server: "agent",
   synopsis: "remove an instance from the agent",
   usage: `usage: roster deregister <instance-id> [--json]
 
@@ -129,6 +131,7 @@ tells the registry at once. Exits 3 (ROSTER_NOT_FOUND) if the agent does not hol
 
 export const maintenance: Command = {
   name: "maintenance",
+  server: "agent",
   synopsis: "drain an instance (on) or put it back in service (off)",
   usage: `usage: roster maintenance on|off <instance-id> [--reason <text>] [--json]
 

@@ -122,6 +122,7 @@ async function watch(ctx: Context, a: z.output<typeof Args>): Promise<void> {
 
 export const instances: Command = {
   name: "instances",
+  server: "registry",
   synopsis: "list a service's instances; --watch follows changes",
   usage: USAGE,
   options: {

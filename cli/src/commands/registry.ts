@@ -7,6 +7,7 @@ import { CatalogDump, Readyz, Status } from "../wire.js";
 
 export const catalog: Command = {
   name: "catalog",
+  server: "registry",
   synopsis: "catalog dump: the whole catalog as JSON",
   usage: `usage: roster catalog dump
 
@@ -28,6 +29,7 @@ const yesNo = (b: boolean) => (b ? "yes" : "no");
 
 export const health: Command = {
   name: "health",
+  server: "registry",
   synopsis: "registry readiness and status; exit 5 when not ready or degraded",
   usage: `usage: roster health [--json]
 

@@ -6,6 +6,7 @@ import { ServiceList } from "../wire.js";
 
 export const services: Command = {
   name: "services",
+  server: "registry",
   synopsis: "list the services the registry knows, with instance counts",
   usage: `usage: roster services [--json]
 

@@ -66,12 +66,12 @@ describe("cli (in-process)", () => {
       [["catalog", "load"], /unknown subcommand "load"/, "catalog"],
       [["health", "now"], /unexpected argument "now"/, "health"],
       [["--registry", "ftp://example", "services"], /--registry \/ ROSTER_REGISTRY_URL: expected an http/, "services"],
-      [["services"], /--agent \/ ROSTER_AGENT_URL: expected an http/, "services"],
+      [["deregister", "web-1"], /--agent \/ ROSTER_AGENT_URL: expected an http/, "deregister"],
       [["services", "--token", "two words"], /--token \/ ROSTER_TOKEN: expected printable/, "services"],
       [["services", "--timeout", "soon"], /--timeout: expected a duration/, "services"],
     ];
     for (const [args, message, usage] of cases) {
-      const env = args.length === 1 && args[0] === "services" ? { ROSTER_AGENT_URL: "not a url" } : {};
+      const env = args[0] === "deregister" && args[1] === "web-1" ? { ROSTER_AGENT_URL: "not a url" } : {};
       const r = await cli(args, env);
       const what = `roster ${args.join(" ")}: ${r.stderr}`;
       assert.equal(r.code, 2, what);
@@ -89,6 +89,9 @@ describe("cli (in-process)", () => {
     // Not called: something may listen on 7700 on this machine.
     assert.deepEqual([DEFAULT_REGISTRY, DEFAULT_AGENT], ["http://127.0.0.1:7700", "http://127.0.0.1:7701"]);
     assert.match(USAGE, /default http:\/\/127\.0\.0\.1:7700/);
+    // A bad URL for the server a command does not call is not read.
+    const other = await cli(["services"], { ROSTER_AGENT_URL: "not a url" });
+    assert.equal(other.code, 4, other.stderr);
     const flag = await cli(["services", "--registry", "http://127.0.0.1:10/"]);
     assert.match(flag.stderr, /registry at http:\/\/127\.0\.0\.1:10: /);
     assert.equal(flag.code, 4);
