@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
 import type { CatalogReader } from "./catalog-memory.js";
+import { registerMetricsRoutes } from "./http-metrics.js";
 
 export interface StatusBody {
   revision: number;
@@ -28,6 +29,8 @@ export interface HttpDeps {
   logger: Logger;
   /** Extra wait added to a blocking query (default: random up to wait/16, as Consul does). */
   jitter?: (waitMs: number) => number;
+  /** Served on GET /metrics when given. */
+  metrics?: import("prom-client").Registry;
 }
 
 const ServiceParams = z.object({ name: Name }).strict();
@@ -182,6 +185,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
       .filter((i) => q.tag === undefined || i.tags.includes(q.tag))
       .map(publicInstance);
   });
+
+  registerMetricsRoutes(app, deps);
 
   return app;
 }
