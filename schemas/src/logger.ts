@@ -88,6 +88,16 @@ export function loggerOptions(opts: RosterLoggerOptions): LoggerOptions {
     base: { service: opts.name, pid: process.pid, ...opts.base },
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     formatters: { log: scrubUrls },
+    hooks: {
+      // The message string too: `log.info("connecting to nats://u:p@h")` must not leak either.
+      logMethod(args, method) {
+        for (let i = 0; i < args.length; i++) {
+          const a: unknown = args[i];
+          if (typeof a === "string" && a.includes("@")) (args as unknown[])[i] = redactUrl(a);
+        }
+        return method.apply(this, args);
+      },
+    },
   };
 }
 
