@@ -19,7 +19,7 @@ export interface AgentDeps {
   defaultAddress?: string;
   /** Base directory for exec checks of API-registered instances; default process.cwd(). */
   baseDir?: string;
-  /** Node process metrics on /metrics (default true: the agent is normally its own process). */
+  /** Node process metrics on /metrics (the roster-agent process turns them on; off when embedded). */
   processMetrics?: boolean;
 }
 
@@ -70,7 +70,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
     onConnected: () => publishState(),
     onResync: () => publishAll([host.register(now())]),
   });
-  const metrics = new AgentMetrics({ link, instances: () => host.size, draining: () => host.draining }, { processMetrics: deps.processMetrics ?? true });
+  const metrics = new AgentMetrics({ link, instances: () => host.size, draining: () => host.draining }, { processMetrics: deps.processMetrics ?? false });
   let api: FastifyInstance | null = null;
   let heartbeat: NodeJS.Timeout | undefined;
   let shutdownPromise: Promise<void> | null = null;

@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   const nats = (values.nats ?? process.env.ROSTER_NATS_URL ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
 
   const logger = createLogger({ name: "roster-agent", level, base: { hostId: config.host.id } });
-  const agent = build(config, { logger, nats, defaultAddress: primaryIPv4() });
+  const agent = build(config, { logger, nats, defaultAddress: primaryIPv4(), processMetrics: true });
 
   const skip = new AbortController();
   let signals = 0;

@@ -29,7 +29,7 @@ export interface RegistryDeps {
   logger: Logger;
   now?: () => number;
   registryId?: string;
-  /** Node process metrics on /metrics (default true: the registry is normally its own process). */
+  /** Node process metrics on /metrics (the roster-registry process turns them on; off when embedded). */
   processMetrics?: boolean;
 }
 
@@ -114,7 +114,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       ignored: core.counters,
       counters,
     },
-    { processMetrics: deps.processMetrics ?? true },
+    { processMetrics: deps.processMetrics ?? false },
   );
 
   const http = buildHttp({

@@ -68,7 +68,7 @@ try {
   process.stderr.write(`roster-registry: ${(err as Error).message}\n`);
   process.exit(1);
 }
-const registry = build(config, { logger });
+const registry = build(config, { logger, processMetrics: true });
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
