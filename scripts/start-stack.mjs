@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // `npm start`: a local Roster stack — nats-server (JetStream, data in ./.roster/), the registry, an agent
 // with examples/agent.yaml, and the two demo services it registers. Ctrl-C stops everything it started.
-// Logs of every process go to ./.roster/logs/<name>.log.
+// Logs of every process go to ./.roster/logs/<name>.log (JSON lines); this script's own lines go
+// through the shared pino logger (pretty at a terminal when pino-pretty is installed, else JSON).
 import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream, mkdirSync, openSync, closeSync } from "node:fs";
 import { connect as tcpConnect, createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
+import { createLogger } from "@roster/schemas/logger";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const stateDir = process.env.ROSTER_STATE_DIR ?? join(root, ".roster");
@@ -19,12 +21,14 @@ const AGENT_API = process.env.ROSTER_AGENT_API ?? "127.0.0.1:7701";
 const children = [];
 let stopping = false;
 
+const log = createLogger({ name: "roster-stack" });
+
 function say(line) {
-  process.stdout.write(`roster: ${line}\n`);
+  if (line.trim() !== "") log.info(line);
 }
 
 function fail(line) {
-  process.stderr.write(`roster: ${line}\n`);
+  log.error(line);
   stopAll(1);
 }
 
@@ -89,7 +93,8 @@ function start(name, command, args, extraEnv = {}) {
   const child = spawn(command, args, {
     cwd: root,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, ...extraEnv },
+    // The children's logs go to files: JSON lines, never pretty.
+    env: { ...process.env, ROSTER_LOG_PRETTY: "0", ...extraEnv },
     // Own process group: a terminal Ctrl-C reaches only this script, which then stops the
     // children in order (the agent must still reach NATS to deregister while it drains).
     detached: true,
@@ -145,7 +150,7 @@ try {
 } catch {
   // Stale lock from a crashed run: check whether the registry port is really busy.
   if (!(await portFree(Number(HTTP.split(":")[1])))) {
-    process.stderr.write(`roster: ${HTTP} is in use: is another \`npm start\` running? Stop it or set ROSTER_HTTP.\n`);
+    log.error(`${HTTP} is in use: is another \`npm start\` running? Stop it or set ROSTER_HTTP.`);
     process.exit(1);
   }
 }

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { resolveInstance, type AgentConfig, type InstanceSpec, type ServiceInput } from "./config.js";
 import { CheckScheduler } from "./adapters/checks/scheduler.js";
 import { buildApi, type AgentOps } from "./adapters/api.js";
+import { AgentMetrics } from "./adapters/metrics.js";
 import { NatsLink } from "./adapters/nats.js";
 import type { CheckResult } from "./core/check.js";
 import { HostState, type InstanceView, type Outbound } from "./core/host.js";
@@ -18,11 +19,14 @@ export interface AgentDeps {
   defaultAddress?: string;
   /** Base directory for exec checks of API-registered instances; default process.cwd(). */
   baseDir?: string;
+  /** Node process metrics on /metrics (the roster-agent process turns them on; off when embedded). */
+  processMetrics?: boolean;
 }
 
 export interface Agent extends AgentOps {
   readonly host: HostState;
   readonly link: NatsLink;
+  readonly metrics: AgentMetrics;
   /** Starts checks, the NATS link (in the background) and the local API; returns the API address. */
   start(): Promise<{ apiUrl: string }>;
   /**
@@ -55,7 +59,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
       }
     }
   };
-  const scheduler = new CheckScheduler((instanceId, checkId, result) => publishAll(host.checkResult(instanceId, checkId, result, now())), log.child({ component: "checks" }));
+  const scheduler = new CheckScheduler((instanceId, checkId, result) => publishAll(host.checkResult(instanceId, checkId, result, now())), log.child({ component: "checks" }), (...a) => metrics.checkRun(...a));
   const publishState = () => {
     publishAll([host.register(now()), host.heartbeat(now())]);
   };
@@ -66,13 +70,15 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
     onConnected: () => publishState(),
     onResync: () => publishAll([host.register(now())]),
   });
+  const metrics = new AgentMetrics({ link, instances: () => host.size, draining: () => host.draining }, { processMetrics: deps.processMetrics ?? false });
   let api: FastifyInstance | null = null;
   let heartbeat: NodeJS.Timeout | undefined;
   let shutdownPromise: Promise<void> | null = null;
   let closed = false;
 
-  const addInstance = (spec: InstanceSpec) => {
+  const addInstance = (spec: InstanceSpec, source: "config" | "api") => {
     const { messages, replaced } = host.upsert(spec, now());
+    metrics.registered(source);
     scheduler.set(spec.id, spec.checks);
     publishAll(messages);
     return replaced;
@@ -95,7 +101,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
         const issues = r.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
         throw Object.assign(new AgentError("ROSTER_BAD_REQUEST", `invalid instance: ${issues.join("; ")}`), { issues });
       }
-      const replaced = addInstance(r.value);
+      const replaced = addInstance(r.value, "api");
       log.info({ service: r.value.service, instanceId: r.value.id, replaced }, "instance registered via API");
       return { id: r.value.id, replaced };
     },
@@ -131,11 +137,12 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
     ...ops,
     host,
     link,
+    metrics,
     async start() {
-      for (const spec of config.services) addInstance(spec);
+      for (const spec of config.services) addInstance(spec, "config");
       link.start();
       heartbeat = setInterval(() => publishAll([host.heartbeat(now())]), config.heartbeatIntervalMs);
-      api = buildApi(ops, log);
+      api = buildApi(ops, log, metrics.registry);
       const address = await api.listen({ host: config.api.host, port: config.api.port });
       log.info({ epoch: host.epoch, instances: host.size, api: address }, "agent started");
       return { apiUrl: address };

@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { pino, type Level } from "pino";
+import { createLogger, LOG_LEVELS } from "@roster/schemas/logger";
 import { build } from "./app.js";
 import { loadConfigFile, primaryIPv4 } from "./config.js";
 import { ConfigError } from "./errors.js";
@@ -9,9 +9,11 @@ const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:p
   --config      YAML or JSON config file (required)
   --nats        NATS server URL(s), comma-separated (env ROSTER_NATS_URL; default nats://127.0.0.1:4222)
   --api         local API listen address, overrides api.listen (e.g. 127.0.0.1:7701)
-  --log-level   trace, debug, info, warn, error, fatal (default info)
+  --log-level   trace, debug, info, warn, error, fatal (env ROSTER_LOG_LEVEL; default info)
+
+  env ROSTER_LOG_PRETTY: 1 = human-readable lines, 0 = JSON even at a terminal
 `;
-const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
+const LEVELS: readonly string[] = LOG_LEVELS;
 
 function fail(message: string): never {
   process.stderr.write(`roster-agent: ${message}\n`);
@@ -56,8 +58,8 @@ async function main(): Promise<void> {
   }
   const nats = (values.nats ?? process.env.ROSTER_NATS_URL ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
 
-  const logger = pino({ level: level as Level, base: { app: "roster-agent", hostId: config.host.id } });
-  const agent = build(config, { logger, nats, defaultAddress: primaryIPv4() });
+  const logger = createLogger({ name: "roster-agent", level, base: { hostId: config.host.id } });
+  const agent = build(config, { logger, nats, defaultAddress: primaryIPv4(), processMetrics: true });
 
   const skip = new AbortController();
   let signals = 0;

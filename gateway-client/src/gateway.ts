@@ -18,6 +18,8 @@ import { backoffDelay } from "./core/backoff.js";
 import { isIdempotent, shouldRetry } from "./core/retry-policy.js";
 import { classifyError, RETRYABLE_STATUS } from "./adapters/classify.js";
 import { childLogger, type Logger } from "./adapters/logger.js";
+import { attachGatewayMetrics, RequestErrors } from "./adapters/metrics.js";
+import { Registry as MetricsRegistry } from "prom-client";
 import { GatewayDispatcher } from "./adapters/dispatcher.js";
 import { parsePolicy, type GatewayPolicy, type GatewayPolicyInput } from "./config.js";
 import {
@@ -45,6 +47,13 @@ export interface GatewayOptions extends GatewayPolicyInput {
   logger?: Logger;
   /** Injected for tests (jitter, balancer choices). */
   random?: () => number;
+  /**
+   * Prometheus metrics (`roster_gateway_*`): `true` for a Registry of this gateway's own (see
+   * `gateway.metrics`), or the host's prom-client Registry to add them to. Off by default.
+   */
+  metrics?: MetricsRegistry | boolean;
+  /** The `gateway` label of its metrics; gateways sharing a Registry need different names. Default "default". */
+  name?: string;
 }
 
 export type RequestBody = string | Uint8Array | Buffer | Readable | null | undefined;
@@ -76,6 +85,8 @@ export interface Picked {
 
 export interface ServiceStats {
   requests: number;
+  /** Requests that returned a response (any status). */
+  responses: number;
   tries: number;
   retries: number;
   hedges: number;
@@ -100,7 +111,7 @@ export interface ServiceRuntime {
   origins: Set<string>;
   /** Pool per endpoint object (rebuilt when the catalog or the pools change). */
   poolOf: Map<Endpoint, Pool>;
-  counters: { requests: number; tries: number; retries: number; hedges: number; budgetExhausted: number };
+  counters: { requests: number; responses: number; tries: number; retries: number; hedges: number; budgetExhausted: number };
 }
 
 /** @internal */
@@ -160,6 +171,10 @@ export class Gateway extends EventEmitter {
   private readonly balancerOptions: BalancerOptionsInput;
   private closed = false;
   private connecting: Promise<void> | null = null;
+  /** @internal Requests that ended in an error, by service and code (for the metrics). */
+  readonly requestErrors = new RequestErrors();
+  private readonly metricsRegistry: MetricsRegistry | undefined;
+  private detachMetrics: (() => void) | undefined;
   private readonly closeAc = new AbortController();
   /** Requests from start until their body closes (for close()): an intrusive list. */
   private activeHead: RequestCtl | undefined = undefined;
@@ -172,7 +187,7 @@ export class Gateway extends EventEmitter {
 
   private constructor(options: GatewayOptions) {
     super();
-    const { nats, balancerOptions, logger, random, ...policyInput } = options;
+    const { nats, balancerOptions, logger, random, metrics, name, ...policyInput } = options;
     this.policy = parsePolicy(policyInput);
     this.log = childLogger(logger, "gateway");
     this.random = random ?? Math.random;
@@ -197,6 +212,20 @@ export class Gateway extends EventEmitter {
     });
     this.mirror.on("stale", (stale: boolean, reason?: StaleReason) => this.emit("stale", stale, reason));
     this.dispatcher = new GatewayDispatcher(this);
+    if (metrics) {
+      this.metricsRegistry = metrics === true ? new MetricsRegistry() : metrics;
+      try {
+        this.detachMetrics = attachGatewayMetrics(this.metricsRegistry, {
+          name: name ?? "default",
+          runtimes: () => this.runtimes.values(),
+          isStale: () => this.mirror.isStale,
+          revision: (service) => this.mirror.revision(service),
+          errors: this.requestErrors,
+        });
+      } catch (err) {
+        throw new InvalidOptionsError([`name: ${(err as Error).message}`]);
+      }
+    }
     if (!this.ownsNc) {
       this.nc = nats as NatsConnection;
       this.mirror.attach(this.nc);
@@ -215,6 +244,11 @@ export class Gateway extends EventEmitter {
 
   get isStale(): boolean {
     return this.mirror.isStale;
+  }
+
+  /** The prom-client Registry holding this gateway's metrics (undefined unless the `metrics` option is set). */
+  get metrics(): MetricsRegistry | undefined {
+    return this.metricsRegistry;
   }
 
   get staleReason(): StaleReason | undefined {
@@ -321,7 +355,7 @@ export class Gateway extends EventEmitter {
       routable: false,
       origins: new Set(),
       poolOf: new Map(),
-      counters: { requests: 0, tries: 0, retries: 0, hedges: 0, budgetExhausted: 0 },
+      counters: { requests: 0, responses: 0, tries: 0, retries: 0, hedges: 0, budgetExhausted: 0 },
     };
     this.runtimes.set(service, rt);
     const view = this.mirror.view(service);
@@ -460,6 +494,7 @@ export class Gateway extends EventEmitter {
     } catch (err) {
       // Bad options from an untyped caller (a method that is not a string...): a rejection, never a throw.
       ctl?.finish();
+      this.requestErrors.add(service, err);
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return this.requestSlow(ctl);
@@ -492,6 +527,7 @@ export class Gateway extends EventEmitter {
       return res;
     } catch (err) {
       ctl.finish();
+      this.requestErrors.add(service, err);
       throw err;
     }
   }
@@ -525,6 +561,7 @@ export class Gateway extends EventEmitter {
       this.startTry(new TryHandle(ctl, picked.endpoint, undefined), ctl.started);
     } catch (err) {
       ctl.finish();
+      this.requestErrors.add(ctl.service, err);
       reject(err);
     }
   }
@@ -543,6 +580,7 @@ export class Gateway extends EventEmitter {
       },
       (err: unknown) => {
         ctl.finish();
+        this.requestErrors.add(ctl.service, err);
         ctl.reject!(err);
       },
     );
@@ -826,6 +864,7 @@ export class Gateway extends EventEmitter {
     const active: RequestCtl[] = [];
     for (let c = this.activeHead; c; c = c.nextActive) active.push(c);
     for (const ctl of active) ctl.abort(new GatewayClosedError());
+    this.detachMetrics?.();
     await this.mirror.close();
     await this.connecting?.catch(() => {});
     // Requests were aborted above, so pools close at once; a body nobody reads is destroyed after 2 s.
@@ -978,6 +1017,7 @@ class RequestCtl {
 
   /** The request is over once `res`'s body closes (read, dumped or destroyed). */
   holdUntilClosed(res: Dispatcher.ResponseData): void {
+    this.rt!.counters.responses++; // every returned response passes here once
     const body = res.body as unknown as Readable;
     if (body.destroyed || body.closed) return this.finish();
     (body as unknown as Record<symbol, RequestCtl>)[kCtl] = this;

@@ -22,12 +22,15 @@ import { CatalogMemory } from "./adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "./adapters/http.js";
 import { DropLog, startIngest } from "./adapters/ingest.js";
 import { KvCatalog } from "./adapters/kv-catalog.js";
+import { RegistryMetrics } from "./adapters/metrics.js";
 import { SnapshotPages } from "./adapters/snapshot-pages.js";
 
 export interface RegistryDeps {
   logger: Logger;
   now?: () => number;
   registryId?: string;
+  /** Node process metrics on /metrics (the roster-registry process turns them on; off when embedded). */
+  processMetrics?: boolean;
 }
 
 export interface Registry {
@@ -41,6 +44,7 @@ export interface Registry {
   readonly http: FastifyInstance;
   readonly core: CatalogState;
   readonly memory: CatalogMemory;
+  readonly metrics: RegistryMetrics;
   status(): StatusBody;
   ready(): boolean;
   /** Handles one validated agent message as ingest does (for embedding and tests). */
@@ -97,6 +101,21 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     };
   };
   const ready = () => natsConnected && loaded;
+  const metrics = new RegistryMetrics(
+    {
+      revision: () => memory.revision,
+      instances: () => memory.instanceCount,
+      services: () => memory.serviceCount,
+      summary: () => core.summary(),
+      natsConnected: () => natsConnected,
+      catalogLoaded: () => loaded,
+      kv: () => kv?.stats ?? null,
+      drops,
+      ignored: core.counters,
+      counters,
+    },
+    { processMetrics: deps.processMetrics ?? false },
+  );
 
   const http = buildHttp({
     catalog: memory,
@@ -105,9 +124,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     loaded: () => loaded,
     maxBlockingWaitMs: config.maxBlockingWait,
     logger: log.child({ component: "http" }),
+    metrics: metrics.registry,
   });
 
   const dispatch = (effects: Effect[]) => {
+    metrics.dispatched(effects);
     for (const e of effects) {
       switch (e.type) {
         case "put":
@@ -141,7 +162,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     log.info("catalog reconciled after a failed write");
   };
 
-  const onAgentMessage = (msg: AgentInput) => dispatch(core.handle(msg, now()));
+  const onAgentMessage = (msg: AgentInput) => {
+    metrics.message(msg.kind);
+    dispatch(core.handle(msg, now()));
+  };
 
   const startSnapshotResponder = (conn: NatsConnection) =>
     conn.subscribe(SNAPSHOT_WILDCARD, {
@@ -223,6 +247,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         onWriteFailed: () => {
           dirty = true;
         },
+        onWritten: metrics.written,
       },
       stopping.signal,
     );
@@ -312,6 +337,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     http,
     core,
     memory,
+    metrics,
     status,
     ready,
     handle: onAgentMessage,

@@ -4,7 +4,8 @@
  * stack trace.
  */
 import { readFileSync } from "node:fs";
-import { pino } from "pino";
+import { createLogger } from "@roster/schemas/logger";
+import type { Logger } from "pino";
 import { build } from "./app.js";
 import { configFromArgs, parseConfig, type RegistryConfig } from "./config.js";
 import { ConfigError } from "./errors.js";
@@ -16,6 +17,7 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
   --config   JSON file with the other settings (env ROSTER_REGISTRY_CONFIG; see registry/README.md)
 
   env ROSTER_LOG_LEVEL: trace, debug, info, warn, error, fatal (default info)
+  env ROSTER_LOG_PRETTY: 1 = human-readable lines, 0 = JSON even at a terminal
 `;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -59,8 +61,14 @@ try {
   throw err;
 }
 
-const logger = pino({ base: { service: "roster-registry", pid: process.pid }, level: process.env.ROSTER_LOG_LEVEL ?? "info" });
-const registry = build(config, { logger });
+let logger: Logger;
+try {
+  logger = createLogger({ name: "roster-registry" });
+} catch (err) {
+  process.stderr.write(`roster-registry: ${(err as Error).message}\n`);
+  process.exit(1);
+}
+const registry = build(config, { logger, processMetrics: true });
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

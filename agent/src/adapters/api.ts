@@ -1,5 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import { z } from "zod";
 import { formatIssues, LIMITS, Name, RosterError } from "@roster/schemas";
 import { ServiceInput } from "../config.js";
@@ -36,7 +37,7 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
  * The agent's local HTTP API (bound to loopback by default). Bodies are validated with zod;
  * every error is JSON `{ code, message }` with the status from errors.ts.
  */
-export function buildApi(ops: AgentOps, log: Logger): FastifyInstance {
+export function buildApi(ops: AgentOps, log: Logger, metrics?: Registry): FastifyInstance {
   const app = Fastify({
     // Request lines are info-level: keep them out of the agent's log, errors stay.
     loggerInstance: log.child({ component: "api" }, { level: log.isLevelEnabled("debug") ? "debug" : "warn" }) as FastifyBaseLogger,
@@ -75,6 +76,9 @@ export function buildApi(ops: AgentOps, log: Logger): FastifyInstance {
   });
 
   app.get("/healthz", async () => ({ status: "ok", ...ops.info() }));
+
+  // Prometheus text format (roster_agent_* and process metrics).
+  if (metrics) app.get("/metrics", async (_req, reply) => reply.header("content-type", metrics.contentType).send(await metrics.metrics()));
 
   app.get("/v1/agent/instances", async () => {
     const { hostId, epoch } = ops.info();

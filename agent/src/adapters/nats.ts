@@ -39,6 +39,8 @@ export class NatsLink {
   private wake: (() => void) | null = null;
   private readonly stats: Omit<NatsLinkStats, "connected"> = { published: 0, droppedDisconnected: 0, droppedInvalidResync: 0 };
   private readonly retryMs: number;
+  /** Messages published, by kind (read by the metrics at scrape time). */
+  readonly publishedByKind: Record<Outbound["kind"], number> = { register: 0, heartbeat: 0, health: 0, deregister: 0 };
 
   constructor(private readonly opts: NatsLinkOptions) {
     this.retryMs = opts.retryMs ?? 500;
@@ -165,6 +167,7 @@ export class NatsLink {
     try {
       nc.publish(agentSubject(this.opts.hostId, msg.kind), bytes);
       this.stats.published += 1;
+      this.publishedByKind[msg.kind] += 1;
       return true;
     } catch (err) {
       this.stats.droppedDisconnected += 1;

@@ -235,6 +235,8 @@ export class ServiceBalancer {
   private view: View | undefined;
   private lastPanic = false;
   private lastNow = 0;
+  /** Ejections since this balancer was made (monotonic, unlike the per-endpoint count that forgives). */
+  ejectionsTotal = 0;
 
   constructor(options: BalancerOptionsInput = {}, random: Random = Math.random) {
     this.options = resolveBalancerOptions(options);
@@ -432,6 +434,7 @@ export class ServiceBalancer {
       st.ejections = Math.max(0, st.ejections - Math.floor((now - st.lastEjectionEnd) / o.baseEjectionMs));
     }
     st.ejections++;
+    this.ejectionsTotal++;
     const duration = Math.min(o.baseEjectionMs * st.ejections, o.maxEjectionMs);
     st.ejectedUntil = now + duration;
     st.lastEjectionEnd = st.ejectedUntil;

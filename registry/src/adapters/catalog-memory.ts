@@ -82,6 +82,11 @@ export class CatalogMemory implements CatalogReader {
       .map(([name, e]) => ({ name, revision: e.revision, instances: [...e.instances.values()] }));
   }
 
+  /** Known services (delete markers included), without building the list. */
+  get serviceCount(): number {
+    return this.byService.size;
+  }
+
   get instanceCount(): number {
     let n = 0;
     for (const e of this.byService.values()) n += e.instances.size;

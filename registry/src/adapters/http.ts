@@ -5,6 +5,7 @@ import { z } from "zod";
 import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
 import type { CatalogReader } from "./catalog-memory.js";
 import { registerCatalogRoutes } from "./http-catalog.js";
+import { registerMetricsRoutes } from "./http-metrics.js";
 
 export interface StatusBody {
   revision: number;
@@ -29,6 +30,8 @@ export interface HttpDeps {
   logger: Logger;
   /** Extra wait added to a blocking query (default: random up to wait/16, as Consul does). */
   jitter?: (waitMs: number) => number;
+  /** Served on GET /metrics when given. */
+  metrics?: import("prom-client").Registry;
 }
 
 const ServiceParams = z.object({ name: Name }).strict();
@@ -185,6 +188,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   registerCatalogRoutes(app, deps);
+  registerMetricsRoutes(app, deps);
 
   return app;
 }

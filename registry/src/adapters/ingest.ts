@@ -53,6 +53,8 @@ export function decodeAgentMessage(
  */
 export class DropLog {
   readonly counters: DropCounters = { total: 0, byReason: {}, byKind: {} };
+  /** reason → kind → count (the metrics' `reason`,`kind` labels). */
+  readonly byReasonAndKind: Record<string, Record<string, number>> = {};
   private readonly lastLog = new Map<string, { at: number; suppressed: number }>();
   constructor(
     private readonly log: Logger,
@@ -64,6 +66,8 @@ export class DropLog {
     this.counters.total++;
     this.counters.byReason[reason] = (this.counters.byReason[reason] ?? 0) + 1;
     this.counters.byKind[kind] = (this.counters.byKind[kind] ?? 0) + 1;
+    const kinds = (this.byReasonAndKind[reason] ??= {});
+    kinds[kind] = (kinds[kind] ?? 0) + 1;
     const t = this.now();
     const last = this.lastLog.get(reason);
     if (last && t - last.at < this.logEveryMs) {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
-import { spawnNode } from "@roster/testkit";
+import { freePort, metricValue, scrape, spawnNode } from "@roster/testkit";
 
 const BIN = join(resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", ".."), "bin", "roster-registry.js");
 
@@ -20,5 +20,31 @@ describe("registry cli", () => {
     assert.equal(exit.code, 1);
     assert.match(p.output, /http\.listen: expected "host:port"/);
     assert.doesNotMatch(p.output, /\n\s+at /);
+  });
+
+  it("cli - the process logs JSON without the NATS password, and serves /metrics with process metrics", async () => {
+    const http = `127.0.0.1:${await freePort()}`;
+    const natsPort = await freePort(); // nothing listens there: the registry keeps retrying and says so
+    const p = spawnNode(BIN, ["--nats", `nats://alice:s3cret-pw@127.0.0.1:${natsPort}`, "--http", http], { env: { ...process.env, ROSTER_LOG_LEVEL: "info", ROSTER_LOG_PRETTY: "0" } });
+    try {
+      await p.waitForOutput("NATS not reachable, retrying");
+      const m = await scrape(`http://${http}/metrics`);
+      assert.equal(metricValue(m, "roster_registry_nats_connected"), 0);
+      assert.ok(metricValue(m, "process_cpu_user_seconds_total") !== undefined, "the process exports Node's process metrics");
+      const lines = p.output.trim().split("\n").map((l) => JSON.parse(l) as { msg: string; url?: string; service?: string });
+      const retry = lines.find((l) => l.msg === "NATS not reachable, retrying");
+      assert.equal(retry?.url, `nats://***@127.0.0.1:${natsPort}`);
+      assert.equal(retry?.service, "roster-registry");
+      assert.ok(!p.output.includes("s3cret-pw"), "the password never reaches the log");
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it("cli - an unknown ROSTER_LOG_LEVEL exits 1 naming it", async () => {
+    const p = spawnNode(BIN, [], { env: { ...process.env, ROSTER_LOG_LEVEL: "chatty" } });
+    const exit = await p.exited;
+    assert.equal(exit.code, 1);
+    assert.match(p.output, /ROSTER_LOG_LEVEL: expected one of/);
   });
 });

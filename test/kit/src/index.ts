@@ -4,3 +4,4 @@ export { ChildProc, spawnNode } from "./process.js";
 export { freePort } from "./net.js";
 export { NatsCluster, NatsClusterNode, type NatsClusterOptions } from "./nats-cluster.js";
 export { filesUnder } from "./files.js";
+export { parsePrometheus, metricValue, scrape, type Sample } from "./prometheus.js";

@@ -6,6 +6,8 @@ import { HttpProber } from "./http.js";
 import { probeTcp } from "./tcp.js";
 
 export type ResultSink = (instanceId: string, checkId: string, result: CheckResult) => void;
+/** Told of every result with its check type, and for an active check how long the probe took. */
+export type RunObserver = (type: CheckSpec["type"], result: CheckResult, durationMs: number | undefined) => void;
 
 interface Loop {
   stop(): void;
@@ -27,6 +29,7 @@ export class CheckScheduler {
   constructor(
     private readonly sink: ResultSink,
     private readonly log: Logger,
+    private readonly observe?: RunObserver,
   ) {}
 
   /** Starts (or restarts) the checks of an instance. */
@@ -84,6 +87,7 @@ export class CheckScheduler {
     const tick = async () => {
       timer = undefined;
       let result: CheckResult;
+      const started = performance.now();
       try {
         result = await this.run(spec, ac.signal);
       } catch (err) {
@@ -91,6 +95,7 @@ export class CheckScheduler {
         result = { status: "critical", output: `internal error: ${(err as Error).message}` };
       }
       if (ac.signal.aborted) return;
+      this.observe?.(spec.type, result, performance.now() - started);
       this.deliver(instanceId, spec.id, result);
       timer = setTimeout(() => void tick(), spec.intervalMs);
     };
@@ -109,7 +114,10 @@ export class CheckScheduler {
     const arm = () => {
       if (timer) clearTimeout(timer);
       timer = setTimeout(() => {
-        if (!stopped) this.deliver(instanceId, spec.id, { status: "critical", output: `TTL expired: no report within ${spec.ttlMs}ms` });
+        if (stopped) return;
+        const expired: CheckResult = { status: "critical", output: `TTL expired: no report within ${spec.ttlMs}ms` };
+        this.observe?.("ttl", expired, undefined);
+        this.deliver(instanceId, spec.id, expired);
       }, spec.ttlMs);
     };
     arm();
@@ -121,6 +129,7 @@ export class CheckScheduler {
       report: (result) => {
         if (stopped) return;
         arm();
+        this.observe?.("ttl", result, undefined);
         this.deliver(instanceId, spec.id, result);
       },
     };

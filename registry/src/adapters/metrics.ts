@@ -1,0 +1,176 @@
+/**
+ * The registry's Prometheus metrics (prom-client), on a Registry of its own (never the global
+ * default one: two registries embedded in one process must not clash). Nearly everything is
+ * read at scrape time from counters the registry already keeps (`collect()`); the only work on
+ * the message path is one plain-object increment per agent message, and one map entry per
+ * catalog change for the publish-lag histogram.
+ */
+import { performance } from "node:perf_hooks";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { AgentMessageKind, CatalogDelta } from "@roster/schemas";
+import type { CatalogCounters, Effect } from "../core/catalog.js";
+import type { DropLog } from "./ingest.js";
+import type { KvCatalogStats } from "./kv-catalog.js";
+
+/** What the metrics read at scrape time. */
+export interface RegistryMetricsSource {
+  revision(): number;
+  instances(): number;
+  services(): number;
+  summary(): { hosts: number; lostHosts: number; selfPreservation: boolean };
+  natsConnected(): boolean;
+  catalogLoaded(): boolean;
+  kv(): KvCatalogStats | null;
+  drops: DropLog;
+  ignored: CatalogCounters;
+  counters: { resyncsPublished: number; snapshotsServed: number; reconnects: number };
+}
+
+export interface RegistryMetricsOptions {
+  /** Node process metrics (CPU, memory, event loop); on for the roster-registry process. */
+  processMetrics?: boolean;
+  /** Labels added to every metric (e.g. `{ registry: id }` when several share one scrape). */
+  defaultLabels?: Record<string, string>;
+}
+
+/** Entries of the lag map older than this are dropped (a write coalesced away never reports). */
+const LAG_ENTRY_TTL_MS = 5 * 60_000;
+
+export class RegistryMetrics {
+  readonly registry = new Registry();
+  private readonly received: Record<string, number> = { register: 0, heartbeat: 0, health: 0, deregister: 0 };
+  /** `<service>.<id>` → when the oldest still-unwritten decision about it was made (performance.now). */
+  private readonly decidedAt = new Map<string, number>();
+  private readonly changes: Counter<"op">;
+  private readonly lag: Histogram;
+
+  constructor(src: RegistryMetricsSource, opts: RegistryMetricsOptions = {}) {
+    const registers = [this.registry];
+    if (opts.defaultLabels) this.registry.setDefaultLabels(opts.defaultLabels);
+    if (opts.processMetrics) collectDefaultMetrics({ register: this.registry });
+
+    // A counter whose value is read from an existing field at scrape time.
+    const counterOf = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    const gaugeOf = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+
+    gaugeOf("roster_registry_catalog_instances", "Instances in the catalog", () => src.instances());
+    gaugeOf("roster_registry_catalog_services", "Services known to the catalog (delete markers included)", () => src.services());
+    gaugeOf("roster_registry_catalog_revision", "Global catalog revision (the KV sequence of the last change)", () => src.revision());
+    gaugeOf("roster_registry_hosts", "Hosts known to the registry", () => src.summary().hosts);
+    gaugeOf("roster_registry_hosts_lost", "Hosts currently silent past their heartbeat timeout", () => src.summary().lostHosts);
+    gaugeOf("roster_registry_self_preservation", "1 while self-preservation holds expiry (too many hosts silent at once)", () => (src.summary().selfPreservation ? 1 : 0));
+    gaugeOf("roster_registry_nats_connected", "1 while connected to NATS", () => (src.natsConnected() ? 1 : 0));
+    gaugeOf("roster_registry_catalog_loaded", "1 once the catalog is loaded from KV", () => (src.catalogLoaded() ? 1 : 0));
+    gaugeOf("roster_registry_kv_writes_pending", "Catalog writes queued, not yet written", () => src.kv()?.pending ?? 0);
+
+    counterOf("roster_registry_snapshot_requests_total", "Snapshot requests answered over NATS", () => src.counters.snapshotsServed);
+    counterOf("roster_registry_resyncs_published_total", "Resync requests published to agents", () => src.counters.resyncsPublished);
+    counterOf("roster_registry_nats_reconnects_total", "NATS reconnects of the registry", () => src.counters.reconnects);
+    counterOf("roster_registry_kv_writes_total", "Catalog writes to JetStream KV (puts and deletes)", () => src.kv()?.writes ?? 0);
+    counterOf("roster_registry_kv_write_retries_total", "KV write attempts retried after a transient error", () => src.kv()?.retries ?? 0);
+    counterOf("roster_registry_kv_write_conflicts_total", "KV compare-and-set conflicts (another writer changed the key)", () => src.kv()?.conflicts ?? 0);
+    counterOf("roster_registry_kv_write_failures_total", "KV writes given up after every retry (the store is reconciled later)", () => src.kv()?.failures ?? 0);
+    counterOf("roster_registry_kv_corrupt_records_total", "Corrupt catalog records skipped while loading", () => src.kv()?.corruptRecords ?? 0);
+
+    const received = this.received;
+    new Counter({
+      name: "roster_registry_messages_received_total",
+      help: "Valid agent messages received, by kind (register, heartbeat, health, deregister)",
+      labelNames: ["kind"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [kind, n] of Object.entries(received)) this.inc({ kind }, n);
+      },
+    });
+    new Counter({
+      name: "roster_registry_drops_total",
+      help: "Agent and snapshot messages dropped, by reason and kind",
+      labelNames: ["reason", "kind"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, kinds] of Object.entries(src.drops.byReasonAndKind)) {
+          for (const [kind, n] of Object.entries(kinds)) this.inc({ reason, kind }, n);
+        }
+      },
+    });
+    new Counter({
+      name: "roster_registry_lifecycle_events_total",
+      help: "Events of the catalog state machine (stale, duplicate, takeover, unknownInstance, lost, expired, resyncRequested, resyncSuppressed), by event",
+      labelNames: ["event"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [event, n] of Object.entries(src.ignored)) this.inc({ event }, n);
+      },
+    });
+
+    this.changes = new Counter({ name: "roster_registry_catalog_changes_total", help: "Catalog changes written and published as deltas, by op (put, delete)", labelNames: ["op"], registers });
+    this.changes.inc({ op: "put" }, 0);
+    this.changes.inc({ op: "delete" }, 0);
+    this.lag = new Histogram({
+      name: "roster_registry_delta_publish_lag_seconds",
+      help: "From the decision (agent message or tick) to the KV write and delta publish",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    const decidedAt = this.decidedAt;
+    // Prune entries whose write never reported (coalesced into a no-op), at scrape time.
+    new Gauge({
+      name: "roster_registry_delta_lag_tracked",
+      help: "Catalog decisions waiting for their KV write (publish-lag bookkeeping)",
+      registers,
+      collect() {
+        const old = performance.now() - LAG_ENTRY_TTL_MS;
+        for (const [k, t] of decidedAt) if (t < old) decidedAt.delete(k);
+        this.set(decidedAt.size);
+      },
+    });
+  }
+
+  /** One valid agent message (the heartbeat path: one increment). */
+  message(kind: AgentMessageKind): void {
+    this.received[kind] = (this.received[kind] ?? 0) + 1;
+  }
+
+  /** The effects of one decision: remembers when each put/delete was decided. */
+  dispatched(effects: readonly Effect[]): void {
+    if (effects.length === 0) return;
+    let t = 0;
+    for (const e of effects) {
+      if (e.type === "resync") continue;
+      const key = e.type === "put" ? `${e.record.service}.${e.record.id}` : `${e.service}.${e.id}`;
+      // Coalesced writes: the lag runs from the oldest decision still waiting.
+      if (!this.decidedAt.has(key)) this.decidedAt.set(key, t || (t = performance.now()));
+    }
+  }
+
+  /** A change written to KV and published as a delta. */
+  readonly written = (delta: CatalogDelta): void => {
+    this.changes.inc({ op: delta.op });
+    const key = `${delta.service}.${delta.instanceId}`;
+    const at = this.decidedAt.get(key);
+    if (at !== undefined) {
+      this.decidedAt.delete(key);
+      this.lag.observe((performance.now() - at) / 1000);
+    }
+  };
+}
