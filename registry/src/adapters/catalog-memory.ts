@@ -147,6 +147,11 @@ export class CatalogMemory implements CatalogReader {
     });
   }
 
+  /** Number of change listeners (open event streams + the change ring; for tests). */
+  get listening(): number {
+    return this.listeners.size;
+  }
+
   /** Number of blocked waiters (for tests and status). */
   get waiting(): number {
     let n = 0;
