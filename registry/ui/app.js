@@ -132,7 +132,7 @@ function renderChanges() {
     el(
       "li",
       { cls: c.fresh ? "fresh" : "", data: { revision: c.revision } },
-      el("span", { cls: "when mono", text: c.at.toLocaleTimeString() }),
+      el("span", { cls: "when mono", text: c.at.toLocaleTimeString([], { hour12: false }) }),
       el("span", { cls: `op op-${c.op}`, text: c.op }),
       el("span", { cls: "mono", text: `${c.service}/${c.id}` }),
       el("span", { text: c.text }),
