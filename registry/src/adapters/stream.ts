@@ -85,6 +85,8 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
 
   /** Hijacks the reply, writes `first`, then forwards every change `wanted` accepts. */
   const serve = (request: FastifyRequest, reply: FastifyReply, first: string, wanted: (c: CatalogChange) => boolean) => {
+    // HEAD (added by fastify for every GET): the headers, not an endless empty stream.
+    if (request.method === "HEAD") return reply.header("content-type", "text/event-stream; charset=utf-8").send();
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -153,7 +155,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       const first = replay
         ? replay.map(changeFrame).join("")
         : frame("snapshot", view.revision, { service: name, revision: view.revision, known: view.known, instances: view.instances.map(publicInstance) });
-      serve(request, reply, first, (c) => c.service === name);
+      return serve(request, reply, first, (c) => c.service === name);
     },
   );
 
@@ -185,7 +187,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
             revision,
             services: services.map((s) => ({ name: s.name, revision: s.revision, instances: [...s.instances].sort((a, b) => a.id.localeCompare(b.id)).map(publicInstance) })),
           });
-      serve(request, reply, first, () => true);
+      return serve(request, reply, first, () => true);
     },
   );
 
