@@ -183,6 +183,8 @@ function describe(prev, next) {
   if (!next) return prev ? `removed (was ${prev.status})` : "removed";
   if (!prev) return `registered, ${next.status} at ${next.address}:${next.port}`;
   if (prev.status !== next.status) return `${prev.status} → ${next.status}${next.reason ? ` (${next.reason})` : ""}`;
+  if (prev.reason !== next.reason) return next.reason ? `still ${next.status}, now ${next.reason}` : `${next.status}, ${prev.reason} cleared`;
+  if (prev.address !== next.address || prev.port !== next.port) return `moved to ${next.address}:${next.port}`;
   return "updated";
 }
 

@@ -53,7 +53,7 @@ describe("dashboard (headless Chromium)", () => {
     for (const id of ["orders-1", "orders-2", "payments-1"]) ports[id] = await freePort();
     for (const id of Object.keys(ports)) startDemo(id);
     const registryConfig = join(dir, "registry.json");
-    await writeFile(registryConfig, JSON.stringify({ tickInterval: "50ms", presenceInterval: "200ms" }));
+    await writeFile(registryConfig, JSON.stringify({ tickInterval: "50ms", presenceInterval: "200ms", selfPreservation: { threshold: 0.5, minHosts: 2 } }));
     registry = spawnNode(REGISTRY, ["--nats", nats.url, "--http", `127.0.0.1:${httpPort}`, "--config", registryConfig]);
     await waitFor(async () => (await fetch(`${base()}/readyz`).catch(() => null))?.status === 200, { timeoutMs: 15_000, what: "registry /readyz" });
     const a = await agentConfig("host-a", "eu-west-1a", [svc("orders", "orders-1", ["v2", "canary"]), svc("payments", "payments-1", ["pci"])]);
@@ -113,6 +113,17 @@ describe("dashboard (headless Chromium)", () => {
     console.log(`dashboard screenshot (stale): ${shot}`);
     await nats.start();
     await page.locator("[data-banner]").first().waitFor({ state: "detached", timeout: 20_000 });
+  });
+
+  it("dashboard - both hosts going silent at once: the degraded banner, instances agent-lost but kept", async () => {
+    for (const a of agents) a.kill("SIGKILL");
+    await page.locator('[data-banner="degraded"]').waitFor({ timeout: 15_000 });
+    assert.match((await page.locator("#banners").textContent()) ?? "", /self-preservation is on/);
+    for (const id of Object.keys(ports)) await row(id).locator(".reason", { hasText: "agent-lost" }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("#instances tbody tr").count(), 3, "nothing expired");
+    const shot = join(ARTIFACTS, "dashboard-degraded.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`dashboard screenshot (degraded): ${shot}`);
   });
 
   it("dashboard - a dropped event stream shows the banner; SIGTERM does not hang on open streams", async () => {
