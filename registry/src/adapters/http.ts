@@ -54,11 +54,11 @@ const Wait = z.string().transform((s, ctx) => {
 
 const InstancesQuery = z
   .object({
-    status: z.enum(["passing", "any"]).default("any"),
-    zone: Name.optional(),
-    tag: z.string().min(1).max(64).optional(),
-    index: Index.optional(),
-    wait: Wait.optional(),
+    status: z.enum(["passing", "any"]).default("any").meta({ description: "`passing` keeps only passing instances" }),
+    zone: Name.optional().meta({ description: "only instances in this zone" }),
+    tag: z.string().min(1).max(64).optional().meta({ description: "only instances with this tag" }),
+    index: Index.optional().meta({ description: "blocking query: wait until the service's revision (X-Roster-Index) passes this" }),
+    wait: Wait.optional().meta({ description: 'longest wait of a blocking query, e.g. "30s" (capped by maxBlockingWait)' }),
   })
   .strict();
 
