@@ -96,6 +96,8 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       // nginx buffers responses unless told not to.
       "x-accel-buffering": "no",
     });
+    // The first chunk (a snapshot can be large) does not count against the slow-client limit.
+    const limit = maxBuffered + Buffer.byteLength(first);
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -110,7 +112,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       raw.write(chunk);
       // A consumer that cannot keep up is dropped rather than buffered without bound; it
       // reconnects with Last-Event-ID and resumes (or gets a snapshot).
-      if (raw.writableLength > maxBuffered) {
+      if (raw.writableLength > limit) {
         request.log.warn({ buffered: raw.writableLength }, "dropping a slow event-stream client");
         end();
       }

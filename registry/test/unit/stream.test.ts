@@ -91,6 +91,14 @@ class SseClient {
   }
 }
 
+async function waitUntil(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > deadline) assert.fail(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 describe("HTTP event streams (SSE over a real listener)", () => {
   const memory = new CatalogMemory();
   let loaded = true;
@@ -194,6 +202,34 @@ describe("HTTP event streams (SSE over a real listener)", () => {
     const deadline = Date.now() + 2000;
     while (memory.listening !== before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.equal(memory.listening, before, "the stream's listener is removed on disconnect");
+  });
+
+  it("stream - a client that stops reading is dropped once it is too far behind, and a big snapshot alone never drops it", async () => {
+    const mem = new CatalogMemory();
+    const meta = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`k${i}`, "x".repeat(200)]));
+    for (let i = 0; i < 50; i++) mem.load("big", `i${i}`, i + 1, rec("big", `i${i}`, { meta })); // ~90 kB snapshot
+    const app3 = buildHttp({ catalog: mem, status, ready: () => true, maxBlockingWaitMs: 1000, logger: silent, stream: { maxBufferedBytes: 16_384 } });
+    const url = new URL(await app3.listen({ host: "127.0.0.1", port: 0 }));
+    const { connect } = await import("node:net");
+    const sock = connect(Number(url.port), url.hostname);
+    try {
+      await new Promise<void>((r) => sock.once("connect", () => r()));
+      sock.write(`GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await waitUntil(() => mem.listening === 2, "the stream is open"); // the ring + this stream
+      sock.pause(); // a consumer that stops reading
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(mem.listening, 2, "a snapshot larger than the limit does not drop the client by itself");
+      let rev = 100;
+      for (; rev < 5100 && mem.listening === 2; rev++) {
+        mem.apply("big", "i0", rev, rec("big", "i0", { meta, updatedAt: rev }));
+        if (rev % 200 === 0) await new Promise((r) => setTimeout(r, 5)); // let the socket fill
+      }
+      await waitUntil(() => mem.listening === 1, "the slow stream is dropped");
+      assert.ok(rev > 110, `dropped only once behind (after ${rev - 100} changes)`);
+    } finally {
+      sock.destroy();
+      await app3.close();
+    }
   });
 
   it("stream - 503 ROSTER_NOT_READY before the catalog is loaded", async () => {
