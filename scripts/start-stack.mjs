@@ -201,6 +201,8 @@ say("");
 say(`  services:   curl -s http://${HTTP}/v1/services`);
 say(`  instances:  curl -s 'http://${HTTP}/v1/services/orders/instances?status=passing'`);
 say(`  watch:      curl -si 'http://${HTTP}/v1/services/orders/instances?index=1&wait=30s'`);
+say(`  stream:     curl -N http://${HTTP}/v1/services/orders/stream`);
+say(`  dashboard:  http://${HTTP}/ui/      API docs: http://${HTTP}/docs`);
 say(`  agent API:  curl -s http://${AGENT_API}/v1/agent/instances`);
 say(`  NATS:       ${natsUrl}   logs: ${logDir}`);
 say("");

@@ -18,6 +18,19 @@ export interface CatalogReader {
    * `timeoutMs` or when `signal` aborts. No polling: woken by `apply*`.
    */
   waitForChange(service: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+  /** Calls `listener` after each KV-confirmed change (not for records loaded at start); returns an unsubscribe. */
+  onChange(listener: (change: CatalogChange) => void): () => void;
+}
+
+/** One KV-confirmed change, as the delta published for it says it. */
+export interface CatalogChange {
+  service: string;
+  id: string;
+  revision: number;
+  /** The service's revision before this change (0 if none). */
+  prevRevision: number;
+  /** The new record, or null for a delete. */
+  record: CatalogInstance | null;
 }
 
 interface ServiceEntry {
@@ -32,6 +45,7 @@ interface ServiceEntry {
 export class CatalogMemory implements CatalogReader {
   private readonly byService = new Map<string, ServiceEntry>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly listeners = new Set<(change: CatalogChange) => void>();
   revision = 0;
 
   private entry(service: string): ServiceEntry {
@@ -45,6 +59,23 @@ export class CatalogMemory implements CatalogReader {
 
   /** Records a change at `revision` (put when `record` is given, delete otherwise); returns the previous service revision. */
   apply(service: string, id: string, revision: number, record: CatalogInstance | null): number {
+    const prev = this.set(service, id, revision, record);
+    for (const l of this.listeners) {
+      try {
+        l({ service, id, revision, prevRevision: prev, record });
+      } catch {
+        // A listener (an HTTP stream) must never break the KV write path that called us.
+      }
+    }
+    return prev;
+  }
+
+  onChange(listener: (change: CatalogChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private set(service: string, id: string, revision: number, record: CatalogInstance | null): number {
     const e = this.entry(service);
     const prev = e.revision;
     if (record) e.instances.set(id, record);
@@ -57,7 +88,8 @@ export class CatalogMemory implements CatalogReader {
 
   /** A record loaded from KV at start (null value: a delete marker, the service is still known). */
   load(service: string, id: string, revision: number, record: CatalogInstance | null): void {
-    this.apply(service, id, revision, record);
+    // Not a change: the latest value per key, no history (listeners never see it).
+    this.set(service, id, revision, record);
   }
 
   get(service: string, id: string): CatalogInstance | undefined {
@@ -118,6 +150,11 @@ export class CatalogMemory implements CatalogReader {
       signal?.addEventListener("abort", onAbort, { once: true });
       set.add(check);
     });
+  }
+
+  /** Number of change listeners (open event streams + the change ring; for tests). */
+  get listening(): number {
+    return this.listeners.size;
   }
 
   /** Number of blocked waiters (for tests and status). */

@@ -1,16 +1,9 @@
 import type { FastifyInstance } from "fastify";
-import { CatalogInstance } from "@roster/schemas";
 import { z } from "zod";
 import { NotReadyError } from "../errors.js";
 import type { HttpDeps } from "./http.js";
-
-/** The public shape of an instance over HTTP: the stored record without its bookkeeping (as `/v1/services/:name/instances`). */
-const PublicInstance = CatalogInstance.omit({ epoch: true, registeredAt: true });
-
-function publicInstance(i: CatalogInstance): z.infer<typeof PublicInstance> {
-  const { epoch: _epoch, registeredAt: _registeredAt, ...rest } = i;
-  return rest;
-}
+import { ErrorBody, docSchema } from "./openapi.js";
+import { PublicInstance, publicInstance } from "./public-instance.js";
 
 /** `GET /v1/catalog`: every known service (even with no instances left) and the catalog revision. */
 export const CatalogDump = z.object({
@@ -19,13 +12,6 @@ export const CatalogDump = z.object({
 });
 export type CatalogDump = z.infer<typeof CatalogDump>;
 
-// fastify's serializer and Ajv want draft-07 without a `$schema` key.
-function jsonSchema(schema: z.ZodType): Record<string, unknown> {
-  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { target: "draft-7", io: "output" }) as Record<string, unknown>;
-  return rest;
-}
-
-const ErrorBody = z.object({ code: z.string(), message: z.string() });
 
 /**
  * The whole catalog in one answer, for `roster catalog dump`, backups and diffing. One read of the
@@ -36,11 +22,11 @@ export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps): voi
   app.get(
     "/v1/catalog",
     {
-      schema: {
+      schema: docSchema({
         summary: "The whole catalog: every known service and its instances, with the catalog revision",
         tags: ["catalog"],
-        response: { 200: jsonSchema(CatalogDump), 503: jsonSchema(ErrorBody) },
-      },
+        response: { 200: CatalogDump, 503: ErrorBody },
+      }),
     },
     async (_req, reply) => {
       if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");

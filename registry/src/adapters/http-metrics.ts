@@ -2,12 +2,13 @@
  * Observability routes of the registry's HTTP API: `GET /metrics` (Prometheus text format) and
  * `GET /v1/prometheus/targets` (Prometheus `http_sd` service discovery from the catalog).
  */
-import type { FastifyInstance, FastifySchema } from "fastify";
+import type { FastifyInstance } from "fastify";
 import { Name, formatIssues, type CatalogInstance } from "@roster/schemas";
 import type { Registry as PromRegistry } from "prom-client";
 import { z } from "zod";
 import { BadRequestError, NotReadyError } from "../errors.js";
 import type { HttpDeps } from "./http.js";
+import { ErrorBody, docSchema } from "./openapi.js";
 
 /** The querystring as sent: `service` repeatable and/or comma-separated. */
 const TargetsQueryInput = z
@@ -31,11 +32,6 @@ const TargetGroup = z.object({
   labels: z.record(z.string(), z.string()).describe("`__meta_roster_*` labels"),
 });
 
-/** A zod schema as the JSON Schema fastify (ajv, draft-07) and the OpenAPI generator take. */
-function jsonSchema(schema: z.ZodType, io: "input" | "output" = "output"): Record<string, unknown> {
-  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { target: "draft-7", io }) as Record<string, unknown>;
-  return rest;
-}
 
 /** `[a-zA-Z0-9_]` only, as Prometheus label names require (Consul SD does the same to meta keys). */
 export function sanitizeLabelName(key: string): string {
@@ -62,14 +58,17 @@ export function targetGroup(i: CatalogInstance): z.infer<typeof TargetGroup> {
   return { targets: [`${host}:${i.port}`], labels };
 }
 
-// Plain objects (summary/tags are OpenAPI fields the generator reads; fastify's own type lacks them).
-const METRICS_SCHEMA = { summary: "Prometheus metrics of this registry (text exposition format)", tags: ["observability"] } as FastifySchema;
-const TARGETS_SCHEMA = {
+const METRICS_SCHEMA = docSchema({
+  summary: "Prometheus metrics of this registry (text exposition format)",
+  tags: ["observability"],
+  response: { 200: { description: "Prometheus text exposition format", contentType: "text/plain" } },
+});
+const TARGETS_SCHEMA = docSchema({
   summary: "Prometheus http_sd targets: one target group per instance with __meta_roster_* labels",
   tags: ["observability"],
-  querystring: jsonSchema(TargetsQueryInput, "input"),
-  response: { 200: jsonSchema(z.array(TargetGroup)) },
-} as FastifySchema;
+  querystring: TargetsQueryInput,
+  response: { 200: z.array(TargetGroup), 400: ErrorBody, 503: ErrorBody },
+});
 
 export interface MetricsRouteDeps extends Pick<HttpDeps, "catalog" | "loaded"> {
   metrics?: PromRegistry;

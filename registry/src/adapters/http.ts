@@ -1,11 +1,15 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
-import { Name, formatIssues, parseDuration, type CatalogInstance } from "@roster/schemas";
+import { Name, formatIssues, parseDuration } from "@roster/schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
 import type { CatalogReader } from "./catalog-memory.js";
 import { registerCatalogRoutes } from "./http-catalog.js";
 import { registerMetricsRoutes } from "./http-metrics.js";
+import { registerDashboard } from "./dashboard.js";
+import { ErrorBody, docSchema, registerOpenApi } from "./openapi.js";
+import { PublicInstance, publicInstance } from "./public-instance.js";
+import { registerStreamRoutes, type StreamOptions } from "./stream.js";
 
 export interface StatusBody {
   revision: number;
@@ -32,6 +36,8 @@ export interface HttpDeps {
   jitter?: (waitMs: number) => number;
   /** Served on GET /metrics when given. */
   metrics?: import("prom-client").Registry;
+  /** Event streams (/v1/stream, /v1/services/:name/stream): ring size, heartbeat. */
+  stream?: StreamOptions;
 }
 
 const ServiceParams = z.object({ name: Name }).strict();
@@ -52,37 +58,34 @@ const Wait = z.string().transform((s, ctx) => {
 
 const InstancesQuery = z
   .object({
-    status: z.enum(["passing", "any"]).default("any"),
-    zone: Name.optional(),
-    tag: z.string().min(1).max(64).optional(),
-    index: Index.optional(),
-    wait: Wait.optional(),
+    status: z.enum(["passing", "any"]).default("any").meta({ description: "`passing` keeps only passing instances" }),
+    zone: Name.optional().meta({ description: "only instances in this zone" }),
+    tag: z.string().min(1).max(64).optional().meta({ description: "only instances with this tag" }),
+    index: Index.optional().meta({ description: "blocking query: wait until the service's revision (X-Roster-Index) passes this" }),
+    wait: Wait.optional().meta({ description: 'longest wait of a blocking query, e.g. "30s" (capped by maxBlockingWait)' }),
   })
   .strict();
+
+// Documentation of the answers (zod is the one source of truth; see openapi.ts).
+const Ok = z.object({ status: z.literal("ok") });
+const Readiness = z.object({ ready: z.boolean(), natsConnected: z.boolean(), catalogLoaded: z.boolean() });
+const Status = z.looseObject({
+  revision: z.number().meta({ description: "highest catalog revision" }),
+  hosts: z.number(),
+  lostHosts: z.number(),
+  instances: z.number(),
+  services: z.number(),
+  selfPreservation: z.boolean().meta({ description: "true while expiries are suspended because too many hosts went silent at once" }),
+  drops: z.object({ total: z.number(), byReason: z.record(z.string(), z.number()), byKind: z.record(z.string(), z.number()) }),
+  natsConnected: z.boolean(),
+  catalogLoaded: z.boolean(),
+});
+const ServiceSummary = z.object({ name: Name, instances: z.number(), passing: z.number() });
 
 function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const r = schema.safeParse(value);
   if (!r.success) throw new BadRequestError(`invalid ${what}: ${formatIssues(r.error).join("; ")}`);
   return r.data;
-}
-
-/** The public shape of an instance over HTTP. */
-function publicInstance(i: CatalogInstance) {
-  return {
-    id: i.id,
-    service: i.service,
-    host: i.host,
-    address: i.address,
-    port: i.port,
-    ...(i.zone !== undefined ? { zone: i.zone } : {}),
-    tags: i.tags,
-    meta: i.meta,
-    weight: i.weight,
-    status: i.status,
-    ...(i.reason !== undefined ? { reason: i.reason } : {}),
-    checks: i.checks,
-    updatedAt: i.updatedAt,
-  };
 }
 
 function etagMatches(header: string | undefined, etag: string): boolean {
@@ -105,6 +108,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   app.addHook("preClose", async () => {
     closing.abort();
   });
+
+  // Before any route: @fastify/swagger documents the routes added after it.
+  registerOpenApi(app, { title: "Roster registry", version: "1", description: "Service catalog of the Roster registry. Errors are {code, message} with a ROSTER_... code." });
 
   // One place maps error codes to statuses and shapes the body.
   app.setErrorHandler((err, request, reply) => {
@@ -129,22 +135,34 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     throw new RouteNotFoundError(request.method, request.url.split("?")[0] ?? "");
   });
 
-  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/healthz", { schema: docSchema({ summary: "Liveness: the process answers", tags: ["health"], response: { 200: Ok } }) }, async () => ({ status: "ok" }));
 
-  app.get("/readyz", async (_req, reply) => {
+  const readySchema = docSchema({
+    summary: "Readiness: connected to NATS and the catalog is loaded",
+    tags: ["health"],
+    response: { 200: Readiness, 503: { description: "not ready (same body)", schema: Readiness } },
+  });
+  app.get("/readyz", { schema: readySchema }, async (_req, reply) => {
     const s = deps.status();
     const ready = deps.ready();
     return reply.code(ready ? 200 : 503).send({ ready, natsConnected: s.natsConnected, catalogLoaded: s.catalogLoaded });
   });
 
-  app.get("/v1/status", async () => deps.status());
+  const statusSchema = docSchema({ summary: "Registry status and counters", description: "More fields may be present (counters, KV stats).", tags: ["health"], response: { 200: Status } });
+  app.get("/v1/status", { schema: statusSchema }, async () => deps.status());
 
   // Before the catalog is loaded every service would look unknown (404): say "not ready" instead.
   const requireLoaded = async () => {
     if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
   };
 
-  app.get("/v1/services", { preHandler: requireLoaded }, async (_req, reply) => {
+  const servicesSchema = docSchema({
+    summary: "Every known service with instance counts",
+    description: "Header X-Roster-Index: the catalog revision.",
+    tags: ["catalog"],
+    response: { 200: z.array(ServiceSummary), 503: ErrorBody },
+  });
+  app.get("/v1/services", { preHandler: requireLoaded, schema: servicesSchema }, async (_req, reply) => {
     const list = deps.catalog.services().map((s) => ({
       name: s.name,
       instances: s.instances.length,
@@ -154,7 +172,23 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     return list;
   });
 
-  app.get("/v1/services/:name/instances", { preHandler: requireLoaded }, async (request, reply: FastifyReply) => {
+  const instancesSchema = docSchema({
+    summary: "A service's instances (optionally a blocking query)",
+    description:
+      "With `index`, waits until the service's revision passes it (at most `wait`, capped by the registry). " +
+      "Headers: X-Roster-Index (the service revision) and ETag; If-None-Match gives 304.",
+    tags: ["catalog"],
+    params: ServiceParams,
+    querystring: InstancesQuery,
+    response: {
+      200: z.array(PublicInstance),
+      304: { description: "not modified (If-None-Match matched the ETag)" },
+      400: ErrorBody,
+      404: ErrorBody,
+      503: ErrorBody,
+    },
+  });
+  app.get("/v1/services/:name/instances", { preHandler: requireLoaded, schema: instancesSchema }, async (request, reply: FastifyReply) => {
     const { name } = parse(ServiceParams, request.params, "path");
     const q = parse(InstancesQuery, request.query, "query");
     if (q.index !== undefined) {
@@ -189,6 +223,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
 
   registerCatalogRoutes(app, deps);
   registerMetricsRoutes(app, deps);
+  registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, ...deps.stream });
+  registerDashboard(app);
 
   return app;
 }

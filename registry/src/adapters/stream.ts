@@ -1,0 +1,197 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from "fastify";
+import { Name, formatIssues } from "@roster/schemas";
+import { z } from "zod";
+import { ChangeLog, type LoggedChange } from "../core/change-log.js";
+import { BadRequestError } from "../errors.js";
+import type { CatalogChange, CatalogReader } from "./catalog-memory.js";
+import { ErrorBody, docSchema } from "./openapi.js";
+import { PublicInstance, publicInstance } from "./public-instance.js";
+import type { CatalogInstance } from "@roster/schemas";
+
+/**
+ * Live catalog changes over HTTP as server-sent events, for consumers that do not speak NATS
+ * (and the dashboard). Each event's id is a catalog revision; a client that reconnects with
+ * `Last-Event-ID` gets the changes it missed from a bounded in-memory ring, or a fresh
+ * snapshot when the ring no longer reaches back that far.
+ */
+export interface StreamOptions {
+  /** Changes kept per service for resuming (default 256). */
+  ringSize?: number;
+  /** Comment line sent on idle streams so proxies keep them open (default 15 s). */
+  heartbeatMs?: number;
+  /** A client this far behind (bytes buffered) is dropped; it resumes on reconnect (default 1 MiB). */
+  maxBufferedBytes?: number;
+}
+
+export interface StreamDeps extends StreamOptions {
+  catalog: CatalogReader;
+  requireLoaded: preHandlerHookHandler;
+}
+
+const ServiceParams = z.object({ name: Name }).strict();
+const Revision = z.string().regex(/^\d{1,15}$/, { error: "expected a catalog revision (a non-negative integer)" });
+const StreamQuery = z
+  .object({ lastEventId: Revision.optional().meta({ description: "resume after this revision (as the Last-Event-ID header; for clients that cannot set it)" }) })
+  .strict();
+const StreamHeaders = z.object({ "last-event-id": Revision.optional().meta({ description: "resume after this revision (EventSource sends it on reconnect)" }) });
+
+const PutEvent = z.object({ service: Name, id: Name, revision: z.number(), prevRevision: z.number(), instance: PublicInstance });
+const DeleteEvent = z.object({ service: Name, id: Name, revision: z.number(), prevRevision: z.number() });
+const ServiceSnapshot = z.object({ service: Name, revision: z.number(), known: z.boolean(), instances: z.array(PublicInstance) });
+const CatalogSnapshot = z.object({
+  revision: z.number(),
+  services: z.array(z.object({ name: Name, revision: z.number(), instances: z.array(PublicInstance) })),
+});
+
+const EVENTS_DOC = (snapshot: string) =>
+  "Server-sent events. Each event has `id:` = catalog revision, `event:` = `snapshot` | `put` | `delete`, `data:` = one JSON line. " +
+  `\`snapshot\` data: ${snapshot}; \`put\` data: {service, id, revision, prevRevision, instance}; \`delete\` data: {service, id, revision, prevRevision}. ` +
+  "On connect: the changes after Last-Event-ID if the registry still holds them, else a snapshot. Lines starting with ':' are keepalives.";
+
+/** One SSE frame. JSON never contains a raw newline, so `data:` is one line. */
+function frame(event: string, id: number, data: unknown): string {
+  return `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+function changeFrame(c: LoggedChange<CatalogInstance>): string {
+  const base = { service: c.service, id: c.id, revision: c.revision, prevRevision: c.prevRevision };
+  return c.record ? frame("put", c.revision, { ...base, instance: publicInstance(c.record) }) : frame("delete", c.revision, base);
+}
+
+function lastEventId(request: FastifyRequest): number | undefined {
+  const q = StreamQuery.safeParse(request.query);
+  if (!q.success) throw new BadRequestError(`invalid query: ${formatIssues(q.error).join("; ")}`);
+  const h = StreamHeaders.safeParse({ "last-event-id": request.headers["last-event-id"] });
+  if (!h.success) throw new BadRequestError(`invalid header: ${formatIssues(h.error).join("; ")}`);
+  const raw = h.data["last-event-id"] ?? q.data.lastEventId;
+  return raw === undefined ? undefined : Number(raw);
+}
+
+/** Registers GET /v1/services/:name/stream and GET /v1/stream; returns the change ring (for status and tests). */
+export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): ChangeLog<CatalogInstance> {
+  const ring = new ChangeLog<CatalogInstance>(deps.ringSize ?? 256);
+  const heartbeatMs = deps.heartbeatMs ?? 15_000;
+  const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
+  const open = new Set<() => void>();
+  const unsubscribe = deps.catalog.onChange((c) => ring.record(c));
+
+  // Open streams would keep server.close() waiting forever: end them first.
+  app.addHook("preClose", async () => {
+    for (const end of [...open]) end();
+  });
+  app.addHook("onClose", async () => {
+    unsubscribe();
+  });
+
+  /** Hijacks the reply, writes `first`, then forwards every change `wanted` accepts. */
+  const serve = (request: FastifyRequest, reply: FastifyReply, first: string, wanted: (c: CatalogChange) => boolean) => {
+    // HEAD (added by fastify for every GET): the headers, not an endless empty stream.
+    if (request.method === "HEAD") return reply.header("content-type", "text/event-stream; charset=utf-8").send();
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache, no-transform",
+      connection: "keep-alive",
+      // nginx buffers responses unless told not to.
+      "x-accel-buffering": "no",
+    });
+    // The first chunk (a snapshot can be large) does not count against the slow-client limit.
+    const limit = maxBuffered + Buffer.byteLength(first);
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearInterval(heartbeat);
+      stop();
+      open.delete(end);
+      if (!raw.writableEnded) raw.end();
+    };
+    const write = (chunk: string) => {
+      if (ended) return;
+      raw.write(chunk);
+      // A consumer that cannot keep up is dropped rather than buffered without bound; it
+      // reconnects with Last-Event-ID and resumes (or gets a snapshot).
+      if (raw.writableLength > limit) {
+        request.log.warn({ buffered: raw.writableLength }, "dropping a slow event-stream client");
+        end();
+      }
+    };
+    const stop = deps.catalog.onChange((c) => {
+      if (wanted(c)) write(changeFrame(c));
+    });
+    const heartbeat = setInterval(() => write(": keepalive\n\n"), heartbeatMs);
+    heartbeat.unref();
+    open.add(end);
+    raw.once("close", end);
+    raw.once("error", end);
+    // Retry quickly after a registry restart; the browser adds Last-Event-ID itself.
+    write(`retry: 2000\n\n${first}`);
+  };
+
+  app.get(
+    "/v1/services/:name/stream",
+    {
+      preHandler: deps.requireLoaded,
+      schema: docSchema({
+        summary: "Stream one service's changes (server-sent events)",
+        description: EVENTS_DOC("{service, revision, known, instances}"),
+        tags: ["stream"],
+        params: ServiceParams,
+        querystring: StreamQuery,
+        headers: StreamHeaders,
+        response: {
+          200: { description: "an endless text/event-stream", contentType: "text/event-stream", schema: z.union([ServiceSnapshot, PutEvent, DeleteEvent]) },
+          400: ErrorBody,
+          503: ErrorBody,
+        },
+      }),
+    },
+    async (request, reply) => {
+      const p = ServiceParams.safeParse(request.params);
+      if (!p.success) throw new BadRequestError(`invalid path: ${formatIssues(p.error).join("; ")}`);
+      const name = p.data.name;
+      const after = lastEventId(request);
+      const view = deps.catalog.service(name);
+      const replay = after === undefined ? null : ring.since(name, after, view.revision);
+      const first = replay
+        ? replay.map(changeFrame).join("")
+        : frame("snapshot", view.revision, { service: name, revision: view.revision, known: view.known, instances: view.instances.map(publicInstance) });
+      return serve(request, reply, first, (c) => c.service === name);
+    },
+  );
+
+  app.get(
+    "/v1/stream",
+    {
+      preHandler: deps.requireLoaded,
+      schema: docSchema({
+        summary: "Stream every service's changes (server-sent events)",
+        description: EVENTS_DOC("{revision, services: [{name, revision, instances}]}"),
+        tags: ["stream"],
+        querystring: StreamQuery,
+        headers: StreamHeaders,
+        response: {
+          200: { description: "an endless text/event-stream", contentType: "text/event-stream", schema: z.union([CatalogSnapshot, PutEvent, DeleteEvent]) },
+          400: ErrorBody,
+          503: ErrorBody,
+        },
+      }),
+    },
+    async (request, reply) => {
+      const after = lastEventId(request);
+      const services = deps.catalog.services();
+      const revision = deps.catalog.revision;
+      const replay = after === undefined ? null : ring.sinceAll(after, services, revision);
+      const first = replay
+        ? replay.map(changeFrame).join("")
+        : frame("snapshot", revision, {
+            revision,
+            services: services.map((s) => ({ name: s.name, revision: s.revision, instances: [...s.instances].sort((a, b) => a.id.localeCompare(b.id)).map(publicInstance) })),
+          });
+      return serve(request, reply, first, () => true);
+    },
+  );
+
+  return ring;
+}
