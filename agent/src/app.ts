@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import type { NatsConnectOptions } from "@roster/schemas";
 import { resolveInstance, type AgentConfig, type InstanceSpec, type ServiceInput } from "./config.js";
 import { CheckScheduler } from "./adapters/checks/scheduler.js";
 import { buildApi, type AgentOps } from "./adapters/api.js";
@@ -12,6 +13,8 @@ export interface AgentDeps {
   logger: Logger;
   /** NATS server URL(s). */
   nats: string | string[];
+  /** Authenticator and TLS for NATS (natsConnectOptions of @roster/schemas). */
+  natsAuth?: Omit<NatsConnectOptions, "servers">;
   /** Clock (epoch ms); default Date.now. */
   now?: () => number;
   /** Default address for API-registered instances without one. */
@@ -65,6 +68,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
     log: log.child({ component: "nats" }),
     onConnected: () => publishState(),
     onResync: () => publishAll([host.register(now())]),
+    ...(deps.natsAuth ? { auth: deps.natsAuth } : {}),
   });
   let api: FastifyInstance | null = null;
   let heartbeat: NodeJS.Timeout | undefined;
@@ -135,7 +139,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
       for (const spec of config.services) addInstance(spec);
       link.start();
       heartbeat = setInterval(() => publishAll([host.heartbeat(now())]), config.heartbeatIntervalMs);
-      api = buildApi(ops, log);
+      api = buildApi(ops, log, config.api);
       const address = await api.listen({ host: config.api.host, port: config.api.port });
       log.info({ epoch: host.epoch, instances: host.size, api: address }, "agent started");
       return { apiUrl: address };

@@ -10,6 +10,10 @@ import {
   SnapshotRequest,
   decode,
   encode,
+  natsAuthMethod,
+  natsConnectOptions,
+  redactServers,
+  redactUrl,
   resyncSubject,
 } from "@roster/schemas";
 import type { FastifyInstance } from "fastify";
@@ -105,6 +109,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     loaded: () => loaded,
     maxBlockingWaitMs: config.maxBlockingWait,
     logger: log.child({ component: "http" }),
+    security: config.http,
   });
 
   const dispatch = (effects: Effect[]) => {
@@ -194,7 +199,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       attempt++;
       try {
         nc = await connect({
-          servers: config.nats.url.split(",").map((s) => s.trim()),
+          ...natsConnectOptions(config.nats.url, config.nats, "nats."),
           name: `roster-registry-${registryId}`,
           maxReconnectAttempts: -1,
           reconnectTimeWait: config.nats.reconnectWait,
@@ -202,7 +207,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         });
         break;
       } catch (err) {
-        if (attempt === 1 || attempt % 20 === 0) log.warn({ err: String(err), url: config.nats.url, attempt }, "NATS not reachable, retrying");
+        if (attempt === 1 || attempt % 20 === 0) log.warn({ err: String(err), url: redactServers(config.nats.url).join(","), attempt }, "NATS not reachable, retrying");
         await sleep(delay).catch(() => undefined);
         delay = Math.min(delay * 2, 2000);
       }
@@ -210,7 +215,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     const conn = nc;
     if (!conn || stopping.signal.aborted) return;
     natsConnected = true;
-    log.info({ server: conn.getServer() }, "connected to NATS");
+    log.info({ server: redactUrl(conn.getServer()), auth: natsAuthMethod(config.nats), tls: config.nats.tls !== undefined && config.nats.tls !== false }, "connected to NATS");
     void watchStatus(conn).catch(() => undefined);
     const kvLog = log.child({ component: "kv" });
     const store = await KvCatalog.open(

@@ -16,6 +16,10 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
   --config   JSON file with the other settings (env ROSTER_REGISTRY_CONFIG; see registry/README.md)
 
   env ROSTER_LOG_LEVEL: trace, debug, info, warn, error, fatal (default info)
+  env ROSTER_NATS_USER + ROSTER_NATS_PASSWORD[_FILE], ROSTER_NATS_TOKEN[_FILE],
+      ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
+      ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
+  env ROSTER_HTTP_READ_TOKEN, ROSTER_HTTP_WRITE_TOKEN: bearer tokens for the HTTP API
 `;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -45,6 +49,11 @@ function loadConfig(): RegistryConfig {
   const input: Record<string, unknown> = { ...file };
   if (overrides.nats) input.nats = { ...obj(file.nats), ...overrides.nats };
   if (overrides.http) input.http = { ...obj(file.http), ...overrides.http };
+  if (overrides.httpTokens) {
+    const http = obj(input.http ?? file.http);
+    const auth = obj(http.auth);
+    input.http = { ...http, auth: { ...auth, tokens: [...(Array.isArray(auth.tokens) ? auth.tokens : []), ...overrides.httpTokens] } };
+  }
   return parseConfig(input);
 }
 

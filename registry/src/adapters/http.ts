@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
 import type { CatalogReader } from "./catalog-memory.js";
+import { installHttpSecurity, httpServerOptions, translateHttpError, type HttpSecurity } from "./http-auth.js";
 
 export interface StatusBody {
   revision: number;
@@ -28,6 +29,8 @@ export interface HttpDeps {
   logger: Logger;
   /** Extra wait added to a blocking query (default: random up to wait/16, as Consul does). */
   jitter?: (waitMs: number) => number;
+  /** Tokens, HTTPS, rate limit, body limit (http-auth.ts); absent = open HTTP on the listen address. */
+  security?: HttpSecurity;
 }
 
 const ServiceParams = z.object({ name: Name }).strict();
@@ -94,7 +97,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   // Per-request "incoming/completed" lines are info level: keep the HTTP logger at warn or quieter.
   const parentLevel = deps.logger.levels.values[deps.logger.level] ?? 30;
   const level = parentLevel > 40 ? deps.logger.level : "warn";
-  const app = Fastify({ loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger, return503OnClosing: true });
+  const app = Fastify({ loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger, return503OnClosing: true, ...httpServerOptions(deps.security) });
+  installHttpSecurity(app, deps.security);
   const closing = new AbortController();
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
 
@@ -103,7 +107,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
 
   // One place maps error codes to statuses and shapes the body.
-  app.setErrorHandler((err, request, reply) => {
+  app.setErrorHandler((fastifyErr, request, reply) => {
+    const err = translateHttpError(fastifyErr);
     const e = err as { code?: unknown; statusCode?: unknown; message?: string };
     let code: RegistryErrorCode;
     let status: number;
