@@ -4,3 +4,4 @@ export { ChildProc, spawnNode } from "./process.js";
 export { freePort } from "./net.js";
 export { NatsCluster, NatsClusterNode, type NatsClusterOptions } from "./nats-cluster.js";
 export { filesUnder } from "./files.js";
+export { startSecuredNats, selfSignedCert, repoRoot, type SecuredNats } from "./secured-nats.js";
