@@ -117,8 +117,8 @@ export function configFromArgs(
   const natsAuth = natsAuthFromEnv(env);
   if (natsUrl !== undefined || Object.keys(natsAuth).length) overrides.nats = { ...(natsUrl !== undefined ? { url: natsUrl } : {}), ...natsAuth };
   const tokens = [
-    ...(env.ROSTER_HTTP_READ_TOKEN ? [{ name: "ROSTER_HTTP_READ_TOKEN", token: env.ROSTER_HTTP_READ_TOKEN, scopes: ["read"] }] : []),
-    ...(env.ROSTER_HTTP_WRITE_TOKEN ? [{ name: "ROSTER_HTTP_WRITE_TOKEN", token: env.ROSTER_HTTP_WRITE_TOKEN, scopes: ["read", "write"] }] : []),
+    ...(env.ROSTER_HTTP_READ_TOKEN ? [{ name: "env-read-token", token: env.ROSTER_HTTP_READ_TOKEN, scopes: ["read"] }] : []),
+    ...(env.ROSTER_HTTP_WRITE_TOKEN ? [{ name: "env-write-token", token: env.ROSTER_HTTP_WRITE_TOKEN, scopes: ["read", "write"] }] : []),
   ];
   if (tokens.length) overrides.httpTokens = tokens;
   if (http !== undefined) overrides.http = { listen: http };

@@ -97,29 +97,24 @@ export function parseNatsAuth(input: unknown, prefix = ""): NatsAuth {
   return r.data;
 }
 
-/** The env variables each field may come from. */
-export const NATS_AUTH_ENV = {
-  user: "ROSTER_NATS_USER",
-  password: "ROSTER_NATS_PASSWORD",
-  passwordFile: "ROSTER_NATS_PASSWORD_FILE",
-  token: "ROSTER_NATS_TOKEN",
-  tokenFile: "ROSTER_NATS_TOKEN_FILE",
-  nkeySeed: "ROSTER_NATS_NKEY_SEED",
-  nkeySeedFile: "ROSTER_NATS_NKEY_SEED_FILE",
-  credsFile: "ROSTER_NATS_CREDS",
-} as const;
-
 /**
  * Auth fields set in the environment (only those present): ROSTER_NATS_USER / _PASSWORD[_FILE],
  * _TOKEN[_FILE], _NKEY_SEED[_FILE], _CREDS, and TLS: ROSTER_NATS_TLS=true, _TLS_CA, _TLS_CERT,
  * _TLS_KEY. Spread over the config file's `nats` object (env wins).
  */
 export function natsAuthFromEnv(env: Readonly<Record<string, string | undefined>>): Record<string, unknown> {
+  const fields: Record<string, string | undefined> = {
+    user: env.ROSTER_NATS_USER,
+    password: env.ROSTER_NATS_PASSWORD,
+    passwordFile: env.ROSTER_NATS_PASSWORD_FILE,
+    token: env.ROSTER_NATS_TOKEN,
+    tokenFile: env.ROSTER_NATS_TOKEN_FILE,
+    nkeySeed: env.ROSTER_NATS_NKEY_SEED,
+    nkeySeedFile: env.ROSTER_NATS_NKEY_SEED_FILE,
+    credsFile: env.ROSTER_NATS_CREDS,
+  };
   const out: Record<string, unknown> = {};
-  for (const [field, name] of Object.entries(NATS_AUTH_ENV)) {
-    const v = env[name];
-    if (v !== undefined && v !== "") out[field] = v;
-  }
+  for (const [field, v] of Object.entries(fields)) if (v !== undefined && v !== "") out[field] = v;
   const tls: Record<string, string> = {};
   if (env.ROSTER_NATS_TLS_CA) tls.caFile = env.ROSTER_NATS_TLS_CA;
   if (env.ROSTER_NATS_TLS_CERT) tls.certFile = env.ROSTER_NATS_TLS_CERT;
