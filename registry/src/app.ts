@@ -65,6 +65,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
   });
   const memory = new CatalogMemory();
+  // Once, here: an unreadable secret file throws NatsAuthError now instead of failing every attempt.
+  const natsOptions = natsConnectOptions(config.nats.url, config.nats, "nats.");
   const snapshots = new SnapshotPages((service) => memory.service(service));
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();
@@ -199,7 +201,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       attempt++;
       try {
         nc = await connect({
-          ...natsConnectOptions(config.nats.url, config.nats, "nats."),
+          ...natsOptions,
           name: `roster-registry-${registryId}`,
           maxReconnectAttempts: -1,
           reconnectTimeWait: config.nats.reconnectWait,

@@ -4,6 +4,7 @@
  * stack trace.
  */
 import { readFileSync } from "node:fs";
+import { NatsAuthError, natsConnectOptions } from "@roster/schemas";
 import { pino } from "pino";
 import { build } from "./app.js";
 import { configFromArgs, parseConfig, type RegistryConfig } from "./config.js";
@@ -54,7 +55,15 @@ function loadConfig(): RegistryConfig {
     const auth = obj(http.auth);
     input.http = { ...http, auth: { ...auth, tokens: [...(Array.isArray(auth.tokens) ? auth.tokens : []), ...overrides.httpTokens] } };
   }
-  return parseConfig(input);
+  const config = parseConfig(input);
+  // Read the NATS secret files now: a bad one is a config error naming the field, not a retry loop.
+  try {
+    natsConnectOptions(config.nats.url, config.nats, "nats.");
+  } catch (err) {
+    if (err instanceof NatsAuthError) throw new ConfigError(err.issues);
+    throw err;
+  }
+  return config;
 }
 
 let config: RegistryConfig;

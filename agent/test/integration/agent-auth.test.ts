@@ -60,6 +60,20 @@ describe("agent with NATS credentials and an API token (real process)", () => {
     assert.doesNotMatch(agent.output, /SU[A-Z2-7]{56}/, "the seed leaked into the log");
   });
 
+  it("agent-auth - an unreadable seed file or a short token exits 1 naming it", async () => {
+    const cfg = await tempConfig("agent.yaml", "host: { id: host-a }\n");
+    try {
+      const p = spawnNode(AGENT_BIN, ["--config", cfg.file, "--nats", nats.url, "--api", "127.0.0.1:0"], { env: { ...process.env, ROSTER_NATS_NKEY_SEED_FILE: "/nonexistent/a.nk" } });
+      assert.equal((await p.exited).code, 1);
+      assert.match(p.output, /nats\.nkeySeedFile: cannot read \/nonexistent\/a\.nk: ENOENT/);
+      const q = spawnNode(AGENT_BIN, ["--config", cfg.file, "--nats", nats.url, "--api", "127.0.0.1:0"], { env: { ...process.env, ROSTER_AGENT_TOKEN: "short" } });
+      assert.equal((await q.exited).code, 1);
+      assert.match(q.output, /ROSTER_AGENT_TOKEN: a token must be at least 16 characters/);
+    } finally {
+      await cfg.cleanup();
+    }
+  });
+
   it("agent-auth - API writes need the token; reads stay open", async () => {
     const svc = { name: "orders", port: 18777, address: "127.0.0.1" };
     const none = await call("PUT", `${base}/v1/agent/instances`, undefined, svc);
