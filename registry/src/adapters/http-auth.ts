@@ -7,7 +7,6 @@
  */
 import rateLimit from "@fastify/rate-limit";
 import { BearerAuth, Duration, bearerAuthHook, type HttpAuthConfig } from "@roster/schemas";
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
@@ -57,16 +56,17 @@ export function httpServerOptions(sec: HttpSecurity | undefined): { https?: { ce
   return out;
 }
 
-/** Rate-limit key: the token (hashed, never stored in clear) when one is sent, else the client IP. */
-function clientKey(req: FastifyRequest): string {
-  const h = req.headers.authorization;
-  if (typeof h === "string" && h.length > 0) return `t:${createHash("sha256").update(h).digest("base64url").slice(0, 22)}`;
-  return `ip:${req.ip}`;
-}
-
 /** Rate limit first (floods are cut before any token work), then auth. */
 export function installHttpSecurity(app: FastifyInstance, sec: HttpSecurity | undefined): void {
   const openPaths = new Set(sec?.auth?.openPaths ?? ["/healthz", "/readyz"]);
+  const auth = sec?.auth ? new BearerAuth({ tokens: sec.auth.tokens, openReads: sec.auth.openReads, openPaths: sec.auth.openPaths }) : null;
+  // Rate-limit key: a configured token's name, else the client IP — never the header as sent, or
+  // a flood could rotate made-up tokens to get a fresh budget each time.
+  const clientKey = (req: FastifyRequest): string => {
+    const h = req.headers.authorization;
+    const token = auth && typeof h === "string" ? auth.identify(h) : null;
+    return token ? `t:${token.name}` : `ip:${req.ip}`;
+  };
   if (sec?.rateLimit) {
     const { max, timeWindow } = sec.rateLimit;
     // Not the plugin's `global` mode: its onRoute hook would miss routes declared before it loads.
@@ -90,10 +90,7 @@ export function installHttpSecurity(app: FastifyInstance, sec: HttpSecurity | un
       if (limit) await limit(req, reply);
     });
   }
-  if (sec?.auth) {
-    const auth = new BearerAuth({ tokens: sec.auth.tokens, openReads: sec.auth.openReads, openPaths: sec.auth.openPaths });
-    app.addHook("onRequest", bearerAuthHook(auth));
-  }
+  if (auth) app.addHook("onRequest", bearerAuthHook(auth));
 }
 
 /** Fastify's own 4xx errors that deserve a code of their own (called by the error handler). */

@@ -154,6 +154,9 @@ describe("registry HTTP security (HTTPS, real server)", () => {
       // Another client has its own budget; probes are never limited.
       assert.equal((await call(s.base, ca, "GET", "/v1/services", { token: WRITE })).status, 200);
       for (let i = 0; i < 7; i++) assert.equal((await call(s.base, ca, "GET", "/healthz")).status, 200);
+      // Made-up tokens do not buy a fresh budget: they all count against the client's IP.
+      for (let i = 0; i < 5; i++) assert.equal((await call(s.base, ca, "GET", "/v1/services", { token: `made-up-token-${i}-xxxxxxxx` })).status, 401);
+      assert.equal((await call(s.base, ca, "GET", "/v1/services", { token: "made-up-token-6-xxxxxxxx" })).status, 429);
       // Routes added after buildHttp are limited too.
       for (let i = 0; i < 4; i++) await call(s.base, ca, "GET", "/v1/later", { token: WRITE });
       assert.equal((await call(s.base, ca, "GET", "/v1/later", { token: WRITE })).status, 429);
