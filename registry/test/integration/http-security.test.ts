@@ -143,6 +143,25 @@ describe("registry HTTP security (HTTPS, real server)", () => {
     }
   });
 
+  it("security - with tls.caFile, a client without a certificate signed by it is refused", async () => {
+    const client = selfSignedCert(dir, "client");
+    const s = await serve({ tls: { ...tls, caFile: client.certFile } });
+    try {
+      await assert.rejects(call(s.base, ca, "GET", "/healthz"));
+      const ok = await new Promise<number>((resolve, reject) => {
+        const req = request(new URL("/healthz", s.base), { ca, cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(ok, 200);
+    } finally {
+      await s.app.close();
+    }
+  });
+
   it("security - the rate limit is per token (else per IP): 429 ROSTER_RATE_LIMITED with Retry-After", async () => {
     const s = await serve({ tls, rateLimit: { max: 5, timeWindow: "1m" }, auth: { tokens: [{ token: READ }, { token: WRITE, scopes: ["read", "write"] }] } });
     try {
