@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import type { NatsConnectOptions } from "@roster/schemas";
 import { resolveInstance, type AgentConfig, type InstanceSpec, type ServiceInput } from "./config.js";
 import { CheckScheduler } from "./adapters/checks/scheduler.js";
 import { buildApi, type AgentOps } from "./adapters/api.js";
@@ -13,6 +14,8 @@ export interface AgentDeps {
   logger: Logger;
   /** NATS server URL(s). */
   nats: string | string[];
+  /** Authenticator and TLS for NATS (natsConnectOptions of @roster/schemas). */
+  natsAuth?: Omit<NatsConnectOptions, "servers">;
   /** Clock (epoch ms); default Date.now. */
   now?: () => number;
   /** Default address for API-registered instances without one. */
@@ -69,6 +72,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
     log: log.child({ component: "nats" }),
     onConnected: () => publishState(),
     onResync: () => publishAll([host.register(now())]),
+    ...(deps.natsAuth ? { auth: deps.natsAuth } : {}),
   });
   const metrics = new AgentMetrics({ link, instances: () => host.size, draining: () => host.draining }, { processMetrics: deps.processMetrics ?? false });
   let api: FastifyInstance | null = null;
@@ -142,7 +146,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
       for (const spec of config.services) addInstance(spec, "config");
       link.start();
       heartbeat = setInterval(() => publishAll([host.heartbeat(now())]), config.heartbeatIntervalMs);
-      api = buildApi(ops, log, metrics.registry);
+      api = buildApi(ops, log, config.api, metrics.registry);
       const address = await api.listen({ host: config.api.host, port: config.api.port });
       log.info({ epoch: host.epoch, instances: host.size, api: address }, "agent started");
       return { apiUrl: address };

@@ -15,7 +15,11 @@ import {
   Port,
   Tags,
   Weight,
+  natsAuthFields,
+  refineNatsAuth,
+  SecretFile,
   type CheckType,
+  type NatsAuth,
 } from "@roster/schemas";
 import { ConfigError } from "./errors.js";
 
@@ -113,7 +117,28 @@ export const ConfigInput = z.strictObject({
   host: z.strictObject({ id: Name.optional(), zone: Name.optional() }).prefault({}),
   heartbeat: z.strictObject({ interval: durationBetween(50, 3_600_000).default(1000) }).prefault({}),
   drain: z.strictObject({ period: durationBetween(0, 600_000).default(5000) }).prefault({}),
-  api: z.strictObject({ listen: ListenAddress.prefault("127.0.0.1:7701") }).prefault({}),
+  api: z
+    .strictObject({
+      listen: ListenAddress.prefault("127.0.0.1:7701"),
+      /** Bearer token the local API requires for writes (env ROSTER_AGENT_TOKEN wins). */
+      token: z.string().min(16, { error: "a token must be at least 16 characters" }).optional(),
+      tokenFile: SecretFile.optional(),
+      /** With a token set: GETs without one are still allowed (a wrong token is refused). */
+      openReads: z.boolean().default(true),
+    })
+    .superRefine((a, ctx) => {
+      if (a.token !== undefined && a.tokenFile !== undefined) ctx.addIssue({ code: "custom", path: ["tokenFile"], message: "set token or tokenFile, not both" });
+    })
+    .prefault({}),
+  /** NATS servers and auth; --nats / ROSTER_NATS_URL and ROSTER_NATS_* env win. */
+  nats: z
+    .strictObject({
+      /** One or more comma-separated NATS URLs. */
+      url: z.string().min(1).optional(),
+      ...natsAuthFields,
+    })
+    .superRefine(refineNatsAuth)
+    .prefault({}),
   services: z.array(ServiceInput).max(LIMITS.maxInstancesPerHost).default([]),
 });
 
@@ -152,7 +177,9 @@ export interface AgentConfig {
   host: { id: string; zone?: string };
   heartbeatIntervalMs: number;
   drainPeriodMs: number;
-  api: { host: string; port: number };
+  /** `token`: required for writes (and reads unless openReads, default true). */
+  api: { host: string; port: number; token?: string; openReads?: boolean };
+  nats?: { url?: string } & NatsAuth;
   services: InstanceSpec[];
 }
 
@@ -264,7 +291,13 @@ export function parseConfig(doc: unknown, file: string, facts: HostFacts): Agent
   if (issues.length) throw new ConfigError("ROSTER_CONFIG_INVALID", file, issues);
   const host: AgentConfig["host"] = { id: hostId };
   if (raw.host.zone) host.zone = raw.host.zone;
-  return { host, heartbeatIntervalMs: raw.heartbeat.interval, drainPeriodMs: raw.drain.period, api: raw.api.listen, services };
+  const api: AgentConfig["api"] = { ...raw.api.listen };
+  const token = raw.api.token ?? raw.api.tokenFile;
+  if (token !== undefined) api.token = token;
+  if (!raw.api.openReads) api.openReads = false;
+  const out: AgentConfig = { host, heartbeatIntervalMs: raw.heartbeat.interval, drainPeriodMs: raw.drain.period, api, services };
+  if (Object.keys(raw.nats).length) out.nats = raw.nats;
+  return out;
 }
 
 /** Parses YAML or JSON text (by extension: .json is JSON, anything else YAML, a superset of JSON). */

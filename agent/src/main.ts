@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { createLogger, LOG_LEVELS } from "@roster/schemas/logger";
 import { build } from "./app.js";
+import { NatsAuthError, natsAuthFromEnv, natsConnectOptions, parseNatsAuth } from "@roster/schemas";
 import { loadConfigFile, primaryIPv4 } from "./config.js";
 import { ConfigError } from "./errors.js";
 
@@ -12,6 +13,10 @@ const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:p
   --log-level   trace, debug, info, warn, error, fatal (env ROSTER_LOG_LEVEL; default info)
 
   env ROSTER_LOG_PRETTY: 1 = human-readable lines, 0 = JSON even at a terminal
+  env ROSTER_AGENT_TOKEN: bearer token the local API requires for writes (overrides api.token)
+  env ROSTER_NATS_USER + ROSTER_NATS_PASSWORD[_FILE], ROSTER_NATS_TOKEN[_FILE],
+      ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
+      ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
 `;
 const LEVELS: readonly string[] = LOG_LEVELS;
 
@@ -54,12 +59,26 @@ async function main(): Promise<void> {
   if (values.api) {
     const m = /^(\[[0-9a-fA-F:]+\]|[^\s:]+):(\d{1,5})$/.exec(values.api);
     if (!m || Number(m[2]) > 65535) fail(`--api: expected host:port like "127.0.0.1:7701", got "${values.api}"`);
-    config.api = { host: m[1]!.replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
+    config.api = { ...config.api, host: m[1]!.replace(/^\[(.*)\]$/, "$1"), port: Number(m[2]) };
   }
-  const nats = (values.nats ?? process.env.ROSTER_NATS_URL ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
+  const envToken = process.env.ROSTER_AGENT_TOKEN;
+  if (envToken !== undefined && envToken !== "") {
+    if (envToken.trim().length < 16) fail("ROSTER_AGENT_TOKEN: a token must be at least 16 characters");
+    config.api.token = envToken.trim();
+  }
+  const { url: configUrl, ...configAuth } = config.nats ?? {};
+  let natsOptions;
+  try {
+    const auth = parseNatsAuth({ ...configAuth, ...natsAuthFromEnv(process.env) }, "nats.");
+    natsOptions = natsConnectOptions(values.nats ?? process.env.ROSTER_NATS_URL ?? configUrl ?? "nats://127.0.0.1:4222", auth, "nats.");
+  } catch (err) {
+    if (err instanceof NatsAuthError) fail(`${err.message}\n(${err.code})`);
+    throw err;
+  }
+  const { servers: nats, ...natsAuth } = natsOptions;
 
   const logger = createLogger({ name: "roster-agent", level, base: { hostId: config.host.id } });
-  const agent = build(config, { logger, nats, defaultAddress: primaryIPv4(), processMetrics: true });
+  const agent = build(config, { logger, nats, natsAuth, defaultAddress: primaryIPv4(), processMetrics: true });
 
   const skip = new AbortController();
   let signals = 0;

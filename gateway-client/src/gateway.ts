@@ -6,7 +6,7 @@ import { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Pool, type Dispatcher } from "undici";
-import { NAME_PATTERN, type CatalogInstance } from "@roster/schemas";
+import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "@roster/schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
 import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
 import { CatalogMirror, type StaleReason } from "./adapters/mirror.js";
@@ -39,8 +39,13 @@ import {
 export const DEADLINE_HEADER = "x-roster-deadline-ms";
 
 export interface GatewayOptions extends GatewayPolicyInput {
-  /** A NATS server URL (or list), or an existing connection (then the gateway does not close it). */
+  /** NATS server URL(s) (a string may be comma-separated), or an existing connection (then the gateway does not close it). */
   nats: string | string[] | NatsConnection;
+  /**
+   * NATS auth and TLS when the gateway dials: user/password, token, nkeySeed(File), credsFile, tls.
+   * From the environment: `natsAuth: natsAuthFromEnv(process.env)` (ROSTER_NATS_* variables).
+   */
+  natsAuth?: NatsAuthInput;
   /** Balancer tuning passed to the core (outlier ejection, breaker, slow start, locality, panic threshold...). */
   balancerOptions?: Omit<BalancerOptionsInput, "balancer" | "zone">;
   /** Any pino-compatible logger; none by default. */
@@ -185,10 +190,21 @@ export class Gateway extends EventEmitter {
   /** `[DEADLINE_HEADER, lastDeadlineStr]`: the headers of a request without its own (undici only reads them). */
   private lastDeadlinePair: string[] = [];
 
+  /** Servers, authenticator and TLS when the gateway dials NATS itself. */
+  private dialOptions: NatsConnectOptions | undefined;
+
   private constructor(options: GatewayOptions) {
     super();
-    const { nats, balancerOptions, logger, random, metrics, name, ...policyInput } = options;
+    const { nats, natsAuth, balancerOptions, logger, random, metrics, name, ...policyInput } = options;
     this.policy = parsePolicy(policyInput);
+    if (typeof nats === "string" || Array.isArray(nats)) {
+      try {
+        this.dialOptions = natsConnectOptions(nats, parseNatsAuth(natsAuth, "natsAuth."), "natsAuth.");
+      } catch (err) {
+        if (err instanceof NatsAuthError) throw new InvalidOptionsError(err.issues);
+        throw err;
+      }
+    }
     this.log = childLogger(logger, "gateway");
     this.random = random ?? Math.random;
     this.balancerOptions = { ...balancerOptions, balancer: this.policy.balancer, zone: this.policy.zone };
@@ -235,7 +251,7 @@ export class Gateway extends EventEmitter {
   /** @internal use createGateway(). */
   static async create(options: GatewayOptions): Promise<Gateway> {
     const gw = new Gateway(options);
-    if (gw.ownsNc) await gw.connectFirst(options.nats as string | string[]);
+    if (gw.ownsNc) await gw.connectFirst(gw.dialOptions!.servers);
     if (gw.policy.services.length > 0) {
       await Promise.allSettled(gw.policy.services.map((s) => gw.mirror.waitReady(s)));
     }
@@ -322,7 +338,7 @@ export class Gateway extends EventEmitter {
   }
 
   private dial(servers: string | string[], timeoutMs: number): Promise<NatsConnection> {
-    return connect({ servers, name: "roster-gateway", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: Math.min(timeoutMs, 2000) });
+    return connect({ ...this.dialOptions, servers, name: "roster-gateway", maxReconnectAttempts: -1, reconnectTimeWait: 250, timeout: Math.min(timeoutMs, 2000) });
   }
 
   private useConnection(nc: NatsConnection): void {

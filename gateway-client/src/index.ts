@@ -24,3 +24,6 @@ export {
   InvalidOptionsError,
   ERROR_CODES,
 } from "./errors.js";
+/** NATS auth from ROSTER_NATS_* env variables, for the `natsAuth` option. */
+export { natsAuthFromEnv } from "@roster/schemas";
+export type { NatsAuthInput } from "@roster/schemas";

@@ -10,6 +10,10 @@ import {
   SnapshotRequest,
   decode,
   encode,
+  natsAuthMethod,
+  natsConnectOptions,
+  redactServers,
+  redactUrl,
   resyncSubject,
 } from "@roster/schemas";
 import type { FastifyInstance } from "fastify";
@@ -65,6 +69,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
   });
   const memory = new CatalogMemory();
+  // Once, here: an unreadable secret file throws NatsAuthError now instead of failing every attempt.
+  const natsOptions = natsConnectOptions(config.nats.url, config.nats, "nats.");
   const snapshots = new SnapshotPages((service) => memory.service(service));
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();
@@ -125,6 +131,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     maxBlockingWaitMs: config.maxBlockingWait,
     logger: log.child({ component: "http" }),
     metrics: metrics.registry,
+    security: config.http,
   });
 
   const dispatch = (effects: Effect[]) => {
@@ -218,7 +225,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       attempt++;
       try {
         nc = await connect({
-          servers: config.nats.url.split(",").map((s) => s.trim()),
+          ...natsOptions,
           name: `roster-registry-${registryId}`,
           maxReconnectAttempts: -1,
           reconnectTimeWait: config.nats.reconnectWait,
@@ -226,7 +233,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         });
         break;
       } catch (err) {
-        if (attempt === 1 || attempt % 20 === 0) log.warn({ err: String(err), url: config.nats.url, attempt }, "NATS not reachable, retrying");
+        if (attempt === 1 || attempt % 20 === 0) log.warn({ err: String(err), url: redactServers(config.nats.url).join(","), attempt }, "NATS not reachable, retrying");
         await sleep(delay).catch(() => undefined);
         delay = Math.min(delay * 2, 2000);
       }
@@ -234,7 +241,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     const conn = nc;
     if (!conn || stopping.signal.aborted) return;
     natsConnected = true;
-    log.info({ server: conn.getServer() }, "connected to NATS");
+    log.info({ server: redactUrl(conn.getServer()), auth: natsAuthMethod(config.nats), tls: config.nats.tls !== undefined && config.nats.tls !== false }, "connected to NATS");
     void watchStatus(conn).catch(() => undefined);
     const kvLog = log.child({ component: "kv" });
     const store = await KvCatalog.open(

@@ -1,4 +1,5 @@
-import { Duration, formatIssues } from "@roster/schemas";
+import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "@roster/schemas";
+import { HttpTls, RateLimitConfig } from "./adapters/http-auth.js";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 
@@ -26,13 +27,26 @@ export const RegistryConfig = z
         ),
         /** Wait between reconnect attempts. */
         reconnectWait: Duration.default(500),
+        /** user/password, token, nkey seed, creds file, tls (see docs/architecture.md "Security"). */
+        ...natsAuthFields,
       })
       .strict()
+      .superRefine(refineNatsAuth)
       .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500 }),
     http: z
-      .object({ listen: HostPort.default("127.0.0.1:7700") })
+      .object({
+        listen: HostPort.default("127.0.0.1:7700"),
+        /** Bearer tokens with read/write scopes; absent = no auth (loopback-only setups). */
+        auth: HttpAuthConfig.optional(),
+        /** HTTPS: certFile + keyFile (+ caFile to require client certificates). */
+        tls: HttpTls.optional(),
+        /** Requests per client (token, else IP) per window; absent = no limit. */
+        rateLimit: RateLimitConfig.optional(),
+        /** Largest request body accepted (bytes); larger → 413 ROSTER_PAYLOAD_TOO_LARGE. */
+        bodyLimit: z.number().int().min(1).max(64 * 1024 * 1024).default(1024 * 1024),
+      })
       .strict()
-      .default({ listen: "127.0.0.1:7700" }),
+      .prefault({}),
     /** A host silent for multiplier × its announced heartbeatIntervalMs is lost (agent-lost). */
     heartbeatTimeoutMultiplier: z.number().min(1).max(100).default(3),
     /** Interval assumed for a host loaded from KV until its agent speaks again. */
@@ -79,13 +93,15 @@ export function splitHostPort(listen: string): { host: string; port: number } {
 
 /**
  * Builds the config input from argv and env (flags win over env, env over the file).
- * Flags: --nats <url> --http <host:port> --config <file.json>; env: ROSTER_NATS_URL, ROSTER_HTTP.
+ * Flags: --nats <url> --http <host:port> --config <file.json>; env: ROSTER_NATS_URL, ROSTER_HTTP,
+ * ROSTER_NATS_USER/_PASSWORD/_TOKEN/_NKEY_SEED[_FILE]/_CREDS/_TLS* (NATS auth),
+ * ROSTER_HTTP_READ_TOKEN / ROSTER_HTTP_WRITE_TOKEN (added to http.auth.tokens).
  * Returns the raw input plus the config file path (read by the caller).
  */
 export function configFromArgs(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-): { configFile?: string; overrides: { nats?: { url: string }; http?: { listen: string } } } {
+): { configFile?: string; overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[] } } {
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -97,8 +113,14 @@ export function configFromArgs(
   }
   const natsUrl = flags.get("nats") ?? env.ROSTER_NATS_URL;
   const http = flags.get("http") ?? env.ROSTER_HTTP;
-  const overrides: { nats?: { url: string }; http?: { listen: string } } = {};
-  if (natsUrl !== undefined) overrides.nats = { url: natsUrl };
+  const overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[] } = {};
+  const natsAuth = natsAuthFromEnv(env);
+  if (natsUrl !== undefined || Object.keys(natsAuth).length) overrides.nats = { ...(natsUrl !== undefined ? { url: natsUrl } : {}), ...natsAuth };
+  const tokens = [
+    ...(env.ROSTER_HTTP_READ_TOKEN ? [{ name: "env-read-token", token: env.ROSTER_HTTP_READ_TOKEN, scopes: ["read"] }] : []),
+    ...(env.ROSTER_HTTP_WRITE_TOKEN ? [{ name: "env-write-token", token: env.ROSTER_HTTP_WRITE_TOKEN, scopes: ["read", "write"] }] : []),
+  ];
+  if (tokens.length) overrides.httpTokens = tokens;
   if (http !== undefined) overrides.http = { listen: http };
   const configFile = flags.get("config") ?? env.ROSTER_REGISTRY_CONFIG;
   return configFile === undefined ? { overrides } : { configFile, overrides };

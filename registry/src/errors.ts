@@ -11,6 +11,10 @@ export const ERROR_CODES = {
   ROSTER_ROUTE_NOT_FOUND: "no such HTTP route",
   ROSTER_NOT_READY: "the registry is not connected to NATS or has not loaded the catalog yet",
   ROSTER_KV_WRITE_FAILED: "a catalog write to JetStream KV failed after every retry",
+  ROSTER_UNAUTHORIZED: "the HTTP request carries no bearer token, or an unknown one",
+  ROSTER_FORBIDDEN: "the bearer token lacks the scope (read or write) the route needs",
+  ROSTER_RATE_LIMITED: "the client (token, else IP) sent more requests than http.rateLimit allows",
+  ROSTER_PAYLOAD_TOO_LARGE: "the request body is larger than http.bodyLimit",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -23,6 +27,10 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_ROUTE_NOT_FOUND: 404,
   ROSTER_NOT_READY: 503,
   ROSTER_KV_WRITE_FAILED: 503,
+  ROSTER_UNAUTHORIZED: 401,
+  ROSTER_FORBIDDEN: 403,
+  ROSTER_RATE_LIMITED: 429,
+  ROSTER_PAYLOAD_TOO_LARGE: 413,
   ROSTER_INTERNAL: 500,
 };
 
@@ -61,6 +69,12 @@ export class NotReadyError extends RosterError {
 export class KvWriteError extends RosterError {
   constructor(key: string, options?: { cause?: unknown }) {
     super("ROSTER_KV_WRITE_FAILED", `catalog write of "${key}" failed after retries`, options);
+  }
+}
+
+export class PayloadTooLargeError extends RosterError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ROSTER_PAYLOAD_TOO_LARGE", message, options);
   }
 }
 

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { createLogger } from "@roster/schemas/logger";
 import type { Logger } from "pino";
+import { NatsAuthError, natsConnectOptions } from "@roster/schemas";
 import { build } from "./app.js";
 import { configFromArgs, parseConfig, type RegistryConfig } from "./config.js";
 import { ConfigError } from "./errors.js";
@@ -18,6 +19,10 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
 
   env ROSTER_LOG_LEVEL: trace, debug, info, warn, error, fatal (default info)
   env ROSTER_LOG_PRETTY: 1 = human-readable lines, 0 = JSON even at a terminal
+  env ROSTER_NATS_USER + ROSTER_NATS_PASSWORD[_FILE], ROSTER_NATS_TOKEN[_FILE],
+      ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
+      ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
+  env ROSTER_HTTP_READ_TOKEN, ROSTER_HTTP_WRITE_TOKEN: bearer tokens for the HTTP API
 `;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -47,7 +52,20 @@ function loadConfig(): RegistryConfig {
   const input: Record<string, unknown> = { ...file };
   if (overrides.nats) input.nats = { ...obj(file.nats), ...overrides.nats };
   if (overrides.http) input.http = { ...obj(file.http), ...overrides.http };
-  return parseConfig(input);
+  if (overrides.httpTokens) {
+    const http = obj(input.http ?? file.http);
+    const auth = obj(http.auth);
+    input.http = { ...http, auth: { ...auth, tokens: [...(Array.isArray(auth.tokens) ? auth.tokens : []), ...overrides.httpTokens] } };
+  }
+  const config = parseConfig(input);
+  // Read the NATS secret files now: a bad one is a config error naming the field, not a retry loop.
+  try {
+    natsConnectOptions(config.nats.url, config.nats, "nats.");
+  } catch (err) {
+    if (err instanceof NatsAuthError) throw new ConfigError(err.issues);
+    throw err;
+  }
+  return config;
 }
 
 let config: RegistryConfig;

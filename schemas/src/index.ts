@@ -6,3 +6,5 @@ export * from "./format.js";
 export * from "./duration.js";
 export * from "./codec.js";
 export * from "./status.js";
+export * from "./nats-auth.js";
+export * from "./http-auth.js";

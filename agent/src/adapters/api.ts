@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { z } from "zod";
-import { formatIssues, LIMITS, Name, RosterError } from "@roster/schemas";
+import { BearerAuth, bearerAuthHook, formatIssues, LIMITS, Name, RosterError } from "@roster/schemas";
 import { ServiceInput } from "../config.js";
 import type { InstanceView } from "../core/host.js";
 import { AgentError, HTTP_STATUS, type AgentErrorCode } from "../errors.js";
@@ -37,12 +37,16 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
  * The agent's local HTTP API (bound to loopback by default). Bodies are validated with zod;
  * every error is JSON `{ code, message }` with the status from errors.ts.
  */
-export function buildApi(ops: AgentOps, log: Logger, metrics?: Registry): FastifyInstance {
+export function buildApi(ops: AgentOps, log: Logger, auth: { token?: string; openReads?: boolean } = {}, metrics?: Registry): FastifyInstance {
   const app = Fastify({
     // Request lines are info-level: keep them out of the agent's log, errors stay.
     loggerInstance: log.child({ component: "api" }, { level: log.isLevelEnabled("debug") ? "debug" : "warn" }) as FastifyBaseLogger,
     bodyLimit: 256 * 1024,
   });
+  // Same bearer check as the registry: with a token, writes need it; reads too unless openReads.
+  if (auth.token !== undefined) {
+    app.addHook("onRequest", bearerAuthHook(new BearerAuth({ tokens: [{ name: "api.token", secret: auth.token, scopes: ["read", "write"] }], openReads: auth.openReads ?? true, openPaths: ["/healthz"] })));
+  }
 
   // An empty JSON body (`curl -X PUT -H 'content-type: application/json'`) means "no body".
   app.removeContentTypeParser("application/json");

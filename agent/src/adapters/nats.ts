@@ -1,6 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { AgentMessage, agentSubject, decode, encode, resyncSubject, ResyncMessage, ValidationError } from "@roster/schemas";
+import { AgentMessage, agentSubject, decode, encode, redactServers, redactUrl, resyncSubject, ResyncMessage, ValidationError, type NatsConnectOptions } from "@roster/schemas";
 import type { Outbound } from "../core/host.js";
 
 export interface NatsLinkOptions {
@@ -15,6 +15,8 @@ export interface NatsLinkOptions {
   onResync: (msg: ResyncMessage) => void;
   /** Backoff between failed initial connects, and the client's reconnect wait. */
   retryMs?: number;
+  /** Authenticator and TLS from the shared NATS auth settings (natsConnectOptions). */
+  auth?: Omit<NatsConnectOptions, "servers">;
 }
 
 export interface NatsLinkStats {
@@ -65,6 +67,7 @@ export class NatsLink {
       attempt += 1;
       try {
         const nc = await connect({
+          ...this.opts.auth,
           servers: this.opts.servers,
           name: this.opts.name ?? `roster-agent/${this.opts.hostId}`,
           maxReconnectAttempts: -1,
@@ -79,7 +82,7 @@ export class NatsLink {
         return;
       } catch (err) {
         if (attempt === 1 || attempt % 20 === 0) {
-          log.warn({ servers: this.opts.servers, attempt, err: (err as Error).message }, "nats unreachable: checks keep running, retrying in the background");
+          log.warn({ servers: redactServers(this.opts.servers), attempt, err: (err as Error).message }, "nats unreachable: checks keep running, retrying in the background");
         }
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, Math.min(this.retryMs * 2 ** Math.min(attempt - 1, 3), 2000));
@@ -97,7 +100,7 @@ export class NatsLink {
     const { log } = this.opts;
     this.nc = nc;
     this.connected = true;
-    log.info({ server: nc.getServer() }, "nats connected");
+    log.info({ server: redactUrl(nc.getServer()) }, "nats connected");
     nc.subscribe(resyncSubject(this.opts.hostId), {
       callback: (err, m) => {
         if (err) return;

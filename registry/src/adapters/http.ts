@@ -10,6 +10,7 @@ import { registerDashboard } from "./dashboard.js";
 import { ErrorBody, docSchema, registerOpenApi } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 import { registerStreamRoutes, type StreamOptions } from "./stream.js";
+import { installHttpSecurity, httpServerOptions, translateHttpError, type HttpSecurity } from "./http-auth.js";
 
 export interface StatusBody {
   revision: number;
@@ -38,6 +39,8 @@ export interface HttpDeps {
   metrics?: import("prom-client").Registry;
   /** Event streams (/v1/stream, /v1/services/:name/stream): ring size, heartbeat. */
   stream?: StreamOptions;
+  /** Tokens, HTTPS, rate limit, body limit (http-auth.ts); absent = open HTTP on the listen address. */
+  security?: HttpSecurity;
 }
 
 const ServiceParams = z.object({ name: Name }).strict();
@@ -101,7 +104,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   // Per-request "incoming/completed" lines are info level: keep the HTTP logger at warn or quieter.
   const parentLevel = deps.logger.levels.values[deps.logger.level] ?? 30;
   const level = parentLevel > 40 ? deps.logger.level : "warn";
-  const app = Fastify({ loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger, return503OnClosing: true });
+  const app = Fastify({ loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger, return503OnClosing: true, ...httpServerOptions(deps.security) });
+  installHttpSecurity(app, deps.security);
   const closing = new AbortController();
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
 
@@ -113,7 +117,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerOpenApi(app, { title: "Roster registry", version: "1", description: "Service catalog of the Roster registry. Errors are {code, message} with a ROSTER_... code." });
 
   // One place maps error codes to statuses and shapes the body.
-  app.setErrorHandler((err, request, reply) => {
+  app.setErrorHandler((fastifyErr, request, reply) => {
+    const err = translateHttpError(fastifyErr);
     const e = err as { code?: unknown; statusCode?: unknown; message?: string };
     let code: RegistryErrorCode;
     let status: number;

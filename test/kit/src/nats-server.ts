@@ -10,6 +10,8 @@ export interface NatsServerOptions {
   jetstream?: boolean;
   /** Extra command-line arguments. */
   args?: string[];
+  /** A server config file (`-c`): accounts, users, permissions, TLS. Address, port and store still come from the kit. */
+  configFile?: string;
   /** Print the server's log to stderr (default: only when ROSTER_TEST_VERBOSE is set). */
   verbose?: boolean;
 }
@@ -67,7 +69,7 @@ export class NatsServer {
   async start(): Promise<void> {
     if (this.running) return;
     const portsDir = join(this.workDir, `ports-${Date.now()}`);
-    const args = ["-a", "127.0.0.1", "-p", String(this.port || -1), "--ports_file_dir", portsDir];
+    const args = [...(this.opts.configFile ? ["-c", this.opts.configFile] : []), "-a", "127.0.0.1", "-p", String(this.port || -1), "--ports_file_dir", portsDir];
     if (this.opts.jetstream !== false) args.push("-js", "-sd", this.storeDir);
     args.push(...(this.opts.args ?? []));
     const { mkdir } = await import("node:fs/promises");
