@@ -18,10 +18,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { splitHostPort, type RegistryConfig } from "./config.js";
 import { CatalogState, sameRecord, type AgentInput, type Effect } from "./core/catalog.js";
+import type { CatalogInstance } from "@roster/schemas";
 import { CatalogMemory } from "./adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "./adapters/http.js";
 import { DropLog, startIngest } from "./adapters/ingest.js";
-import { KvCatalog } from "./adapters/kv-catalog.js";
+import { KvCatalog, type WriteGate } from "./adapters/kv-catalog.js";
+import { CatalogMirror } from "./adapters/catalog-mirror.js";
+import { KvLease } from "./adapters/lease-kv.js";
+import type { LeaseEvent } from "./core/lease.js";
 import { SnapshotPages } from "./adapters/snapshot-pages.js";
 
 export interface RegistryDeps {
@@ -54,12 +58,15 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const now = deps.now ?? Date.now;
   const registryId = deps.registryId ?? randomUUID();
   const epoch = Date.now();
-  const core = new CatalogState({
-    heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
-    deregisterAfterMs: config.deregisterAfter,
-    selfPreservation: config.selfPreservation,
-    assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
-  });
+  const newCore = () =>
+    new CatalogState({
+      heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
+      deregisterAfterMs: config.deregisterAfter,
+      selfPreservation: config.selfPreservation,
+      assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
+    });
+  // Replicas: a new writer rebuilds its state machine from KV (see takeOver).
+  let core = newCore();
   const memory = new CatalogMemory();
   const snapshots = new SnapshotPages((service) => memory.service(service));
   const drops = new DropLog(log.child({ component: "ingest" }));
@@ -76,7 +83,13 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let resolveReady!: () => void;
   const readyPromise = new Promise<void>((r) => (resolveReady = r));
   let connecting: Promise<void> | null = null;
-  const counters = { resyncsPublished: 0, snapshotsServed: 0, reconnects: 0 };
+  const counters = { resyncsPublished: 0, snapshotsServed: 0, reconnects: 0, takeovers: 0 };
+  // Replicas (config.lease.enabled): only the lease holder writes; the others mirror KV.
+  let lease: KvLease | null = null;
+  let mirror: CatalogMirror | null = null;
+  /** The lease holder has rebuilt its state from KV and may act (always true without a lease). */
+  let writerReady = !config.lease.enabled;
+  const acting = () => writerReady && (!lease || lease.state.role !== "standby");
 
   const status = (): StatusBody => {
     const s = core.summary();
@@ -94,6 +107,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
       ...counters,
+      role: acting() ? "leader" : "standby",
+      leaseHolder: lease ? (lease.state.holder?.registryId ?? null) : registryId,
+      leaseEpoch: lease ? lease.state.epoch : null,
+      lease: lease ? lease.status() : null,
+      mirror: mirror ? { current: mirror.current, applied: mirror.applied } : null,
     };
   };
   const ready = () => natsConnected && loaded;
@@ -141,7 +159,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     log.info("catalog reconciled after a failed write");
   };
 
-  const onAgentMessage = (msg: AgentInput) => dispatch(core.handle(msg, now()));
+  // A standby drops agent traffic: a new writer rebuilds from KV and asks every host to resync.
+  const onAgentMessage = (msg: AgentInput) => {
+    if (acting()) dispatch(core.handle(msg, now()));
+  };
 
   const startSnapshotResponder = (conn: NatsConnection) =>
     conn.subscribe(SNAPSHOT_WILDCARD, {
@@ -181,10 +202,62 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         natsConnected = true;
         counters.reconnects++;
         // The registry's own outage must never expire the world.
-        dispatch(core.grace(now()));
+        if (acting()) dispatch(core.grace(now()));
         log.info({ server: s.server }, "NATS reconnected: every host gets a grace period");
       }
     }
+  };
+
+  /**
+   * Replicas: start as a standby (mirror KV into memory, serve reads), then follow the lease.
+   * Resolves true once the mirror has caught up (false if stopped first).
+   */
+  const startReplica = async (conn: NatsConnection, store: KvCatalog): Promise<boolean> => {
+    const replicaLog = log.child({ component: "replica" });
+    let transition: Promise<void> = Promise.resolve();
+    const startMirror = () => {
+      mirror = new CatalogMirror(store, replicaLog);
+      return mirror.start();
+    };
+    /** A new writer: stop mirroring, rebuild from KV, grace + resync every host (registry-start). */
+    const takeOver = async (epoch: number) => {
+      const startedAt = performance.now();
+      await mirror?.stop();
+      mirror = null;
+      let records: CatalogInstance[] | null = null;
+      for (let delayMs = 100; !stopping.signal.aborted && lease?.state.role !== "standby"; delayMs = Math.min(delayMs * 2, 1000)) {
+        try {
+          records = await store.load();
+          break;
+        } catch (err) {
+          replicaLog.warn({ err: String(err) }, "catalog load at takeover failed, retrying");
+          await sleep(delayMs);
+        }
+      }
+      if (!records || stopping.signal.aborted || lease?.state.role === "standby") return;
+      core = newCore();
+      writerReady = true;
+      counters.takeovers++;
+      dispatch(core.loaded(records, now()));
+      replicaLog.info({ epoch, instances: records.length, revision: memory.revision, tookMs: Math.round(performance.now() - startedAt) }, "took over as the catalog writer");
+    };
+    const stepDown = async () => {
+      writerReady = false;
+      if (!mirror && !stopping.signal.aborted) await startMirror();
+    };
+    const onLease = (e: LeaseEvent) => {
+      if (e.type === "elected") transition = transition.then(() => takeOver(e.epoch)).catch((err) => replicaLog.error({ err: String(err) }, "takeover failed"));
+      else if (e.type === "lost") transition = transition.then(stepDown).catch((err) => replicaLog.error({ err: String(err) }, "step-down failed"));
+    };
+    await startMirror();
+    if (stopping.signal.aborted) return false;
+    lease = await KvLease.open(
+      conn,
+      { registryId, replicas: config.kvReplicas, ttlMs: config.lease.ttl, marginMs: config.lease.margin, logger: log.child({ component: "lease" }), onEvent: onLease },
+      stopping.signal,
+    );
+    lease.start();
+    return !stopping.signal.aborted;
   };
 
   const connectAndLoad = async () => {
@@ -223,30 +296,41 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         onWriteFailed: () => {
           dirty = true;
         },
+        ...(config.lease.enabled
+          ? { gate: (): WriteGate => (lease?.canWrite() && natsConnected && writerReady ? "write" : lease?.state.role === "standby" ? "drop" : "hold") }
+          : {}),
       },
       stopping.signal,
     );
-    let records;
-    for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2000)) {
-      try {
-        records = await store.load();
-        break;
-      } catch (err) {
-        if (stopping.signal.aborted || conn.isClosed()) return;
-        kvLog.warn({ err: String(err) }, "catalog load failed, retrying");
-        await sleep(delayMs);
+    const loadRecords = async () => {
+      for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2000)) {
+        try {
+          return await store.load();
+        } catch (err) {
+          if (stopping.signal.aborted || conn.isClosed()) return null;
+          kvLog.warn({ err: String(err) }, "catalog load failed, retrying");
+          await sleep(delayMs);
+        }
       }
+    };
+    let records: Awaited<ReturnType<typeof loadRecords>> = [];
+    if (config.lease.enabled) {
+      kv = store;
+      const r = await startReplica(conn, store);
+      if (!r) return;
+    } else {
+      records = await loadRecords();
+      if (!records || stopping.signal.aborted) return;
+      kv = store;
+      dispatch(core.loaded(records, now()));
     }
-    if (stopping.signal.aborted) return;
-    kv = store;
-    dispatch(core.loaded(records, now()));
     loaded = true;
     subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
     subs.push(startSnapshotResponder(conn));
     timers.push(
       setInterval(() => {
         try {
-          if (!natsConnected) return; // no silence is judged while the registry itself is cut off
+          if (!natsConnected || !acting()) return; // no silence is judged while the registry itself is cut off
           dispatch(core.tick(now()));
           if (dirty) reconcile();
         } catch (err) {
@@ -255,7 +339,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       }, config.tickInterval),
       setInterval(() => {
         try {
-          if (!natsConnected) return;
+          if (!natsConnected || !acting()) return;
           conn.publish(
             PRESENCE_SUBJECT,
             encode(PresenceMessage, { v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval }),
@@ -265,7 +349,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         }
       }, config.presenceInterval),
     );
-    log.info({ url, instances: records.length, revision: memory.revision }, "registry ready");
+    log.info({ url, instances: memory.instanceCount, revision: memory.revision, role: acting() ? "leader" : "standby" }, "registry ready");
     resolveReady();
   };
 
@@ -277,6 +361,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       for (const s of subs) s.unsubscribe();
       await connecting?.catch(() => undefined);
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
+      // After the last write: hand the lease over at once rather than after a ttl.
+      await lease?.close(true);
+      await mirror?.stop();
       await http.close();
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
@@ -310,7 +397,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       return url;
     },
     http,
-    core,
+    get core() {
+      return core;
+    },
     memory,
     status,
     ready,
