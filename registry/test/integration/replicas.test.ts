@@ -27,6 +27,8 @@ describe("registry replicas on a 3-node NATS cluster (real processes)", () => {
   let kv: KV;
   let agent: FakeAgent;
   let stopBeat = () => {};
+  /** A host that does not answer resyncs: what only the old leader heard of stays its own to (wrongly) write. */
+  let quiet: FakeAgent | undefined;
   const replicas: Replica[] = [];
 
   const spawnReplica = async (name: string): Promise<Replica> => {
@@ -77,6 +79,7 @@ describe("registry replicas on a 3-node NATS cluster (real processes)", () => {
       await r.child.stop(5000);
     }
     await agent?.close().catch(() => undefined);
+    await quiet?.close().catch(() => undefined);
     await nc?.close().catch(() => undefined);
     await cluster?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -98,6 +101,9 @@ describe("registry replicas on a 3-node NATS cluster (real processes)", () => {
 
     await agent.register([inst("o-1", { port: 9001 }), inst("o-2", { port: 9002 })]);
     stopBeat = agent.beat();
+    quiet = await FakeAgent.connect(cluster.urls.join(","), "host-q", 1, 5000);
+    await quiet.register([inst("q-1", { service: "quiet", port: 9101 })]);
+    await waitFor(async () => (await kvRecord(catalogKey("quiet", "q-1")))?.status === "passing", { what: "q-1 in KV", timeoutMs: 10_000 });
     await waitFor(async () => (await instances(b)).length === 2, { what: "the standby's HTTP view has both instances", timeoutMs: 10_000 });
     await agent.health("o-2", "critical");
     await waitFor(async () => (await instances(b)).find((i) => i.id === "o-2")?.status === "critical", { what: "the flip on the standby", timeoutMs: 10_000 });
@@ -138,8 +144,11 @@ describe("registry replicas on a 3-node NATS cluster (real processes)", () => {
     const writesBefore = (await status(b)).kv.writes;
     b.child.kill("SIGSTOP");
     try {
-      // While b is paused, the agent changes o-1: b receives it in its socket, c is not leader yet.
+      // While b is paused, the agents change o-1 and q-1: b receives it in its socket, c is not
+      // leader yet. Nobody but b ever hears of q-1's flip (its host answers no resync): if b
+      // wrote after SIGCONT, its CAS on q-1 would succeed.
       await agent.health("o-1", "warning");
+      await quiet!.health("q-1", "critical", "quiet");
       await waitFor(async () => (await status(c)).role === "leader", { what: "c takes over from the paused b", timeoutMs: 15_000, intervalMs: 50 });
       await waitFor(async () => (await kvRecord(catalogKey("orders", "o-1")))?.status === "warning", { what: "c wrote the flip", timeoutMs: 10_000 });
       await agent.health("o-1", "passing");
@@ -154,6 +163,7 @@ describe("registry replicas on a 3-node NATS cluster (real processes)", () => {
     t.diagnostic(`old leader after SIGCONT: writes ${sb.kv.writes - writesBefore}, fenced ${sb.kv.fenced}`);
     assert.equal(sb.kv.writes, writesBefore, "the old leader wrote nothing after SIGCONT");
     assert.equal((await kvRecord(catalogKey("orders", "o-1")))?.status, "passing", "KV holds the new leader's last write");
+    assert.equal((await kvRecord(catalogKey("quiet", "q-1")))?.status, "passing", "the old leader's late decision never reached KV");
     assert.match(b.child.output, /lease (suspended|lost)/);
     const sc = await status(c);
     assert.equal(sb.leaseHolder, sc.registryId);
