@@ -5,7 +5,7 @@ import { decode, encode } from "@roster/schemas";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { LeaseState, type LeaseEvent, type LeaseRole, type LeaseValue } from "../core/lease.js";
+import { LeaseState, type LeaseAction, type LeaseEvent, type LeaseRole, type LeaseValue } from "../core/lease.js";
 
 /** The lease lives in its own small bucket (history 1), one key. */
 export const LEASE_BUCKET = "roster_leader";
@@ -162,7 +162,7 @@ export class KvLease {
     }
   }
 
-  private async cas(type: "acquire" | "renew", expect: number, value: LeaseValue): Promise<void> {
+  private async cas(type: LeaseAction["type"], expect: number, value: LeaseValue): Promise<void> {
     const data = encode(LeaseRecord, { ...value, renewedAt: Date.now() }, "lease record");
     try {
       const revision = expect > 0 ? await this.kv.update(LEASE_KEY, data, expect) : await this.kv.create(LEASE_KEY, data);
@@ -174,7 +174,7 @@ export class KvLease {
       if (conflict) {
         this.emit(this.state.conflict(now));
       } else {
-        this.log.warn({ err: String(err), type }, "lease write got no answer");
+        if (type !== "probe") this.log.warn({ err: String(err), type }, "lease write got no answer");
         this.emit(this.state.failed(now));
       }
     }

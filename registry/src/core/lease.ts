@@ -22,8 +22,10 @@
  * V + ttl or later. The leader stops at S + ttl - margin <= V + ttl - margin: a margin before.
  * The margin also absorbs an event-loop stall between the leader's last check and its write.
  * A standby whose takeover attempt fails without an answer (the bucket has no stream leader)
- * restarts its silence window: the holder could not renew either, so the holder gets a full
- * ttl once the bucket is writable again (no spurious failover across a NATS leader election).
+ * waits until the bucket is writable again (a probe: a CAS with an impossible revision, which a
+ * live stream leader refuses and nobody can win), and counts a new full ttl of silence from
+ * then: the holder could not renew while the bucket was unwritable either, so it gets a full
+ * ttl of writable bucket (no spurious failover across a NATS leader election).
  */
 
 export type LeaseRole = "leader" | "suspended" | "standby";
@@ -47,9 +49,12 @@ export interface LeaseOptions {
   retryEveryMs: number;
 }
 
-/** A CAS the adapter must carry out: `expectRevision` 0 means "create" (the key does not exist). */
+/**
+ * A CAS the adapter must carry out: `expectRevision` 0 means "create" (the key does not exist).
+ * A "probe" is a CAS with an impossible revision: refused (a conflict) when the bucket is writable.
+ */
 export interface LeaseAction {
-  type: "acquire" | "renew";
+  type: "acquire" | "renew" | "probe";
   expectRevision: number;
   value: LeaseValue;
 }
@@ -70,6 +75,9 @@ export interface LeaseCounters {
   lost: number;
 }
 
+/** No key ever reaches this revision: a CAS expecting it can only be refused. */
+export const PROBE_REVISION = 2 ** 48;
+
 export class LeaseState {
   private readonly opts: LeaseOptions;
   private _role: LeaseRole = "standby";
@@ -86,6 +94,8 @@ export class LeaseState {
   private maxEpoch = 0;
   private inFlight: (LeaseAction & { sentAt: number }) | null = null;
   private notBefore = 0;
+  /** Standby: a takeover got no answer; wait for the bucket to answer a probe. */
+  private awaitWritable = false;
   readonly counters: LeaseCounters = { acquired: 0, renewed: 0, conflicts: 0, errors: 0, suspended: 0, resumed: 0, lost: 0 };
 
   constructor(opts: LeaseOptions) {
@@ -125,6 +135,7 @@ export class LeaseState {
     // Only a newer revision is news (a read served by a lagging replica may be older).
     if (revision <= this.revision) return [];
     this.mustRead = false;
+    this.awaitWritable = false; // someone wrote: the bucket is writable
     this.revision = revision;
     this.holderValue = value;
     this.changedAt = now;
@@ -149,6 +160,8 @@ export class LeaseState {
       if (this._role === "suspended" || now - this.renewSentAt >= this.opts.renewEveryMs) {
         action = { type: "renew", expectRevision: this.revision, value: this.valueOf(this.myEpoch) };
       }
+    } else if (this.awaitWritable) {
+      action = { type: "probe", expectRevision: PROBE_REVISION, value: this.valueOf(this.maxEpoch + 1) };
     } else {
       const ttl = Math.max(this.opts.ttlMs, this.holderValue?.ttlMs ?? 0);
       // Our own id in the key as a standby: an acquire of ours whose answer was lost. Free to take.
@@ -190,7 +203,14 @@ export class LeaseState {
   /** The CAS was refused: someone else wrote the key. Read it again; a holder has lost. */
   conflict(now: number): LeaseEvent[] {
     if (!this.inFlight) return [];
+    const probe = this.inFlight.type === "probe";
     this.inFlight = null;
+    if (probe) {
+      // The bucket answers again: the holder gets a full ttl from now to show it is alive.
+      this.awaitWritable = false;
+      this.changedAt = now;
+      return [];
+    }
     this.counters.conflicts++;
     this.mustRead = true;
     this.changedAt = now;
@@ -205,11 +225,8 @@ export class LeaseState {
     if (!this.inFlight) return [];
     this.inFlight = null;
     this.counters.errors++;
-    if (this._role === "standby") {
-      this.changedAt = now;
-    } else {
-      this.notBefore = now + this.opts.retryEveryMs;
-    }
+    if (this._role === "standby") this.awaitWritable = true;
+    this.notBefore = now + this.opts.retryEveryMs;
     return [];
   }
 

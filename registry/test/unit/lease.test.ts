@@ -121,14 +121,28 @@ describe("lease", () => {
     assert.equal(b.tick(2 * TTL + 5).action?.type, "acquire");
   });
 
-  it("lease - a standby whose takeover gets no answer (bucket without a stream leader) restarts its silence window", () => {
+  it("lease - a standby whose takeover gets no answer waits for the bucket to answer a probe, then a full ttl", () => {
     const s = mk("s1");
     s.observe(3, other(), 0);
-    s.tick(TTL);
-    s.failed(TTL + 500);
-    assert.equal(s.tick(TTL + 501).action, null);
-    assert.equal(s.tick(2 * TTL + 499).action, null, "the holder gets a full ttl once the bucket is back");
-    assert.equal(s.tick(2 * TTL + 500).action?.type, "acquire");
+    assert.equal(s.tick(TTL).action?.type, "acquire");
+    s.failed(TTL + 1000);
+    assert.equal(s.tick(TTL + 1001).action, null, "not before retryEvery");
+    // Probes (CAS with an impossible revision) until the bucket answers: none can win.
+    for (let t = TTL + 1100; t < TTL + 6000; t += 1100) {
+      const { action } = s.tick(t);
+      assert.equal(action?.type, "probe");
+      assert.ok(action!.expectRevision > 2 ** 40);
+      s.failed(t + 1000);
+    }
+    const { action } = s.tick(TTL + 6600);
+    assert.equal(action?.type, "probe");
+    assert.deepEqual(s.conflict(TTL + 6610), [], "the bucket answers: no event, no loss");
+    assert.equal(s.role, "standby");
+    assert.equal(s.tick(TTL + 6610 + TTL - 1).action, null, "the holder gets a full ttl of writable bucket");
+    // ... and renews in it: no takeover.
+    s.observe(4, other(), TTL + 6900);
+    assert.equal(s.tick(TTL + 6610 + TTL).action, null);
+    assert.equal(s.tick(TTL + 6900 + TTL).action?.type, "acquire");
   });
 
   it("lease - a released (deleted) key is taken at once, with a CAS on the delete marker", () => {
