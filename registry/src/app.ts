@@ -111,7 +111,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       leaseHolder: lease ? (lease.state.holder?.registryId ?? null) : registryId,
       leaseEpoch: lease ? lease.state.epoch : null,
       lease: lease ? lease.status() : null,
-      mirror: mirror ? { current: mirror.current, applied: mirror.applied } : null,
+      mirror: mirror ? { current: mirror.current, applied: mirror.applied, restarts: mirror.restarts } : null,
     };
   };
   const ready = () => natsConnected && loaded;

@@ -8,6 +8,11 @@ import type { KvCatalog } from "./kv-catalog.js";
  * CatalogMemory the leader fills from its own writes, so the HTTP API, blocking queries and
  * snapshots of a standby serve the current catalog. A watch that ends is resumed from the
  * revision after the last one applied (the bucket keeps the last value of every key).
+ *
+ * A watch is an ordered consumer hosted by the stream leader: when that node dies, the client only
+ * notices after missed idle heartbeats (10 s and more). A watchdog compares the stream's last
+ * sequence with the last revision applied every second and restarts a watch that is behind and
+ * has not moved for `stallMs`, so a standby's reads are current again soon after an election.
  */
 export class CatalogMirror {
   private readonly store: KvCatalog;
@@ -17,12 +22,35 @@ export class CatalogMirror {
   private lastRevision = 0;
   private caughtUp = false;
   private loop: Promise<void> | null = null;
+  private progressAt = Date.now();
+  private watchdog: NodeJS.Timeout | null = null;
+  private checking = false;
   /** Entries applied (for status and tests). */
   applied = 0;
+  /** Watches restarted because they had stalled. */
+  restarts = 0;
 
-  constructor(store: KvCatalog, logger: Logger) {
+  constructor(store: KvCatalog, logger: Logger, private readonly stallMs = 1500) {
     this.store = store;
     this.log = logger;
+  }
+
+  private async checkStall(): Promise<void> {
+    if (this.checking || this.stopped || !this.caughtUp) return;
+    this.checking = true;
+    try {
+      const last = (await this.store.bucket.status()).streamInfo.state.last_seq;
+      if (last > this.lastRevision && Date.now() - this.progressAt > this.stallMs && this.stopWatch) {
+        this.restarts++;
+        this.log.warn({ streamLastSeq: last, applied: this.lastRevision }, "catalog mirror watch stalled: restarting it");
+        this.progressAt = Date.now();
+        this.stopWatch();
+      }
+    } catch {
+      // no stream info during an election: the next check tells
+    } finally {
+      this.checking = false;
+    }
   }
 
   /** True once the initial values have been applied (the mirror then follows within milliseconds). */
@@ -32,6 +60,7 @@ export class CatalogMirror {
 
   /** Starts watching; resolves once the mirror holds every current value (or it is stopped). */
   start(): Promise<void> {
+    this.watchdog = setInterval(() => void this.checkStall(), 1000);
     let resolveCaughtUp!: () => void;
     const caughtUp = new Promise<void>((r) => (resolveCaughtUp = r));
     const markCaughtUp = () => {
@@ -57,6 +86,7 @@ export class CatalogMirror {
             this.store.applyEntry(e);
             this.lastRevision = e.revision;
             this.applied++;
+            this.progressAt = Date.now();
             if (e.isUpdate) markCaughtUp();
             delay = 100;
           }
@@ -75,6 +105,7 @@ export class CatalogMirror {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     this.stopWatch?.();
     await this.loop?.catch(() => undefined);
   }
