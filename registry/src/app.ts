@@ -18,14 +18,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { splitHostPort, type RegistryConfig } from "./config.js";
 import { CatalogState, sameRecord, type AgentInput, type Effect } from "./core/catalog.js";
-import type { CatalogInstance } from "@roster/schemas";
 import { CatalogMemory } from "./adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "./adapters/http.js";
 import { DropLog, startIngest } from "./adapters/ingest.js";
-import { KvCatalog, type WriteGate } from "./adapters/kv-catalog.js";
-import { CatalogMirror } from "./adapters/catalog-mirror.js";
-import { KvLease } from "./adapters/lease-kv.js";
-import type { LeaseEvent } from "./core/lease.js";
+import { KvCatalog } from "./adapters/kv-catalog.js";
+import { Replica } from "./adapters/replica.js";
 import { SnapshotPages } from "./adapters/snapshot-pages.js";
 
 export interface RegistryDeps {
@@ -83,13 +80,12 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let resolveReady!: () => void;
   const readyPromise = new Promise<void>((r) => (resolveReady = r));
   let connecting: Promise<void> | null = null;
-  const counters = { resyncsPublished: 0, snapshotsServed: 0, reconnects: 0, takeovers: 0 };
+  const counters = { resyncsPublished: 0, snapshotsServed: 0, reconnects: 0 };
   // Replicas (config.lease.enabled): only the lease holder writes; the others mirror KV.
-  let lease: KvLease | null = null;
-  let mirror: CatalogMirror | null = null;
+  let replica: Replica | null = null;
   /** The lease holder has rebuilt its state from KV and may act (always true without a lease). */
   let writerReady = !config.lease.enabled;
-  const acting = () => writerReady && (!lease || lease.state.role !== "standby");
+  const acting = () => writerReady && (!replica || replica.role !== "standby");
 
   const status = (): StatusBody => {
     const s = core.summary();
@@ -107,11 +103,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
       ...counters,
-      role: acting() ? "leader" : "standby",
-      leaseHolder: lease ? (lease.state.holder?.registryId ?? null) : registryId,
-      leaseEpoch: lease ? lease.state.epoch : null,
-      lease: lease ? lease.status() : null,
-      mirror: mirror ? { current: mirror.current, applied: mirror.applied, restarts: mirror.restarts } : null,
+      ...(replica
+        ? { ...replica.status(acting()), takeovers: replica.takeovers }
+        : { role: "leader", leaseHolder: registryId, leaseEpoch: null, lease: null, mirror: null }),
     };
   };
   const ready = () => natsConnected && loaded;
@@ -208,58 +202,6 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     }
   };
 
-  /**
-   * Replicas: start as a standby (mirror KV into memory, serve reads), then follow the lease.
-   * Resolves true once the mirror has caught up (false if stopped first).
-   */
-  const startReplica = async (conn: NatsConnection, store: KvCatalog): Promise<boolean> => {
-    const replicaLog = log.child({ component: "replica" });
-    let transition: Promise<void> = Promise.resolve();
-    const startMirror = () => {
-      mirror = new CatalogMirror(store, replicaLog);
-      return mirror.start();
-    };
-    /** A new writer: stop mirroring, rebuild from KV, grace + resync every host (registry-start). */
-    const takeOver = async (epoch: number) => {
-      const startedAt = performance.now();
-      await mirror?.stop();
-      mirror = null;
-      let records: CatalogInstance[] | null = null;
-      for (let delayMs = 100; !stopping.signal.aborted && lease?.state.role !== "standby"; delayMs = Math.min(delayMs * 2, 1000)) {
-        try {
-          records = await store.load();
-          break;
-        } catch (err) {
-          replicaLog.warn({ err: String(err) }, "catalog load at takeover failed, retrying");
-          await sleep(delayMs);
-        }
-      }
-      if (!records || stopping.signal.aborted || lease?.state.role === "standby") return;
-      core = newCore();
-      writerReady = true;
-      counters.takeovers++;
-      dispatch(core.loaded(records, now()));
-      replicaLog.info({ epoch, instances: records.length, revision: memory.revision, tookMs: Math.round(performance.now() - startedAt) }, "took over as the catalog writer");
-    };
-    const stepDown = async () => {
-      writerReady = false;
-      if (!mirror && !stopping.signal.aborted) await startMirror();
-    };
-    const onLease = (e: LeaseEvent) => {
-      if (e.type === "elected") transition = transition.then(() => takeOver(e.epoch)).catch((err) => replicaLog.error({ err: String(err) }, "takeover failed"));
-      else if (e.type === "lost") transition = transition.then(stepDown).catch((err) => replicaLog.error({ err: String(err) }, "step-down failed"));
-    };
-    await startMirror();
-    if (stopping.signal.aborted) return false;
-    lease = await KvLease.open(
-      conn,
-      { registryId, replicas: config.kvReplicas, ttlMs: config.lease.ttl, marginMs: config.lease.margin, logger: log.child({ component: "lease" }), onEvent: onLease },
-      stopping.signal,
-    );
-    lease.start();
-    return !stopping.signal.aborted;
-  };
-
   const connectAndLoad = async () => {
     let delay = 200;
     let attempt = 0;
@@ -296,9 +238,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         onWriteFailed: () => {
           dirty = true;
         },
-        ...(config.lease.enabled
-          ? { gate: (): WriteGate => (lease?.canWrite() && natsConnected && writerReady ? "write" : lease?.state.role === "standby" ? "drop" : "hold") }
-          : {}),
+        ...(config.lease.enabled ? { gate: () => replica?.gate(natsConnected) ?? "hold" } : {}),
       },
       stopping.signal,
     );
@@ -316,8 +256,24 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     let records: Awaited<ReturnType<typeof loadRecords>> = [];
     if (config.lease.enabled) {
       kv = store;
-      const r = await startReplica(conn, store);
-      if (!r) return;
+      replica = new Replica(store, {
+        registryId,
+        replicas: config.kvReplicas,
+        ttlMs: config.lease.ttl,
+        marginMs: config.lease.margin,
+        logger: log.child({ component: "replica" }),
+        signal: stopping.signal,
+        // A new writer rebuilds its state machine from KV: grace + resync of every host (registry-start).
+        becomeWriter: (loadedRecords) => {
+          core = newCore();
+          writerReady = true;
+          dispatch(core.loaded(loadedRecords, now()));
+        },
+        becomeStandby: () => {
+          writerReady = false;
+        },
+      });
+      if (!(await replica.start(conn))) return;
     } else {
       records = await loadRecords();
       if (!records || stopping.signal.aborted) return;
@@ -362,8 +318,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       await connecting?.catch(() => undefined);
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       // After the last write: hand the lease over at once rather than after a ttl.
-      await lease?.close(true);
-      await mirror?.stop();
+      await replica?.close();
       await http.close();
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
