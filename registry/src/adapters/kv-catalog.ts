@@ -107,24 +107,35 @@ export class KvCatalog {
 
   /**
    * Reads every current entry (delete markers included) into memory and returns the live
-   * records. A delete marker keeps its service known with its last revision.
+   * records. A delete marker keeps its service known with its last revision. Throws when the
+   * read stops before the last entry (then the caller retries).
    */
-  async load(timeoutMs = 30_000): Promise<CatalogInstance[]> {
+  async load(idleTimeoutMs = 10_000): Promise<CatalogInstance[]> {
     const status = await this.kv.status();
     if (status.values === 0) return [];
     const iter = await this.kv.watch({ key: ">" });
     const records: CatalogInstance[] = [];
-    const timer = setTimeout(() => iter.stop(), timeoutMs);
+    let complete = false;
+    // Idle, not total: a big catalog may take long, a watch whose consumer died (its stream
+    // leader was killed) delivers nothing more.
+    let timer = setTimeout(() => iter.stop(), idleTimeoutMs);
     try {
       for await (const e of iter as AsyncIterable<KvWatchEntry>) {
+        clearTimeout(timer);
+        timer = setTimeout(() => iter.stop(), idleTimeoutMs);
         this.applyEntry(e, records);
         // The last of the initial values is flagged isUpdate (see KV watch): stop there.
-        if (e.isUpdate) break;
+        if (e.isUpdate) {
+          complete = true;
+          break;
+        }
       }
     } finally {
       clearTimeout(timer);
       iter.stop();
     }
+    // A partial catalog must never be taken for the whole one: the caller retries.
+    if (!complete) throw new Error(`catalog load incomplete: ${records.length} of ${status.values} records, then nothing for ${idleTimeoutMs} ms`);
     return records;
   }
 
