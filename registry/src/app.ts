@@ -62,7 +62,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       selfPreservation: config.selfPreservation,
       assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
     });
-  // Replicas: a new writer rebuilds its state machine from KV (see takeOver).
+  // Replicas: a new writer rebuilds its state machine from KV (becomeWriter below).
   let core = newCore();
   const memory = new CatalogMemory();
   const snapshots = new SnapshotPages((service) => memory.service(service));
