@@ -4,7 +4,7 @@
 // at a steady rate, over several repetitions (each kills the current leader, then restarts it).
 //
 //   node bench/registry-cluster-failover.mjs [--reps=5] [--burst-hosts=10] [--burst-instances=5]
-//        [--services=5] [--flip-ms=50]
+//        [--services=5] [--flip-ms=50] [--replicas=1]
 // (or BENCH_REPS=..., BENCH_BURST_HOSTS=... in the environment; BENCH_QUICK=1, set by
 // `run-all --quick`, makes the default 2 repetitions)
 //
@@ -17,6 +17,10 @@
 //   resyncs answered = registers sent again on the registry's request: agent messages published
 //                   while the registry's own connection was on the killed node (before it had
 //                   reconnected to a survivor) reached no subscriber, and were healed this way
+//
+// --replicas=N (N >= 2): N registry replicas with the writer lease on (lease.enabled, default
+// ttl 3 s); the first holds the lease. Reported per rep: whether the killed node also led the
+// lease bucket's stream, and whether the lease moved (a spurious failover: it must not).
 //
 // Per repetition:
 //   write stall   = kill → first delta of a burst registration (the registry's first successful
@@ -69,6 +73,8 @@ const hostCount = Math.max(1, numberOption("burst-hosts", 10));
 const perHost = Math.max(1, numberOption("burst-instances", 5));
 const serviceCount = Math.max(1, numberOption("services", 5));
 const flipMs = Math.max(5, numberOption("flip-ms", 50));
+const replicaCount = Math.max(1, numberOption("replicas", 1));
+const LEASE_STREAM = "KV_roster_leader";
 const STREAM = `KV_${CATALOG_BUCKET}`;
 const SERVICES = Array.from({ length: serviceCount }, (_, i) => `svc-${i}`);
 const STEADY = "steady";
@@ -193,8 +199,15 @@ async function catalogKeys(httpUrl) {
   return got;
 }
 
+async function leaseOf(registry) {
+  const s = (await getJson(`${registry.httpUrl}/v1/status`)).body;
+  return `${s.role}#${s.leaseEpoch}`;
+}
+
 async function repetition(rep, cluster, registry) {
   const leader = await cluster.waitLeaderOf(STREAM, 30_000);
+  const leaseLeaderKilled = replicaCount > 1 ? (await cluster.waitLeaderOf(LEASE_STREAM, 30_000)).name === leader.name : false;
+  const leaseBefore = await leaseOf(registry);
   const home = cluster.nodes.find((n) => n !== leader && n.running);
   const regNode = await registryNode(cluster);
   progress(`rep ${rep}: ${STREAM} led by ${leader.name}; registry on ${regNode}; agents and observer on ${home.name}`);
@@ -311,6 +324,7 @@ async function repetition(rep, cluster, registry) {
   }
 
   const inKv = await kvRecords(home.url, sent).catch(() => new Map());
+  const leaseAfter = await leaseOf(registry);
   const kvAfter = (await getJson(`${registry.httpUrl}/v1/status`)).body.kv;
 
   // Restart the killed node; time until the cluster has formed and the node serves every record.
@@ -362,6 +376,8 @@ async function repetition(rep, cluster, registry) {
     failures: kvAfter.failures - kvBefore.failures,
     rejoinMs,
     resyncs: counters.resyncs,
+    leaseLeaderKilled,
+    leaseMoved: leaseBefore !== leaseAfter,
   };
   progress(`rep ${rep}: ${JSON.stringify(r)}`);
   for (const g of gapDetails) progress(`rep ${rep}: chain gap: ${g}`);
@@ -381,9 +397,16 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
   const dir = await mkdtemp(join(tmpdir(), "roster-bench-cluster-"));
   defer(() => rm(dir, { recursive: true, force: true }));
   const configFile = join(dir, "registry.json");
-  await writeFile(configFile, JSON.stringify({ kvReplicas: 3 }));
+  await writeFile(configFile, JSON.stringify(replicaCount > 1 ? { kvReplicas: 3, lease: { enabled: true } } : { kvReplicas: 3 }));
   const registry = await startRegistry({ natsUrl: cluster.urls.join(","), args: ["--config", configFile] });
   defer(() => registry.stop());
+  if (replicaCount > 1) {
+    await waitFor(async () => (await leaseOf(registry)).startsWith("leader"), { timeoutMs: 15_000, what: "the first replica holds the lease" });
+    for (let i = 1; i < replicaCount; i++) {
+      const standby = await startRegistry({ natsUrl: cluster.urls.join(","), args: ["--config", configFile] });
+      defer(() => standby.stop());
+    }
+  }
   defer(() => closeHttp());
   progress(`registry pid ${registry.pid} on ${registry.httpUrl}`);
 
@@ -398,14 +421,15 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
   printReport({
     title: "NATS node loss: kill -9 of the catalog stream leader (3-node cluster)",
     command: commandLine("bench/registry-cluster-failover.mjs"),
-    params: { reps, burst: `${hostCount} hosts x ${perHost} instances`, services: serviceCount, flipEveryMs: flipMs, kvReplicas: 3, kvWriteRetryFor: "30s (default)" },
+    params: { reps, burst: `${hostCount} hosts x ${perHost} instances`, services: serviceCount, flipEveryMs: flipMs, kvReplicas: 3, kvWriteRetryFor: "30s (default)", replicas: replicaCount > 1 ? `${replicaCount} (lease on, ttl 3s)` : "1 (no lease)" },
     tables: [
       {
         caption: "Per repetition (ms from the kill)",
-        headers: ["rep", "killed", "registry on it", "burst sent", "KV available", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "resyncs answered", "KV retries", "KV failures", "rejoin"],
+        headers: ["rep", "killed", "registry on it", "burst sent", "KV available", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "resyncs answered", "KV retries", "KV failures", "rejoin", ...(replicaCount > 1 ? ["lease leader killed too", "lease moved"] : [])],
         rows: results.map((r) => [
           r.rep, r.killed, r.registryOnKilled ? "yes" : "no", `${fmt(r.burstMs, 0)} ms`, `${fmt(r.kvAvailableMs, 0)} ms`, `${fmt(r.stallMs, 0)} ms`, `${fmt(r.maxGap, 0)} ms`,
           `${fmt(r.convergedMs, 0)} ms`, r.sent, r.inCatalog, r.inKv, r.onRestarted, r.chainGaps + r.nonIncreasing, r.resyncs, r.retries, r.failures, `${fmt(r.rejoinMs, 0)} ms`,
+          ...(replicaCount > 1 ? [r.leaseLeaderKilled ? "yes" : "no", r.leaseMoved ? "YES" : "no"] : []),
         ]),
       },
       {

@@ -31,7 +31,7 @@ function permissions(role, hostId) {
   switch (role) {
     case "registry":
       return {
-        publish: { allow: [`${P}.catalog.>`, `${P}.registry.>`, "$JS.API.>", "$KV.roster_catalog.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
+        publish: { allow: [`${P}.catalog.>`, `${P}.registry.>`, "$JS.API.>", "$KV.roster_catalog.>", "$KV.roster_leader.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
         subscribe: { allow: [`${P}.>`, "_INBOX.>"] },
       };
     case "agent":

@@ -27,6 +27,7 @@ import { buildHttp, type StatusBody } from "./adapters/http.js";
 import { DropLog, startIngest } from "./adapters/ingest.js";
 import { KvCatalog } from "./adapters/kv-catalog.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
+import { Replica } from "./adapters/replica.js";
 import { SnapshotPages } from "./adapters/snapshot-pages.js";
 
 export interface RegistryDeps {
@@ -62,12 +63,15 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const now = deps.now ?? Date.now;
   const registryId = deps.registryId ?? randomUUID();
   const epoch = Date.now();
-  const core = new CatalogState({
-    heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
-    deregisterAfterMs: config.deregisterAfter,
-    selfPreservation: config.selfPreservation,
-    assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
-  });
+  const newCore = () =>
+    new CatalogState({
+      heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
+      deregisterAfterMs: config.deregisterAfter,
+      selfPreservation: config.selfPreservation,
+      assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
+    });
+  // Replicas: a new writer rebuilds its state machine from KV (becomeWriter below).
+  let core = newCore();
   const memory = new CatalogMemory();
   // Once, here: an unreadable secret file throws NatsAuthError now instead of failing every attempt.
   const natsOptions = natsConnectOptions(config.nats.url, config.nats, "nats.");
@@ -87,6 +91,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const readyPromise = new Promise<void>((r) => (resolveReady = r));
   let connecting: Promise<void> | null = null;
   const counters = { resyncsPublished: 0, snapshotsServed: 0, reconnects: 0 };
+  // Replicas (config.lease.enabled): only the lease holder writes; the others mirror KV.
+  let replica: Replica | null = null;
+  /** The lease holder has rebuilt its state from KV and may act (always true without a lease). */
+  let writerReady = !config.lease.enabled;
+  const acting = () => writerReady && (!replica || replica.role !== "standby");
 
   const status = (): StatusBody => {
     const s = core.summary();
@@ -104,6 +113,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
       ...counters,
+      ...(replica
+        ? { ...replica.status(acting()), takeovers: replica.takeovers }
+        : { role: "leader", leaseHolder: registryId, leaseEpoch: null, lease: null, mirror: null }),
     };
   };
   const ready = () => natsConnected && loaded;
@@ -169,9 +181,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     log.info("catalog reconciled after a failed write");
   };
 
+  // A standby drops agent traffic: a new writer rebuilds from KV and asks every host to resync.
   const onAgentMessage = (msg: AgentInput) => {
     metrics.message(msg.kind);
-    dispatch(core.handle(msg, now()));
+    if (acting()) dispatch(core.handle(msg, now()));
   };
 
   const startSnapshotResponder = (conn: NatsConnection) =>
@@ -212,7 +225,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         natsConnected = true;
         counters.reconnects++;
         // The registry's own outage must never expire the world.
-        dispatch(core.grace(now()));
+        if (acting()) dispatch(core.grace(now()));
         log.info({ server: s.server }, "NATS reconnected: every host gets a grace period");
       }
     }
@@ -255,30 +268,55 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           dirty = true;
         },
         onWritten: metrics.written,
+        ...(config.lease.enabled ? { gate: () => replica?.gate(natsConnected) ?? "hold" } : {}),
       },
       stopping.signal,
     );
-    let records;
-    for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2000)) {
-      try {
-        records = await store.load();
-        break;
-      } catch (err) {
-        if (stopping.signal.aborted || conn.isClosed()) return;
-        kvLog.warn({ err: String(err) }, "catalog load failed, retrying");
-        await sleep(delayMs);
+    const loadRecords = async () => {
+      for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2000)) {
+        try {
+          return await store.load();
+        } catch (err) {
+          if (stopping.signal.aborted || conn.isClosed()) return null;
+          kvLog.warn({ err: String(err) }, "catalog load failed, retrying");
+          await sleep(delayMs);
+        }
       }
+    };
+    let records: Awaited<ReturnType<typeof loadRecords>> = [];
+    if (config.lease.enabled) {
+      kv = store;
+      replica = new Replica(store, {
+        registryId,
+        replicas: config.kvReplicas,
+        ttlMs: config.lease.ttl,
+        marginMs: config.lease.margin,
+        logger: log.child({ component: "replica" }),
+        signal: stopping.signal,
+        // A new writer rebuilds its state machine from KV: grace + resync of every host (registry-start).
+        becomeWriter: (loadedRecords) => {
+          core = newCore();
+          writerReady = true;
+          dispatch(core.loaded(loadedRecords, now()));
+        },
+        becomeStandby: () => {
+          writerReady = false;
+        },
+      });
+      if (!(await replica.start(conn))) return;
+    } else {
+      records = await loadRecords();
+      if (!records || stopping.signal.aborted) return;
+      kv = store;
+      dispatch(core.loaded(records, now()));
     }
-    if (stopping.signal.aborted) return;
-    kv = store;
-    dispatch(core.loaded(records, now()));
     loaded = true;
     subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
     subs.push(startSnapshotResponder(conn));
     timers.push(
       setInterval(() => {
         try {
-          if (!natsConnected) return; // no silence is judged while the registry itself is cut off
+          if (!natsConnected || !acting()) return; // no silence is judged while the registry itself is cut off
           dispatch(core.tick(now()));
           if (dirty) reconcile();
         } catch (err) {
@@ -287,7 +325,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       }, config.tickInterval),
       setInterval(() => {
         try {
-          if (!natsConnected) return;
+          if (!natsConnected || !acting()) return;
           conn.publish(
             PRESENCE_SUBJECT,
             encode(PresenceMessage, { v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval }),
@@ -297,7 +335,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         }
       }, config.presenceInterval),
     );
-    log.info({ url, instances: records.length, revision: memory.revision }, "registry ready");
+    log.info({ url, instances: memory.instanceCount, revision: memory.revision, role: acting() ? "leader" : "standby" }, "registry ready");
     resolveReady();
   };
 
@@ -309,6 +347,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       for (const s of subs) s.unsubscribe();
       await connecting?.catch(() => undefined);
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
+      // After the last write: hand the lease over at once rather than after a ttl.
+      await replica?.close();
       await http.close();
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
@@ -342,7 +382,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       return url;
     },
     http,
-    core,
+    get core() {
+      return core;
+    },
     memory,
     metrics,
     status,

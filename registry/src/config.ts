@@ -72,6 +72,19 @@ export const RegistryConfig = z
     maxBlockingWait: Duration.default(300_000),
     /** Longest time a single KV write is retried (across a leader election) before it is given up. */
     kvWriteRetryFor: Duration.default(30_000),
+    /** Registry replicas: one writer at a time, elected by a lease on KV compare-and-set (docs/architecture.md). */
+    lease: z
+      .object({
+        /** Off: this registry always writes (one registry). On: run any number of replicas. */
+        enabled: z.boolean().default(false),
+        /** A standby takes over after a full ttl without a renewal; the writer renews every (ttl - margin) / 2. */
+        ttl: Duration.default(3000),
+        /** The writer stops writing this long before its ttl ends (clock-rate drift, event-loop stalls). */
+        margin: Duration.default(1000),
+      })
+      .strict()
+      .refine((l) => l.margin > 0 && l.margin * 2 <= l.ttl && l.ttl >= 300, { error: "expected ttl >= 300ms and 0 < margin <= ttl / 2", path: ["margin"] })
+      .default({ enabled: false, ttl: 3000, margin: 1000 }),
   })
   .strict();
 export type RegistryConfig = z.output<typeof RegistryConfig>;

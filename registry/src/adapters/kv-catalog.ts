@@ -26,7 +26,17 @@ export interface KvCatalogOptions {
   onWriteFailed?: (err: KvWriteError) => void;
   /** Called after each successful write (for counters and tests). */
   onWritten?: (delta: CatalogDelta) => void;
+  /**
+   * Asked before every write attempt (registry replicas: the writer lease): "write", "hold"
+   * (wait, keep the queue: the lease is uncertain) or "drop" (not the writer: discard the write).
+   */
+  gate?: () => WriteGate;
 }
+
+export type WriteGate = "write" | "hold" | "drop";
+
+/** A write discarded because this registry is not (or no longer) the writer. */
+class FencedError extends Error {}
 
 export interface KvCatalogStats {
   writes: number;
@@ -35,6 +45,8 @@ export interface KvCatalogStats {
   failures: number;
   corruptRecords: number;
   pending: number;
+  /** Writes discarded because this registry was not the writer (lease lost or never held). */
+  fenced: number;
 }
 
 type Desired = CatalogInstance | null;
@@ -58,7 +70,7 @@ export class KvCatalog {
   private readonly pending = new Map<string, Map<string, Desired>>();
   private readonly workers = new Map<string, Promise<void>>();
   private closed = false;
-  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0 };
+  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0 };
 
   private constructor(nc: NatsConnection, kv: KV, memory: CatalogMemory, opts: KvCatalogOptions) {
     this.nc = nc;
@@ -95,28 +107,45 @@ export class KvCatalog {
 
   /**
    * Reads every current entry (delete markers included) into memory and returns the live
-   * records. A delete marker keeps its service known with its last revision.
+   * records. A delete marker keeps its service known with its last revision. Throws when the
+   * read stops before the last entry (then the caller retries).
    */
-  async load(timeoutMs = 30_000): Promise<CatalogInstance[]> {
+  async load(idleTimeoutMs = 10_000): Promise<CatalogInstance[]> {
     const status = await this.kv.status();
     if (status.values === 0) return [];
     const iter = await this.kv.watch({ key: ">" });
     const records: CatalogInstance[] = [];
-    const timer = setTimeout(() => iter.stop(), timeoutMs);
+    let complete = false;
+    // Idle, not total: a big catalog may take long, a watch whose consumer died (its stream
+    // leader was killed) delivers nothing more.
+    let timer = setTimeout(() => iter.stop(), idleTimeoutMs);
     try {
       for await (const e of iter as AsyncIterable<KvWatchEntry>) {
-        this.loadEntry(e, records);
+        clearTimeout(timer);
+        timer = setTimeout(() => iter.stop(), idleTimeoutMs);
+        this.applyEntry(e, records);
         // The last of the initial values is flagged isUpdate (see KV watch): stop there.
-        if (e.isUpdate) break;
+        if (e.isUpdate) {
+          complete = true;
+          break;
+        }
       }
     } finally {
       clearTimeout(timer);
       iter.stop();
     }
+    // A partial catalog must never be taken for the whole one: the caller retries.
+    if (!complete) throw new Error(`catalog load incomplete: ${records.length} of ${status.values} records, then nothing for ${idleTimeoutMs} ms`);
     return records;
   }
 
-  private loadEntry(e: KvWatchEntry, records: CatalogInstance[]): void {
+  /** The bucket itself (for the standby's mirror watch). */
+  get bucket(): KV {
+    return this.kv;
+  }
+
+  /** Applies one KV entry (a load or a mirror watch) to memory and to the CAS expectations. */
+  applyEntry(e: KvWatchEntry, records: CatalogInstance[] = []): void {
     const parsed = parseCatalogKey(e.key);
     if (!parsed) {
       this.stats.corruptRecords++;
@@ -170,6 +199,10 @@ export class KvCatalog {
       try {
         await this.write(service, id, desired);
       } catch (err) {
+        if (err instanceof FencedError) {
+          this.stats.fenced++;
+          continue;
+        }
         this.stats.failures++;
         const e = err instanceof KvWriteError ? err : new KvWriteError(`${service}.${id}`, { cause: err });
         this.log.error({ err: String(e.cause ?? e), key: `${service}.${id}` }, "catalog write given up");
@@ -178,14 +211,29 @@ export class KvCatalog {
     }
   }
 
+  /** Waits while the gate says "hold"; throws FencedError on "drop". Returns the time held. */
+  private async passGate(): Promise<number> {
+    const gate = this.opts.gate;
+    if (!gate) return 0;
+    const start = Date.now();
+    for (;;) {
+      const g = this.closed && this.nc.isClosed() ? "drop" : gate();
+      if (g === "write") return Date.now() - start;
+      if (g === "drop") throw new FencedError();
+      await sleep(20);
+    }
+  }
+
   private async retry<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    const deadline = Date.now() + this.opts.retryForMs;
+    let deadline = Date.now() + this.opts.retryForMs;
     let delay = 50;
     for (let attempt = 1; ; attempt++) {
+      // Before every attempt: a writer that lost its lease while retrying must not write.
+      deadline += await this.passGate();
       try {
         return await fn();
       } catch (err) {
-        if (isConflict(err)) throw err;
+        if (isConflict(err) || err instanceof FencedError) throw err;
         if (Date.now() + delay > deadline || this.nc.isClosed()) throw new KvWriteError(key, { cause: err });
         this.stats.retries++;
         const log = attempt === 1 || attempt % 10 === 0 ? this.log.warn.bind(this.log) : this.log.debug.bind(this.log);
@@ -215,6 +263,7 @@ export class KvCatalog {
         break;
       } catch (err) {
         if (!isConflict(err) || conflicts >= 5) throw err;
+        await this.passGate();
         // Someone else wrote this key (a second registry?): never overwrite blindly. Learn the
         // current revision, log loudly, and apply our decision on top of it.
         this.stats.conflicts++;

@@ -8,6 +8,7 @@ import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry, type Inst } from "./helpers.js";
 
 const STREAM = `KV_${CATALOG_BUCKET}`;
+const LEASE_STREAM = "KV_roster_leader";
 const SERVICES = ["alpha", "beta", "gamma", "delta", "epsilon"];
 const NEW_HOSTS = 5;
 const PER_NEW_HOST = 10; // 50 new registrations while the leader is down
@@ -36,43 +37,55 @@ async function nodeOfConnection(cluster: NatsCluster, name: string): Promise<str
   return undefined;
 }
 
-describe("registry on a 3-node NATS cluster", () => {
+describe("registry replicas on a 3-node NATS cluster", () => {
   let cluster: NatsCluster;
+  /** The writer (lease holder), and a standby replica that must NOT take over across the election. */
   let reg: Registry;
+  let standby: Registry;
   let observer: NatsConnection;
   const agents: FakeAgent[] = [];
   const stopBeats: (() => void)[] = [];
 
   before(async () => {
     cluster = await NatsCluster.start({ size: 3 });
-    reg = await startRegistry(cluster.urls.join(","), { kvReplicas: 3, heartbeatTimeoutMultiplier: 10 });
+    // Default lease (ttl 3 s, margin 1 s): shorter than the 4-7 s stall of a killed stream leader.
+    reg = await startRegistry(cluster.urls.join(","), { kvReplicas: 3, heartbeatTimeoutMultiplier: 10, lease: { enabled: true } });
+    await waitFor(() => reg.status().role === "leader", { what: "the first replica holds the lease", timeoutMs: 15_000 });
+    standby = await startRegistry(cluster.urls.join(","), { kvReplicas: 3, heartbeatTimeoutMultiplier: 10, lease: { enabled: true } });
+    assert.equal(standby.status().role, "standby");
   });
 
   after(async () => {
     for (const s of stopBeats) s();
     for (const a of agents) await a.close().catch(() => undefined);
     await observer?.close().catch(() => undefined);
+    await standby?.close();
     await reg?.close();
     await cluster?.close();
   });
 
-  it("cluster - kill -9 of the catalog stream leader during a burst of registrations loses none; deltas chain without gap; the node rejoins", async (t) => {
+  it("cluster - kill -9 of the catalog (and lease) stream leader during a burst of registrations loses none; deltas chain without gap; no failover of the registry; the node rejoins", async (t) => {
     // The hardest case is when the registry's own connection is on the leader too: it loses
     // its connection and the KV leader at once. The client picks its server at random among
     // the URLs, so move the leader there (bounded stepdowns; the test holds either way).
     const registryNode = await waitFor(() => nodeOfConnection(cluster, "roster-registry-"), { what: "the registry's node" });
     const admin = await connect({ servers: cluster.urls });
     try {
-      for (let i = 0; i < 6; i++) {
-        const l = await cluster.waitLeaderOf(STREAM);
-        if (l.name === registryNode) break;
-        await admin.request(`$JS.API.STREAM.LEADER.STEPDOWN.${STREAM}`, undefined, { timeout: 5000 }).catch(() => undefined);
-        await waitFor(async () => (await cluster.leaderOf(STREAM))?.name !== l.name, { what: "a new leader after stepdown", timeoutMs: 10_000 }).catch(() => undefined);
+      // The lease bucket too: its writes then stall as long as the catalog's, longer than the ttl.
+      for (const stream of [STREAM, LEASE_STREAM]) {
+        for (let i = 0; i < 6; i++) {
+          const l = await cluster.waitLeaderOf(stream);
+          if (l.name === registryNode) break;
+          await admin.request(`$JS.API.STREAM.LEADER.STEPDOWN.${stream}`, undefined, { timeout: 5000 }).catch(() => undefined);
+          await waitFor(async () => (await cluster.leaderOf(stream))?.name !== l.name, { what: "a new leader after stepdown", timeoutMs: 10_000 }).catch(() => undefined);
+        }
       }
     } finally {
       await admin.close();
     }
     const leader = await cluster.waitLeaderOf(STREAM);
+    const leaseLeaderKilled = (await cluster.waitLeaderOf(LEASE_STREAM)).name === leader.name;
+    const leaseBefore = { epoch: reg.status().leaseEpoch, acquired: (standby.status().lease as { counters: { acquired: number } }).counters.acquired };
     const survivors = cluster.nodes.filter((n) => n !== leader);
     const survivorUrls = survivors.map((n) => n.url);
     // The observer and the agents sit on surviving nodes: what they miss is the registry's doing.
@@ -161,6 +174,11 @@ describe("registry on a 3-node NATS cluster", () => {
       throw new Error(`${(err as Error).message}\nregistry on ${registryNode}, killed ${leader.name}; status ${JSON.stringify(reg.status())}\n${missing.join("\n")}`, { cause: err });
     }
     const kvAfter = reg.status().kv as { retries: number; failures: number; writes: number };
+    // The lease survived the election: same holder, same term, the standby never acquired it.
+    assert.equal(reg.status().role, "leader", "the writer kept the lease");
+    assert.equal(reg.status().leaseEpoch, leaseBefore.epoch, "no new term");
+    assert.equal((standby.status().lease as { counters: { acquired: number } }).counters.acquired, leaseBefore.acquired, "the standby never took over");
+    assert.equal((standby.status().kv as { writes: number }).writes, 0, "the standby wrote nothing");
     assert.equal(kvAfter.failures, kvBefore.failures, "no KV write given up");
     assert.ok(kvAfter.retries > kvBefore.retries, "the burst met the leaderless window (writes were retried across it)");
 
@@ -202,6 +220,8 @@ describe("registry on a 3-node NATS cluster", () => {
       lastRev.set(d.service, d.revision);
     }
     for (const s of SERVICES) assert.equal(lastRev.get(s), reg.memory.service(s).revision, `${s}: last delta is the service's revision`);
+    // The standby's mirror followed through the election: it serves what KV holds.
+    await waitFor(() => SERVICES.every((s) => standby.memory.service(s).revision === reg.memory.service(s).revision), { what: "the standby's mirror", timeoutMs: 15_000 });
 
     // 4. The killed node comes back and converges: it serves the same records.
     await leader.start();
@@ -211,7 +231,8 @@ describe("registry on a 3-node NATS cluster", () => {
       return [...kvSurvivor].every(([k, v]) => got.get(k)?.revision === v.revision && got.get(k)?.status === v.status);
     }, { what: `KV on the restarted ${leader.name} to converge`, timeoutMs: 20_000, intervalMs: 250 });
 
-    const stall = `${leader.name} killed (registry on ${registryNode}); burst sent in ${sentWithinMs} ms; kv retries ${kvAfter.retries - kvBefore.retries}; resyncs answered ${healed.resyncs}`;
+    const suspended = (reg.status().lease as { counters: { suspended: number } }).counters.suspended;
+    const stall = `${leader.name} killed (registry on ${registryNode}, lease stream leader killed too: ${leaseLeaderKilled}, writer suspended ${suspended}x, standby mirror watch restarted ${(standby.status().mirror as { restarts: number }).restarts}x); burst sent in ${sentWithinMs} ms; kv retries ${kvAfter.retries - kvBefore.retries}; resyncs answered ${healed.resyncs}`;
     t.diagnostic(stall);
   });
 });

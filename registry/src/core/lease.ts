@@ -1,0 +1,249 @@
+/**
+ * The writer lease of registry replicas: a pure state machine (no I/O, no clock: `now` is a
+ * monotonic time in ms that comes in). The adapter (adapters/lease-kv.ts) stores the lease in one
+ * JetStream KV key and carries out the compare-and-set writes this machine asks for.
+ *
+ * Roles:
+ *   - standby    reads only. Takes over when the key is free (absent, deleted, released), or
+ *                when it has seen no change of the key's revision for a full ttl BY ITS OWN CLOCK
+ *                since it last saw the revision change. The takeover is a CAS on that revision:
+ *                of several standbys, exactly one wins.
+ *   - leader     the only writer. Renews with a CAS on its own last revision every renewEvery.
+ *                May write only while `now - sentAt(last successful renew) < ttl - margin`.
+ *   - suspended  a leader whose own deadline passed without a successful renew (the lease bucket
+ *                unwritable, its connection down, its process paused): it must not write, but
+ *                has no evidence of having lost the lease, so it keeps its state and writes held
+ *                back, and resumes if its next renew (a CAS on its own revision) succeeds: then
+ *                nobody else wrote the key in between, so nobody else was leader.
+ *
+ * Why the writer stops before any standby can start (clocks may have any offset; only their
+ * rates are assumed equal within `margin / ttl`): the leader's renew is committed at some time W
+ * after it was sent (S <= W). A standby sees that revision at V >= W and may take over only at
+ * V + ttl or later. The leader stops at S + ttl - margin <= V + ttl - margin: a margin before.
+ * The margin also absorbs an event-loop stall between the leader's last check and its write.
+ * A standby whose takeover attempt fails without an answer (the bucket has no stream leader)
+ * waits until the bucket is writable again (a probe: a CAS with an impossible revision, which a
+ * live stream leader refuses and nobody can win), and counts a new full ttl of silence from
+ * then: the holder could not renew while the bucket was unwritable either, so it gets a full
+ * ttl of writable bucket (no spurious failover across a NATS leader election).
+ */
+
+export type LeaseRole = "leader" | "suspended" | "standby";
+
+/** The value stored in the lease key. */
+export interface LeaseValue {
+  registryId: string;
+  /** The holder's term: each takeover writes the highest epoch seen + 1. */
+  epoch: number;
+  ttlMs: number;
+}
+
+export interface LeaseOptions {
+  registryId: string;
+  ttlMs: number;
+  /** The leader stops writing this long before its ttl (measured from its renew's send time) ends. */
+  marginMs: number;
+  /** The leader renews this often. */
+  renewEveryMs: number;
+  /** A leader whose renew failed without an answer tries again after this long. */
+  retryEveryMs: number;
+}
+
+/**
+ * A CAS the adapter must carry out: `expectRevision` 0 means "create" (the key does not exist).
+ * A "probe" is a CAS with an impossible revision: refused (a conflict) when the bucket is writable.
+ */
+export interface LeaseAction {
+  type: "acquire" | "renew" | "probe";
+  expectRevision: number;
+  value: LeaseValue;
+}
+
+export type LeaseEvent =
+  | { type: "elected"; epoch: number }
+  | { type: "resumed"; epoch: number }
+  | { type: "suspended"; epoch: number; sinceRenewMs: number }
+  | { type: "lost"; epoch: number; reason: "conflict" | "superseded" };
+
+export interface LeaseCounters {
+  acquired: number;
+  renewed: number;
+  conflicts: number;
+  errors: number;
+  suspended: number;
+  resumed: number;
+  lost: number;
+}
+
+/** No key ever reaches this revision: a CAS expecting it can only be refused. */
+export const PROBE_REVISION = 2 ** 48;
+
+export class LeaseState {
+  private readonly opts: LeaseOptions;
+  private _role: LeaseRole = "standby";
+  /** Last revision seen of the key: -1 never read, 0 absent. */
+  private revision = -1;
+  /** After a conflict our revision is known to be old: no CAS until a newer one is read. */
+  private mustRead = false;
+  private holderValue: LeaseValue | null = null;
+  /** Own clock: when `revision` last changed as this replica saw it. */
+  private changedAt = 0;
+  /** Leader: send time of the last successful write of the lease. */
+  private renewSentAt = 0;
+  private myEpoch = 0;
+  private maxEpoch = 0;
+  private inFlight: (LeaseAction & { sentAt: number }) | null = null;
+  private notBefore = 0;
+  /** Standby: a takeover got no answer; wait for the bucket to answer a probe. */
+  private awaitWritable = false;
+  readonly counters: LeaseCounters = { acquired: 0, renewed: 0, conflicts: 0, errors: 0, suspended: 0, resumed: 0, lost: 0 };
+
+  constructor(opts: LeaseOptions) {
+    if (!(opts.marginMs > 0 && opts.marginMs < opts.ttlMs)) throw new RangeError("lease margin must be in (0, ttl)");
+    if (!(opts.renewEveryMs > 0 && opts.renewEveryMs < opts.ttlMs - opts.marginMs)) throw new RangeError("lease renewEvery must be in (0, ttl - margin)");
+    this.opts = opts;
+  }
+
+  get role(): LeaseRole {
+    return this._role;
+  }
+
+  /** The current holder as last seen (null: free or unknown). */
+  get holder(): LeaseValue | null {
+    return this.holderValue;
+  }
+
+  get epoch(): number {
+    return this._role === "standby" ? (this.holderValue?.epoch ?? 0) : this.myEpoch;
+  }
+
+  /** True when the adapter should read the key now (rather than at its next poll). */
+  get needsRead(): boolean {
+    return (this.revision < 0 || this.mustRead) && this.inFlight === null;
+  }
+
+  /** The one question asked before each write: leader, and its own deadline not passed. */
+  canWrite(now: number): boolean {
+    return this._role === "leader" && now - this.renewSentAt < this.opts.ttlMs - this.opts.marginMs;
+  }
+
+  /**
+   * The key as read (or watched): `revision` 0 and `value` null when it does not exist; `value`
+   * null for a delete marker or an unreadable value (the key is then free to take).
+   */
+  observe(revision: number, value: LeaseValue | null, now: number): LeaseEvent[] {
+    // Only a newer revision is news (a read served by a lagging replica may be older).
+    if (revision <= this.revision) return [];
+    this.mustRead = false;
+    this.awaitWritable = false; // someone wrote: the bucket is writable
+    this.revision = revision;
+    this.holderValue = value;
+    this.changedAt = now;
+    if (value) this.maxEpoch = Math.max(this.maxEpoch, value.epoch);
+    if (this._role !== "standby" && !(value && value.registryId === this.opts.registryId && value.epoch === this.myEpoch)) {
+      return [this.lose("superseded")];
+    }
+    return [];
+  }
+
+  /** Time passes: returns what happened and the CAS to perform now (if any). */
+  tick(now: number): { events: LeaseEvent[]; action: LeaseAction | null } {
+    const events: LeaseEvent[] = [];
+    if (this._role === "leader" && !this.canWrite(now)) {
+      this._role = "suspended";
+      this.counters.suspended++;
+      events.push({ type: "suspended", epoch: this.myEpoch, sinceRenewMs: now - this.renewSentAt });
+    }
+    if (this.inFlight || this.revision < 0 || this.mustRead || now < this.notBefore) return { events, action: null };
+    let action: LeaseAction | null = null;
+    if (this._role === "leader" || this._role === "suspended") {
+      if (this._role === "suspended" || now - this.renewSentAt >= this.opts.renewEveryMs) {
+        action = { type: "renew", expectRevision: this.revision, value: this.valueOf(this.myEpoch) };
+      }
+    } else if (this.awaitWritable) {
+      action = { type: "probe", expectRevision: PROBE_REVISION, value: this.valueOf(this.maxEpoch + 1) };
+    } else {
+      const ttl = Math.max(this.opts.ttlMs, this.holderValue?.ttlMs ?? 0);
+      // Our own id in the key as a standby: an acquire of ours whose answer was lost. Free to take.
+      const free = this.holderValue === null || this.holderValue.registryId === this.opts.registryId;
+      if (free || now - this.changedAt >= ttl) {
+        action = { type: "acquire", expectRevision: this.revision, value: this.valueOf(this.maxEpoch + 1) };
+      }
+    }
+    if (action) this.inFlight = { ...action, sentAt: now };
+    return { events, action };
+  }
+
+  /** The CAS asked by the last `tick` succeeded and the key is now at `revision`. */
+  succeeded(revision: number, now: number): LeaseEvent[] {
+    const a = this.inFlight;
+    if (!a) return [];
+    this.inFlight = null;
+    this.revision = revision;
+    this.holderValue = a.value;
+    this.changedAt = now;
+    this.maxEpoch = Math.max(this.maxEpoch, a.value.epoch);
+    this.renewSentAt = a.sentAt;
+    if (a.type === "acquire") {
+      if (this._role !== "standby") return []; // cannot happen: only standbys acquire
+      this._role = "leader";
+      this.myEpoch = a.value.epoch;
+      this.counters.acquired++;
+      return [{ type: "elected", epoch: this.myEpoch }];
+    }
+    this.counters.renewed++;
+    if (this._role === "suspended") {
+      this._role = "leader";
+      this.counters.resumed++;
+      return [{ type: "resumed", epoch: this.myEpoch }];
+    }
+    return [];
+  }
+
+  /** The CAS was refused: someone else wrote the key. Read it again; a holder has lost. */
+  conflict(now: number): LeaseEvent[] {
+    if (!this.inFlight) return [];
+    const probe = this.inFlight.type === "probe";
+    this.inFlight = null;
+    if (probe) {
+      // The bucket answers again: the holder gets a full ttl from now to show it is alive.
+      this.awaitWritable = false;
+      this.changedAt = now;
+      return [];
+    }
+    this.counters.conflicts++;
+    this.mustRead = true;
+    this.changedAt = now;
+    return this._role === "standby" ? [] : [this.lose("conflict")];
+  }
+
+  /**
+   * The CAS got no answer (timeout, no stream leader, disconnected): the outcome is unknown (a
+   * later read tells). A holder retries soon; a standby restarts its silence window.
+   */
+  failed(now: number): LeaseEvent[] {
+    if (!this.inFlight) return [];
+    this.inFlight = null;
+    this.counters.errors++;
+    if (this._role === "standby") this.awaitWritable = true;
+    this.notBefore = now + this.opts.retryEveryMs;
+    return [];
+  }
+
+  /** A graceful stop: the adapter deletes the key (CAS) so a standby takes over at once. */
+  release(): { expectRevision: number } | null {
+    if (this._role === "standby" || this.revision <= 0) return null;
+    this._role = "standby";
+    return { expectRevision: this.revision };
+  }
+
+  private lose(reason: "conflict" | "superseded"): LeaseEvent {
+    this._role = "standby";
+    this.counters.lost++;
+    return { type: "lost", epoch: this.myEpoch, reason };
+  }
+
+  private valueOf(epoch: number): LeaseValue {
+    return { registryId: this.opts.registryId, epoch, ttlMs: this.opts.ttlMs };
+  }
+}

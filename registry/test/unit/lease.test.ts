@@ -1,0 +1,188 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { LeaseState, type LeaseValue } from "../../src/core/lease.js";
+
+const TTL = 3000;
+const MARGIN = 1000;
+const RENEW = 1000;
+const mk = (id = "me") => new LeaseState({ registryId: id, ttlMs: TTL, marginMs: MARGIN, renewEveryMs: RENEW, retryEveryMs: 100 });
+const other = (epoch = 1): LeaseValue => ({ registryId: "other", epoch, ttlMs: TTL });
+
+/** A leader elected at t=0 on an empty key, holding revision 1. */
+function leader() {
+  const l = mk();
+  l.observe(0, null, 0);
+  const { action } = l.tick(0);
+  assert.deepEqual(action, { type: "acquire", expectRevision: 0, value: { registryId: "me", epoch: 1, ttlMs: TTL } });
+  assert.deepEqual(l.succeeded(1, 5), [{ type: "elected", epoch: 1 }]);
+  return l;
+}
+
+describe("lease", () => {
+  it("lease - does nothing before the key has been read", () => {
+    const l = mk();
+    assert.equal(l.needsRead, true);
+    assert.equal(l.tick(10_000).action, null);
+    assert.equal(l.canWrite(10_000), false);
+  });
+
+  it("lease - acquires a free key at once (create), writes, and renews every renewEvery with its own revision", () => {
+    const l = leader();
+    assert.equal(l.role, "leader");
+    assert.equal(l.canWrite(10), true);
+    assert.equal(l.tick(RENEW - 1).action, null);
+    const { action } = l.tick(RENEW);
+    assert.deepEqual(action, { type: "renew", expectRevision: 1, value: { registryId: "me", epoch: 1, ttlMs: TTL } });
+    assert.equal(l.tick(RENEW + 10).action, null, "one CAS at a time");
+    assert.deepEqual(l.succeeded(2, RENEW + 3), []);
+    // The deadline counts from the renew's SEND time (RENEW), not its answer.
+    assert.equal(l.canWrite(RENEW + TTL - MARGIN - 1), true);
+    assert.equal(l.canWrite(RENEW + TTL - MARGIN), false);
+    assert.equal(l.counters.renewed, 1);
+  });
+
+  it("lease - a renew refused by CAS (someone else wrote the key) loses the lease at once", () => {
+    const l = leader();
+    l.tick(RENEW);
+    assert.deepEqual(l.conflict(RENEW + 2), [{ type: "lost", epoch: 1, reason: "conflict" }]);
+    assert.equal(l.role, "standby");
+    assert.equal(l.canWrite(RENEW + 3), false);
+    assert.equal(l.needsRead, true);
+    assert.equal(l.tick(RENEW + 10).action, null, "no CAS until the new revision is read");
+  });
+
+  it("lease - a leader that reads someone else's value in the key is superseded", () => {
+    const l = leader();
+    assert.deepEqual(l.observe(2, other(2), 50), [{ type: "lost", epoch: 1, reason: "superseded" }]);
+    assert.equal(l.canWrite(51), false);
+  });
+
+  it("lease - a leader whose renewals get no answer stops writing at ttl - margin after its last good renew, by its own clock", () => {
+    const l = leader(); // renew sent at 0
+    for (let t = RENEW; t < TTL - MARGIN; t += 100) {
+      const { action } = l.tick(t);
+      if (action) l.failed(t + 50);
+      assert.equal(l.canWrite(t), true, `still writing at ${t}`);
+    }
+    const { events } = l.tick(TTL - MARGIN);
+    assert.deepEqual(events, [{ type: "suspended", epoch: 1, sinceRenewMs: TTL - MARGIN }]);
+    assert.equal(l.role, "suspended");
+    assert.equal(l.canWrite(TTL - MARGIN), false);
+  });
+
+  it("lease - a suspended leader resumes when its CAS on its own revision succeeds (nobody else held it)", () => {
+    const l = leader();
+    l.tick(RENEW);
+    l.failed(RENEW + 500);
+    assert.equal(l.tick(TTL).action?.type, "renew"); // suspended, and retrying
+    assert.equal(l.role, "suspended");
+    l.failed(TTL + 1000);
+    const { action } = l.tick(TTL + 6000);
+    assert.equal(action?.type, "renew");
+    assert.equal(action?.expectRevision, 1);
+    assert.deepEqual(l.succeeded(2, TTL + 6001), [{ type: "resumed", epoch: 1 }]);
+    assert.equal(l.canWrite(TTL + 6002), true);
+  });
+
+  it("lease - a standby takes over only after a full ttl without a change of revision, by its own clock since it saw the change", () => {
+    const s = mk("s1");
+    s.observe(7, other(3), 1000);
+    assert.equal(s.role, "standby");
+    assert.equal(s.tick(1000 + TTL - 1).action, null);
+    // A renewal seen restarts the window.
+    s.observe(8, other(3), 1000 + TTL - 1);
+    assert.equal(s.tick(1000 + TTL).action, null);
+    assert.equal(s.tick(1000 + 2 * TTL - 2).action, null);
+    const { action } = s.tick(1000 + 2 * TTL - 1);
+    assert.deepEqual(action, { type: "acquire", expectRevision: 8, value: { registryId: "s1", epoch: 4, ttlMs: TTL } });
+    assert.deepEqual(s.succeeded(9, 1000 + 2 * TTL), [{ type: "elected", epoch: 4 }]);
+    assert.equal(s.epoch, 4);
+  });
+
+  it("lease - a holder announcing a longer ttl is given that ttl", () => {
+    const s = mk("s1");
+    s.observe(7, { registryId: "other", epoch: 1, ttlMs: 10_000 }, 0);
+    assert.equal(s.tick(9999).action, null);
+    assert.equal(s.tick(10_000).action?.type, "acquire");
+  });
+
+  it("lease - of two standbys racing for an expired lease, the one refused by CAS stays standby and waits a full ttl again", () => {
+    const a = mk("a");
+    const b = mk("b");
+    a.observe(3, other(), 0);
+    b.observe(3, other(), 0);
+    assert.equal(a.tick(TTL).action?.expectRevision, 3);
+    assert.equal(b.tick(TTL).action?.expectRevision, 3);
+    a.succeeded(4, TTL + 1);
+    assert.deepEqual(b.conflict(TTL + 1), []);
+    assert.equal(b.role, "standby");
+    b.observe(4, { registryId: "a", epoch: 2, ttlMs: TTL }, TTL + 5);
+    assert.equal(b.tick(2 * TTL + 4).action, null);
+    assert.equal(b.tick(2 * TTL + 5).action?.type, "acquire");
+  });
+
+  it("lease - a standby whose takeover gets no answer waits for the bucket to answer a probe, then a full ttl", () => {
+    const s = mk("s1");
+    s.observe(3, other(), 0);
+    assert.equal(s.tick(TTL).action?.type, "acquire");
+    s.failed(TTL + 1000);
+    assert.equal(s.tick(TTL + 1001).action, null, "not before retryEvery");
+    // Probes (CAS with an impossible revision) until the bucket answers: none can win.
+    for (let t = TTL + 1100; t < TTL + 6000; t += 1100) {
+      const { action } = s.tick(t);
+      assert.equal(action?.type, "probe");
+      assert.ok(action!.expectRevision > 2 ** 40);
+      s.failed(t + 1000);
+    }
+    const { action } = s.tick(TTL + 6600);
+    assert.equal(action?.type, "probe");
+    assert.deepEqual(s.conflict(TTL + 6610), [], "the bucket answers: no event, no loss");
+    assert.equal(s.role, "standby");
+    assert.equal(s.tick(TTL + 6610 + TTL - 1).action, null, "the holder gets a full ttl of writable bucket");
+    // ... and renews in it: no takeover.
+    s.observe(4, other(), TTL + 6900);
+    assert.equal(s.tick(TTL + 6610 + TTL).action, null);
+    assert.equal(s.tick(TTL + 6900 + TTL).action?.type, "acquire");
+  });
+
+  it("lease - a released (deleted) key is taken at once, with a CAS on the delete marker", () => {
+    const s = mk("s1");
+    s.observe(3, other(2), 0);
+    s.observe(4, null, 10);
+    assert.deepEqual(s.tick(11).action, { type: "acquire", expectRevision: 4, value: { registryId: "s1", epoch: 3, ttlMs: TTL } });
+  });
+
+  it("lease - an older revision (a lagging replica's read) is ignored", () => {
+    const l = leader();
+    l.tick(RENEW);
+    l.succeeded(2, RENEW + 1);
+    assert.deepEqual(l.observe(1, { registryId: "me", epoch: 1, ttlMs: TTL }, RENEW + 2), []);
+    assert.equal(l.tick(2 * RENEW).action?.expectRevision, 2);
+  });
+
+  it("lease - release hands back the revision to delete and makes the holder a standby", () => {
+    const l = leader();
+    assert.deepEqual(l.release(), { expectRevision: 1 });
+    assert.equal(l.canWrite(10), false);
+    assert.equal(mk().release(), null);
+  });
+
+  it("lease - safety: whatever the commit and observation delays, the leader has stopped writing before a standby may take over", () => {
+    // Renew sent at S, committed at W >= S, seen by the standby at V >= W; the standby may act
+    // at V + ttl at the earliest; the leader must not be able to write from V + ttl - margin on.
+    for (const [commitDelay, seeDelay] of [[0, 0], [5, 250], [2000, 1], [1999, 3000]] as const) {
+      const l = leader();
+      const s = mk("s");
+      const S = RENEW;
+      l.tick(S);
+      const W = S + commitDelay;
+      const V = W + seeDelay;
+      s.observe(2, { registryId: "me", epoch: 1, ttlMs: TTL }, V);
+      l.succeeded(2, V);
+      let firstTakeover = -1;
+      for (let t = V; t < V + 2 * TTL && firstTakeover < 0; t++) if (s.tick(t).action) firstTakeover = t;
+      assert.equal(firstTakeover, V + TTL);
+      assert.equal(l.canWrite(firstTakeover - MARGIN), false, `commit ${commitDelay} ms, seen ${seeDelay} ms later`);
+    }
+  });
+});
