@@ -57,7 +57,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const core = new CatalogState({
     heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
     deregisterAfterMs: config.deregisterAfter,
-    selfPreservation: config.selfPreservation,
+    selfPreservation: { threshold: config.selfPreservation.threshold, minHosts: config.selfPreservation.minHosts, windowMs: config.selfPreservation.window },
     assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
   });
   const memory = new CatalogMemory();
@@ -87,6 +87,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       instances: memory.instanceCount,
       services: memory.services().length,
       selfPreservation: s.selfPreservation,
+      degraded: s.degraded !== null,
+      ...(s.degraded ? { degradedReason: s.degraded.reason, degradedSince: s.degraded.since } : {}),
       drops: { total: drops.counters.total, byReason: { ...drops.counters.byReason }, byKind: { ...drops.counters.byKind } },
       natsConnected,
       catalogLoaded: loaded,
@@ -103,6 +105,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     status,
     ready,
     loaded: () => loaded,
+    degraded: () => core.degraded !== null,
     maxBlockingWaitMs: config.maxBlockingWait,
     logger: log.child({ component: "http" }),
   });
@@ -124,6 +127,17 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
             log.warn({ err: String(err), hostId: e.hostId }, "resync publish failed");
           }
           break;
+        case "reject":
+          drops.drop(e.reason, e.kind, { hostId: e.hostId });
+          break;
+        case "degraded": {
+          // One line on entry, one on exit, with what tripped it.
+          const { since, threshold, windowMs } = e.info;
+          const fields = { reason: e.info.reason, since, silentHosts: e.silent, hosts: e.hosts, threshold, windowMs };
+          if (e.on) log.warn(fields, "catalog degraded: many hosts fell silent at once, suspecting our own network; expiry paused");
+          else log.info({ ...fields, silentAtEntry: e.info.silent, durationMs: e.at - since }, "catalog no longer degraded: hosts are back; expiry resumed");
+          break;
+        }
       }
     }
   };
@@ -258,7 +272,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           if (!natsConnected) return;
           conn.publish(
             PRESENCE_SUBJECT,
-            encode(PresenceMessage, { v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval }),
+            encode(PresenceMessage, {
+              v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval,
+              ...(core.degraded ? { degraded: { reason: core.degraded.reason, since: core.degraded.since } } : {}),
+            }),
           );
         } catch (err) {
           log.warn({ err: String(err) }, "presence publish failed");

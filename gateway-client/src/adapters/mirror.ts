@@ -60,6 +60,12 @@ export interface MirrorOptions {
 
 export type StaleReason = "nats-unreachable" | "nats-disconnected" | "presence-lost";
 
+/** What the registry's presence says while it is degraded (self-preservation). */
+export interface RegistryDegraded {
+  reason: string;
+  since: number;
+}
+
 export interface MirrorStats {
   snapshots: number;
   snapshotFailures: number;
@@ -111,6 +117,9 @@ const LkgFile = z.object({
  * Events:
  * - `change` (service: string, revision: number): the instances of a service changed.
  * - `stale` (stale: boolean, reason?: StaleReason): the mirror became stale / fresh again.
+ * - `degraded` (degraded: boolean, info?: RegistryDegraded): the registry's presence says it entered /
+ *   left its degraded mode (many hosts silent at once: agent-lost statuses may be the registry's own
+ *   network, not the hosts).
  */
 export class CatalogMirror extends EventEmitter {
   readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
@@ -126,6 +135,7 @@ export class CatalogMirror extends EventEmitter {
   private registry: string | null = null;
   private natsConnected = false;
   private presenceMissing = false;
+  private degradedValue: RegistryDegraded | null = null;
   private stale = true;
   private staleReasonValue: StaleReason | undefined = "nats-unreachable";
   private recovering: Promise<void> | null = null;
@@ -158,6 +168,11 @@ export class CatalogMirror extends EventEmitter {
 
   get staleReason(): StaleReason | undefined {
     return this.stale ? this.staleReasonValue : undefined;
+  }
+
+  /** The registry's degraded mode as its last presence said (null when not degraded). */
+  get degraded(): RegistryDegraded | null {
+    return this.degradedValue;
   }
 
   get connected(): boolean {
@@ -521,6 +536,13 @@ export class CatalogMirror extends EventEmitter {
       this.log.info({ registry: who }, "registry epoch changed: resync");
       this.resyncAll();
     }
+    const degraded = p.degraded ?? null;
+    if ((degraded === null) !== (this.degradedValue === null)) {
+      if (degraded) this.log.warn({ registry: who, ...degraded }, "registry is degraded: statuses may reflect its own network");
+      else this.log.info({ registry: who }, "registry is no longer degraded");
+      this.degradedValue = degraded;
+      this.emit("degraded", degraded !== null, degraded ?? undefined);
+    } else if (degraded) this.degradedValue = degraded;
     if (this.presenceMissing) {
       this.presenceMissing = false;
       this.updateStale();

@@ -24,6 +24,8 @@ export interface HttpDeps {
   ready: () => boolean;
   /** False until the catalog is loaded from KV: catalog routes answer 503 ROSTER_NOT_READY meanwhile. */
   loaded?: () => boolean;
+  /** True while self-preservation holds the catalog: catalog reads carry `X-Roster-Degraded: 1`. */
+  degraded?: () => boolean;
   maxBlockingWaitMs: number;
   logger: Logger;
   /** Extra wait added to a blocking query (default: random up to wait/16, as Consul does). */
@@ -136,8 +138,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   app.get("/v1/status", async () => deps.status());
 
   // Before the catalog is loaded every service would look unknown (404): say "not ready" instead.
-  const requireLoaded = async () => {
+  const requireLoaded = async (_req: unknown, reply: FastifyReply) => {
     if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
+    if (deps.degraded?.()) void reply.header("X-Roster-Degraded", "1");
   };
 
   app.get("/v1/services", { preHandler: requireLoaded }, async (_req, reply) => {
