@@ -301,11 +301,7 @@ export class CatalogState {
   /** A message from a host the registry forgot: refused when it is not newer than the tombstone. */
   private replayed(msg: AgentInput, effects: Effect[]): boolean {
     const t = this.tombstones.get(msg.hostId);
-    if (!t) return false;
-    if (this.gate(t, msg, effects)) {
-      this.tombstones.delete(msg.hostId);
-      return false;
-    }
+    if (!t || this.gate(t, msg, effects)) return false;
     this.counters.replayed++;
     return true;
   }
@@ -340,6 +336,8 @@ export class CatalogState {
       if (!this.gate(h, msg, effects)) return effects;
     } else {
       if (this.replayed(msg, effects)) return effects;
+      // Only a register brings the host back, so the tombstone stays until then.
+      this.tombstones.delete(msg.hostId);
       h = {
         hostId: msg.hostId,
         epoch: msg.epoch,
