@@ -52,6 +52,8 @@ const step: fc.Arbitrary<Step> = fc.oneof(
 
 const longTick: fc.Arbitrary<Step> = fc.record({ t: fc.constant("tick" as const), ms: fc.integer({ min: 4000, max: 12_000 }) });
 
+const stepWithSilences = fc.oneof({ arbitrary: step, weight: 4 }, { arbitrary: longTick, weight: 1 });
+
 class World {
   readonly state = new CatalogState(OPTS);
   /** The store the adapters would keep: effects applied in order. */
@@ -180,7 +182,7 @@ describe("catalog core properties", () => {
     let forgottenReplays = 0;
     fc.assert(
       // Long silences too, so hosts expire and are forgotten (the tombstone case).
-      fc.property(fc.array(fc.oneof({ arbitrary: step, weight: 4 }, { arbitrary: longTick, weight: 1 }), { maxLength: 60 }), fc.array(fc.tuple(fc.nat(59), fc.nat(59)), { maxLength: 10 }), fc.nat(), (steps, replays, seed) => {
+      fc.property(fc.array(stepWithSilences, { maxLength: 60 }), fc.array(fc.tuple(fc.nat(59), fc.nat(59)), { maxLength: 10 }), fc.nat(), (steps, replays, seed) => {
         const w = new World();
         const replay = (old: AgentInput) => {
           const before = sortByKey(w.state.records());
@@ -211,7 +213,7 @@ describe("catalog core properties", () => {
   it("catalog - nothing expires while degraded; entry and exit alternate and match the state", () => {
     let entered = 0;
     fc.assert(
-      fc.property(fc.array(step, { maxLength: 80 }), (steps) => {
+      fc.property(fc.array(stepWithSilences, { maxLength: 80 }), (steps) => {
         const w = new World();
         for (const s of steps) w.run(s);
         assert.equal(w.deletesWhileDegraded, 0);
