@@ -162,7 +162,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       queue: REGISTRY_QUEUE,
       callback: (err, m) => {
         try {
-          if (err || !m.reply) return;
+          if (err) return;
+          if (!m.reply) {
+            drops.drop("no-reply", "snapshot", { subject: m.subject.slice(0, 200) });
+            return;
+          }
           const service = m.subject.slice(m.subject.lastIndexOf(".") + 1);
           if (!NAME_PATTERN.test(service)) {
             drops.drop("bad-subject", "snapshot", { subject: m.subject.slice(0, 200) });

@@ -96,7 +96,12 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   // Per-request "incoming/completed" lines are info level: keep the HTTP logger at warn or quieter.
   const parentLevel = deps.logger.levels.values[deps.logger.level] ?? 30;
   const level = parentLevel > 40 ? deps.logger.level : "warn";
-  const app = Fastify({ loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger, return503OnClosing: true });
+  const app = Fastify({
+    loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger,
+    return503OnClosing: true,
+    // A malformed URL (bad %-escape) is answered by the router itself: keep the { code, message } shape.
+    frameworkErrors: (err, _req, reply) => void (reply as FastifyReply).code(400).send({ code: "ROSTER_BAD_REQUEST", message: err.message }),
+  });
   const closing = new AbortController();
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
 
