@@ -74,8 +74,9 @@ export interface MirrorStats {
   resyncs: number;
   gaps: number;
   deltasApplied: number;
+  /** Deltas at or below the applied revision (repeats, or already covered by a snapshot). */
   duplicates: number;
-  /** Dropped messages by `<kind>:<reason>` (e.g. `delta:invalid`, `snapshot:not-json`). */
+  /** Dropped messages by `<kind>:<reason>` (e.g. `delta:invalid`, `snapshot:not-json`, `delta:unchainable`). */
   dropped: Record<string, number>;
 }
 
@@ -104,6 +105,9 @@ interface ServiceState {
   sub: Subscription | null;
   waiters: Set<() => void>;
 }
+
+/** Snapshots in a row at the same revision that still leave a buffered delta unchained before it is dropped. */
+const MAX_SAME_SNAPSHOT_GAPS = 3;
 
 const LkgFile = z.object({
   v: z.literal(1),
@@ -421,6 +425,8 @@ export class CatalogMirror extends EventEmitter {
 
   private async syncLoop(st: ServiceState): Promise<void> {
     let attempt = 0;
+    let gapRevision = -1;
+    let sameGap = 0;
     while (!this.closed && this.nc) {
       let snap: Snapshot;
       try {
@@ -443,7 +449,11 @@ export class CatalogMirror extends EventEmitter {
       let gapAt = -1;
       for (let i = 0; i < buffered.length; i++) {
         const d = buffered[i]!;
-        if (d.revision <= st.revision) continue;
+        if (d.revision <= st.revision) {
+          // Covered by the snapshot (or a repeat): discarded here, so counted once.
+          this.stats.duplicates++;
+          continue;
+        }
         if (d.prevRevision !== st.revision) {
           gapAt = i;
           break;
@@ -455,10 +465,17 @@ export class CatalogMirror extends EventEmitter {
       if (gapAt >= 0) {
         // The snapshot is older than a delta we hold (or a delta was lost in between): again.
         this.stats.gaps++;
-        st.buffer = buffered.slice(gapAt);
-        attempt++;
-        await this.backoff(st, attempt);
-        continue;
+        sameGap = snap.revision === gapRevision ? sameGap + 1 : 0;
+        gapRevision = snap.revision;
+        if (sameGap < MAX_SAME_SNAPSHOT_GAPS) {
+          st.buffer = buffered.slice(gapAt);
+          attempt++;
+          await this.backoff(st, attempt);
+          continue;
+        }
+        // The registry keeps answering the same revision, so those deltas chain onto nothing it has
+        // (forged, or from another history): drop them rather than resync forever behind them.
+        for (const d of buffered.slice(gapAt)) this.drop("delta", "unchainable", `${d.service}/${d.instanceId}@${d.revision}`);
       }
       st.buffer = null;
       if (!wasReady || before !== st.revision || !sameInstances(beforeList, st.instances)) this.changed(st);
