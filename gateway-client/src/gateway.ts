@@ -9,7 +9,7 @@ import { Pool, type Dispatcher } from "undici";
 import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "@roster/schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
 import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
-import { CatalogMirror, type StaleReason } from "./adapters/mirror.js";
+import { CatalogMirror, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
 import { ConcurrencyLimiter, type Permit } from "./core/concurrency.js";
 import { TimedEntry, TimeoutQueue } from "./adapters/timeouts.js";
 import { HedgePolicy } from "./core/hedge.js";
@@ -162,6 +162,7 @@ async function discard(res: Dispatcher.ResponseData): Promise<void> {
  * - `change` (service, revision): the catalog of a service changed.
  * - `stale` (stale: boolean, reason?): the mirror became stale (NATS down, registry silent) or fresh again.
  * - `panic` (service, panic: boolean): the balancer entered or left panic mode for a service.
+ * - `degraded` (degraded: boolean, info?: { reason, since }): the registry entered or left its degraded mode.
  */
 export class Gateway extends EventEmitter {
   readonly dispatcher: GatewayDispatcher;
@@ -227,6 +228,7 @@ export class Gateway extends EventEmitter {
       this.emit("change", service, revision);
     });
     this.mirror.on("stale", (stale: boolean, reason?: StaleReason) => this.emit("stale", stale, reason));
+    this.mirror.on("degraded", (on: boolean, info?: RegistryDegraded) => this.emit("degraded", on, info));
     this.dispatcher = new GatewayDispatcher(this);
     if (metrics) {
       this.metricsRegistry = metrics === true ? new MetricsRegistry() : metrics;
@@ -269,6 +271,15 @@ export class Gateway extends EventEmitter {
 
   get staleReason(): StaleReason | undefined {
     return this.mirror.staleReason;
+  }
+
+  /** True while the registry says it is degraded (self-preservation); details in `degradedInfo`. */
+  get degraded(): boolean {
+    return this.mirror.degraded !== null;
+  }
+
+  get degradedInfo(): RegistryDegraded | null {
+    return this.mirror.degraded;
   }
 
   /** Catalog revision of the last change applied for `service` (0 if none). */

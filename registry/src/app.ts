@@ -67,7 +67,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     new CatalogState({
       heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
       deregisterAfterMs: config.deregisterAfter,
-      selfPreservation: config.selfPreservation,
+      selfPreservation: { threshold: config.selfPreservation.threshold, minHosts: config.selfPreservation.minHosts, windowMs: config.selfPreservation.window },
       assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
     });
   // Replicas: a new writer rebuilds its state machine from KV (becomeWriter below).
@@ -106,6 +106,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       instances: memory.instanceCount,
       services: memory.services().length,
       selfPreservation: s.selfPreservation,
+      degraded: s.degraded !== null,
+      ...(s.degraded ? { degradedReason: s.degraded.reason, degradedSince: s.degraded.since } : {}),
       drops: { total: drops.counters.total, byReason: { ...drops.counters.byReason }, byKind: { ...drops.counters.byKind } },
       natsConnected,
       catalogLoaded: loaded,
@@ -140,6 +142,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     status,
     ready,
     loaded: () => loaded,
+    degraded: () => core.degraded !== null,
     maxBlockingWaitMs: config.maxBlockingWait,
     logger: log.child({ component: "http" }),
     metrics: metrics.registry,
@@ -164,6 +167,17 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
             log.warn({ err: String(err), hostId: e.hostId }, "resync publish failed");
           }
           break;
+        case "reject":
+          drops.drop(e.reason, e.kind, { hostId: e.hostId });
+          break;
+        case "degraded": {
+          // One line on entry, one on exit, with what tripped it.
+          const { since, threshold, windowMs } = e.info;
+          const fields = { reason: e.info.reason, since, silentHosts: e.silent, hosts: e.hosts, threshold, windowMs };
+          if (e.on) log.warn(fields, "catalog degraded: many hosts fell silent at once, suspecting our own network; expiry paused");
+          else log.info({ ...fields, silentAtEntry: e.info.silent, durationMs: e.at - since }, "catalog no longer degraded: hosts are back; expiry resumed");
+          break;
+        }
       }
     }
   };
@@ -192,7 +206,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       queue: REGISTRY_QUEUE,
       callback: (err, m) => {
         try {
-          if (err || !m.reply) return;
+          if (err) return;
+          if (!m.reply) {
+            drops.drop("no-reply", "snapshot", { subject: m.subject.slice(0, 200) });
+            return;
+          }
           const service = m.subject.slice(m.subject.lastIndexOf(".") + 1);
           if (!NAME_PATTERN.test(service)) {
             drops.drop("bad-subject", "snapshot", { subject: m.subject.slice(0, 200) });
@@ -328,7 +346,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           if (!natsConnected || !acting()) return;
           conn.publish(
             PRESENCE_SUBJECT,
-            encode(PresenceMessage, { v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval }),
+            encode(PresenceMessage, {
+              v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval,
+              ...(core.degraded ? { degraded: { reason: core.degraded.reason, since: core.degraded.since } } : {}),
+            }),
           );
         } catch (err) {
           log.warn({ err: String(err) }, "presence publish failed");

@@ -55,13 +55,15 @@ export const RegistryConfig = z
     deregisterAfter: Duration.default(60_000),
     selfPreservation: z
       .object({
-        /** Fraction of known hosts that must be silent at once (strictly more than) to enter the mode. */
-        threshold: z.number().min(0).max(1).default(0.5),
+        /** Fraction of known hosts that must fall silent within one window (strictly more than) to enter the mode. */
+        threshold: z.number().min(0).max(1).default(0.3),
         /** ... and at least this many silent hosts. */
         minHosts: z.number().int().min(1).default(3),
+        /** The window: hosts a partition cuts off fall silent within one heartbeat interval of each other. */
+        window: Duration.default(15_000),
       })
       .strict()
-      .default({ threshold: 0.5, minHosts: 3 }),
+      .default({ threshold: 0.3, minHosts: 3, window: 15_000 }),
     /** How often the registry publishes its presence. */
     presenceInterval: Duration.default(1000),
     /** How often silence and expiry are evaluated. */

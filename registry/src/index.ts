@@ -12,7 +12,7 @@ export {
   httpStatusOf,
   type RegistryErrorCode,
 } from "./errors.js";
-export { CatalogState, sameRecord, type Effect, type CatalogOptions, type AgentInput, type CatalogCounters } from "./core/catalog.js";
+export { CatalogState, sameRecord, type Effect, type CatalogOptions, type AgentInput, type CatalogCounters, type DegradedInfo, type RejectReason } from "./core/catalog.js";
 export { CatalogMemory, type CatalogReader, type ServiceView } from "./adapters/catalog-memory.js";
 export { buildHttp, type HttpDeps, type StatusBody } from "./adapters/http.js";
 export { decodeAgentMessage, DropLog, type DropCounters, type IngestDropReason } from "./adapters/ingest.js";

@@ -258,6 +258,11 @@ export const PresenceMessage = z.object({
   /** Highest catalog revision the registry has written or loaded. */
   revision: z.number().int().nonnegative(),
   intervalMs: z.number().int().positive(),
+  /**
+   * Present while the registry is degraded (self-preservation: many hosts fell silent at once, so it
+   * suspects its own network and expires nothing). Optional: older receivers ignore it.
+   */
+  degraded: z.object({ reason: z.string().min(1).max(64), since: Timestamp }).optional(),
 });
 export type PresenceMessage = z.infer<typeof PresenceMessage>;
 

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { z } from "zod";
@@ -42,6 +42,8 @@ export function buildApi(ops: AgentOps, log: Logger, auth: { token?: string; ope
     // Request lines are info-level: keep them out of the agent's log, errors stay.
     loggerInstance: log.child({ component: "api" }, { level: log.isLevelEnabled("debug") ? "debug" : "warn" }) as FastifyBaseLogger,
     bodyLimit: 256 * 1024,
+    // A malformed URL (bad %-escape) is answered by the router itself: keep the { code, message } shape.
+    frameworkErrors: (err, _req, reply) => void (reply as FastifyReply).status(400).send({ code: "ROSTER_BAD_REQUEST", message: err.message }),
   });
   // Same bearer check as the registry: with a token, writes need it; reads too unless openReads.
   if (auth.token !== undefined) {

@@ -60,6 +60,12 @@ export interface MirrorOptions {
 
 export type StaleReason = "nats-unreachable" | "nats-disconnected" | "presence-lost";
 
+/** What the registry's presence says while it is degraded (self-preservation). */
+export interface RegistryDegraded {
+  reason: string;
+  since: number;
+}
+
 export interface MirrorStats {
   snapshots: number;
   snapshotFailures: number;
@@ -68,8 +74,9 @@ export interface MirrorStats {
   resyncs: number;
   gaps: number;
   deltasApplied: number;
+  /** Deltas at or below the applied revision (repeats, or already covered by a snapshot). */
   duplicates: number;
-  /** Dropped messages by `<kind>:<reason>` (e.g. `delta:invalid`, `snapshot:not-json`). */
+  /** Dropped messages by `<kind>:<reason>` (e.g. `delta:invalid`, `snapshot:not-json`, `delta:unchainable`). */
   dropped: Record<string, number>;
 }
 
@@ -99,6 +106,9 @@ interface ServiceState {
   waiters: Set<() => void>;
 }
 
+/** Snapshots in a row at the same revision that still leave a buffered delta unchained before it is dropped. */
+const MAX_SAME_SNAPSHOT_GAPS = 3;
+
 const LkgFile = z.object({
   v: z.literal(1),
   savedAt: z.number(),
@@ -111,6 +121,9 @@ const LkgFile = z.object({
  * Events:
  * - `change` (service: string, revision: number): the instances of a service changed.
  * - `stale` (stale: boolean, reason?: StaleReason): the mirror became stale / fresh again.
+ * - `degraded` (degraded: boolean, info?: RegistryDegraded): the registry's presence says it entered /
+ *   left its degraded mode (many hosts silent at once: agent-lost statuses may be the registry's own
+ *   network, not the hosts).
  */
 export class CatalogMirror extends EventEmitter {
   readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
@@ -126,6 +139,7 @@ export class CatalogMirror extends EventEmitter {
   private registry: string | null = null;
   private natsConnected = false;
   private presenceMissing = false;
+  private degradedValue: RegistryDegraded | null = null;
   private stale = true;
   private staleReasonValue: StaleReason | undefined = "nats-unreachable";
   private recovering: Promise<void> | null = null;
@@ -158,6 +172,11 @@ export class CatalogMirror extends EventEmitter {
 
   get staleReason(): StaleReason | undefined {
     return this.stale ? this.staleReasonValue : undefined;
+  }
+
+  /** The registry's degraded mode as its last presence said (null when not degraded). */
+  get degraded(): RegistryDegraded | null {
+    return this.degradedValue;
   }
 
   get connected(): boolean {
@@ -406,6 +425,8 @@ export class CatalogMirror extends EventEmitter {
 
   private async syncLoop(st: ServiceState): Promise<void> {
     let attempt = 0;
+    let gapRevision = -1;
+    let sameGap = 0;
     while (!this.closed && this.nc) {
       let snap: Snapshot;
       try {
@@ -428,7 +449,11 @@ export class CatalogMirror extends EventEmitter {
       let gapAt = -1;
       for (let i = 0; i < buffered.length; i++) {
         const d = buffered[i]!;
-        if (d.revision <= st.revision) continue;
+        if (d.revision <= st.revision) {
+          // Covered by the snapshot (or a repeat): discarded here, so counted once.
+          this.stats.duplicates++;
+          continue;
+        }
         if (d.prevRevision !== st.revision) {
           gapAt = i;
           break;
@@ -440,10 +465,17 @@ export class CatalogMirror extends EventEmitter {
       if (gapAt >= 0) {
         // The snapshot is older than a delta we hold (or a delta was lost in between): again.
         this.stats.gaps++;
-        st.buffer = buffered.slice(gapAt);
-        attempt++;
-        await this.backoff(st, attempt);
-        continue;
+        sameGap = snap.revision === gapRevision ? sameGap + 1 : 0;
+        gapRevision = snap.revision;
+        if (sameGap < MAX_SAME_SNAPSHOT_GAPS) {
+          st.buffer = buffered.slice(gapAt);
+          attempt++;
+          await this.backoff(st, attempt);
+          continue;
+        }
+        // The registry keeps answering the same revision, so those deltas chain onto nothing it has
+        // (forged, or from another history): drop them rather than resync forever behind them.
+        for (const d of buffered.slice(gapAt)) this.drop("delta", "unchainable", `${d.service}/${d.instanceId}@${d.revision}`);
       }
       st.buffer = null;
       if (!wasReady || before !== st.revision || !sameInstances(beforeList, st.instances)) this.changed(st);
@@ -521,6 +553,13 @@ export class CatalogMirror extends EventEmitter {
       this.log.info({ registry: who }, "registry epoch changed: resync");
       this.resyncAll();
     }
+    const degraded = p.degraded ?? null;
+    if ((degraded === null) !== (this.degradedValue === null)) {
+      if (degraded) this.log.warn({ registry: who, ...degraded }, "registry is degraded: statuses may reflect its own network");
+      else this.log.info({ registry: who }, "registry is no longer degraded");
+      this.degradedValue = degraded;
+      this.emit("degraded", degraded !== null, degraded ?? undefined);
+    } else if (degraded) this.degradedValue = degraded;
     if (this.presenceMissing) {
       this.presenceMissing = false;
       this.updateStale();

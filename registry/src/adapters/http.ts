@@ -31,6 +31,8 @@ export interface HttpDeps {
   ready: () => boolean;
   /** False until the catalog is loaded from KV: catalog routes answer 503 ROSTER_NOT_READY meanwhile. */
   loaded?: () => boolean;
+  /** True while self-preservation holds the catalog: catalog reads carry `X-Roster-Degraded: 1`. */
+  degraded?: () => boolean;
   maxBlockingWaitMs: number;
   logger: Logger;
   /** Extra wait added to a blocking query (default: random up to wait/16, as Consul does). */
@@ -104,7 +106,13 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   // Per-request "incoming/completed" lines are info level: keep the HTTP logger at warn or quieter.
   const parentLevel = deps.logger.levels.values[deps.logger.level] ?? 30;
   const level = parentLevel > 40 ? deps.logger.level : "warn";
-  const app = Fastify({ loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger, return503OnClosing: true, ...httpServerOptions(deps.security) });
+  const app = Fastify({
+    loggerInstance: deps.logger.child({}, { level }) as FastifyBaseLogger,
+    return503OnClosing: true,
+    // A malformed URL (bad %-escape) is answered by the router itself: keep the { code, message } shape.
+    frameworkErrors: (err, _req, reply) => void (reply as FastifyReply).code(400).send({ code: "ROSTER_BAD_REQUEST", message: err.message }),
+    ...httpServerOptions(deps.security),
+  });
   installHttpSecurity(app, deps.security);
   const closing = new AbortController();
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
@@ -157,8 +165,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   app.get("/v1/status", { schema: statusSchema }, async () => deps.status());
 
   // Before the catalog is loaded every service would look unknown (404): say "not ready" instead.
-  const requireLoaded = async () => {
+  const requireLoaded = async (_req: unknown, reply: FastifyReply) => {
     if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
+    if (deps.degraded?.()) void reply.header("X-Roster-Degraded", "1");
   };
 
   const servicesSchema = docSchema({

@@ -156,7 +156,7 @@ export class RegistryMetrics {
     if (effects.length === 0) return;
     let t = 0;
     for (const e of effects) {
-      if (e.type === "resync") continue;
+      if (e.type !== "put" && e.type !== "delete") continue; // resync, reject, degraded: no write
       const key = e.type === "put" ? `${e.record.service}.${e.record.id}` : `${e.service}.${e.id}`;
       // Coalesced writes: the lag runs from the oldest decision still waiting.
       if (!this.decidedAt.has(key)) this.decidedAt.set(key, t || (t = performance.now()));

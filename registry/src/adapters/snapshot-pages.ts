@@ -52,12 +52,19 @@ export class SnapshotPages {
         encode(Snapshot, { v: PROTOCOL_VERSION, kind: "snapshot", service, revision: v.revision, known: v.known, page: i, pages: slices.length, instances }, "snapshot"),
       );
       c = { revision: v.revision, known: v.known, pages };
-      this.cache.set(service, c);
+      // Only services the registry knows are cached: a requester looping over made-up names must not grow memory.
+      if (v.known) this.cache.set(service, c);
+      else this.cache.delete(service);
     }
     const hit = c.pages[page];
     if (hit) return hit;
     // Past the end (the service shrank between two pages): an empty page tells the client to start over.
     return encode(Snapshot, { v: PROTOCOL_VERSION, kind: "snapshot", service, revision: v.revision, known: v.known, page, pages: c.pages.length, instances: [] }, "snapshot");
+  }
+
+  /** How many services have cached pages (bounded by the services the catalog knows). */
+  get cachedServices(): number {
+    return this.cache.size;
   }
 
   /** Drops cached bytes (tests, memory pressure). */

@@ -23,8 +23,16 @@
  *   - expiry: an instance agent-lost (its host still silent) for longer than deregisterAfter is
  *     deleted. Only agent-lost instances expire: an instance that its live agent reports critical
  *     stays, because the agent is the truth for its host (as in Consul anti-entropy).
- *   - self-preservation (Eureka): while at least minHosts hosts AND more than threshold of the
- *     known hosts are silent at once, nothing expires (instances are still marked agent-lost).
+ *   - self-preservation (Eureka): when at least minHosts hosts AND more than threshold of the known
+ *     hosts fell silent within one window (windowMs), the registry suspects its own network: the
+ *     catalog is "degraded" and nothing expires (instances are still marked agent-lost). It ends when
+ *     the hosts that fell silent since then come back (at most threshold of them still silent).
+ *     Entry and exit are effects ("degraded"), so the adapter logs them and tells clients.
+ *   - rejections: every message the gate refuses is an effect ("reject", with a reason), so the
+ *     adapter counts it by reason: stale-epoch, duplicate, out-of-order, unknown-host (a health or
+ *     deregister from a host the registry does not know), unknown-instance.
+ *   - a forgotten host (expired, or shut down) leaves a tombstone of its epoch/seq for an hour, so a
+ *     replayed old message cannot bring it back.
  *   - grace: after the catalog is loaded and after the registry's own reconnect, every host gets
  *     lastSeen = now, so the registry's outage never expires the world. After loading, every
  *     known host is also asked for a resync ("registry-start").
@@ -43,15 +51,38 @@ import {
 
 export type { ResyncReason };
 
+/** Why the reducer refused an agent message (counted by the adapter in drops.byReason). */
+export type RejectReason = "stale-epoch" | "duplicate" | "out-of-order" | "unknown-host" | "unknown-instance";
+
+/** The registry's degraded (self-preservation) mode: why, since when, and the counts that tripped it. */
+export interface DegradedInfo {
+  reason: "mass-silence";
+  since: number;
+  /** Hosts that fell silent within the window when the mode was entered. */
+  silent: number;
+  hosts: number;
+  threshold: number;
+  windowMs: number;
+}
+
 export type Effect =
   | { type: "put"; record: CatalogInstance }
   | { type: "delete"; service: string; id: string }
-  | { type: "resync"; hostId: string; reason: ResyncReason };
+  | { type: "resync"; hostId: string; reason: ResyncReason }
+  | { type: "reject"; reason: RejectReason; hostId: string; kind: AgentInput["kind"] }
+  /** Entered (`on`) or left the degraded mode; `silent`/`hosts` are the counts at that moment. */
+  | { type: "degraded"; on: boolean; info: DegradedInfo; silent: number; hosts: number; at: number };
+
+/** Default self-preservation window: see registry/README.md (why 15 s). */
+export const DEFAULT_SELF_PRESERVATION_WINDOW_MS = 15_000;
+const TOMBSTONE_MS = 3_600_000;
+const MAX_TOMBSTONES = 10_000;
 
 export interface CatalogOptions {
   heartbeatTimeoutMultiplier: number;
   deregisterAfterMs: number;
-  selfPreservation: { threshold: number; minHosts: number };
+  /** windowMs defaults to DEFAULT_SELF_PRESERVATION_WINDOW_MS. */
+  selfPreservation: { threshold: number; minHosts: number; windowMs?: number };
   /** Heartbeat interval assumed for hosts rebuilt from KV until their agent speaks. */
   assumedHeartbeatIntervalMs: number;
 }
@@ -80,6 +111,8 @@ export interface CatalogCounters {
   resyncSuppressed: number;
   expired: number;
   lost: number;
+  /** Replayed messages of a forgotten host (tombstone), also counted in stale/duplicate. */
+  replayed: number;
 }
 
 export interface CatalogSummary {
@@ -87,6 +120,8 @@ export interface CatalogSummary {
   lostHosts: number;
   instances: number;
   selfPreservation: boolean;
+  /** Non-null while degraded (self-preservation). */
+  degraded: DegradedInfo | null;
 }
 
 const keyOf = (service: string, id: string) => `${service}.${id}`;
@@ -116,7 +151,9 @@ export class CatalogState {
   private readonly instances = new Map<string, CatalogInstance>();
   /** Last resync request per host id (also for unknown hosts), for rate limiting. */
   private readonly resyncAt = new Map<string, number>();
-  private selfPreserving = false;
+  private degradedInfo: DegradedInfo | null = null;
+  /** Epoch/seq of forgotten hosts, so a replay of their old messages is refused. */
+  private readonly tombstones = new Map<string, { epoch: number; lastSeq: number; at: number }>();
   readonly counters: CatalogCounters = {
     stale: 0,
     duplicate: 0,
@@ -126,6 +163,7 @@ export class CatalogState {
     resyncSuppressed: 0,
     expired: 0,
     lost: 0,
+    replayed: 0,
   };
 
   constructor(opts: CatalogOptions) {
@@ -135,13 +173,17 @@ export class CatalogState {
   // ---------------------------------------------------------------- reads
 
   get selfPreservation(): boolean {
-    return this.selfPreserving;
+    return this.degradedInfo !== null;
+  }
+
+  get degraded(): DegradedInfo | null {
+    return this.degradedInfo;
   }
 
   summary(): CatalogSummary {
     let lost = 0;
     for (const h of this.hosts.values()) if (h.lostAt !== null) lost++;
-    return { hosts: this.hosts.size, lostHosts: lost, instances: this.instances.size, selfPreservation: this.selfPreserving };
+    return { hosts: this.hosts.size, lostHosts: lost, instances: this.instances.size, selfPreservation: this.degradedInfo !== null, degraded: this.degradedInfo };
   }
 
   /** Every record the state machine believes in (used to reconcile the store after a failed write). */
@@ -220,7 +262,7 @@ export class CatalogState {
       h.lostAt = null;
       this.resync(h.hostId, "registry-reconnect", now, h.heartbeatIntervalMs, effects, true);
     }
-    this.selfPreserving = false;
+    this.leaveDegraded(now, 0, effects);
     return effects;
   }
 
@@ -238,19 +280,40 @@ export class CatalogState {
   }
 
   /**
-   * The epoch/seq gate. Returns "stale" (older epoch), "duplicate" (seq not greater in the same
-   * epoch), or "ok" (and then the host's epoch/seq/lastSeen are advanced by the caller).
+   * The epoch/seq gate. Returns false (and emits a "reject" effect) for an older epoch, or a seq not
+   * greater than the last one in the same epoch; true when the caller may apply the message (and
+   * then advances the host's epoch/seq/lastSeen).
    */
-  private gate(h: HostState, msg: AgentInput): "stale" | "duplicate" | "ok" {
+  private gate(h: { epoch: number; lastSeq: number }, msg: AgentInput, effects: Effect[]): boolean {
     if (msg.epoch < h.epoch) {
       this.counters.stale++;
-      return "stale";
+      this.reject("stale-epoch", msg, effects);
+      return false;
     }
     if (msg.epoch === h.epoch && msg.seq <= h.lastSeq) {
       this.counters.duplicate++;
-      return "duplicate";
+      this.reject(msg.seq === h.lastSeq ? "duplicate" : "out-of-order", msg, effects);
+      return false;
     }
-    return "ok";
+    return true;
+  }
+
+  /** A message from a host the registry forgot: refused when it is not newer than the tombstone. */
+  private replayed(msg: AgentInput, effects: Effect[]): boolean {
+    const t = this.tombstones.get(msg.hostId);
+    if (!t || this.gate(t, msg, effects)) return false;
+    this.counters.replayed++;
+    return true;
+  }
+
+  private reject(reason: RejectReason, msg: AgentInput, effects: Effect[]): void {
+    effects.push({ type: "reject", reason, hostId: msg.hostId, kind: msg.kind });
+  }
+
+  /** Forgets a host, keeping its epoch/seq so a replay cannot resurrect it. */
+  private forget(h: HostState, now: number): void {
+    this.hosts.delete(h.hostId);
+    this.tombstones.set(h.hostId, { epoch: h.epoch, lastSeq: h.lastSeq, at: now });
   }
 
   /** Advances epoch/seq/lastSeen; a message from a lost host revives it and asks for a resync. */
@@ -270,8 +333,11 @@ export class CatalogState {
     const effects: Effect[] = [];
     let h = this.hosts.get(msg.hostId);
     if (h) {
-      if (this.gate(h, msg) !== "ok") return effects;
+      if (!this.gate(h, msg, effects)) return effects;
     } else {
+      if (this.replayed(msg, effects)) return effects;
+      // Only a register brings the host back, so the tombstone stays until then.
+      this.tombstones.delete(msg.hostId);
       h = {
         hostId: msg.hostId,
         epoch: msg.epoch,
@@ -328,10 +394,10 @@ export class CatalogState {
     const effects: Effect[] = [];
     const h = this.hosts.get(msg.hostId);
     if (!h) {
-      this.resync(msg.hostId, "unknown-host", now, msg.heartbeatIntervalMs, effects);
+      if (!this.replayed(msg, effects)) this.resync(msg.hostId, "unknown-host", now, msg.heartbeatIntervalMs, effects);
       return effects;
     }
-    if (this.gate(h, msg) !== "ok") return effects;
+    if (!this.gate(h, msg, effects)) return effects;
     const wasLost = h.lostAt !== null;
     this.touch(h, msg, now, effects);
     h.heartbeatIntervalMs = msg.heartbeatIntervalMs;
@@ -345,15 +411,18 @@ export class CatalogState {
     const effects: Effect[] = [];
     const h = this.hosts.get(msg.hostId);
     if (!h) {
+      if (this.replayed(msg, effects)) return effects;
+      this.reject("unknown-host", msg, effects);
       this.resync(msg.hostId, "unknown-host", now, this.opts.assumedHeartbeatIntervalMs, effects);
       return effects;
     }
-    if (this.gate(h, msg) !== "ok") return effects;
+    if (!this.gate(h, msg, effects)) return effects;
     this.touch(h, msg, now, effects);
     const key = keyOf(msg.service, msg.instanceId);
     const prev = this.instances.get(key);
     if (!prev || prev.host !== msg.hostId) {
       this.counters.unknownInstance++;
+      this.reject("unknown-instance", msg, effects);
       this.resync(h.hostId, "digest-mismatch", now, h.heartbeatIntervalMs, effects);
       return effects;
     }
@@ -369,8 +438,11 @@ export class CatalogState {
   private deregister(msg: DeregisterMessage, now: number): Effect[] {
     const effects: Effect[] = [];
     const h = this.hosts.get(msg.hostId);
-    if (!h) return effects;
-    if (this.gate(h, msg) !== "ok") return effects;
+    if (!h) {
+      if (!this.replayed(msg, effects)) this.reject("unknown-host", msg, effects);
+      return effects;
+    }
+    if (!this.gate(h, msg, effects)) return effects;
     this.touch(h, msg, now, effects);
     for (const { service, instanceId } of msg.instances) {
       const key = keyOf(service, instanceId);
@@ -378,13 +450,15 @@ export class CatalogState {
     }
     // A host shutting down with nothing left is forgotten at once, so a rolling restart of many
     // hosts never looks like a mass silence.
-    if (msg.reason === "shutdown" && h.keys.size === 0) this.hosts.delete(h.hostId);
+    if (msg.reason === "shutdown" && h.keys.size === 0) this.forget(h, now);
     return effects;
   }
 
   tick(now: number): Effect[] {
     const effects: Effect[] = [];
-    let silent = 0;
+    const windowMs = this.opts.selfPreservation.windowMs ?? DEFAULT_SELF_PRESERVATION_WINDOW_MS;
+    let inWindow = 0;
+    let sinceEpisode = 0;
     for (const h of this.hosts.values()) {
       if (h.lostAt === null && now - h.lastSeen > this.opts.heartbeatTimeoutMultiplier * h.heartbeatIntervalMs) {
         h.lostAt = now;
@@ -395,11 +469,21 @@ export class CatalogState {
           this.putIfChanged(prev, { ...prev, status: "critical", reason: "agent-lost", updatedAt: now }, effects);
         }
       }
-      if (h.lostAt !== null) silent++;
+      if (h.lostAt === null) continue;
+      if (now - h.lostAt <= windowMs) inWindow++;
+      // The episode counts every host that fell silent from one window before it began.
+      if (this.degradedInfo && h.lostAt >= this.degradedInfo.since - windowMs) sinceEpisode++;
     }
     const { threshold, minHosts } = this.opts.selfPreservation;
-    this.selfPreserving = this.hosts.size > 0 && silent >= minHosts && silent / this.hosts.size > threshold;
-    if (!this.selfPreserving) {
+    const tripped = (silent: number) => this.hosts.size > 0 && silent >= minHosts && silent / this.hosts.size > threshold;
+    if (!this.degradedInfo && tripped(inWindow)) {
+      // Many hosts at once is more likely our own network than theirs: stop expiring.
+      this.degradedInfo = { reason: "mass-silence", since: now, silent: inWindow, hosts: this.hosts.size, threshold, windowMs };
+      effects.push({ type: "degraded", on: true, info: this.degradedInfo, silent: inWindow, hosts: this.hosts.size, at: now });
+    } else if (this.degradedInfo && !tripped(sinceEpisode)) {
+      this.leaveDegraded(now, sinceEpisode, effects);
+    }
+    if (!this.degradedInfo) {
       for (const h of [...this.hosts.values()]) {
         if (h.lostAt === null || now - h.lostAt <= this.opts.deregisterAfterMs) continue;
         for (const key of [...h.keys]) {
@@ -408,14 +492,23 @@ export class CatalogState {
             this.remove(key, effects);
           }
         }
-        if (h.keys.size === 0) this.hosts.delete(h.hostId);
+        if (h.keys.size === 0) this.forget(h, now);
       }
     }
-    // Forget old rate-limit entries so hostile host ids cannot grow the map without bound.
+    // Forget old rate-limit entries and tombstones so hostile host ids cannot grow the maps without bound.
     for (const [hostId, at] of this.resyncAt) {
       if (now - at > 3_600_000 || (this.resyncAt.size > 10_000 && !this.hosts.has(hostId))) this.resyncAt.delete(hostId);
     }
+    for (const [hostId, t] of this.tombstones) {
+      if (now - t.at > TOMBSTONE_MS || this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(hostId);
+    }
     return effects;
+  }
+
+  private leaveDegraded(now: number, silent: number, effects: Effect[]): void {
+    if (!this.degradedInfo) return;
+    effects.push({ type: "degraded", on: false, info: this.degradedInfo, silent, hosts: this.hosts.size, at: now });
+    this.degradedInfo = null;
   }
 
   // ---------------------------------------------------------------- helpers

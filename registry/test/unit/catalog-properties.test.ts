@@ -1,6 +1,7 @@
 // Properties of the registry's pure catalog reducer over random sequences of agent traffic and
 // clock ticks (fast-check): the effects it emits, applied to a store, always equal its own view;
-// nothing it accepts makes it throw; a host's matching heartbeat never writes.
+// nothing it accepts makes it throw; a host's matching heartbeat never writes; a replayed message
+// never changes the catalog; nothing expires while degraded.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
@@ -14,7 +15,8 @@ import { CatalogState, type AgentInput, type Effect } from "../../src/core/catal
 const OPTS = {
   heartbeatTimeoutMultiplier: 3,
   deregisterAfterMs: 5_000,
-  selfPreservation: { threshold: 0.5, minHosts: 3 },
+  // Low enough that random silences trip the degraded mode often (the properties below check it does).
+  selfPreservation: { threshold: 0.3, minHosts: 2, windowMs: 15_000 },
   assumedHeartbeatIntervalMs: 1000,
 };
 const HB = 1000;
@@ -48,6 +50,10 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   fc.record({ t: fc.constant("tick" as const), ms: fc.integer({ min: 1, max: 4000 }) }),
 );
 
+const longTick: fc.Arbitrary<Step> = fc.record({ t: fc.constant("tick" as const), ms: fc.integer({ min: 4000, max: 12_000 }) });
+
+const stepWithSilences = fc.oneof({ arbitrary: step, weight: 4 }, { arbitrary: longTick, weight: 1 });
+
 class World {
   readonly state = new CatalogState(OPTS);
   /** The store the adapters would keep: effects applied in order. */
@@ -56,6 +62,11 @@ class World {
   private readonly epochs = HOSTS.map(() => 1);
   private readonly seqs = HOSTS.map(() => 0);
   writesOnHonestHeartbeat = 0;
+  /** Every message sent so far, for replays. */
+  readonly sent: AgentInput[] = [];
+  /** Degraded on/off transitions seen, in order. */
+  readonly transitions: boolean[] = [];
+  deletesWhileDegraded = 0;
 
   apply(effects: Effect[]): void {
     for (const e of effects) {
@@ -119,10 +130,14 @@ class World {
   run(s: Step): void {
     if (s.t === "tick") {
       this.now += s.ms;
-      this.apply(this.state.tick(this.now));
+      const effects = this.state.tick(this.now);
+      for (const e of effects) if (e.type === "degraded") this.transitions.push(e.on);
+      if (this.state.degraded) this.deletesWhileDegraded += effects.filter((e) => e.type === "delete").length;
+      this.apply(effects);
       return;
     }
     const msg = this.message(s);
+    this.sent.push(msg);
     // The generator only builds messages the wire contract accepts.
     assert.ok(AgentMessage.safeParse(msg).success);
     const effects = this.state.handle(msg, this.now);
@@ -160,6 +175,56 @@ describe("catalog core properties", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("catalog - a replayed message (duplicate, out-of-order, old epoch, forgotten host) never changes the catalog", () => {
+    let rejected = 0;
+    let forgottenReplays = 0;
+    fc.assert(
+      // Long silences too, so hosts expire and are forgotten (the tombstone case).
+      fc.property(fc.array(stepWithSilences, { maxLength: 60 }), fc.array(fc.tuple(fc.nat(59), fc.nat(59)), { maxLength: 10 }), fc.nat(), (steps, replays, seed) => {
+        const w = new World();
+        const replay = (old: AgentInput) => {
+          const before = sortByKey(w.state.records());
+          if (old.kind === "register" && old.instances.length > 0 && !w.state.hostIds().includes(old.hostId)) forgottenReplays++;
+          const effects = w.state.handle(old, w.now);
+          assert.deepEqual(effects.filter((e) => e.type === "put" || e.type === "delete"), [], `replay of ${JSON.stringify(old)}`);
+          assert.deepEqual(sortByKey(w.state.records()), before);
+          rejected += effects.filter((e) => e.type === "reject").length;
+        };
+        steps.forEach((s, i) => {
+          w.run(s);
+          for (const [at, which] of replays) if (at === i && w.sent.length > 0) replay(w.sent[which % w.sent.length]!);
+        });
+        // Then the whole history again, in a shuffled order.
+        const all = [...w.sent];
+        for (let i = all.length - 1, x = seed; i > 0; i--, x = (x * 1103515245 + 12345) >>> 0) {
+          const j = x % (i + 1);
+          [all[i], all[j]] = [all[j]!, all[i]!];
+        }
+        for (const m of all) replay(m);
+      }),
+      { numRuns: 300 },
+    );
+    assert.ok(rejected > 0, "replays were actually rejected");
+    assert.ok(forgottenReplays > 0, "some replayed registers targeted a forgotten host");
+  });
+
+  it("catalog - nothing expires while degraded; entry and exit alternate and match the state", () => {
+    let entered = 0;
+    fc.assert(
+      fc.property(fc.array(stepWithSilences, { maxLength: 80 }), (steps) => {
+        const w = new World();
+        for (const s of steps) w.run(s);
+        assert.equal(w.deletesWhileDegraded, 0);
+        w.transitions.forEach((on, i) => assert.equal(on, i % 2 === 0, "on, off, on, ..."));
+        assert.equal(w.state.selfPreservation, w.transitions.length % 2 === 1);
+        assert.equal(w.state.degraded !== null, w.state.selfPreservation);
+        entered += w.transitions.filter((on) => on).length;
+      }),
+      { numRuns: 300 },
+    );
+    assert.ok(entered > 0, "the generator reaches the degraded mode");
   });
 
   it("catalog - a store rebuilt from the records (registry restart) then fed the same future agrees again", () => {

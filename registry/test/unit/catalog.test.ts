@@ -45,6 +45,8 @@ class Agent {
 
 const puts = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "put" }> => x.type === "put");
 const dels = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "delete" }> => x.type === "delete");
+const rejects = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "reject" }> => x.type === "reject").map((x) => x.reason);
+const degradedFx = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "degraded" }> => x.type === "degraded");
 const resyncs = (e: Effect[]) => e.filter((x): x is Extract<Effect, { type: "resync" }> => x.type === "resync");
 
 function digestOf(state: CatalogState, host: string): string {
@@ -111,9 +113,10 @@ describe("catalog core", () => {
     s.handle(new Agent("h1", 5).register([inst("a")]), 1000);
     const old = new Agent("h1", 4);
     old.seq = 100;
-    assert.deepEqual(s.handle(old.register([]), 2000), []);
-    assert.deepEqual(s.handle(old.health("a", "critical"), 2000), []);
-    assert.deepEqual(s.handle(old.deregister(["a"]), 2000), []);
+    const stale = [{ type: "reject", reason: "stale-epoch", hostId: "h1", kind: "register" }];
+    assert.deepEqual(s.handle(old.register([]), 2000), stale, "nothing but the counted rejection");
+    assert.deepEqual(rejects(s.handle(old.health("a", "critical"), 2000)), ["stale-epoch"]);
+    assert.deepEqual(rejects(s.handle(old.deregister(["a"]), 2000)), ["stale-epoch"]);
     assert.equal(s.counters.stale, 3);
     assert.ok(s.record("orders", "a"));
   });
@@ -125,8 +128,8 @@ describe("catalog core", () => {
     s.handle(reg, 1000);
     const crit = a.health("a", "critical");
     assert.equal(puts(s.handle(crit, 1100)).length, 1);
-    assert.deepEqual(s.handle(crit, 1200), [], "duplicate health");
-    assert.deepEqual(s.handle({ ...reg, instances: [] }, 1300), [], "older register in same epoch");
+    assert.deepEqual(s.handle(crit, 1200), [{ type: "reject", reason: "duplicate", hostId: "h1", kind: "health" }], "duplicate health");
+    assert.deepEqual(s.handle({ ...reg, instances: [] }, 1300), [{ type: "reject", reason: "out-of-order", hostId: "h1", kind: "register" }], "older register in same epoch");
     assert.equal(s.counters.duplicate, 2);
     assert.equal(s.record("orders", "a")!.status, "critical");
   });
@@ -151,14 +154,20 @@ describe("catalog core", () => {
     const a = new Agent("h1");
     s.handle(a.register([inst("a")]), 1000);
     const e = s.handle(a.health("zzz", "critical"), 1100);
-    assert.deepEqual(e, [{ type: "resync", hostId: "h1", reason: "digest-mismatch" }]);
+    assert.deepEqual(e, [
+      { type: "reject", reason: "unknown-instance", hostId: "h1", kind: "health" },
+      { type: "resync", hostId: "h1", reason: "digest-mismatch" },
+    ]);
     assert.equal(s.counters.unknownInstance, 1);
   });
 
   it("catalog - health from an unknown host asks for a resync", () => {
     const s = new CatalogState(OPTS);
     const e = s.handle(new Agent("ghost").health("a", "critical"), 1000);
-    assert.deepEqual(e, [{ type: "resync", hostId: "ghost", reason: "unknown-host" }]);
+    assert.deepEqual(e, [
+      { type: "reject", reason: "unknown-host", hostId: "ghost", kind: "health" },
+      { type: "resync", hostId: "ghost", reason: "unknown-host" },
+    ]);
   });
 
   it("catalog - a steady heartbeat with a matching digest writes nothing", () => {
@@ -278,6 +287,106 @@ describe("catalog core", () => {
     s.tick(3001);
     assert.equal(s.selfPreservation, false, "2 of 2 silent but fewer than minHosts");
     assert.equal(dels(s.tick(64_000)).length, 2);
+  });
+
+  it("catalog - degraded: more than threshold of the hosts falling silent within the window pauses expiry, one effect on entry and exit", () => {
+    const s = new CatalogState({ ...OPTS, selfPreservation: { threshold: 0.3, minHosts: 3, windowMs: 15_000 } });
+    const agents = Array.from({ length: 10 }, (_, i) => new Agent(`h${i}`));
+    agents.forEach((a, i) => s.handle(a.register([inst(`i${i}`)]), 0));
+    const live = (t: number, from: number) => {
+      for (let i = from; i < 10; i++) s.handle(agents[i]!.heartbeat(digestOf(s, `h${i}`)), t);
+    };
+    // h0-h3 stop at different phases of one heartbeat interval (as a partition does): 4 of 10 > 0.3.
+    live(500, 0);
+    for (let i = 0; i < 4; i++) s.handle(agents[i]!.heartbeat(digestOf(s, `h${i}`)), 600 + 200 * i);
+    let entered: Extract<Effect, { type: "degraded" }>[] = [];
+    for (let t = 1000; t <= 5000; t += 100) {
+      if (t % 1000 === 0) live(t, 4);
+      entered = entered.concat(degradedFx(s.tick(t)));
+    }
+    assert.equal(entered.length, 1);
+    assert.equal(entered[0]!.on, true);
+    assert.equal(entered[0]!.silent, 4);
+    assert.equal(entered[0]!.hosts, 10);
+    assert.deepEqual(s.degraded, { reason: "mass-silence", since: entered[0]!.at, silent: 4, hosts: 10, threshold: 0.3, windowMs: 15_000 });
+    assert.equal(s.summary().degraded, s.degraded);
+    for (let t = 6000; t < 200_000; t += 1000) {
+      live(t, 4);
+      const e = s.tick(t);
+      assert.equal(dels(e).length, 0, "nothing expires while degraded");
+      assert.equal(degradedFx(e).length, 0, "no repeated entry");
+    }
+    // h0 comes back: 3 of 10 still silent is not more than 0.3: the mode ends, the other three expire.
+    s.handle(agents[0]!.heartbeat(digestOf(s, "h0")), 200_000);
+    live(200_000, 4);
+    const e = s.tick(200_001);
+    assert.deepEqual(degradedFx(e).map((d) => [d.on, d.silent, d.hosts]), [[false, 3, 10]]);
+    assert.equal(s.degraded, null);
+    assert.deepEqual(dels(e).map((d) => d.id).sort(), ["i1", "i2", "i3"]);
+  });
+
+  it("catalog - degraded: the same hosts falling silent one by one, further apart than the window, expire normally", () => {
+    const s = new CatalogState({ ...OPTS, selfPreservation: { threshold: 0.3, minHosts: 3, windowMs: 15_000 } });
+    const agents = Array.from({ length: 10 }, (_, i) => new Agent(`h${i}`));
+    agents.forEach((a, i) => s.handle(a.register([inst(`i${i}`)]), 0));
+    const stopAt = [0, 20_000, 40_000, 60_000]; // h0..h3 die 20 s apart
+    let deleted = 0;
+    for (let t = 1000; t <= 150_000; t += 1000) {
+      agents.forEach((a, i) => {
+        if (i >= 4 || t < stopAt[i]!) s.handle(a.heartbeat(digestOf(s, `h${i}`)), t);
+      });
+      const e = s.tick(t);
+      assert.equal(degradedFx(e).length, 0, "never degraded by attrition");
+      deleted += dels(e).length;
+    }
+    assert.equal(deleted, 4);
+  });
+
+  it("catalog - grace (registry reconnect) ends the degraded mode", () => {
+    const s = new CatalogState({ ...OPTS, selfPreservation: { threshold: 0.3, minHosts: 3 } });
+    for (const h of ["h1", "h2", "h3"]) s.handle(new Agent(h).register([inst(`${h}-a`)]), 0);
+    assert.equal(degradedFx(s.tick(3001))[0]?.on, true);
+    assert.deepEqual(degradedFx(s.grace(10_000)).map((d) => d.on), [false]);
+    assert.equal(s.selfPreservation, false);
+  });
+
+  it("catalog - a replayed old epoch cannot resurrect a host that shut down or expired", () => {
+    const s = new CatalogState(OPTS);
+    // Shut down: the host is forgotten, but its epoch is remembered.
+    const old = new Agent("h1", 5);
+    const oldReg = old.register([inst("a")]);
+    s.handle(oldReg, 0);
+    const newer = new Agent("h1", 6);
+    s.handle(newer.register([inst("a")]), 10);
+    s.handle(newer.deregister(["a"], "shutdown"), 20);
+    assert.equal(s.summary().hosts, 0);
+    assert.deepEqual(s.handle(oldReg, 30), [{ type: "reject", reason: "stale-epoch", hostId: "h1", kind: "register" }]);
+    assert.deepEqual(rejects(s.handle(old.heartbeat("0000000000000000"), 30)), ["stale-epoch"], "no resync asked for a replay either");
+    assert.equal(s.summary().instances, 0);
+    assert.equal(s.counters.replayed, 2);
+    // Expired: a replay of the same epoch's older messages is refused, a newer one is the host back.
+    const b = new Agent("h2");
+    const first = b.register([inst("b")]);
+    s.handle(first, 0);
+    s.tick(3001);
+    s.tick(3002 + 60_000);
+    assert.equal(s.record("orders", "b"), undefined);
+    assert.deepEqual(rejects(s.handle(first, 70_000)), ["duplicate"]);
+    assert.equal(s.record("orders", "b"), undefined);
+    assert.equal(puts(s.handle(b.register([inst("b")]), 70_001)).length, 1, "the live agent's next message is accepted");
+    // A restarted agent (new epoch) is always welcome.
+    assert.equal(puts(s.handle(new Agent("h1", 7).register([inst("a")]), 70_002)).length, 1);
+  });
+
+  it("catalog - tombstones are forgotten after an hour", () => {
+    const s = new CatalogState(OPTS);
+    const old = new Agent("h1", 5);
+    const oldReg = old.register([inst("a")]);
+    s.handle(oldReg, 0);
+    s.handle(new Agent("h1", 6).register([]), 10);
+    s.handle({ ...new Agent("h1", 6).deregister(["a"], "shutdown"), seq: 2 }, 20);
+    s.tick(3_700_000);
+    assert.equal(puts(s.handle(oldReg, 3_700_001)).length, 1, "an hour later the id is free again");
   });
 
   it("catalog - deregister deletes only the host's own listed instances", () => {

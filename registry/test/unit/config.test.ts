@@ -10,7 +10,7 @@ describe("registry config", () => {
     assert.equal(c.http.listen, "127.0.0.1:7700");
     assert.equal(c.heartbeatTimeoutMultiplier, 3);
     assert.equal(c.deregisterAfter, 60_000);
-    assert.deepEqual(c.selfPreservation, { threshold: 0.5, minHosts: 3 });
+    assert.deepEqual(c.selfPreservation, { threshold: 0.3, minHosts: 3, window: 15_000 });
     assert.equal(c.presenceInterval, 1000);
     assert.equal(c.kvReplicas, 1);
     assert.equal(c.maxBlockingWait, 300_000);
@@ -29,6 +29,7 @@ describe("registry config", () => {
       [{ http: { listen: "nope" } }, "http.listen"],
       [{ nats: { url: "http://x" } }, "nats.url"],
       [{ selfPreservation: { threshold: 2 } }, "selfPreservation.threshold"],
+      [{ selfPreservation: { window: "soon" } }, "selfPreservation.window"],
       [{ kvReplicas: 0 }, "kvReplicas"],
       [{ bogus: 1 }, "(root)"],
     ] as const) {

@@ -64,4 +64,15 @@ describe("snapshot pages", () => {
     assert.equal(after.value.revision, 43);
     assert.equal(after.value.pages, 1);
   });
+
+  it("snapshot pages - unknown services are answered but never cached (hostile names cannot grow memory)", () => {
+    const sp = new SnapshotPages((service) => (service === "known" ? { known: true, revision: 1, instances: [] } : { known: false, revision: 0, instances: [] }));
+    for (let i = 0; i < 1000; i++) {
+      const d = decode(Snapshot, sp.page(`made-up-${i}`, 0));
+      assert.ok(d.ok);
+      assert.equal(d.value.known, false);
+    }
+    sp.page("known", 0);
+    assert.equal(sp.cachedServices, 1);
+  });
 });
