@@ -10,6 +10,9 @@ const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:p
   --nats        NATS server URL(s), comma-separated (env ROSTER_NATS_URL; default nats://127.0.0.1:4222)
   --api         local API listen address, overrides api.listen (e.g. 127.0.0.1:7701)
   --log-level   trace, debug, info, warn, error, fatal (default info)
+
+  env ROSTER_HOST_ID: the name the default host id is derived from, when the config sets no
+  host.id (default: this machine's hostname; in Kubernetes: the node name)
 `;
 const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
@@ -44,7 +47,10 @@ async function main(): Promise<void> {
 
   let config;
   try {
-    config = loadConfigFile(values.config);
+    // In a container the hostname is the container's: ROSTER_HOST_ID (e.g. the node name from the
+    // Kubernetes downward API) stands in for it when the config sets no host.id.
+    const hostName = process.env.ROSTER_HOST_ID?.trim();
+    config = loadConfigFile(values.config, hostName ? { hostname: hostName } : {});
   } catch (err) {
     if (err instanceof ConfigError) fail(`${err.message}\n(${err.code})`);
     throw err;
