@@ -40,9 +40,10 @@ const read = (p: string) => readFileSync(p, "utf8");
 const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).status === 0;
 
 /** Environment variables each program reads: what a deploy file may set for it. */
+const shared = envReadBy(join(root, "schemas", "src")); // e.g. NATS auth, read for both binaries
 const ENV = {
-  registry: new Set([...envReadBy(join(root, "registry", "src")), "NODE_ENV"]),
-  agent: new Set([...envReadBy(join(root, "agent", "src")), "NODE_ENV"]),
+  registry: new Set([...envReadBy(join(root, "registry", "src")), ...shared, "NODE_ENV"]),
+  agent: new Set([...envReadBy(join(root, "agent", "src")), ...shared, "NODE_ENV"]),
   demo: envReadBy(join(root, "examples")),
 };
 /** HTTP routes the probes may use (checked against the sources below). */
@@ -120,6 +121,7 @@ interface ComposeService {
   build?: { context: string; dockerfile?: string; target?: string };
   command?: string[];
   environment?: Record<string, string> | string[];
+  env_file?: Array<string | { path: string; required?: boolean }>;
   volumes?: string[];
   ports?: string[];
   depends_on?: string[] | Record<string, { condition: string }>;
@@ -135,10 +137,18 @@ interface Compose {
   volumes?: Record<string, unknown>;
 }
 
+/** `environment` plus the env files that exist (an optional one may be absent until generated). */
 function envOf(svc: ComposeService): Map<string, string> {
+  const fromFiles = new Map<string, string>();
+  for (const f of svc.env_file ?? []) {
+    const entry = typeof f === "string" ? { path: f, required: true } : f;
+    const file = resolve(deploy, entry.path);
+    if (existsSync(file)) for (const [k, v] of parseEnvFile(read(file))) fromFiles.set(k, v);
+    else assert.equal(entry.required, false, `env_file ${entry.path} is required but missing`);
+  }
   const e = svc.environment ?? {};
-  if (Array.isArray(e)) return new Map(e.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)] as [string, string]));
-  return new Map(Object.entries(e).map(([k, v]) => [k, String(v)]));
+  if (Array.isArray(e)) return new Map([...fromFiles, ...e.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)] as [string, string])]);
+  return new Map([...fromFiles, ...Object.entries(e).map(([k, v]) => [k, String(v)] as [string, string])]);
 }
 
 /** Bind mounts as { source (absolute, on the Docker host), target }; named volumes as { volume, target }. */
