@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { pino, type Level } from "pino";
+import { Address } from "@roster/schemas";
 import { build } from "./app.js";
 import { loadConfigFile, primaryIPv4 } from "./config.js";
 import { ConfigError } from "./errors.js";
@@ -13,6 +14,8 @@ const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:p
 
   env ROSTER_HOST_ID: the name the default host id is derived from, when the config sets no
   host.id (default: this machine's hostname; in Kubernetes: the node name)
+  env ROSTER_HOST_ADDRESS: the address of instances that set none (default: the first
+  non-internal IPv4 address; in Kubernetes: the node's IP)
 `;
 const LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"];
 
@@ -45,12 +48,14 @@ async function main(): Promise<void> {
   const level = values["log-level"] ?? process.env.ROSTER_LOG_LEVEL ?? "info";
   if (!LEVELS.includes(level)) fail(`--log-level: expected one of ${LEVELS.join(", ")}`);
 
+  // In a container the hostname and the interfaces are the container's: ROSTER_HOST_ID and
+  // ROSTER_HOST_ADDRESS (e.g. the node's name and IP from the Kubernetes downward API) stand in.
+  const hostName = process.env.ROSTER_HOST_ID?.trim();
+  const hostAddress = process.env.ROSTER_HOST_ADDRESS?.trim() || primaryIPv4();
+  if (!Address.safeParse(hostAddress).success) fail(`ROSTER_HOST_ADDRESS: expected a host name or IP address, got "${hostAddress}"`);
   let config;
   try {
-    // In a container the hostname is the container's: ROSTER_HOST_ID (e.g. the node name from the
-    // Kubernetes downward API) stands in for it when the config sets no host.id.
-    const hostName = process.env.ROSTER_HOST_ID?.trim();
-    config = loadConfigFile(values.config, hostName ? { hostname: hostName } : {});
+    config = loadConfigFile(values.config, { defaultAddress: hostAddress, ...(hostName ? { hostname: hostName } : {}) });
   } catch (err) {
     if (err instanceof ConfigError) fail(`${err.message}\n(${err.code})`);
     throw err;
@@ -63,7 +68,7 @@ async function main(): Promise<void> {
   const nats = (values.nats ?? process.env.ROSTER_NATS_URL ?? "nats://127.0.0.1:4222").split(",").map((s) => s.trim()).filter(Boolean);
 
   const logger = pino({ level: level as Level, base: { app: "roster-agent", hostId: config.host.id } });
-  const agent = build(config, { logger, nats, defaultAddress: primaryIPv4() });
+  const agent = build(config, { logger, nats, defaultAddress: hostAddress });
 
   const skip = new AbortController();
   let signals = 0;

@@ -6,9 +6,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import { tmpdir } from "node:os";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { DCLinter } from "dclint";
@@ -86,7 +84,7 @@ describe("deploy", () => {
     assert.match(agentApi, new RegExp(`app\\.get\\("${ROUTES.agent.live}"`));
     // The env scan must see what the binaries are documented to read, or every env check is vacuous.
     for (const name of ["ROSTER_NATS_URL", "ROSTER_HTTP", "ROSTER_REGISTRY_CONFIG", "ROSTER_LOG_LEVEL"]) assert.ok(ENV.registry.has(name), name);
-    for (const name of ["ROSTER_NATS_URL", "ROSTER_LOG_LEVEL", "ROSTER_HOST_ID"]) assert.ok(ENV.agent.has(name), name);
+    for (const name of ["ROSTER_NATS_URL", "ROSTER_LOG_LEVEL", "ROSTER_HOST_ID", "ROSTER_HOST_ADDRESS"]) assert.ok(ENV.agent.has(name), name);
     assert.ok(ENV.demo.has("DEMO_HOST"));
   });
 
@@ -640,6 +638,7 @@ describe("deploy - Kubernetes", () => {
     assert.equal(spec.dnsPolicy, "ClusterFirstWithHostNet", "hostNetwork pods need it to resolve nats-0.nats");
     for (const e of c.env ?? []) assert.ok(ENV.agent.has(e.name), `the agent does not read ${e.name}`);
     assert.equal(c.env?.find((e) => e.name === "ROSTER_HOST_ID")?.valueFrom?.fieldRef?.fieldPath, "spec.nodeName");
+    assert.equal(c.env?.find((e) => e.name === "ROSTER_HOST_ADDRESS")?.valueFrom?.fieldRef?.fieldPath, "status.hostIP");
     const file = configFile(agent, c, optionFlag(c.args ?? [], "--config")!);
     const config = parseAgentConfig(read(file), file, { ...FACTS, hostname: "ip-10-0-1-23.eu-west-1.compute.internal" });
     assert.equal(config.host.id, "ip-10-0-1-23", "no host.id in the ConfigMap: the node name decides");
@@ -686,27 +685,20 @@ describe("deploy - Kubernetes", () => {
 
   describe("deploy - k8s: the real agent with the DaemonSet's config and env", () => {
     let server: NatsServer;
-    let dir: string;
     before(async () => {
       server = await NatsServer.start();
-      dir = await mkdtemp(join(tmpdir(), "roster-deploy-"));
     });
     after(async () => {
       await server?.stop();
-      if (dir) await rm(dir, { recursive: true, force: true });
     });
 
     it("deploy - k8s: ROSTER_HOST_ID=<node name> makes the host id; SIGTERM drains and exits 0", async () => {
       const c = agent.spec.template.spec.containers[0]!;
       const file = configFile(agent, c, optionFlag(c.args ?? [], "--config")!);
-      // The ConfigMap's file, with every instance on loopback: this test only contacts 127.0.0.1.
-      const doc = parseDocument(read(file));
-      const services = doc.get("services") as { items: Array<{ set(k: string, v: string): void }> };
-      for (const s of services.items) s.set("address", "127.0.0.1");
-      const local = join(dir, "agent.yaml");
-      await writeFile(local, doc.toString());
-      const proc = spawnNode(join(root, "agent", "bin", "roster-agent.js"), ["--config", local, "--nats", server.url, "--api", "127.0.0.1:0"], {
-        env: { ...process.env, ROSTER_HOST_ID: "ip-10-0-1-23.eu-west-1.compute.internal" },
+      // The ConfigMap's file as is; the node's IP (status.hostIP) is loopback here, so the agent's
+      // checks contact only 127.0.0.1.
+      const proc = spawnNode(join(root, "agent", "bin", "roster-agent.js"), ["--config", file, "--nats", server.url, "--api", "127.0.0.1:0"], {
+        env: { ...process.env, ROSTER_HOST_ID: "ip-10-0-1-23.eu-west-1.compute.internal", ROSTER_HOST_ADDRESS: "127.0.0.1" },
       });
       try {
         const died = proc.exited.then(({ code }) => {
@@ -718,8 +710,8 @@ describe("deploy - Kubernetes", () => {
         const health = (await (await fetch(`${api}/healthz`)).json()) as { hostId: string; natsConnected: boolean };
         assert.equal(health.hostId, "ip-10-0-1-23");
         await waitFor(async () => ((await (await fetch(`${api}/healthz`)).json()) as { natsConnected: boolean }).natsConnected, { timeoutMs: 10_000, what: "agent connected" });
-        const list = (await (await fetch(`${api}/v1/agent/instances`)).json()) as { instances: Array<{ id: string }> };
-        assert.deepEqual(list.instances.map((i) => i.id), ["ip-10-0-1-23-9100"]);
+        const list = (await (await fetch(`${api}/v1/agent/instances`)).json()) as { instances: Array<{ id: string; address: string }> };
+        assert.deepEqual(list.instances.map((i) => [i.id, i.address]), [["ip-10-0-1-23-9100", "127.0.0.1"]]);
         proc.kill("SIGTERM");
         await proc.waitForOutput("draining", 5000);
         // The drain period of the ConfigMap (10 s) is what the pod's grace period covers; a second
@@ -730,6 +722,17 @@ describe("deploy - Kubernetes", () => {
       } finally {
         await proc.stop(2000);
       }
+    });
+
+    it("deploy - k8s: a ROSTER_HOST_ADDRESS that is not an address stops the agent at once, naming the variable", async () => {
+      const c = agent.spec.template.spec.containers[0]!;
+      const file = configFile(agent, c, optionFlag(c.args ?? [], "--config")!);
+      const proc = spawnNode(join(root, "agent", "bin", "roster-agent.js"), ["--config", file, "--nats", server.url], {
+        env: { ...process.env, ROSTER_HOST_ADDRESS: "not an address" },
+      });
+      const { code } = await proc.exited;
+      assert.equal(code, 1);
+      assert.match(proc.output, /ROSTER_HOST_ADDRESS/);
     });
   });
 });
