@@ -5,7 +5,8 @@
 // cross-check what the files say against what the binaries actually read.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer, type Server } from "node:http";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -752,8 +753,20 @@ describe("deploy - systemd", () => {
       t.skip("no systemd-analyze here: the key checks below stand alone");
       return;
     }
+    // verify insists that ExecStart's program exists: where node is not /usr/bin/node (nvm, say),
+    // check copies that name this node instead.
+    let files = units.map((u) => join(sysDir, u));
+    if (!existsSync("/usr/bin/node")) {
+      const dir = mkdtempSync(join(tmpdir(), "roster-units-"));
+      files = units.map((u) => {
+        const copy = join(dir, u);
+        writeFileSync(copy, read(join(sysDir, u)).replaceAll("/usr/bin/node", process.execPath));
+        return copy;
+      });
+    }
     // It exits 0 on unknown keys and bad values but prints them: any output is a finding.
-    const r = spawnSync("systemd-analyze", ["verify", "--man=no", ...units.map((u) => join(sysDir, u))], { encoding: "utf8" });
+    const r = spawnSync("systemd-analyze", ["verify", "--man=no", ...files], { encoding: "utf8" });
+    if (files[0]!.startsWith(tmpdir())) rmSync(dirname(files[0]!), { recursive: true, force: true });
     assert.equal(r.status, 0, r.stderr);
     assert.equal(`${r.stdout}${r.stderr}`.trim(), "");
   });
