@@ -14,7 +14,7 @@ import { DCLinter } from "dclint";
 import * as k8s from "kubernetes-models";
 import { parseDocument } from "yaml";
 import { parseConfigText as parseAgentConfig, type AgentConfig } from "@roster/agent";
-import { parseConfig as parseRegistryConfig } from "@roster/registry";
+import { RegistryConfig, parseConfig as parseRegistryConfig } from "@roster/registry";
 import { NatsServer, assertNatsServerInstalled, freePort, spawnNode, waitFor } from "@roster/testkit";
 import {
   dockerIgnored,
@@ -49,6 +49,17 @@ const ENV = {
 const ROUTES = { registry: { ready: "/readyz", live: "/healthz" }, agent: { live: "/healthz" } };
 /** Any address the agent's default-address logic could pick; parsing only, never contacted. */
 const FACTS = { defaultAddress: "192.0.2.10", baseDir: "/etc/roster" };
+
+/**
+ * Several registries on one catalog need the writer lease (registry/README.md, "Running replicas")
+ * wherever the registry has one: without it every replica writes.
+ */
+function assertReplicasSafe(config: unknown, replicas: number, where: string): void {
+  if (replicas < 2) return;
+  if (!("lease" in RegistryConfig.shape)) return; // a registry without replicas support: nothing to enable
+  const lease = (config as { lease?: { enabled?: boolean } }).lease;
+  assert.equal(lease?.enabled, true, `${where}: ${replicas} registries share the catalog: set "lease": { "enabled": true }`);
+}
 
 /** What a registry's SIGTERM handler allows itself before it forces the exit (registry/src/main.ts). */
 function registryForcedExitMs(): number {
@@ -289,6 +300,7 @@ describe("deploy - docker compose", () => {
       assert.ok(cfgFile && existsSync(cfgFile), `${name}: ${cfgPath} is not mounted from a file`);
       const config = parseRegistryConfig(JSON.parse(read(cfgFile)));
       assert.equal(config.kvReplicas, natsServices.length, "the catalog bucket is replicated on every NATS node");
+      assertReplicasSafe(config, registries.length, name);
       for (const h of natsUrlHosts(env.get("ROSTER_NATS_URL") ?? "")) {
         const node = compose.services[h.host];
         assert.ok(node && node.image?.startsWith("nats:"), `${name}: ROSTER_NATS_URL names ${h.host}, not a NATS service`);
@@ -627,6 +639,7 @@ describe("deploy - Kubernetes", () => {
     assert.equal(named(c.livenessProbe!.httpGet!.port), httpPort);
     const cfg = parseRegistryConfig(JSON.parse(read(configFile(registry, c, envValue(c, "ROSTER_REGISTRY_CONFIG")!))));
     assert.equal(cfg.kvReplicas, nats.spec.replicas, "the catalog bucket is replicated on every NATS node");
+    assertReplicasSafe(cfg, registry.spec.replicas!, "k8s registry");
     const pods = Array.from({ length: nats.spec.replicas! }, (_, i) => `${nats.metadata.name}-${i}.${nats.spec.serviceName}`);
     assert.deepEqual(natsUrlHosts(envValue(c, "ROSTER_NATS_URL")!), pods.map((host) => ({ host, port: natsConf.clientPort })));
     assert.ok((registry.spec.template.spec.terminationGracePeriodSeconds ?? 30) * 1000 > registryForcedExitMs());
