@@ -520,8 +520,9 @@ interface Kustomization {
 /** kubernetes-models class for an apiVersion/kind (e.g. apps/v1 Deployment → k8s.apps.v1.Deployment). */
 function modelFor(apiVersion: string, kind: string): (new (data: object) => { validate(): void }) | undefined {
   const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
-  const groupKey = group ? group.replace(/\.(\w)/g, (_, c: string) => c.toUpperCase()).replace(/^(\w)/, (c) => c) : version!;
-  const ns = (k8s as unknown as Record<string, Record<string, Record<string, unknown>>>)[group ? groupKey : version!];
+  // The package's namespaces: core "v1" → k8s.v1; "apps" → k8s.apps; "networking.k8s.io" → k8s.networkingK8sIo.
+  const groupKey = group ? group.replace(/\.(\w)/g, (_, c: string) => c.toUpperCase()) : version!;
+  const ns = (k8s as unknown as Record<string, Record<string, Record<string, unknown>>>)[groupKey];
   const mod = group ? ns?.[version!] : ns;
   return (mod as Record<string, unknown> | undefined)?.[kind] as (new (data: object) => { validate(): void }) | undefined;
 }
