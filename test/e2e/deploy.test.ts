@@ -11,6 +11,7 @@ import { createServer, type Server } from "node:http";
 import { basename, dirname, join, posix, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { DCLinter } from "dclint";
+import { validate as validateDockerfile } from "dockerfile-utils";
 import * as k8s from "kubernetes-models";
 import { parseDocument } from "yaml";
 import { parseConfigText as parseAgentConfig, type AgentConfig } from "@roster/agent";
@@ -361,6 +362,13 @@ describe("deploy - Dockerfile", () => {
     assert.ok(i >= 0 && e[i + 1], `${stage}: ENTRYPOINT does not run node <script>`);
     return e[i + 1]!;
   };
+
+  it("deploy - Dockerfile: the Dockerfile language service (dockerfile-utils) finds no problem", () => {
+    const problems = validateDockerfile(read(join(deploy, "Dockerfile"))).map((d) => `${d.range.start.line + 1}: ${d.message}`);
+    assert.deepEqual(problems, []);
+    // Not vacuous: a misspelt flag is found.
+    assert.equal(validateDockerfile("FROM node:20 AS a\nCOPY --frm=a x y\n").length, 1);
+  });
 
   it("deploy - Dockerfile: multi-stage build with npm ci, tsc -b and a dev-dependency prune", () => {
     const build = stages.find((s) => s.name === "build");
