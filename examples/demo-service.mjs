@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // A tiny demo service: `node examples/demo-service.mjs <port> [name]`.
 //   GET /health → 200 "ok"          GET / → {"service","port","pid"}
+// Listens on 127.0.0.1 unless DEMO_HOST says otherwise (the compose stack sets 0.0.0.0).
 // Exits cleanly (code 0) on SIGTERM/SIGINT.
 import { createServer } from "node:http";
 
 const port = Number(process.argv[2] ?? 18081);
 const service = process.argv[3] ?? process.env.SERVICE_NAME ?? `demo-${port}`;
+const host = process.env.DEMO_HOST ?? "127.0.0.1";
 if (!Number.isInteger(port) || port < 1 || port > 65535) {
   process.stderr.write(`demo-service: bad port "${process.argv[2]}"\n`);
   process.exit(1);
@@ -21,8 +23,8 @@ const server = createServer((req, res) => {
   res.end(JSON.stringify({ service, port, pid: process.pid }) + "\n");
 });
 server.keepAliveTimeout = 5000;
-server.listen(port, "127.0.0.1", () => {
-  process.stdout.write(`demo-service ${service} listening on 127.0.0.1:${port} (pid ${process.pid})\n`);
+server.listen(port, host, () => {
+  process.stdout.write(`demo-service ${service} listening on ${host}:${port} (pid ${process.pid})\n`);
 });
 server.on("error", (err) => {
   process.stderr.write(`demo-service: ${err.message}\n`);

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { createLogger, LOG_LEVELS } from "@roster/schemas/logger";
+import { Address } from "@roster/schemas";
 import { build } from "./app.js";
 import { NatsAuthError, natsAuthFromEnv, natsConnectOptions, parseNatsAuth } from "@roster/schemas";
 import { loadConfigFile, primaryIPv4 } from "./config.js";
@@ -17,6 +18,10 @@ const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:p
   env ROSTER_NATS_USER + ROSTER_NATS_PASSWORD[_FILE], ROSTER_NATS_TOKEN[_FILE],
       ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
       ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
+  env ROSTER_HOST_ID: the name the default host id is derived from, when the config sets no
+  host.id (default: this machine's hostname; in Kubernetes: the node name)
+  env ROSTER_HOST_ADDRESS: the address of instances that set none (default: the first
+  non-internal IPv4 address; in Kubernetes: the node's IP)
 `;
 const LEVELS: readonly string[] = LOG_LEVELS;
 
@@ -49,9 +54,14 @@ async function main(): Promise<void> {
   const level = values["log-level"] ?? process.env.ROSTER_LOG_LEVEL ?? "info";
   if (!LEVELS.includes(level)) fail(`--log-level: expected one of ${LEVELS.join(", ")}`);
 
+  // In a container the hostname and the interfaces are the container's: ROSTER_HOST_ID and
+  // ROSTER_HOST_ADDRESS (e.g. the node's name and IP from the Kubernetes downward API) stand in.
+  const hostName = process.env.ROSTER_HOST_ID?.trim();
+  const hostAddress = process.env.ROSTER_HOST_ADDRESS?.trim() || primaryIPv4();
+  if (!Address.safeParse(hostAddress).success) fail(`ROSTER_HOST_ADDRESS: expected a host name or IP address, got "${hostAddress}"`);
   let config;
   try {
-    config = loadConfigFile(values.config);
+    config = loadConfigFile(values.config, { defaultAddress: hostAddress, ...(hostName ? { hostname: hostName } : {}) });
   } catch (err) {
     if (err instanceof ConfigError) fail(`${err.message}\n(${err.code})`);
     throw err;
@@ -78,7 +88,7 @@ async function main(): Promise<void> {
   const { servers: nats, ...natsAuth } = natsOptions;
 
   const logger = createLogger({ name: "roster-agent", level, base: { hostId: config.host.id } });
-  const agent = build(config, { logger, nats, natsAuth, defaultAddress: primaryIPv4(), processMetrics: true });
+  const agent = build(config, { logger, nats, natsAuth, defaultAddress: hostAddress, processMetrics: true });
 
   const skip = new AbortController();
   let signals = 0;
