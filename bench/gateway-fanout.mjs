@@ -25,7 +25,6 @@
 // revisions to send times (agent → registry delta → client mirror).
 //
 // Markdown on stdout, progress on stderr. Needs `npm run build` first.
-import { fork } from "node:child_process";
 import { cpus } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -37,6 +36,7 @@ import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
 import { ProcSampler, cpuSeconds, rssMiB } from "./lib/procstat.mjs";
 import { startRegistry } from "./lib/registry.mjs";
+import { forkHelper } from "./lib/fork-helper.mjs";
 import { defer, runBench } from "./lib/run.mjs";
 import { fmt, percentile, summarize } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
@@ -60,46 +60,6 @@ const instances = replicas * services;
 const hiresNow = () => performance.timeOrigin + performance.now();
 
 const maxSeconds = 240 + flipSeconds + clients / 4;
-
-/** A forked helper with a promise per awaited message type. */
-function forkHelper(script, args, name) {
-  const child = fork(script, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const h = { name, child, last: {}, waiters: new Map() };
-  child.on("message", (m) => {
-    h.last[m.type] = m;
-    if (m.type === "error") progress(`${name}: ${m.message}`);
-    const w = h.waiters.get(m.type);
-    if (w) {
-      h.waiters.delete(m.type);
-      w.resolve(m);
-    }
-  });
-  h.exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
-  h.exited.then(({ code, signal }) => {
-    for (const w of h.waiters.values()) w.reject(new Error(`${name} exited (${signal ?? code}) while waited on`));
-    h.waiters.clear();
-  });
-  /** The next message of `type` (or the one already received when `seen` is true). */
-  h.next = (type, timeoutMs, { seen = false } = {}) => {
-    if (seen && h.last[type]) return Promise.resolve(h.last[type]);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        h.waiters.delete(type);
-        reject(new Error(`${name}: no "${type}" within ${timeoutMs} ms`));
-      }, timeoutMs);
-      h.waiters.set(type, { resolve: (m) => (clearTimeout(timer), resolve(m)), reject: (e) => (clearTimeout(timer), reject(e)) });
-    });
-  };
-  h.send = (m) => {
-    if (child.connected) child.send(m);
-  };
-  h.stop = async (cmd) => {
-    h.send(cmd);
-    await Promise.race([h.exited, sleep(10_000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  };
-  return h;
-}
 
 await runBench("gateway-fanout", maxSeconds, async () => {
   progress(`gateway-fanout: ${clients} clients in ${procs} processes x ${services} services; ${replicas} hosts x ${services} services = ${instances} instances; ${rate} flips/s for ${flipSeconds}s`);
