@@ -330,7 +330,10 @@ async function runClient(key, env) {
   const closeGw = async () => {
     if (!closed) {
       closed = true;
-      await gw.close();
+      // Bounded: a close that hangs is reported, and the next client still runs.
+      const t = setTimeout(() => progress(`[${key}] close() has not returned after 10 s; going on without it`), 10_000);
+      await Promise.race([gw.close(), sleep(10_000)]);
+      clearTimeout(t);
     }
   };
   defer(closeGw);
@@ -402,7 +405,7 @@ async function runClient(key, env) {
   };
   const report = (w) => {
     const s = summarize(w);
-    progress(`[${key}] ${w.name}: ${s.sent} sent, ${s.failed} failed, ${s.over100} > 100 ms, ${s.over500} > 500 ms, p99 ${fmt(s.p99, 1)} ms, p99.9 ${fmt(s.p999, 1)} ms, registry critical ${fmt(w.registryCriticalMs, 0)} ms`);
+    progress(`[${key}] ${w.name}: ${s.sent} sent, ${s.failed} failed, ${s.over100} > 100 ms, ${s.over500} > 500 ms, p99 ${fmt(s.p99, 1)} ms, p99.9 ${fmt(s.p999, 1)} ms, registry critical ${fmt(w.registryCriticalMs, 0)} ms${w.failed ? `, errors ${JSON.stringify(w.errors)}` : ""}`);
   };
 
   const load = startLoad(gw);
