@@ -16,7 +16,7 @@ import { watchCatalog } from "./lib/catalog-watch.mjs";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
-import { ProcSampler } from "./lib/procstat.mjs";
+import { ProcSampler, rssMiB } from "./lib/procstat.mjs";
 import { startRegistry } from "./lib/registry.mjs";
 import { defer, runBench } from "./lib/run.mjs";
 import { fmt, summarize } from "./lib/stats.mjs";
@@ -109,7 +109,7 @@ await runBench("registry-load", maxSeconds, async () => {
   const regCpu0 = regSampler.totalCpuSeconds();
   const natsCpu0 = natsSampler.totalCpuSeconds();
   regSampler.mark();
-  const rssAtStart = regSampler.samples.at(-1)?.rssMiB ?? NaN;
+  const rssAtStart = rssMiB(registry.pid) ?? NaN;
   const t0 = performance.now();
   for (const s of simList) s.child.send({ cmd: "register" });
   let lastLog = 0;
