@@ -9,7 +9,8 @@
 // a simulated fleet speaking the real agent wire, client processes each holding real
 // @roster/gateway-client instances, and a process of HTTP watchers), with 50 services whose
 // instances are spread over `size / 50` simulated hosts; flips touch svc-000 only; each client
-// mirrors svc-000 and svc-001. Writes bench/results/propagation.json (both sizes) besides each
+// mirrors svc-000 and svc-001 (svc-000 alone above 20,000 instances, created 5 at a time per process:
+// see argsFor). Writes bench/results/propagation.json (both sizes) besides each
 // run's own propagation-<size>.json.
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -37,7 +38,7 @@ function argsFor(size) {
     `--services=${SERVICES}`,
     `--replicas=${Math.round(size / SERVICES)}`,
     "--flip-services=1",
-    "--client-services=2",
+    `--client-services=${big ? 1 : 2}`,
     `--rate=${RATE}`,
     `--flip-seconds=${Math.ceil(FLIPS / RATE)}`,
     `--steady-seconds=${quick ? 1 : 3}`,
@@ -45,8 +46,9 @@ function argsFor(size) {
     `--http-rate=${httpRate}`,
     `--http-seconds=${Math.ceil(FLIPS / httpRate)}`,
     // 100 clients asking at once for 2 snapshots of 2,000 instances each (3 pages) did not converge
-    // here: requests time out and are retried faster than the registry and the 2 client processes
-    // get through them. Staggered creation: 5 createGateway in flight per process.
+    // here, created 50 or 5 at a time per process: requests time out and are retried faster than the
+    // registry and the 2 client processes get through them (docs/BENCHMARKS.md, Findings). With one
+    // service each (svc-000, the flipped one), 5 at a time, they sync in ~2 s.
     ...(big ? ["--concurrency=5"] : []),
   ];
 }
