@@ -4,7 +4,12 @@
 //
 //   node bench/gateway-fanout.mjs [--quick] [--clients=1000] [--procs=4] [--services=50]
 //     [--replicas=10] [--concurrency=50] [--steady-seconds=5] [--rate=10] [--flip-seconds=30]
-//     [--reconnects=0]
+//     [--reconnects=0] [--flip-services=N] [--client-services=N] [--watchers=0]
+//     [--http-rate=5] [--http-seconds=40]
+// --flip-services: flips touch only the first N services (svc-000 ...); --client-services: each
+// gateway mirrors only the first N services; --watchers: N HTTP blocking-query watchers
+// (bench/lib/index-watchers.mjs, a separate process) on svc-000, measured in a phase of their
+// own after the clients' (flips at --http-rate for --http-seconds, on svc-000 only).
 // (or BENCH_CLIENTS=..., BENCH_FLIP_SECONDS=... in the environment; --quick or BENCH_QUICK=1:
 // 200 clients, 10 s of flips)
 //
@@ -25,7 +30,6 @@
 // revisions to send times (agent → registry delta → client mirror).
 //
 // Markdown on stdout, progress on stderr. Needs `npm run build` first.
-import { fork } from "node:child_process";
 import { cpus } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -37,11 +41,13 @@ import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
 import { ProcSampler, cpuSeconds, rssMiB } from "./lib/procstat.mjs";
 import { startRegistry } from "./lib/registry.mjs";
+import { forkHelper } from "./lib/fork-helper.mjs";
 import { defer, runBench } from "./lib/run.mjs";
 import { fmt, percentile, summarize } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
 
 const AGENT = fileURLToPath(new URL("./lib/fanout-agent.mjs", import.meta.url));
+const WATCHERS = fileURLToPath(new URL("./lib/index-watchers.mjs", import.meta.url));
 const CLIENTS = fileURLToPath(new URL("./lib/fanout-clients.mjs", import.meta.url));
 
 const quick = Boolean(process.env.BENCH_QUICK) || process.argv.includes("--quick");
@@ -56,50 +62,15 @@ const flipSeconds = numberOption("flip-seconds", quick ? 10 : 30);
 // Clients (in all) whose NATS connection is forced to reconnect during the flips (0: none): a
 // reconnecting client loses the deltas published meanwhile and must heal by resyncing.
 const reconnectCount = numberOption("reconnects", 0);
+const flipServices = Math.max(1, Math.min(services, numberOption("flip-services", services)));
+const clientServices = Math.max(1, Math.min(services, numberOption("client-services", services)));
+const watchers = numberOption("watchers", 0);
+const httpRate = Math.max(0.1, numberOption("http-rate", 5));
+const httpSeconds = numberOption("http-seconds", quick ? 10 : 40);
 const instances = replicas * services;
 const hiresNow = () => performance.timeOrigin + performance.now();
 
-const maxSeconds = 240 + flipSeconds + clients / 4;
-
-/** A forked helper with a promise per awaited message type. */
-function forkHelper(script, args, name) {
-  const child = fork(script, args, { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const h = { name, child, last: {}, waiters: new Map() };
-  child.on("message", (m) => {
-    h.last[m.type] = m;
-    if (m.type === "error") progress(`${name}: ${m.message}`);
-    const w = h.waiters.get(m.type);
-    if (w) {
-      h.waiters.delete(m.type);
-      w.resolve(m);
-    }
-  });
-  h.exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
-  h.exited.then(({ code, signal }) => {
-    for (const w of h.waiters.values()) w.reject(new Error(`${name} exited (${signal ?? code}) while waited on`));
-    h.waiters.clear();
-  });
-  /** The next message of `type` (or the one already received when `seen` is true). */
-  h.next = (type, timeoutMs, { seen = false } = {}) => {
-    if (seen && h.last[type]) return Promise.resolve(h.last[type]);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        h.waiters.delete(type);
-        reject(new Error(`${name}: no "${type}" within ${timeoutMs} ms`));
-      }, timeoutMs);
-      h.waiters.set(type, { resolve: (m) => (clearTimeout(timer), resolve(m)), reject: (e) => (clearTimeout(timer), reject(e)) });
-    });
-  };
-  h.send = (m) => {
-    if (child.connected) child.send(m);
-  };
-  h.stop = async (cmd) => {
-    h.send(cmd);
-    await Promise.race([h.exited, sleep(10_000)]);
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  };
-  return h;
-}
+const maxSeconds = 240 + flipSeconds + clients / 4 + instances / 500 + (watchers > 0 ? httpSeconds + 60 : 0);
 
 await runBench("gateway-fanout", maxSeconds, async () => {
   progress(`gateway-fanout: ${clients} clients in ${procs} processes x ${services} services; ${replicas} hosts x ${services} services = ${instances} instances; ${rate} flips/s for ${flipSeconds}s`);
@@ -166,18 +137,20 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   });
 
   // The fleet.
-  const agent = forkHelper(AGENT, [`--nats=${nats.url}`, `--hosts=${replicas}`, `--services=${services}`], "fanout-agent");
+  const agent = forkHelper(AGENT, [`--nats=${nats.url}`, `--hosts=${replicas}`, `--services=${services}`, `--flip-services=${flipServices}`], "fanout-agent");
   defer(() => agent.stop({ cmd: "stop" }));
   await agent.next("ready", 15_000, { seen: true });
   agent.send({ cmd: "register" });
-  await waitFor(() => deltaKeys.size >= instances, { timeoutMs: 60_000, intervalMs: 50, what: `a delta for each of ${instances} instances` });
-  progress(`fleet registered: ${deltaKeys.size} instances in ${lastRevision.size} services`);
+  const reg0 = performance.now();
+  await waitFor(() => deltaKeys.size >= instances, { timeoutMs: 60_000 + instances * 5, intervalMs: 50, what: `a delta for each of ${instances} instances` });
+  const registerMs = performance.now() - reg0;
+  progress(`fleet registered: ${deltaKeys.size} instances in ${lastRevision.size} services in ${fmt(registerMs, 0)} ms`);
 
   // Client processes.
   const clientProcs = [];
   for (let i = 0; i < procs; i++) {
     const n = Math.floor(clients / procs) + (i < clients % procs ? 1 : 0);
-    const h = forkHelper(CLIENTS, [`--nats=${nats.url}`, `--clients=${n}`, `--services=${services}`, `--concurrency=${concurrency}`, `--index=${i}`], `clients-${i}`);
+    const h = forkHelper(CLIENTS, [`--nats=${nats.url}`, `--clients=${n}`, `--services=${clientServices}`, `--concurrency=${concurrency}`, `--index=${i}`], `clients-${i}`);
     h.count = n;
     clientProcs.push(h);
   }
@@ -196,7 +169,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const progressTimer = setInterval(() => {
     const created = clientProcs.reduce((a, h) => a + (h.last.progress?.created ?? 0), 0);
     const ready = clientProcs.reduce((a, h) => a + (h.last.progress?.ready ?? 0), 0);
-    progress(`sync: ${created}/${clients} gateways created, ${ready}/${clients * services} mirrors ready, registry cpu ${fmt(regSampler.samples.at(-1)?.cpuPct)}%`);
+    progress(`sync: ${created}/${clients} gateways created, ${ready}/${clients * clientServices} mirrors ready, registry cpu ${fmt(regSampler.samples.at(-1)?.cpuPct)}%`);
   }, 2000);
   let syncedMsgs;
   try {
@@ -208,7 +181,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const syncMs = syncEnd - sync0.t;
   const sync1 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), clients: clientProcs.map((h) => cpuSeconds(h.child.pid)), t: hiresNow() };
   const regServedAfter = await registryCounter(registry.httpUrl);
-  progress(`all ${clients} x ${services} mirrors synced in ${fmt(syncMs, 0)} ms`);
+  progress(`all ${clients} x ${clientServices} mirrors synced in ${fmt(syncMs, 0)} ms`);
 
   // Phase 2: steady state with every connection and subscription in place.
   progress(`steady state: ${steadySeconds}s`);
@@ -280,6 +253,8 @@ await runBench("gateway-fanout", maxSeconds, async () => {
     if (kvSeen.has(f.key)) toKv.push(kvSeen.get(f.key) - f.sentAt);
   }
   let unmatchedEvents = 0;
+  /** revision → { n, last } over every client of every process: when the LAST client reflected it. */
+  const perRev = new Map();
   const firstInProc = [];
   const spreadInProc = [];
   for (const r of reports) {
@@ -290,6 +265,10 @@ await runBench("gateway-fanout", maxSeconds, async () => {
         continue;
       }
       const first = Math.min(...ts);
+      const pr = perRev.get(Number(revStr)) ?? { n: 0, last: -Infinity };
+      pr.n += ts.length;
+      pr.last = Math.max(pr.last, ...ts);
+      perRev.set(Number(revStr), pr);
       firstInProc.push(first - f.sentAt);
       spreadInProc.push(Math.max(...ts) - first);
       for (const t of ts) {
@@ -300,6 +279,14 @@ await runBench("gateway-fanout", maxSeconds, async () => {
     }
   }
   const totalClients = reports.reduce((a, r) => a + r.clients, 0);
+  // Per transition: until every client's mirror reflected it (only those every client saw).
+  const allClients = [];
+  let notEveryClient = 0;
+  for (const [rev, f] of flipRevs) {
+    const pr = perRev.get(rev);
+    if (pr && pr.n >= totalClients) allClients.push(pr.last - f.sentAt);
+    else notEveryClient++;
+  }
   const expected = flipRevs.length * totalClients;
   // Convergence: every client's last revision of every service equals the registry's last delta.
   let converged = 0;
@@ -338,8 +325,73 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const flipReg = summarize(flipWindow.reg.map((s) => s.cpuPct));
   const flipClients = summarize(sumSeries(flipWindow.clients.map((w) => w.map((s) => s.cpuPct))));
 
+  // HTTP blocking-query watchers on svc-000, in a phase of their own.
+  let http = null;
+  if (watchers > 0) {
+    const w = forkHelper(WATCHERS, [`--url=${registry.httpUrl}/v1/services/svc-000/instances`, `--count=${watchers}`, "--wait=30s"], "index-watchers");
+    defer(() => w.stop({ cmd: "close" }));
+    await w.next("ready", 15_000, { seen: true });
+    w.send({ cmd: "start" });
+    await w.next("started", 60_000);
+    await sleep(500);
+    const revBefore = lastRevision.get("svc-000") ?? 0;
+    const n0 = flips.size;
+    const cpu0 = cpuSeconds(registry.pid);
+    const t0 = performance.now();
+    progress(`HTTP phase: ${watchers} blocking-query watchers on svc-000, flips ${httpRate}/s for ${httpSeconds}s`);
+    agent.send({ cmd: "flip", rate: httpRate, seconds: httpSeconds });
+    const fl = await agent.next("flipped", (httpSeconds + 60) * 1000);
+    const cpuPct = ((cpuSeconds(registry.pid) - cpu0) / ((performance.now() - t0) / 1000)) * 100;
+    await waitFor(() => flips.size - n0 >= fl.sent, { timeoutMs: 10_000, intervalMs: 50, what: "a delta for every HTTP-phase flip" }).catch((e) => progress(e.message));
+    await sleep(2000);
+    const rp = w.next("report", 30_000);
+    w.send({ cmd: "report" });
+    const rep = await rp;
+    const hf = [...flips.entries()].filter(([rev, f]) => f.service === "svc-000" && rev > revBefore).sort((a, b) => a[0] - b[0]);
+    const each = [];
+    const everyWatcher = [];
+    let missing = 0;
+    const lastPerFlip = hf.map(() => -Infinity);
+    const seenPerFlip = hf.map(() => 0);
+    for (const arr of rep.arrivals) {
+      let j = 0;
+      for (let i = 0; i < hf.length; i++) {
+        const [rev, f] = hf[i];
+        while (j < arr.length && arr[j][0] < rev) j++;
+        if (j >= arr.length) {
+          missing++;
+          continue;
+        }
+        const dt = arr[j][1] - f.sentAt;
+        each.push(dt);
+        seenPerFlip[i]++;
+        lastPerFlip[i] = Math.max(lastPerFlip[i], arr[j][1]);
+      }
+    }
+    hf.forEach(([, f], i) => {
+      if (seenPerFlip[i] === watchers) everyWatcher.push(lastPerFlip[i] - f.sentAt);
+    });
+    const answers = rep.arrivals.reduce((a, x) => a + x.length, 0);
+    http = { watchers, flips: hf.length, sent: fl.sent, each, everyWatcher, missing, answers, errors: rep.errors, cpuPct, instancesPerAnswer: replicas };
+    progress(`HTTP phase: ${hf.length} flips, per watcher p99 ${fmt(percentile(each, 99), 1)} ms, every watcher p99 ${fmt(percentile(everyWatcher, 99), 1)} ms`);
+  }
+
+  const summ = (xs) => {
+    const s = summarize(xs);
+    return { n: s.n, p50: s.p50, p99: s.p99, max: s.max };
+  };
+  const figures = {
+    instances,
+    registerMs,
+    clients: totalClients,
+    syncMs,
+    propagation: { everyClient: summ(allClients), perDelivery: summ(all), toDelta: summ(toDelta), flips: flipRevs.length, missing: expected - seen, notEveryClient },
+    http: http && { watchers: http.watchers, flips: http.flips, everyWatcher: summ(http.everyWatcher), perAnswer: summ(http.each), missing: http.missing, registryCpuPct: http.cpuPct },
+  };
+
   printReport({
-    title: `Catalog fan-out: ${totalClients} gateway clients x ${services} services`,
+    figures,
+    title: `Catalog fan-out: ${totalClients} gateway clients x ${clientServices} services (of ${services}), ${instances} instances`,
     command: commandLine("bench/gateway-fanout.mjs"),
     params: {
       clients: totalClients,
@@ -349,6 +401,10 @@ await runBench("gateway-fanout", maxSeconds, async () => {
       instances,
       createConcurrencyPerProcess: concurrency,
       flipsPerSecond: rate,
+      flipServices,
+      clientServices,
+      watchers,
+      fleetRegisteredMs: Math.round(registerMs),
       flipSeconds,
       steadySeconds,
       forcedReconnects: reconnectCount,
@@ -358,7 +414,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
         caption: `Sync: every gateway created (${concurrency} createGateway in flight per process) until every client holds a snapshot of every service`,
         headers: ["measure", "value"],
         rows: [
-          [`time until all ${totalClients} x ${services} mirrors synced (from the first createGateway)`, `${fmt(syncMs, 0)} ms`],
+          [`time until all ${totalClients} x ${clientServices} mirrors synced (from the first createGateway)`, `${fmt(syncMs, 0)} ms`],
           ["snapshot requests answered by the registry (its counter)", Number.isNaN(served) ? "n/a" : served],
           ["snapshots received / failed requests (timeouts, retried) in the clients", `${mstats.snapshots} / ${mstats.snapshotFailures}`],
           ["registry CPU over the sync", `${fmt((sync1.reg - sync0.reg) * 1000, 0)} ms (${fmt(cpuPct(sync0.reg, sync1.reg, syncS), 0)}% of a core)`],
@@ -384,6 +440,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
         caption: `Propagation: ${flipRevs.length} health transitions (${rate}/s for ${flipSeconds} s, random instance, passing ↔ critical) to ${totalClients} clients`,
         headers: ["leg", "n", "min (ms)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)"],
         rows: [
+          [`per transition: agent publish → the LAST of the ${totalClients} clients' mirrors reflects it`, ...latencyRow(allClients)],
           ["agent publish → client mirror `change` (every client x transition)", ...lat],
           ["agent publish → first client of each process `change`", ...latencyRow(firstInProc)],
           ["spread within a process: its first → its last client `change`", ...latencyRow(spreadInProc)],
@@ -405,7 +462,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
           ["deltas applied by the mirrors while recording (a delivery by delta) / snapshots taken", `${mstats.windowDeltas} / ${mstats.windowSnapshots}`],
           ["forced NATS reconnects of clients during the flips (failed)", `${mstats.reconnects} (${mstats.reconnectFailures})`],
           [`(client, service) mirrors at the registry's last revision at the end`, `${converged} of ${converged + notConverged}`],
-          ["mirror gaps / resyncs after the initial sync / duplicates / dropped", `${mstats.gaps} / ${mstats.resyncs - totalClients * services} / ${mstats.duplicates} / ${JSON.stringify(mstats.dropped)}`],
+          ["mirror gaps / resyncs after the initial sync / duplicates / dropped", `${mstats.gaps} / ${mstats.resyncs - totalClients * clientServices} / ${mstats.duplicates} / ${JSON.stringify(mstats.dropped)}`],
           ["clients stale at the end", mstats.stale],
           ["`change` events at other revisions while recording", unmatchedEvents],
           ["nats-server CPU during flips (median / max of 1 s samples)", `${fmt(flipNats.p50)} / ${fmt(flipNats.max)}% of a core`],
@@ -413,6 +470,27 @@ await runBench("gateway-fanout", maxSeconds, async () => {
           [`client processes' CPU during flips (${procs}, summed: median / max; mean over the window)`, `${fmt(flipClients.p50)} / ${fmt(flipClients.max)}%; ${fmt((clientCpuFlip / flipS) * 100)}%`],
         ],
       },
+      ...(http
+        ? [
+            {
+              caption: `HTTP blocking queries: ${http.watchers} watchers (a separate process) doing GET /v1/services/svc-000/instances?index=&wait=30s, ${http.flips} transitions of svc-000 (${httpRate}/s), each answer ${http.instancesPerAnswer} instances`,
+              headers: ["leg", "n", "min (ms)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)"],
+              rows: [
+                [`per transition: agent publish → the LAST of the ${http.watchers} watchers has an answer reflecting it`, ...latencyRow(http.everyWatcher)],
+                ["agent publish → a watcher's answer reflecting it (every watcher x transition)", ...latencyRow(http.each)],
+              ],
+            },
+            {
+              caption: "HTTP phase",
+              headers: ["measure", "value"],
+              rows: [
+                ["answers received (a transition may be folded into the next answer)", http.answers],
+                ["(watcher, transition) pairs without an answer at or after it / request errors", `${http.missing} / ${http.errors}`],
+                ["registry CPU over the phase", `${fmt(http.cpuPct, 0)} % of a core`],
+              ],
+            },
+          ]
+        : []),
     ],
     notes: [
       `Each gateway client has its own NATS connection and ${services} catalog subscriptions (+ presence and its request inbox); the clients run in ${procs} Node processes on the same ${cpus().length} cores as nats-server, the registry and the fake agents, so a delivery's latency includes queueing behind the other clients of the same process (each decodes the same delta on its own connection) and the sync is CPU-bound on client processes.`,

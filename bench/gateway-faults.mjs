@@ -11,25 +11,32 @@
 // exactly one window):
 //   warm-up (no fault) → kill -9 u0, restart it on the same port after --fault seconds →
 //   SIGSTOP u1 for --fault seconds, SIGCONT → 503 on every path of u2 for --fault seconds →
-//   u0 slowed by --slow-ms for --slow-for seconds.
+//   u0 slowed by --slow-ms for --slow-for seconds → u2 marked draining through the agent's
+//   maintenance API, stopped (SIGTERM) after --fault seconds as a deploy would, restarted and
+//   put back in service.
 // The same timeline runs once per client profile (--clients): "gateway" (the defaults:
 // p2c-peak-ewma, 2 retries, outlier ejection, breakers, slow start), "naive" (round robin,
 // no retries, no ejection, no breaker, no slow start; it still follows the registry's
-// health), "blind" (as naive, and health-blind: panicThreshold 1 keeps every instance in).
+// health), "blind" (as naive, and health-blind: panicThreshold 1 keeps every instance in),
+// "nginx" (no gateway: an undici Pool to an nginx child in front of the 3 upstreams, with
+// passive health: max_fails, fail_timeout, proxy_next_upstream error timeout http_503; it
+// knows nothing of the registry, so it does not see "draining").
 //
 //   node bench/gateway-faults.mjs [--rate=1000] [--try-timeout=250] [--deadline=2000]
 //     [--warmup=5] [--fault=5] [--slow-for=10] [--slow-ms=200] [--settle-after=1]
-//     [--clients=gateway,naive,blind] [--faults=kill,hang,503,slow]
+//     [--clients=gateway,naive,blind,nginx] [--faults=kill,hang,503,slow,drain]
 // --faults picks the windows and their order (one fault alone shows it without the
 // after-effects of the previous ones, e.g. an ejection that outlives its window).
 //
 // Markdown on stdout, progress on stderr. Needs `npm run build` first.
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { Pool } from "undici";
 import { createGateway } from "@roster/gateway-client";
 import { ChildProc, NatsServer, freePort, waitFor } from "@roster/testkit";
 import { startAgent } from "./lib/agent.mjs";
 import { closeHttp } from "./lib/http.mjs";
+import { startNginx } from "./lib/nginx.mjs";
 import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption, stringOption } from "./lib/options.mjs";
 import { startRegistry } from "./lib/registry.mjs";
@@ -51,8 +58,8 @@ const SLOW_FOR_S = numberOption("slow-for", quick ? 4 : 10);
 const SLOW_MS = numberOption("slow-ms", 200);
 // Not "settle": run-all --quick sets BENCH_SETTLE for another benchmark.
 const SETTLE_S = numberOption("settle-after", 1);
-const FAULT_NAMES = ["kill", "hang", "503", "slow"];
-const FAULTS = stringOption("faults", FAULT_NAMES.join(","))
+const FAULT_NAMES = ["kill", "hang", "503", "slow", "drain"];
+const FAULTS = stringOption("faults", "kill,hang,503,slow")
   .split(",")
   .map((s) => s.trim())
   .filter(Boolean);
@@ -82,12 +89,43 @@ const PROFILES = {
     describe: `balancer round-robin, maxRetries 0, balancerOptions ${JSON.stringify(NAIVE_BALANCER)}; still drops instances the registry marks critical`,
     options: { balancer: "round-robin", maxRetries: 0, balancerOptions: NAIVE_BALANCER },
   },
+  nginx: {
+    label: "nginx (passive health)",
+    describe: "",
+    nginx: true,
+    options: {},
+  },
   blind: {
     label: "naive, health-blind",
     describe: `as naive, plus panicThreshold 1 (any unusable instance puts the balancer in panic: all 3 instances stay in rotation whatever the registry says): balancerOptions ${JSON.stringify({ ...NAIVE_BALANCER, panicThreshold: 1 })}`,
     options: { balancer: "round-robin", maxRetries: 0, balancerOptions: { ...NAIVE_BALANCER, panicThreshold: 1 } },
   },
 };
+/** nginx's passive health settings, as an operator would set them next to our client's tryTimeout. */
+const NGINX_PASSIVE = { maxFails: 1, failTimeout: "10s", tries: 3, connectTimeout: `${TRY_TIMEOUT_MS}ms`, readTimeout: "1s" };
+PROFILES.nginx.describe = `nginx, 1 worker, upstream keepalive 64, max_fails=${NGINX_PASSIVE.maxFails} fail_timeout=${NGINX_PASSIVE.failTimeout}, proxy_next_upstream error timeout http_503, proxy_next_upstream_tries ${NGINX_PASSIVE.tries}, proxy_connect_timeout ${NGINX_PASSIVE.connectTimeout}, proxy_read_timeout ${NGINX_PASSIVE.readTimeout}; the caller: an undici Pool, headers/body timeout ${DEADLINE_MS} ms (the deadline), no retries of its own`;
+
+/**
+ * A gateway-shaped stand-in for the nginx profile: requests go through nginx; no mirror, so the
+ * "mirror" is the registry's view (used only to know when a window may close), no stats.
+ */
+async function nginxClient(ups, watch) {
+  const nginx = await startNginx({ upstreams: ups.map((u) => u.port), passive: NGINX_PASSIVE });
+  const pool = new Pool(nginx.url, { connections: 256, keepAliveTimeout: 4000, headersTimeout: DEADLINE_MS, bodyTimeout: DEADLINE_MS, connect: { timeout: 1000 } });
+  progress(`nginx ${nginx.version} on ${nginx.url} (pid ${nginx.pid})`);
+  return {
+    nginx,
+    request: (_service, { path }) => pool.request({ path, method: "GET" }),
+    instances: () => watch.instances,
+    stats: () => undefined,
+    on: () => {},
+    async close() {
+      await pool.close().catch(() => {});
+      await nginx.stop();
+    },
+  };
+}
+
 for (const f of FAULTS) {
   if (!FAULT_NAMES.includes(f)) {
     process.stderr.write(`unknown fault "${f}": expected ${FAULT_NAMES.join(", ")}\n`);
@@ -287,12 +325,15 @@ async function runClient(key, env) {
   const profile = PROFILES[key];
   progress(`[${key}] ${profile.label}: ${profile.describe}`);
   await waitRegistry(watch, (w) => allPassing(w.instances, ups), "all 3 instances passing");
-  const gw = await createGateway({ nats: nats.url, services: [SERVICE], ...COMMON, ...profile.options });
+  const gw = profile.nginx ? await nginxClient(ups, watch) : await createGateway({ nats: nats.url, services: [SERVICE], ...COMMON, ...profile.options });
   let closed = false;
   const closeGw = async () => {
     if (!closed) {
       closed = true;
-      await gw.close();
+      // Bounded: a close that hangs is reported, and the next client still runs.
+      const t = setTimeout(() => progress(`[${key}] close() has not returned after 10 s; going on without it`), 10_000);
+      await Promise.race([gw.close(), sleep(10_000)]);
+      clearTimeout(t);
     }
   };
   defer(closeGw);
@@ -342,11 +383,11 @@ async function runClient(key, env) {
   gw.on("change", (service) => {
     const w = current;
     if (service !== SERVICE || !w?.target || !Number.isNaN(w.mirrorCriticalMs)) return;
-    if (statusIn(gw.instances(SERVICE), w.target.id) === "critical") w.mirrorCriticalMs = performance.now() - w.tStart;
+    if (["critical", "draining"].includes(statusIn(gw.instances(SERVICE), w.target.id))) w.mirrorCriticalMs = performance.now() - w.tStart;
   });
-  const watchCritical = (w) => {
+  const watchCritical = (w, status = "critical") => {
     watch
-      .until((x) => statusIn(x.instances, w.target.id) === "critical", { after: w.tStart, timeoutMs: (FAULT_S + SLOW_FOR_S + 10) * 1000, what: "critical" })
+      .until((x) => statusIn(x.instances, w.target.id) === status, { after: w.tStart, timeoutMs: (FAULT_S + SLOW_FOR_S + 10) * 1000, what: "critical" })
       .then((t) => {
         // Only within the window: a later "critical" belongs to another fault.
         if (!Number.isNaN(t) && (Number.isNaN(w.tEnd) || t <= w.tEnd)) w.registryCriticalMs = t - w.tStart;
@@ -364,7 +405,7 @@ async function runClient(key, env) {
   };
   const report = (w) => {
     const s = summarize(w);
-    progress(`[${key}] ${w.name}: ${s.sent} sent, ${s.failed} failed, ${s.over100} > 100 ms, ${s.over500} > 500 ms, p99 ${fmt(s.p99, 1)} ms, p99.9 ${fmt(s.p999, 1)} ms, registry critical ${fmt(w.registryCriticalMs, 0)} ms`);
+    progress(`[${key}] ${w.name}: ${s.sent} sent, ${s.failed} failed, ${s.over100} > 100 ms, ${s.over500} > 500 ms, p99 ${fmt(s.p99, 1)} ms, p99.9 ${fmt(s.p999, 1)} ms, registry critical ${fmt(w.registryCriticalMs, 0)} ms${w.failed ? `, errors ${JSON.stringify(w.errors)}` : ""}`);
   };
 
   const load = startLoad(gw);
@@ -426,6 +467,22 @@ async function runClient(key, env) {
       await recover(u);
     },
   };
+  // 5. draining: maintenance on through the agent's API, then the instance is stopped as a
+  // deploy would stop it (SIGTERM: it closes its connections), restarted, maintenance off.
+  faults.drain = async () => {
+    const u = ups[2];
+    const w = open(`${u.name} draining (agent maintenance API), SIGTERM after ${FAULT_S} s, restart`, u);
+    watchCritical(w, "draining");
+    progress(`[${key}] ${u.name} draining`);
+    await env.maintenance(u.id, true);
+    await sleep(FAULT_S * 1000);
+    progress(`[${key}] ${u.name} stopped (SIGTERM)`);
+    await u.child.stop(2000);
+    await sleep(500);
+    await u.start();
+    await env.maintenance(u.id, false);
+    await recover(u);
+  };
   for (const f of FAULTS) await faults[f]();
   open("end"); // closes the last window's counters
   await stopLoad();
@@ -480,12 +537,20 @@ await runBench("gateway-faults", maxSeconds, async () => {
     },
   });
   defer(() => agent.stop());
+  const maintenance = async (id, enable) => {
+    const res = await fetch(`http://${agent.config.api.listen}/v1/agent/instances/${id}/maintenance`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ enable, reason: "bench: draining before a deploy" }),
+    });
+    if (res.status !== 200) throw new Error(`maintenance ${id} ${enable}: HTTP ${res.status} ${await res.text()}`);
+  };
   const watch = new ServiceWatch(registry.httpUrl, SERVICE);
   defer(() => watch.close());
   progress(`nats ${nats.url}, registry ${registry.httpUrl} (pid ${registry.pid}), agent pid ${agent.pid}, upstreams ${ups.map((u) => `${u.name}:${u.port}`).join(" ")}`);
 
   const results = [];
-  for (const c of CLIENTS) results.push(await runClient(c, { nats, watch, ups }));
+  for (const c of CLIENTS) results.push(await runClient(c, { nats, watch, ups, maintenance }));
 
   const headers = ["window", "s", "sent", "failed", "> 100 ms", "> 500 ms", "p50 ms", "p99 ms", "p99.9 ms", "retries", "registry critical after (ms)", "mirror critical after (ms)", "answered by faulted instance", "… once passing again", "panic (ms)", "ejected at window end"];
   const tables = results.map((r) => ({
@@ -506,7 +571,7 @@ await runBench("gateway-faults", maxSeconds, async () => {
         fmt(s.p999, 1),
         w.retries,
         hasTarget ? (Number.isNaN(w.registryCriticalMs) ? "not critical" : fmt(w.registryCriticalMs, 0)) : "",
-        hasTarget ? (Number.isNaN(w.mirrorCriticalMs) ? "not critical" : fmt(w.mirrorCriticalMs, 0)) : "",
+        hasTarget ? (r.profile.nginx ? "n/a (no mirror)" : Number.isNaN(w.mirrorCriticalMs) ? "not critical" : fmt(w.mirrorCriticalMs, 0)) : "",
         hasTarget ? `${fmt((w.toTarget / Math.max(1, s.sent)) * 100, 1)} %` : "",
         hasTarget ? `${fmt((w.toTargetAfterRecovery / Math.max(1, w.sentAfterRecovery)) * 100, 1)} % of ${w.sentAfterRecovery}` : "",
         fmt(w.panicMs, 0),
@@ -528,8 +593,28 @@ await runBench("gateway-faults", maxSeconds, async () => {
       }),
     ]),
   };
+  const headline = {
+    caption: "Headline: success ratio (answered 2xx ÷ sent) and p99 (ms), per fault window",
+    headers: ["window", ...results.map((r) => r.profile.label)],
+    rows: faultNames.map((name, i) => [
+      name,
+      ...results.map((r) => {
+        const s = summarize(r.windows[i + 1]);
+        return `${fmt(((s.sent - s.failed) / Math.max(1, s.sent)) * 100, 2)} % / ${fmt(s.p99, 0)}`;
+      }),
+    ]),
+  };
+  const figures = Object.fromEntries(
+    results.map((r) => [
+      r.key,
+      r.windows.map((w) => {
+        const s = summarize(w);
+        return { window: w.name, sent: s.sent, failed: s.failed, successRatio: (s.sent - s.failed) / Math.max(1, s.sent), p50: s.p50, p99: s.p99, p999: s.p999, over100: s.over100, over500: s.over500, errors: w.errors, registryCriticalMs: w.registryCriticalMs, mirrorCriticalMs: w.mirrorCriticalMs };
+      }),
+    ]),
+  );
   const notes = [
-    `Upstreams: 3 node:http processes (bench/lib/fault-upstream.mjs), registered by one roster-agent with an ${CHECK_LABEL}; registry and nats-server are real processes too. The load generator and the client under test share this process.`,
+    `Upstreams: 3 node:http processes (bench/lib/fault-upstream.mjs), registered by one roster-agent with an ${CHECK_LABEL}; registry and nats-server are real processes too. The load generator and the client under test share this process (the gateway client is a library in the caller); nginx is a child process of its own, with a static list of the 3 upstreams. "draining" is the agent's maintenance mode (PUT /v1/agent/instances/:id/maintenance), which the registry publishes as status draining; the instance is then stopped with SIGTERM (it closes its connections, as a deploy would), restarted and put back in service. "registry critical after" is the time to "draining" in that window.`,
     `Load: open loop, ${RATE} GET/s, each request sent on schedule whatever the previous ones do; latency from the call to the end of the body; a failure is any rejection or a non-2xx status. Client settings common to all: tryTimeout ${TRY_TIMEOUT_MS} ms, deadline ${DEADLINE_MS} ms (gateway defaults otherwise, hedging off).`,
     `A window runs from the fault to the faulted instance being passing again in the registry and in the client's mirror, plus ${SETTLE_S} s; every request is counted in the window it was sent in. "… once passing again" is the share of the requests sent in the last ${SETTLE_S} s of the window (the instance passing again in the registry and the mirror) that the faulted instance answered (a third is an even share). "panic" is how long the balancer spent in panic mode in the window; "ejected" lists the instances the client's outlier detector still held ejected when the window closed. "registry critical after" is from the fault to a blocking query of the registry's HTTP API returning the instance critical; "mirror critical after" is the same seen in the client's catalog mirror (NATS delta).`,
     ...results.map((r) => {
@@ -553,7 +638,7 @@ await runBench("gateway-faults", maxSeconds, async () => {
     "Percentiles are nearest-rank over every request sent in the window (failed ones included, with the time they took to fail). The machine has 2 cores shared with other work, and every process of the test runs on them.",
   ];
   printReport({
-    title: "Faults: kill -9, hang, 503 burst, slow instance",
+    title: `Faults: ${FAULTS.join(", ")} — ${results.map((r) => r.profile.label).join(" vs ")}`,
     command: commandLine("bench/gateway-faults.mjs"),
     params: {
       rate: `${RATE}/s`,
@@ -567,7 +652,8 @@ await runBench("gateway-faults", maxSeconds, async () => {
       clients: CLIENTS.join("+"),
       faults: FAULTS.join("+"),
     },
-    tables: [compare, ...tables],
+    figures,
+    tables: [headline, compare, ...tables],
     notes,
   });
   await closeHttp();

@@ -16,7 +16,7 @@ import { watchCatalog } from "./lib/catalog-watch.mjs";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
-import { ProcSampler } from "./lib/procstat.mjs";
+import { ProcSampler, rssMiB } from "./lib/procstat.mjs";
 import { startRegistry } from "./lib/registry.mjs";
 import { defer, runBench } from "./lib/run.mjs";
 import { fmt, summarize } from "./lib/stats.mjs";
@@ -107,6 +107,9 @@ await runBench("registry-load", maxSeconds, async () => {
   // Registration of the whole fleet.
   const kvBefore = (await observer.kvState()) ?? { messages: 0, lastSeq: 0 };
   const regCpu0 = regSampler.totalCpuSeconds();
+  const natsCpu0 = natsSampler.totalCpuSeconds();
+  regSampler.mark();
+  const rssAtStart = rssMiB(registry.pid) ?? NaN;
   const t0 = performance.now();
   for (const s of simList) s.child.send({ cmd: "register" });
   let lastLog = 0;
@@ -128,6 +131,11 @@ await runBench("registry-load", maxSeconds, async () => {
   const publishMs = Math.max(...simList.map((s) => s.registeredMs ?? NaN));
   progress(`registered ${total} instances in ${fmt(registrationMs, 0)} ms (KV), deltas for all by ${fmt(deltasDoneMs, 0)} ms`);
   const regCpuSeconds = regSampler.totalCpuSeconds() - regCpu0;
+  const natsCpuSeconds = natsSampler.totalCpuSeconds() - natsCpu0;
+  regSampler.sample();
+  const regWindow = regSampler.window();
+  const peakRss = Math.max(...regWindow.map((x) => x.rssMiB));
+  const peakCpu = Math.max(...regWindow.map((x) => x.cpuPct));
 
   // Sanity: the HTTP API serves what was registered.
   const one = await getJson(`${registry.httpUrl}/v1/services/svc-000/instances`);
@@ -171,6 +179,21 @@ await runBench("registry-load", maxSeconds, async () => {
     title: `Registry load: ${hosts} hosts x ${perHost} instances, heartbeat every ${intervalMs} ms`,
     command: commandLine("bench/registry-load.mjs"),
     params: { hosts, instancesPerHost: perHost, instances: total, services, heartbeatIntervalMs: intervalMs, steadyWindowS: duration, simulatorProcesses: sims },
+    figures: {
+      registrationMs,
+      deltasDoneMs,
+      publishMs,
+      instancesPerSecond: (total * 1000) / registrationMs,
+      registersPerSecond: (hosts * 1000) / registrationMs,
+      registrationCpuSeconds: regCpuSeconds,
+      registrationNatsCpuSeconds: natsCpuSeconds,
+      registryRssAtStartMiB: rssAtStart,
+      registryPeakRssDuringRegistrationMiB: peakRss,
+      registryPeakCpuPctDuringRegistration: peakCpu,
+      steady: { cpu, rss, natsCpu: ncpu, natsRss: nrss },
+      kvWrites,
+      resyncs,
+    },
     tables: [
       {
         caption: `Steady state (${reg.length} one-second samples after all registered + ${settle} s settle)`,
@@ -188,7 +211,10 @@ await runBench("registry-load", maxSeconds, async () => {
           [`registration of ${total} instances: first register sent → all in KV`, `${fmt(registrationMs, 0)} ms`],
           ["… → a catalog delta seen for every instance", `${fmt(deltasDoneMs, 0)} ms`],
           ["… time the simulators took to publish every register", `${fmt(publishMs, 0)} ms`],
-          ["registry CPU time used by the registration", `${fmt(regCpuSeconds * 1000, 0)} ms (${fmt((regCpuSeconds * 100_000) / registrationMs, 0)}% of a core over it)`],
+          ["registrations per second (instances in KV ÷ time; register messages ÷ time)", `${fmt((total * 1000) / registrationMs, 0)} instances/s; ${fmt((hosts * 1000) / registrationMs, 0)} registers/s`],
+          ["registry RSS before → peak during the registration (1 s samples)", `${fmt(rssAtStart)} → ${fmt(peakRss)} MiB`],
+          ["registry CPU time used by the registration", `${fmt(regCpuSeconds * 1000, 0)} ms (${fmt((regCpuSeconds * 100_000) / registrationMs, 0)}% of a core over it; ${fmt((regCpuSeconds * 1e6) / total, 0)} µs per instance)`],
+          ["nats-server CPU time used by the registration (JetStream KV writes)", `${fmt(natsCpuSeconds * 1000, 0)} ms (${fmt((natsCpuSeconds * 100_000) / registrationMs, 0)}% of a core over it)`],
           [`heartbeats on the wire in the window (${fmt(beats / windowS, 0)}/s)`, beats],
           ["registry CPU time per heartbeat (window CPU seconds ÷ heartbeats)", `${fmt((windowCpuSeconds * 1e6) / beats, 0)} µs`],
           ["KV writes in the steady window", Number.isNaN(kvWrites) ? "n/a" : kvWrites],

@@ -1,16 +1,21 @@
 #!/usr/bin/env node
-// Runs every whole-system benchmark in sequence and prints their output (markdown on
-// stdout, progress on stderr), then a summary. `npm run bench` calls it.
+// Runs the benchmark scenarios in sequence and prints their output (markdown on stdout,
+// progress on stderr), then a summary. `npm run bench` calls it.
 //
-//   node bench/run-all.mjs [--quick] [filter...]
+//   node bench/run-all.mjs [--quick] [--list] [scenario...]
+//   npm run bench -- [--quick] [scenario...]
 //
-// Runs bench/*.mjs (this file excepted) and gateway-client/bench/*.bench.mjs when present.
-// --quick shortens every run (fewer trials, shorter windows) for a smoke test; a filter
-// keeps only scripts whose path contains it. Each script is bounded by its own deadline,
-// and by a hard limit here as well.
+// A scenario is a script with its arguments (the table below): several scenarios may run the
+// same script with other parameters (`storm` is registry-load with 1,000 agents x 100
+// instances, `chaos` is gateway-faults with nginx and the draining fault). A name that is not
+// a scenario keeps scripts whose path contains it (the old behaviour). --quick runs each with
+// its short parameters (the whole quick run takes a few minutes). Each scenario writes
+// bench/results/<name>.json (machine, versions, command, parameters, figures); each is bounded
+// by its own deadline, and by a hard limit here as well. Ctrl-C stops the running one, which
+// cleans up what it started.
 import { spawn } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
-import { join, relative } from "node:path";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { markdownTable } from "./lib/table.mjs";
 
@@ -18,59 +23,84 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
 const filters = args.filter((a) => !a.startsWith("--"));
-const HARD_LIMIT_MS = 20 * 60_000;
 
-function list(dir, test) {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter(test)
-    .sort()
-    .map((f) => relative(root, join(dir, f)));
+/** name → script, full arguments, quick arguments, what it shows, hard limit (minutes). */
+export const SCENARIOS = [
+  { name: "propagation", script: "bench/propagation.mjs", args: [], quickArgs: ["--quick"], what: "health flip at an agent → every gateway client's mirror and every HTTP blocking query, 10,000 and 100,000 instances" },
+  { name: "storm", script: "bench/registry-load.mjs", args: ["--hosts=1000", "--instances=100", "--services=100", "--sims=4", "--duration=10", "--settle=3"], quickArgs: ["--hosts=200", "--instances=100", "--services=100", "--sims=2", "--duration=3", "--settle=1"], what: "registration storm: 1,000 agents x 100 instances at once" },
+  { name: "ingest", script: "bench/heartbeat-ingest.mjs", args: [], quickArgs: ["--quick"], what: "highest heartbeat rate with registry processing lag p99 < 10 ms; CPU at 1,000 and 10,000 hosts" },
+  { name: "proxy-hop", script: "bench/proxy-hop.mjs", args: [], quickArgs: ["--quick"], what: "gateway client vs nginx vs raw undici to 3 upstreams" },
+  { name: "chaos", script: "bench/gateway-faults.mjs", args: ["--clients=gateway,nginx,naive", "--faults=kill,hang,503,slow,drain"], quickArgs: ["--clients=gateway,nginx,naive", "--faults=kill,hang,503,drain", "--warmup=1", "--fault=2", "--settle-after=0.5", "--quick"], what: "steady load under kill -9, SIGSTOP, 503, slow, draining: gateway vs nginx vs naive" },
+  { name: "catalog-http", script: "bench/catalog-http.mjs", args: [], quickArgs: ["--quick"], what: "GET /v1/services/:name/instances with and without If-None-Match; RSS of 10,000 blocking queries" },
+  { name: "registry-load", script: "bench/registry-load.mjs", args: [], quickArgs: ["--hosts=200", "--duration=5", "--settle=2"], what: "registry CPU/RSS under 1,000 hosts heartbeating" },
+  { name: "death-to-status", script: "bench/death-to-status.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of a service → critical in the registry and the mirror" },
+  { name: "gateway-throughput", script: "bench/gateway-throughput.mjs", args: [], quickArgs: ["--quick"], what: "gw.request vs a raw undici Pool, in process" },
+  { name: "gateway-profile", script: "bench/gateway-profile.mjs", args: [], quickArgs: ["--quick"], what: "CPU profile of the request path" },
+  { name: "gateway-slow-instance", script: "bench/gateway-slow-instance.mjs", args: [], quickArgs: ["--quick"], what: "one slow instance of five: p2c-peak-ewma vs round-robin" },
+  { name: "gateway-fanout", script: "bench/gateway-fanout.mjs", args: [], quickArgs: ["--quick"], what: "1,000 gateway clients x 50 services: sync, steady state, propagation" },
+  { name: "cluster-failover", script: "bench/registry-cluster-failover.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of the KV stream leader in a 3-node NATS cluster" },
+  { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
+];
+
+const HARD_LIMIT_MS = (quick ? 5 : 25) * 60_000;
+
+// Modest settings for a smoke run of the older scripts that read the environment; an
+// argument or a variable already set wins.
+const QUICK_ENV = { BENCH_TRIALS: "20", BENCH_PROFILES: "fast", BENCH_QUICK: "1" };
+
+function selected() {
+  if (filters.length === 0) return SCENARIOS.filter((s) => existsSync(join(root, s.script)));
+  const out = [];
+  for (const f of filters) {
+    const exact = SCENARIOS.filter((s) => s.name === f);
+    const hits = exact.length ? exact : SCENARIOS.filter((s) => s.script.includes(f));
+    if (hits.length === 0) {
+      process.stderr.write(`run-all: no scenario "${f}"; scenarios: ${SCENARIOS.map((s) => s.name).join(", ")}\n`);
+      process.exit(2);
+    }
+    for (const h of hits) if (!out.includes(h)) out.push(h);
+  }
+  return out;
 }
 
-let scripts = [
-  ...list(join(root, "bench"), (f) => f.endsWith(".mjs") && f !== "run-all.mjs"),
-  ...list(join(root, "gateway-client", "bench"), (f) => f.endsWith(".bench.mjs")),
-];
-if (filters.length) scripts = scripts.filter((s) => filters.some((f) => s.includes(f)));
+if (args.includes("--list")) {
+  process.stdout.write(markdownTable(["scenario", "script", "what"], SCENARIOS.map((s) => [s.name, s.script, s.what])) + "\n");
+  process.exit(0);
+}
 
-// Modest settings for a smoke run; a variable already set in the environment wins.
-const QUICK_ENV = {
-  BENCH_HOSTS: "200",
-  BENCH_DURATION: "10",
-  BENCH_SETTLE: "3",
-  BENCH_TRIALS: "20",
-  BENCH_PROFILES: "fast",
-  BENCH_QUICK: "1",
-};
-const env = { ...process.env };
-if (quick) for (const [k, v] of Object.entries(QUICK_ENV)) env[k] ??= v;
-
+const scenarios = selected();
 const summary = [];
 let current = null;
 for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => {
-    current?.kill(sig);
+  process.on(sig, async () => {
+    // The scenario cleans up on its own signal; give it the time to do so.
+    if (current && current.exitCode === null) {
+      current.kill(sig);
+      await Promise.race([new Promise((r) => current.once("exit", r)), new Promise((r) => setTimeout(r, 20_000))]);
+    }
     process.exit(130);
   });
 }
 
-process.stderr.write(`run-all: ${scripts.length} benchmark(s): ${scripts.join(", ")}${quick ? " (quick)" : ""}\n`);
-for (const script of scripts) {
-  process.stderr.write(`\n=== ${script} ===\n`);
-  process.stdout.write(`\n<!-- ${script} -->\n`);
+process.stderr.write(`run-all: ${scenarios.length} scenario(s): ${scenarios.map((s) => s.name).join(", ")}${quick ? " (quick)" : ""}\n`);
+for (const s of scenarios) {
+  const argv = [s.script, ...(quick ? s.quickArgs : s.args)];
+  process.stderr.write(`\n=== ${s.name}: node ${argv.join(" ")} ===\n`);
+  process.stdout.write(`\n<!-- scenario ${s.name}: node ${argv.join(" ")} -->\n`);
+  const env = { ...process.env, BENCH_SCENARIO: s.name };
+  if (quick) for (const [k, v] of Object.entries(QUICK_ENV)) env[k] ??= v;
   const t0 = Date.now();
-  const child = spawn(process.execPath, [script], { cwd: root, env, stdio: ["ignore", "inherit", "inherit"] });
+  const child = spawn(process.execPath, argv, { cwd: root, env, stdio: ["ignore", "inherit", "inherit"] });
   current = child;
   const timer = setTimeout(() => {
-    process.stderr.write(`run-all: ${script} ran past ${HARD_LIMIT_MS / 60_000} min, killing it\n`);
+    process.stderr.write(`run-all: ${s.name} ran past ${HARD_LIMIT_MS / 60_000} min, stopping it\n`);
     child.kill("SIGTERM");
-    setTimeout(() => child.kill("SIGKILL"), 15_000).unref();
+    setTimeout(() => child.kill("SIGKILL"), 20_000).unref();
   }, HARD_LIMIT_MS);
   const { code, signal } = await new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   clearTimeout(timer);
-  summary.push([script, code === 0 ? "ok" : `failed (${signal ?? `exit ${code}`})`, `${((Date.now() - t0) / 1000).toFixed(0)} s`]);
+  summary.push([s.name, `node ${argv.join(" ")}`, code === 0 ? "ok" : `failed (${signal ?? `exit ${code}`})`, `${((Date.now() - t0) / 1000).toFixed(0)} s`]);
 }
 
-process.stdout.write(`\n### Benchmark runs\n\n${markdownTable(["script", "result", "time"], summary)}\n`);
-process.exit(summary.every((r) => r[1] === "ok") ? 0 : 1);
+process.stdout.write(`\n### Benchmark runs\n\n${markdownTable(["scenario", "command", "result", "time"], summary)}\n`);
+process.exit(summary.every((r) => r[2] === "ok") ? 0 : 1);

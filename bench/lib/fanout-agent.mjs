@@ -9,7 +9,8 @@
 // performance.now(), ms with a fraction) so that every subscriber down the line can tell how
 // long the transition took to reach it.
 //
-// Options (argv `--name=value`): nats, hosts, services, interval-ms, seed.
+// Options (argv `--name=value`): nats, hosts, services, interval-ms, seed, flip-services (flips
+// only touch instances of the first N services; default all).
 // Parent → child: { cmd: "register" }, { cmd: "flip", rate, seconds }, { cmd: "stop" }.
 // Child → parent: { type: "ready" }, { type: "registered" }, { type: "flipped", sent, lateTicks },
 //                 { type: "stats", heartbeats, registers, resyncs, health }.
@@ -21,6 +22,7 @@ const natsUrl = opt("nats", "nats://127.0.0.1:4222");
 const hostCount = Number(opt("hosts", 10));
 const serviceCount = Number(opt("services", 50));
 const intervalMs = Number(opt("interval-ms", 1000));
+const flipServices = Math.max(1, Math.min(serviceCount, Number(opt("flip-services", serviceCount))));
 let seed = Number(opt("seed", 42)) >>> 0;
 
 /** A small deterministic PRNG (mulberry32), so two runs flip the same sequence. */
@@ -66,7 +68,7 @@ const { publishRegister, publishHeartbeat } = wireFleet(nc, { hosts, epoch, inte
 /** Flips one random instance passing ↔ critical and publishes the transition at once. */
 function flipOne() {
   const host = hosts[Math.floor(random() * hosts.length)];
-  const inst = host.instances[Math.floor(random() * host.instances.length)];
+  const inst = host.instances[Math.floor(random() * flipServices)];
   const status = inst.status === "passing" ? "critical" : "passing";
   const sentAt = hiresNow();
   const check = { id: "http-0", type: "http", status, output: `sentAt=${sentAt.toFixed(3)}`, since: Math.floor(sentAt) };

@@ -34,6 +34,14 @@ export async function runBench(name, maxSeconds, main) {
     await cleanup();
     process.exit(1);
   }, maxSeconds * 1000);
+  // A throw in a timer or a listener must not leave the processes the benchmark started behind.
+  for (const ev of ["uncaughtException", "unhandledRejection"]) {
+    process.once(ev, async (err) => {
+      progress(`${name}: ${ev}: ${err?.stack ?? err}`);
+      await cleanup();
+      process.exit(1);
+    });
+  }
   for (const sig of ["SIGINT", "SIGTERM"]) {
     process.once(sig, async () => {
       progress(`${name}: ${sig}, cleaning up`);

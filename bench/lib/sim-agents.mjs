@@ -7,7 +7,9 @@
 // ResyncMessage on `resyncSubject(host)` is answered by republishing that host's register.
 //
 // Options (argv `--name=value`): nats (url), hosts, instances, services, host-offset,
-// interval-ms, prefix. Parent → child messages: { cmd: "register" }, { cmd: "stop" }.
+// interval-ms, prefix. Parent → child messages: { cmd: "register", count? } (registers the
+// first `count` hosts not yet registered, all by default, and heartbeats every registered
+// host), { cmd: "interval", ms } (a new heartbeat interval for every host), { cmd: "stop" }.
 // Child → parent: { type: "ready" }, { type: "registered", ms }, { type: "stats", ... }.
 import { connect } from "@nats-io/transport-node";
 import { instanceDigest } from "@roster/schemas";
@@ -18,7 +20,7 @@ const hosts = Number(opt("hosts", 1000));
 const perHost = Number(opt("instances", 10));
 const services = Number(opt("services", 50));
 const offset = Number(opt("host-offset", 0));
-const intervalMs = Number(opt("interval-ms", 1000));
+let intervalMs = Number(opt("interval-ms", 1000));
 const prefix = opt("prefix", "sim");
 
 const send = (m) => process.send?.(m);
@@ -61,19 +63,22 @@ const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnect
 const { publishRegister, publishHeartbeat } = wireFleet(nc, { hosts: fleet, epoch, intervalMs, stats, digestOf: (a) => a.digest });
 
 let beating = null;
+let active = 0; // hosts registered so far: fleet[0 .. active)
 function startHeartbeats() {
-  // Host k beats at phase k/hosts of the interval, so the load is spread evenly.
+  clearInterval(beating);
+  const n = active;
+  // Host k beats at phase k/n of the interval, so the load is spread evenly.
   const start = performance.now();
-  const due = fleet.map((_, k) => start + intervalMs + (k / hosts) * intervalMs);
+  const due = fleet.slice(0, n).map((_, k) => start + intervalMs + (k / n) * intervalMs);
   let next = 0;
   beating = setInterval(() => {
     const now = performance.now();
     let sent = 0;
-    while (due[next] <= now && sent < hosts) {
+    while (due[next] <= now && sent < n) {
       if (now - due[next] > intervalMs / 2) stats.lateTicks++;
       publishHeartbeat(fleet[next]);
       due[next] += intervalMs;
-      next = (next + 1) % hosts;
+      next = (next + 1) % n;
       sent++;
     }
   }, 5);
@@ -84,13 +89,20 @@ const statsTimer = setInterval(() => send({ type: "stats", ...stats }), 1000);
 process.on("message", async (m) => {
   if (m?.cmd === "register") {
     const t0 = performance.now();
-    for (let k = 0; k < fleet.length; k++) {
+    const upTo = Math.min(fleet.length, active + (m.count ?? fleet.length));
+    for (let k = active; k < upTo; k++) {
       publishRegister(fleet[k]);
       if (k % 100 === 99) await nc.flush();
     }
+    active = upTo;
     await nc.flush();
-    send({ type: "registered", ms: performance.now() - t0 });
+    send({ type: "registered", ms: performance.now() - t0, active });
     startHeartbeats();
+  } else if (m?.cmd === "interval") {
+    intervalMs = m.ms;
+    for (const h of fleet) h.intervalMs = m.ms;
+    startHeartbeats();
+    send({ type: "interval", ms: m.ms });
   } else if (m?.cmd === "stop") {
     clearInterval(beating);
     clearInterval(statsTimer);

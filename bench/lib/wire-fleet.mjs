@@ -22,7 +22,8 @@ export function argvOption(name, fallback) {
 }
 
 /**
- * Publishes for hosts `{ hostId, instances, seq }`; `stats` gets `registers`, `heartbeats`,
+ * Publishes for hosts `{ hostId, instances, seq, intervalMs? }` (a host's own intervalMs, when
+ * set, overrides the fleet's); `stats` gets `registers`, `heartbeats`,
  * `resyncs` and `resyncReasons` counted. `digestOf(host)` gives the heartbeat's digest.
  */
 export function wireFleet(nc, { hosts, epoch, intervalMs, stats, digestOf }) {
@@ -37,7 +38,7 @@ export function wireFleet(nc, { hosts, epoch, intervalMs, stats, digestOf }) {
       seq: ++host.seq,
       sentAt: Date.now(),
       zone: host.instances[0]?.zone,
-      heartbeatIntervalMs: intervalMs,
+      heartbeatIntervalMs: host.intervalMs ?? intervalMs,
       instances: host.instances,
     };
     nc.publish(agentSubject(host.hostId, "register"), encode(RegisterMessage, msg, "register"));
@@ -52,7 +53,7 @@ export function wireFleet(nc, { hosts, epoch, intervalMs, stats, digestOf }) {
       epoch,
       seq: ++host.seq,
       sentAt: Date.now(),
-      heartbeatIntervalMs: intervalMs,
+      heartbeatIntervalMs: host.intervalMs ?? intervalMs,
       instanceCount: host.instances.length,
       digest: digestOf(host),
     };

@@ -3,6 +3,7 @@ import { Name, formatIssues, parseDuration } from "@roster/schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
+import { BodyCache } from "./body-cache.js";
 import type { CatalogReader } from "./catalog-memory.js";
 import { registerCatalogRoutes } from "./http-catalog.js";
 import { registerMetricsRoutes } from "./http-metrics.js";
@@ -116,6 +117,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   installHttpSecurity(app, deps.security);
   const closing = new AbortController();
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
+  const bodies = new BodyCache();
 
   app.addHook("preClose", async () => {
     closing.abort();
@@ -228,11 +230,15 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const etag = `"${view.revision}"`;
     void reply.header("ETag", etag);
     if (etagMatches(request.headers["if-none-match"], etag)) return reply.code(304).send();
-    return view.instances
-      .filter((i) => q.status === "any" || i.status === "passing")
-      .filter((i) => q.zone === undefined || i.zone === q.zone)
-      .filter((i) => q.tag === undefined || i.tags.includes(q.tag))
-      .map(publicInstance);
+    // Encoded once per (revision, query): see body-cache.ts.
+    const body = bodies.get(name, view.revision, JSON.stringify([q.status, q.zone, q.tag]), () =>
+      view.instances
+        .filter((i) => q.status === "any" || i.status === "passing")
+        .filter((i) => q.zone === undefined || i.zone === q.zone)
+        .filter((i) => q.tag === undefined || i.tags.includes(q.tag))
+        .map(publicInstance),
+    );
+    return reply.type("application/json; charset=utf-8").send(body);
   });
 
   registerCatalogRoutes(app, deps);

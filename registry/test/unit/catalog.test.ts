@@ -183,6 +183,25 @@ describe("catalog core", () => {
     assert.equal(s.host("h1")!.lastSeen, 9000);
   });
 
+  it("catalog - the cached digest follows every change of a host (health, takeover, deregister)", () => {
+    const s = new CatalogState(OPTS);
+    const line = (id: string, status: "passing" | "critical") => ({ service: "orders", id, status, address: "10.0.0.1", port: 8080 });
+    const a = new Agent("h1");
+    const b = new Agent("h2");
+    s.handle(a.register([inst("a"), inst("b")]), 1000);
+    assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "passing"), line("b", "passing")]));
+    s.handle(a.health("a", "critical"), 1100);
+    assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "critical"), line("b", "passing")]));
+    s.handle(b.register([inst("b")]), 1200); // takeover of b by h2
+    assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "critical")]));
+    assert.equal(digestOf(s, "h2"), instanceDigest([line("b", "passing")]));
+    s.handle(a.deregister(["a"]), 1300);
+    assert.equal(digestOf(s, "h1"), instanceDigest([]));
+    // A heartbeat with the current digest is quiet; with the stale one it asks for a resync.
+    assert.deepEqual(s.handle(b.heartbeat(instanceDigest([line("b", "passing")])), 1400), []);
+    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 1500)).length, 1);
+  });
+
   it("catalog - a digest mismatch asks for a resync at most once per 2 × interval", () => {
     const s = new CatalogState(OPTS);
     const a = new Agent("h1");
