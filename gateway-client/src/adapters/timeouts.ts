@@ -213,8 +213,8 @@ export class TimeoutQueue {
       append(this.grace, e);
     }
     if (this.grace.head !== undefined && this.graceTimer === undefined) {
+      // Not unref'd: an unref'd immediate does not stop poll from blocking until the next wake-up.
       this.graceTimer = setImmediate(this.drainGrace);
-      this.graceTimer.unref();
     }
     if (list.head) this.arm(list, list.head.tqAt - now);
     else if (this.lists.get(list.ms) === list) {
