@@ -139,7 +139,7 @@ export class TimeoutQueue {
   private readonly grace = new TimeoutList(-1);
   private graceTimer: ReturnType<typeof setImmediate> | undefined = undefined;
   private readonly drainGrace = (): void => this.expireGrace();
-  /** Entries removed while in the grace turn: answers read after their timer had fired. */
+  /** Entries removed while in the grace turn: answers read after their timer had fired (or tries cancelled meanwhile). */
   answeredInGrace = 0;
   /** Entries granted more time because their timer fired late (the caller's loop lagged). */
   lagExtended = 0;
