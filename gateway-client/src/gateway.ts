@@ -11,7 +11,7 @@ import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balan
 import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
 import { CatalogMirror, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
 import { ConcurrencyLimiter, type Permit } from "./core/concurrency.js";
-import { TimedEntry, TimeoutQueue } from "./adapters/timeouts.js";
+import { TimeoutQueue, TryTimerEntry } from "./adapters/timeouts.js";
 import { HedgePolicy } from "./core/hedge.js";
 import { RetryBudget } from "./core/retry-budget.js";
 import { backoffDelay } from "./core/backoff.js";
@@ -184,8 +184,8 @@ export class Gateway extends EventEmitter {
   private readonly closeAc = new AbortController();
   /** Requests from start until their body closes (for close()): an intrusive list. */
   private activeHead: RequestCtl | undefined = undefined;
-  /** Per-try timeouts: one FIFO and one timer per distinct duration. */
-  private readonly timeouts = new TimeoutQueue();
+  /** @internal Per-try timeouts (this and the dispatcher): one FIFO and one timer per distinct duration. */
+  readonly timeouts = new TimeoutQueue();
   private lastDeadlineMs = -1;
   private lastDeadlineStr = "";
   /** `[DEADLINE_HEADER, lastDeadlineStr]`: the headers of a request without its own (undici only reads them). */
@@ -916,8 +916,7 @@ export class Gateway extends EventEmitter {
  * One try: the abort source undici listens to (an EventEmitter-like handle, not an
  * AbortController) and the entry of the gateway's shared timeout queue.
  */
-class TryHandle extends TimedEntry {
-  deadlineBound = false;
+class TryHandle extends TryTimerEntry {
   timeoutMs = 0;
   /** performance.now() at the start. */
   t0 = 0;
@@ -933,6 +932,10 @@ class TryHandle extends TimedEntry {
     public settle: ((r: TryResult) => void) | undefined,
   ) {
     super();
+  }
+
+  deadlineLeft(): number {
+    return this.ctl.remaining();
   }
 
   onTimeout(): void {

@@ -12,6 +12,7 @@ import { classifyError, RETRYABLE_STATUS } from "./classify.js";
 import { isIdempotent, isRetryable, shouldRetry } from "../core/retry-policy.js";
 import { DeadlineExceededError, NoHealthyUpstreamError, RequestAbortedError, RetryBudgetExhaustedError, TryTimeoutError, UpstreamError } from "../errors.js";
 import type { Gateway, ServiceRuntime } from "../gateway.js";
+import { TryTimerEntry } from "./timeouts.js";
 
 type OldHandler = Required<Pick<Dispatcher.DispatchHandler, "onError">> & Dispatcher.DispatchHandler;
 
@@ -137,6 +138,20 @@ export class GatewayDispatcher extends Dispatcher {
 interface LiveTry {
   /** The caller aborted: settle the try at once (unless the response is already the caller's) and abort undici's request. */
   cancel(reason: Error): void;
+}
+
+/** A try's timer in the gateway's shared queue (grace turn and lag extension included). */
+class TryTimer extends TryTimerEntry {
+  constructor(
+    readonly deadlineLeft: () => number,
+    private readonly fire: (deadlineBound: boolean) => void,
+  ) {
+    super();
+  }
+
+  onTimeout(): void {
+    this.fire(this.deadlineBound);
+  }
 }
 
 class RoutedRequest {
@@ -296,8 +311,9 @@ class RoutedRequest {
       rt.balancer.onResult(ep.id, o, Date.now());
       if (o.kind === "success") rt.hedge.recordLatency(o.latencyMs, Date.now());
     };
+    const timeouts = this.gw.timeouts;
     const done = (): void => {
-      clearTimeout(timer);
+      timeouts.remove(timer);
       if (this.current === live) this.current = null;
     };
     /** Settles the try now, then aborts undici's request (now if dispatched, else when undici dispatches it). */
@@ -320,17 +336,22 @@ class RoutedRequest {
       },
     };
     this.current = live;
-    const timer = setTimeout(() => {
-      if (dropped || forwarded || swallowing) return;
-      const timedOut = new TryTimeoutError(this.service, ep.id, timeoutMs);
-      const outcome: Outcome = { kind: "failure", reason: "timeout", latencyMs: performance.now() - t0 };
-      drop(timedOut, outcome);
-      if (deadlineBound) {
-        this.lastError = timedOut;
-        return this.fail(this.deadlineError());
-      }
-      this.retryOrFail(outcome, timedOut);
-    }, timeoutMs);
+    const timer = new TryTimer(
+      () => this.remaining(),
+      (atDeadline) => {
+        if (dropped || forwarded || swallowing) return;
+        const timedOut = new TryTimeoutError(this.service, ep.id, timeoutMs);
+        const outcome: Outcome = { kind: "failure", reason: "timeout", latencyMs: performance.now() - t0 };
+        drop(timedOut, outcome);
+        if (atDeadline) {
+          this.lastError = timedOut;
+          return this.fail(this.deadlineError());
+        }
+        this.retryOrFail(outcome, timedOut);
+      },
+    );
+    timer.deadlineBound = deadlineBound;
+    timeouts.add(timer, timeoutMs, t0);
     rt.balancer.onStart(ep.id, Date.now());
     const tryHandler: Dispatcher.DispatchHandler = {
       onConnect: (abort) => {
@@ -354,7 +375,7 @@ class RoutedRequest {
           return false;
         }
         if (statusCode < 200) return forwarded || swallowing ? true : (this.h.onHeaders?.(statusCode, rawHeaders, resume, statusText) ?? true);
-        clearTimeout(timer);
+        timeouts.remove(timer);
         const latencyMs = performance.now() - t0;
         if (RETRYABLE_STATUS.has(statusCode) && this.wouldRetryStatus(statusCode)) {
           report({ kind: "failure", reason: "status", statusCode, latencyMs });

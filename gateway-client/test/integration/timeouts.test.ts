@@ -17,7 +17,9 @@ class Entry extends TimedEntry {
   ) {
     super();
   }
-  onTimeout(): void {
+  late: number[] = [];
+  onTimeout(lateMs: number): void {
+    this.late.push(lateMs);
     this.firedAt = performance.now();
     this.log.push(this.name);
     this.then?.();
@@ -94,6 +96,44 @@ describe("timeouts", () => {
     await sleep(120);
     assert.deepEqual(log, ["b"]);
     assert.ok(b.firedAt! - tb >= 29);
+    q.clear();
+  });
+
+  test("timeout queue - a timer that fired late: removal in the same turn wins, and a late entry gets the stolen time once", async () => {
+    const q = new TimeoutQueue();
+    const log: string[] = [];
+    const t0 = performance.now();
+    const answered = new Entry("answered", log);
+    const late = new Entry("late", log);
+    const onTime = new Entry("on-time", log);
+    q.add(answered, 50, t0);
+    q.add(late, 50, t0);
+    // The loop is blocked past both due times; what I/O would do before the check phase is
+    // simulated by a poll-phase-ish callback (setImmediate queued before the block runs after the timers).
+    setImmediate(() => {
+      const end = performance.now() + 150;
+      while (performance.now() < end) {
+        // blocked
+      }
+      setImmediate(() => q.remove(answered)); // queued before the timers fire: runs in the same check phase, first
+    });
+    await sleep(120); // resolves in the timers phase of the late firing
+    assert.equal(q.size, 2, "expired entries wait for the check phase");
+    await new Promise((r) => setImmediate(r)); // after the removal and the grace turn
+    assert.deepEqual(log, [], "nothing expires in the turn its late timer fired");
+    assert.equal(q.answeredInGrace, 1);
+    assert.equal(q.lagExtended, 1);
+    await sleep(200);
+    assert.deepEqual(log, ["late"]);
+    assert.ok(late.firedAt! - t0 >= 150 + 50, `late fired after ${(late.firedAt! - t0).toFixed(0)} ms: not extended`);
+    assert.ok(late.late[0]! < 50, `extension fired ${late.late[0]} ms late`);
+    // An on-time timer expires one turn after it fires, not extended.
+    const t1 = performance.now();
+    q.add(onTime, 20, t1);
+    await sleep(80);
+    assert.deepEqual(log, ["late", "on-time"]);
+    assert.equal(q.lagExtended, 1);
+    assert.ok(onTime.firedAt! - t1 < 70);
     q.clear();
   });
 
