@@ -12,3 +12,4 @@ export * from "./backoff.js";
 export * from "./retry-policy.js";
 export * from "./concurrency.js";
 export * from "./hedge.js";
+export * from "./adaptive-timeout.js";
