@@ -593,7 +593,7 @@ export class CatalogMirror extends EventEmitter {
       try {
         msg = await nc.request(snapshotSubject(service), body, { timeout: timeoutMs });
       } catch (err) {
-        if (isTimeout(err)) this.pageTimeout.onTimeout();
+        if (isTimeout(err)) this.pageTimeout.onTimeout(timeoutMs);
         throw err;
       }
       this.pageTimeout.onAnswer(performance.now() - t0);

@@ -42,9 +42,12 @@ export class AdaptiveTimeout {
     this.current = this.clamp(this.srtt + 4 * this.rttvar);
   }
 
-  /** A request timed out: wait twice as long next time (up to the cap). */
-  onTimeout(): void {
-    this.current = this.clamp(this.current * 2);
+  /**
+   * A request sent with a timeout of `usedMs` (default: the current one) timed out: wait twice
+   * that next time, up to the cap. Several requests that timed out together double it once.
+   */
+  onTimeout(usedMs: number = this.current): void {
+    this.current = Math.max(this.current, this.clamp(usedMs * 2));
   }
 
   /** Forget the samples (another server, after a reconnect). */

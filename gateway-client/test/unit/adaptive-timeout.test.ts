@@ -28,6 +28,15 @@ describe("adaptive timeout", () => {
     assert.equal(slow.ms, 1000);
   });
 
+  test("adaptive timeout - requests that timed out together double it once", () => {
+    const t = new AdaptiveTimeout({ initialMs: 1000, maxMs: 8000 });
+    const used = t.ms;
+    t.onTimeout(used);
+    t.onTimeout(used);
+    t.onTimeout(used);
+    assert.equal(t.ms, 2000);
+  });
+
   test("adaptive timeout - rejects a cap below the initial value", () => {
     assert.throws(() => new AdaptiveTimeout({ initialMs: 1000, maxMs: 500 }), RangeError);
     assert.throws(() => new AdaptiveTimeout({ initialMs: 0, maxMs: 500 }), RangeError);
