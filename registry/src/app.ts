@@ -218,6 +218,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           }
           // An empty body asks for page 0 (every service that fits one message).
           let page = 0;
+          let revision: number | undefined;
           if (m.data.length > 0) {
             const req = decode(SnapshotRequest, m.data);
             if (!req.ok) {
@@ -225,6 +226,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
               return;
             }
             page = req.value.page;
+            revision = req.value.revision;
             // Waited in the queue past its requester's timeout: answering would cost CPU and
             // bandwidth for nobody (and feed a herd's congestion collapse).
             if (deadlinePassed(req.value.deadline, Date.now())) {
@@ -232,7 +234,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
               return;
             }
           }
-          m.respond(snapshots.page(service, page));
+          m.respond(snapshots.page(service, page, revision));
           counters.snapshotsServed++;
         } catch (e) {
           log.error({ err: String(e), subject: m.subject }, "snapshot request failed");

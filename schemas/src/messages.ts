@@ -230,6 +230,11 @@ export const SnapshotRequest = z.object({
    * instead of answering nobody. Older registries ignore it.
    */
   deadline: z.number().int().nonnegative().optional(),
+  /**
+   * Optional (newer clients), for pages > 0: the revision of the page 0 the client holds. A registry
+   * that still has that revision's pages serves them; otherwise the current revision's.
+   */
+  revision: z.number().int().nonnegative().optional(),
 });
 export type SnapshotRequest = z.infer<typeof SnapshotRequest>;
 

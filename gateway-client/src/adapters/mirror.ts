@@ -544,7 +544,7 @@ export class CatalogMirror extends EventEmitter {
       if (this.closed || !this.nc) throw new GatewayClosedError();
       let got: Snapshot;
       try {
-        got = await this.requestSnapshotPage(service, page);
+        got = await this.requestSnapshotPage(service, page, first?.revision);
       } catch (err) {
         if (this.closed || !this.nc) throw err;
         this.stats.snapshotFailures++;
@@ -578,7 +578,7 @@ export class CatalogMirror extends EventEmitter {
     }
   }
 
-  private async requestSnapshotPage(service: string, page: number): Promise<Snapshot> {
+  private async requestSnapshotPage(service: string, page: number, revision?: number): Promise<Snapshot> {
     await this.acquireSlot();
     try {
       const nc = this.nc;
@@ -586,7 +586,9 @@ export class CatalogMirror extends EventEmitter {
       const timeoutMs = this.pageTimeout.ms;
       // The deadline lets the registry skip answering a request nobody waits for any more
       // (an older registry ignores the field: the schemas are tolerant readers).
-      const body = encode(SnapshotRequest, { v: PROTOCOL_VERSION, kind: "snapshot-request", page, deadline: Date.now() + timeoutMs });
+      // `revision`: the registry keeps the previous revision's pages, so a service that moves while
+      // we page does not force a restart (unless it moved twice).
+      const body = encode(SnapshotRequest, { v: PROTOCOL_VERSION, kind: "snapshot-request", page, deadline: Date.now() + timeoutMs, ...(revision !== undefined ? { revision } : {}) });
       this.stats.snapshotRequests++;
       const t0 = performance.now();
       let msg: Msg;

@@ -37,6 +37,12 @@ interface Cached {
  */
 export class SnapshotPages {
   private readonly cache = new Map<string, Cached>();
+  /**
+   * The pages of each service's previous revision: a client paging through revision R while the
+   * service moves to R+1 finishes R (it asks with `revision`), then catches up from the deltas it
+   * buffered, instead of starting over (and never finishing under steady churn).
+   */
+  private readonly previous = new Map<string, Cached>();
 
   /** Pages encoded (cache misses): once per service and revision, however many ask. */
   encodes = 0;
@@ -48,8 +54,10 @@ export class SnapshotPages {
     private readonly revisionOf?: (service: string) => { known: boolean; revision: number },
   ) {}
 
-  page(service: string, page: number): Uint8Array {
-    const c = this.current(service);
+  /** Page `page` of `service`; of `revision` when given and still held (current or previous), else of the current revision. */
+  page(service: string, page: number, revision?: number): Uint8Array {
+    const held = revision === undefined ? undefined : [this.cache.get(service), this.previous.get(service)].find((x) => x?.revision === revision);
+    const c = held ?? this.current(service);
     const hit = c.pages[page];
     if (hit) return hit;
     // Past the end (the service shrank between two pages): an empty page tells the client to start over.
@@ -70,8 +78,12 @@ export class SnapshotPages {
     );
     const fresh = { revision: v.revision, known: v.known, pages };
     // Only services the registry knows are cached: a requester looping over made-up names must not grow memory.
+    if (c && c.known) this.previous.set(service, c);
     if (v.known) this.cache.set(service, fresh);
-    else this.cache.delete(service);
+    else {
+      this.cache.delete(service);
+      this.previous.delete(service);
+    }
     return fresh;
   }
 
@@ -83,6 +95,7 @@ export class SnapshotPages {
   /** Drops cached bytes (tests, memory pressure). */
   clear(): void {
     this.cache.clear();
+    this.previous.clear();
   }
 }
 
