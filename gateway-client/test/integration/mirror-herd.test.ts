@@ -16,51 +16,51 @@ import { FakeAgent, FakeRegistry, registration, silent, startRegistry } from "./
 
 const PAGE1 = '"kind":"snapshot-request","page":1,';
 
-/** TCP proxy to nats-server; server → client bytes are held `holdMs` from the first chunk with `needle` on. */
+/** TCP proxy to nats-server; server → client bytes are held `holdMs` from the first chunk with `needle` on (once armed). */
 class HoldingProxy {
+  armed = false;
   private held = false;
   private holdUntil = 0;
   private readonly sockets = new Set<Socket>();
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-  ) {}
-  armed = false;
+  private server: Server | null = null;
+  url = "";
 
   static async start(target: URL, needle: string, holdMs: number): Promise<HoldingProxy> {
-    let self!: HoldingProxy;
-    const server = createServer((client) => {
-      const upstream = tcpConnect(Number(target.port), target.hostname);
-      self.sockets.add(client).add(upstream);
-      client.pipe(upstream);
-      let tail = "";
-      // Order matters: once holding, every later chunk waits until the same instant.
-      let chain = Promise.resolve();
-      upstream.on("data", (chunk: Buffer) => {
-        const text = tail + chunk.toString("latin1");
-        tail = text.slice(-needle.length);
-        if (self.armed && !self.held && text.includes(needle)) {
-          self.held = true;
-          self.holdUntil = Date.now() + holdMs;
-        }
-        chain = chain
-          .then(() => {
-            const wait = self.holdUntil - Date.now(); // an instant, not a delay per chunk
-            return wait > 0 ? new Promise((r) => setTimeout(r, wait)) : undefined;
-          })
-          .then(() => void client.write(chunk));
-      });
-      const end = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on("error", end).on("close", end);
-      upstream.on("error", end).on("close", end);
-    });
+    const proxy = new HoldingProxy();
+    const server = createServer((client) => proxy.pipe(client, target, needle, holdMs));
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const port = (server.address() as { port: number }).port;
-    self = new HoldingProxy(server, `nats://127.0.0.1:${port}`);
-    return self;
+    proxy.server = server;
+    proxy.url = `nats://127.0.0.1:${(server.address() as { port: number }).port}`;
+    return proxy;
+  }
+
+  private pipe(client: Socket, target: URL, needle: string, holdMs: number): void {
+    const upstream = tcpConnect(Number(target.port), target.hostname);
+    this.sockets.add(client).add(upstream);
+    client.pipe(upstream);
+    let tail = "";
+    // Order matters: once holding, every later chunk waits until the same instant.
+    let chain = Promise.resolve();
+    upstream.on("data", (chunk: Buffer) => {
+      const text = tail + chunk.toString("latin1");
+      tail = text.slice(-needle.length);
+      if (this.armed && !this.held && text.includes(needle)) {
+        this.held = true;
+        this.holdUntil = Date.now() + holdMs;
+      }
+      chain = chain
+        .then(() => {
+          const wait = this.holdUntil - Date.now(); // an instant, not a delay per chunk
+          return wait > 0 ? new Promise((r) => setTimeout(r, wait)) : undefined;
+        })
+        .then(() => void client.write(chunk));
+    });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end).on("close", end);
+    upstream.on("error", end).on("close", end);
   }
 
   get triggered(): boolean {
@@ -69,7 +69,7 @@ class HoldingProxy {
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
-    await new Promise((r) => this.server.close(r));
+    await new Promise((r) => this.server?.close(r));
   }
 }
 
