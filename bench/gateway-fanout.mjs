@@ -165,6 +165,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   // Phase 1: create every gateway, until every mirror holds a snapshot of every service.
   const sync0 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), clients: clientProcs.map((h) => cpuSeconds(h.child.pid)), t: hiresNow() };
   const regServedBefore = await registryCounter(registry.httpUrl);
+  const regExpiredBefore = await registryCounter(registry.httpUrl, "expired");
   for (const h of clientProcs) h.send({ cmd: "create" });
   const progressTimer = setInterval(() => {
     const created = clientProcs.reduce((a, h) => a + (h.last.progress?.created ?? 0), 0);
@@ -181,6 +182,9 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const syncMs = syncEnd - sync0.t;
   const sync1 = { reg: cpuSeconds(registry.pid), nats: cpuSeconds(nats.pid), clients: clientProcs.map((h) => cpuSeconds(h.child.pid)), t: hiresNow() };
   const regServedAfter = await registryCounter(registry.httpUrl);
+  const regExpiredAfter = await registryCounter(registry.httpUrl, "expired");
+  // Page requests and answers over the sync only (the end-of-run totals include the flips' resyncs).
+  const syncClientStats = clientProcs.reduce((a, h) => ({ requests: a.requests + (h.last.synced?.snapshotRequests ?? NaN), failures: a.failures + (h.last.synced?.snapshotFailures ?? NaN) }), { requests: 0, failures: 0 });
   progress(`all ${clients} x ${clientServices} mirrors synced in ${fmt(syncMs, 0)} ms`);
 
   // Phase 2: steady state with every connection and subscription in place.
@@ -302,7 +306,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   }
   const mstats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {}, stale: 0, reconnects: 0, reconnectFailures: 0, windowDeltas: 0, windowSnapshots: 0 };
   for (const r of reports) {
-    for (const k of ["snapshots", "snapshotFailures", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) mstats[k] += r.stats[k];
+    for (const k of ["snapshots", "snapshotFailures", "snapshotRequests", "snapshotRestarts", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) mstats[k] = (mstats[k] ?? 0) + (r.stats[k] ?? 0);
     for (const [k, v] of Object.entries(r.stats.dropped)) mstats.dropped[k] = (mstats.dropped[k] ?? 0) + v;
     mstats.stale += r.stale;
     mstats.reconnects += r.reconnects.done;
@@ -417,6 +421,9 @@ await runBench("gateway-fanout", maxSeconds, async () => {
           [`time until all ${totalClients} x ${clientServices} mirrors synced (from the first createGateway)`, `${fmt(syncMs, 0)} ms`],
           ["snapshot requests answered by the registry (its counter)", Number.isNaN(served) ? "n/a" : served],
           ["snapshots received / failed requests (timeouts, retried) in the clients", `${mstats.snapshots} / ${mstats.snapshotFailures}`],
+          ["page requests sent by the clients / failed (timed out) over the sync", `${syncClientStats.requests} / ${syncClientStats.failures}`],
+          ["wasted answers: answered by the registry − answers a client was still waiting for", Number.isNaN(served) || Number.isNaN(syncClientStats.requests) ? "n/a" : Math.max(0, served - (syncClientStats.requests - syncClientStats.failures))],
+          ["snapshot requests the registry skipped (deadline passed)", regExpiredBefore === null || regExpiredAfter === null ? "n/a" : regExpiredAfter - regExpiredBefore],
           ["registry CPU over the sync", `${fmt((sync1.reg - sync0.reg) * 1000, 0)} ms (${fmt(cpuPct(sync0.reg, sync1.reg, syncS), 0)}% of a core)`],
           ["registry CPU per snapshot answered", Number.isNaN(served) || served === 0 ? "n/a" : `${fmt(((sync1.reg - sync0.reg) * 1e6) / served, 0)} µs`],
           ["nats-server CPU over the sync", `${fmt((sync1.nats - sync0.nats) * 1000, 0)} ms (${fmt(cpuPct(sync0.nats, sync1.nats, syncS), 0)}% of a core)`],
@@ -516,11 +523,11 @@ function sumSeries(series) {
   return Array.from({ length: n }, (_, i) => series.reduce((a, s) => a + s[i], 0));
 }
 
-/** The registry's count of snapshot requests served (`snapshotsServed` of /v1/status); null if absent. */
-async function registryCounter(httpUrl) {
+/** The registry's count of snapshot requests served (`snapshotsServed` of /v1/status), or of drops for `dropReason`; null if absent. */
+async function registryCounter(httpUrl, dropReason) {
   try {
     const r = await getJson(`${httpUrl}/v1/status`, { timeoutMs: 5000 });
-    const n = r.body?.snapshotsServed;
+    const n = dropReason ? (r.body?.drops?.byReason?.[dropReason] ?? 0) : r.body?.snapshotsServed;
     return typeof n === "number" ? n : null;
   } catch {
     return null;

@@ -45,7 +45,13 @@ function onReady() {
   if (!syncedSent && created === clientCount && ready === clientCount * serviceCount) {
     syncedSent = true;
     const at = hiresNow();
-    send({ type: "synced", at, index, rssMiB: rssMiB(), heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20 });
+    let snapshotRequests = 0;
+    let snapshotFailures = 0;
+    for (const gw of gateways) {
+      snapshotRequests += gw.mirror.stats.snapshotRequests ?? NaN;
+      snapshotFailures += gw.mirror.stats.snapshotFailures;
+    }
+    send({ type: "synced", at, index, rssMiB: rssMiB(), heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20, snapshotRequests, snapshotFailures });
   }
 }
 
@@ -134,7 +140,7 @@ function report() {
   let stale = 0;
   for (const gw of gateways) {
     const st = gw.mirror.stats;
-    for (const k of ["snapshots", "snapshotFailures", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) stats[k] += st[k];
+    for (const k of ["snapshots", "snapshotFailures", "snapshotRequests", "snapshotRestarts", "snapshotPages", "resyncs", "gaps", "deltasApplied", "duplicates"]) stats[k] = (stats[k] ?? 0) + (st[k] ?? 0);
     for (const [k, v] of Object.entries(st.dropped)) stats.dropped[k] = (stats.dropped[k] ?? 0) + v;
     if (gw.isStale) stale++;
     for (const s of services) {

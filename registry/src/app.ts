@@ -28,7 +28,7 @@ import { DropLog, startIngest } from "./adapters/ingest.js";
 import { KvCatalog } from "./adapters/kv-catalog.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
 import { Replica } from "./adapters/replica.js";
-import { SnapshotPages } from "./adapters/snapshot-pages.js";
+import { SnapshotPages, deadlinePassed } from "./adapters/snapshot-pages.js";
 
 export interface RegistryDeps {
   logger: Logger;
@@ -75,7 +75,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const memory = new CatalogMemory();
   // Once, here: an unreadable secret file throws NatsAuthError now instead of failing every attempt.
   const natsOptions = natsConnectOptions(config.nats.url, config.nats, "nats.");
-  const snapshots = new SnapshotPages((service) => memory.service(service));
+  const snapshots = new SnapshotPages((service) => memory.service(service), undefined, (service) => memory.serviceRevision(service));
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();
 
@@ -218,6 +218,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           }
           // An empty body asks for page 0 (every service that fits one message).
           let page = 0;
+          let revision: number | undefined;
           if (m.data.length > 0) {
             const req = decode(SnapshotRequest, m.data);
             if (!req.ok) {
@@ -225,8 +226,15 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
               return;
             }
             page = req.value.page;
+            revision = req.value.revision;
+            // Waited in the queue past its requester's timeout: answering would cost CPU and
+            // bandwidth for nobody (and feed a herd's congestion collapse).
+            if (deadlinePassed(req.value.deadline, Date.now())) {
+              drops.drop("expired", "snapshot", { subject: m.subject.slice(0, 200), late: Date.now() - req.value.deadline! });
+              return;
+            }
           }
-          m.respond(snapshots.page(service, page));
+          m.respond(snapshots.page(service, page, revision));
           counters.snapshotsServed++;
         } catch (e) {
           log.error({ err: String(e), subject: m.subject }, "snapshot request failed");

@@ -224,6 +224,17 @@ export const SnapshotRequest = z.object({
   v: Version,
   kind: z.literal("snapshot-request"),
   page: z.number().int().nonnegative().max(1_000_000),
+  /**
+   * Optional (newer clients): when the requester stops waiting, in ms since the epoch of its own
+   * clock. A registry may skip a request whose deadline has passed (plus a grace for clock skew)
+   * instead of answering nobody. Older registries ignore it.
+   */
+  deadline: z.number().int().nonnegative().optional(),
+  /**
+   * Optional (newer clients), for pages > 0: the revision of the page 0 the client holds. A registry
+   * that still has that revision's pages serves them; otherwise the current revision's.
+   */
+  revision: z.number().int().nonnegative().optional(),
 });
 export type SnapshotRequest = z.infer<typeof SnapshotRequest>;
 

@@ -1,7 +1,11 @@
 // Local mirror of the catalog, per service, fed over core NATS (list-then-watch, as in
 // Kubernetes informers and xDS):
 //   1. subscribe to roster.v1.catalog.<service> FIRST and buffer what arrives,
-//   2. request a snapshot (timeout, retried with full-jitter backoff),
+//   2. request a snapshot, page by page: a failed page is retried (full-jitter backoff, adaptive
+//      per-page timeout), not the whole snapshot; only a revision that moved while paging starts
+//      over from page 0. At most `maxSnapshotRequestsInFlight` page requests per mirror at once,
+//      and bulk syncs (attach, reconnect, new registry epoch) start after a random delay, so a
+//      herd of clients does not melt the registry (docs/architecture.md, "Snapshot herds"),
 //   3. apply the buffered deltas newer than the snapshot, in revision order,
 //   4. then apply deltas as they come; a delta whose prevRevision is not the last applied
 //      revision means something was missed: resync (snapshot again). Concurrent resyncs of
@@ -13,7 +17,7 @@
 import { EventEmitter } from "node:events";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { errors, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
 import {
   CatalogDelta,
@@ -31,6 +35,7 @@ import {
   snapshotSubject,
 } from "@roster/schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
+import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
 import { childLogger, type Logger } from "./logger.js";
 
 export interface MirrorOptions {
@@ -38,8 +43,17 @@ export interface MirrorOptions {
   services?: readonly string[];
   /** How long the first use of a service waits for its snapshot (default 2000 ms). */
   snapshotTimeoutMs?: number;
-  /** Timeout of one snapshot request (default 1000 ms); failures are retried with backoff. */
+  /**
+   * Initial timeout of one snapshot page request (default 1000 ms). It adapts: doubled on each
+   * timeout up to `snapshotRequestMaxTimeoutMs`, then srtt + 4 rttvar of the answers (never below this).
+   */
   snapshotRequestTimeoutMs?: number;
+  /** Cap of the adaptive page timeout (default 8 × snapshotRequestTimeoutMs). */
+  snapshotRequestMaxTimeoutMs?: number;
+  /** Snapshot page requests in flight at once per mirror, all services together (default 4). */
+  maxSnapshotRequestsInFlight?: number;
+  /** Syncs started in bulk (attach, reconnect, new registry epoch) each wait uniform [0, this) ms first (default 100). */
+  syncJitterMs?: number;
   /** Full-jitter backoff between snapshot retries (default base 50 ms, cap 2000 ms). */
   resyncBackoffBaseMs?: number;
   resyncBackoffMaxMs?: number;
@@ -56,6 +70,8 @@ export interface MirrorOptions {
   logger?: Logger;
   /** Injected for tests; defaults to Math.random. */
   random?: () => number;
+  /** Wall clock for snapshot request deadlines; injected for tests (defaults to Date.now). */
+  now?: () => number;
 }
 
 export type StaleReason = "nats-unreachable" | "nats-disconnected" | "presence-lost";
@@ -68,7 +84,12 @@ export interface RegistryDegraded {
 
 export interface MirrorStats {
   snapshots: number;
+  /** Page requests that failed (timed out, no responders, bad answer); each is retried on its own. */
   snapshotFailures: number;
+  /** Page requests sent (answered or not). */
+  snapshotRequests: number;
+  /** Snapshots started over from page 0 because the revision moved while paging. */
+  snapshotRestarts: number;
   /** Pages fetched for snapshots that did not fit one message. */
   snapshotPages: number;
   resyncs: number;
@@ -108,6 +129,10 @@ interface ServiceState {
 
 /** Snapshots in a row at the same revision that still leave a buffered delta unchained before it is dropped. */
 const MAX_SAME_SNAPSHOT_GAPS = 3;
+/** Page timeouts in a row after which snapshot requests go without a deadline (clock skew)... */
+const DEADLINE_FALLBACK_AFTER = 3;
+/** ... for this long. */
+const DEADLINE_FALLBACK_MS = 60_000;
 
 const LkgFile = z.object({
   v: z.literal(1),
@@ -126,7 +151,7 @@ const LkgFile = z.object({
  *   network, not the hosts).
  */
 export class CatalogMirror extends EventEmitter {
-  readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
+  readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, snapshotRequests: 0, snapshotRestarts: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
   private nc: NatsConnection | null = null;
   private readonly states = new Map<string, ServiceState>();
   private readonly opts: Required<Omit<MirrorOptions, "lastKnownGoodFile" | "logger" | "services">> & { lastKnownGoodFile: string | undefined };
@@ -146,12 +171,23 @@ export class CatalogMirror extends EventEmitter {
   private stopStatus: (() => void) | null = null;
   private lkgTimer: ReturnType<typeof setTimeout> | null = null;
   private lkgWriting: Promise<void> = Promise.resolve();
+  private readonly pageTimeout: AdaptiveTimeout;
+  /** Page requests in flight, and those waiting for a slot (FIFO). */
+  private inFlight = 0;
+  /** Page requests with a deadline timed out in a row (any service); reset by an answer to one. */
+  private timeoutsInARow = 0;
+  /** performance.now() until which page requests carry no deadline. */
+  private deadlineOffUntil = 0;
+  private readonly slotWaiters: Array<() => void> = [];
 
   constructor(options: MirrorOptions = {}) {
     super();
     this.opts = {
       snapshotTimeoutMs: options.snapshotTimeoutMs ?? 2000,
       snapshotRequestTimeoutMs: options.snapshotRequestTimeoutMs ?? 1000,
+      snapshotRequestMaxTimeoutMs: options.snapshotRequestMaxTimeoutMs ?? 8 * (options.snapshotRequestTimeoutMs ?? 1000),
+      maxSnapshotRequestsInFlight: Math.max(1, Math.floor(options.maxSnapshotRequestsInFlight ?? 4)),
+      syncJitterMs: Math.max(0, options.syncJitterMs ?? 100),
       resyncBackoffBaseMs: options.resyncBackoffBaseMs ?? 50,
       resyncBackoffMaxMs: options.resyncBackoffMaxMs ?? 2000,
       presenceMissFactor: options.presenceMissFactor ?? 3,
@@ -160,8 +196,13 @@ export class CatalogMirror extends EventEmitter {
       lastKnownGoodDebounceMs: options.lastKnownGoodDebounceMs ?? 1000,
       maxBufferedDeltas: options.maxBufferedDeltas ?? 10_000,
       random: options.random ?? Math.random,
+      now: options.now ?? Date.now,
     };
     this.presenceIntervalMs = this.opts.presenceIntervalMs;
+    this.pageTimeout = new AdaptiveTimeout({
+      initialMs: this.opts.snapshotRequestTimeoutMs,
+      maxMs: Math.max(this.opts.snapshotRequestTimeoutMs, this.opts.snapshotRequestMaxTimeoutMs),
+    });
     this.log = childLogger(options.logger, "mirror");
     for (const s of options.services ?? []) this.ensure(s);
   }
@@ -177,6 +218,11 @@ export class CatalogMirror extends EventEmitter {
   /** The registry's degraded mode as its last presence said (null when not degraded). */
   get degraded(): RegistryDegraded | null {
     return this.degradedValue;
+  }
+
+  /** The current (adaptive) timeout of one snapshot page request (ms). */
+  get snapshotRequestTimeoutMs(): number {
+    return this.pageTimeout.ms;
   }
 
   get connected(): boolean {
@@ -216,9 +262,10 @@ export class CatalogMirror extends EventEmitter {
     this.presenceTimer = setInterval(() => this.checkPresence(), tick);
     this.presenceTimer.unref();
     void this.watchStatus(nc);
+    const bulk = this.states.size > 1;
     for (const st of this.states.values()) {
       this.subscribe(st);
-      void this.sync(st);
+      void this.sync(st, bulk);
     }
     this.updateStale();
   }
@@ -334,6 +381,7 @@ export class CatalogMirror extends EventEmitter {
       st.wake?.();
       this.wakeWaiters(st);
     }
+    for (const w of this.slotWaiters.splice(0)) w();
     if (this.lkgTimer) {
       clearTimeout(this.lkgTimer);
       this.lkgTimer = null;
@@ -410,13 +458,18 @@ export class CatalogMirror extends EventEmitter {
     for (const w of [...st.waiters]) w();
   }
 
-  /** Snapshot + buffered deltas, retried until it succeeds or the mirror closes; coalesced. */
-  private sync(st: ServiceState): Promise<void> {
+  /**
+   * Snapshot + buffered deltas, retried until it succeeds or the mirror closes; coalesced.
+   * `jitter`: a sync started with many others at once (attach, reconnect) first waits a random
+   * [0, syncJitterMs), so a thousand clients reconnecting together do not ask in the same millisecond.
+   */
+  private sync(st: ServiceState, jitter = false): Promise<void> {
     if (st.syncing) return st.syncing;
     if (!this.nc || this.closed) return Promise.resolve();
     st.buffer ??= [];
     this.stats.resyncs++;
-    st.syncing = this.syncLoop(st).finally(() => {
+    const delayMs = jitter ? Math.floor(this.opts.random() * this.opts.syncJitterMs) : 0;
+    st.syncing = (delayMs > 0 ? this.sleep(st, delayMs).then(() => this.syncLoop(st)) : this.syncLoop(st)).finally(() => {
       st.syncing = null;
       st.wake = null;
     });
@@ -430,12 +483,10 @@ export class CatalogMirror extends EventEmitter {
     while (!this.closed && this.nc) {
       let snap: Snapshot;
       try {
-        snap = await this.requestSnapshot(st.name);
+        snap = await this.requestSnapshot(st);
       } catch (err) {
-        this.stats.snapshotFailures++;
-        attempt++;
-        this.log.debug({ service: st.name, attempt, err: (err as Error).message }, "snapshot request failed: retrying");
-        await this.backoff(st, attempt);
+        // Only when closing or detached: pages are retried inside requestSnapshot.
+        this.log.debug({ service: st.name, err: (err as Error).message }, "snapshot abandoned");
         continue;
       }
       this.stats.snapshots++;
@@ -487,43 +538,132 @@ export class CatalogMirror extends EventEmitter {
 
   /**
    * One snapshot, in as many pages as the registry cut it into (a service too large for one
-   * message). Every page must carry the first page's revision; otherwise the service changed while
-   * paging and the caller's retry loop starts over.
+   * message). A page that fails (timeout, no responders, bad answer) is asked again after a
+   * full-jitter backoff, with the adaptive timeout: the pages already held stay, since the
+   * registry serves the same bytes for a revision. Every page must carry the first page's
+   * revision; if the revision moved while paging, start over from page 0. Throws only when the
+   * mirror closes or loses its connection.
    */
-  private async requestSnapshot(service: string): Promise<Snapshot> {
-    const first = await this.requestSnapshotPage(service, 0);
-    if (first.pages <= 1) return first;
-    const instances = [...first.instances];
-    for (let page = 1; page < first.pages; page++) {
-      const next = await this.requestSnapshotPage(service, page);
-      if (next.revision !== first.revision || next.pages !== first.pages || next.page !== page) {
-        throw new Error(`snapshot of "${service}" changed while paging (revision ${first.revision} → ${next.revision})`);
+  private async requestSnapshot(st: ServiceState): Promise<Snapshot> {
+    const service = st.name;
+    let first: Snapshot | null = null;
+    let instances: CatalogInstance[] = [];
+    let page = 0;
+    let failures = 0;
+    let restarts = 0;
+    for (;;) {
+      if (this.closed || !this.nc) throw new GatewayClosedError();
+      let got: Snapshot;
+      try {
+        got = await this.requestSnapshotPage(service, page, first?.revision);
+      } catch (err) {
+        if (this.closed || !this.nc) throw err;
+        this.stats.snapshotFailures++;
+        failures++;
+        this.log.debug({ service, page, failures, timeoutMs: this.pageTimeout.ms, err: (err as Error).message }, "snapshot page failed: retrying that page");
+        await this.backoff(st, failures);
+        continue;
       }
-      instances.push(...next.instances);
+      failures = 0;
+      if (page === 0) {
+        first = got;
+        instances = [...got.instances];
+      } else if (got.revision !== first!.revision || got.pages !== first!.pages || got.page !== page) {
+        // The service changed while paging: the pages held are of an older revision.
+        this.stats.snapshotRestarts++;
+        restarts++;
+        this.log.debug({ service, from: first!.revision, to: got.revision }, "snapshot changed while paging: starting over");
+        first = null;
+        page = 0;
+        await this.backoff(st, restarts); // a service churning faster than it pages must not spin
+        continue;
+      } else {
+        instances.push(...got.instances);
+      }
+      page++;
+      if (page >= first!.pages) {
+        if (first!.pages <= 1) return first!;
+        this.stats.snapshotPages += first!.pages;
+        return { ...first!, page: 0, pages: 1, instances };
+      }
     }
-    this.stats.snapshotPages += first.pages;
-    return { ...first, page: 0, pages: 1, instances };
   }
 
-  private async requestSnapshotPage(service: string, page: number): Promise<Snapshot> {
-    const nc = this.nc!;
-    const body = page === 0 ? new Uint8Array(0) : encode(SnapshotRequest, { v: PROTOCOL_VERSION, kind: "snapshot-request", page });
-    const msg = await nc.request(snapshotSubject(service), body, { timeout: this.opts.snapshotRequestTimeoutMs });
-    const r = decode(Snapshot, msg.data);
-    if (!r.ok) {
-      this.drop("snapshot", r.reason, r.error);
-      throw new Error(`bad snapshot: ${r.reason}: ${r.error}`);
+  private async requestSnapshotPage(service: string, page: number, revision?: number): Promise<Snapshot> {
+    await this.acquireSlot();
+    try {
+      const nc = this.nc;
+      if (!nc || this.closed) throw new GatewayClosedError();
+      const timeoutMs = this.pageTimeout.ms;
+      // The deadline lets the registry skip answering a request nobody waits for any more
+      // (an older registry ignores the field: the schemas are tolerant readers).
+      // `revision`: the registry keeps the previous revision's pages, so a service that moves while
+      // we page does not force a restart (unless it moved twice).
+      // The deadline is on our clock: a client whose clock is far behind the registry's would have
+      // every request skipped as expired. After a few timeouts in a row, ask without one (the
+      // registry then always answers) for a while, then try again with one.
+      const withDeadline = performance.now() >= this.deadlineOffUntil;
+      const deadline = withDeadline ? { deadline: this.opts.now() + timeoutMs } : {};
+      const body = encode(SnapshotRequest, { v: PROTOCOL_VERSION, kind: "snapshot-request", page, ...deadline, ...(revision !== undefined ? { revision } : {}) });
+      this.stats.snapshotRequests++;
+      const t0 = performance.now();
+      let msg: Msg;
+      try {
+        msg = await nc.request(snapshotSubject(service), body, { timeout: timeoutMs });
+      } catch (err) {
+        if (isTimeout(err)) {
+          this.pageTimeout.onTimeout(timeoutMs);
+          if (withDeadline && ++this.timeoutsInARow >= DEADLINE_FALLBACK_AFTER) {
+            this.timeoutsInARow = 0;
+            this.deadlineOffUntil = performance.now() + DEADLINE_FALLBACK_MS;
+            this.log.warn({ service, timeoutMs }, "snapshot requests keep timing out: asking without a deadline for a while (is this host's clock behind?)");
+          }
+        }
+        throw err;
+      }
+      if (withDeadline) this.timeoutsInARow = 0;
+      this.pageTimeout.onAnswer(performance.now() - t0);
+      const r = decode(Snapshot, msg.data);
+      if (!r.ok) {
+        this.drop("snapshot", r.reason, r.error);
+        throw new Error(`bad snapshot: ${r.reason}: ${r.error}`);
+      }
+      if (r.value.service !== service) {
+        this.drop("snapshot", "mismatch", r.value.service);
+        throw new Error(`snapshot for "${r.value.service}" when "${service}" was asked`);
+      }
+      return r.value;
+    } finally {
+      this.releaseSlot();
     }
-    if (r.value.service !== service) {
-      this.drop("snapshot", "mismatch", r.value.service);
-      throw new Error(`snapshot for "${r.value.service}" when "${service}" was asked`);
+  }
+
+  /** Waits for one of the `maxSnapshotRequestsInFlight` page-request slots (FIFO). */
+  private acquireSlot(): Promise<void> {
+    if (this.inFlight < this.opts.maxSnapshotRequestsInFlight || this.closed) {
+      this.inFlight++;
+      return Promise.resolve();
     }
-    return r.value;
+    return new Promise((resolve) =>
+      this.slotWaiters.push(() => {
+        this.inFlight++;
+        resolve();
+      }),
+    );
+  }
+
+  private releaseSlot(): void {
+    this.inFlight--;
+    this.slotWaiters.shift()?.();
   }
 
   private backoff(st: ServiceState, attempt: number): Promise<void> {
     const cap = Math.min(this.opts.resyncBackoffMaxMs, this.opts.resyncBackoffBaseMs * 2 ** Math.min(attempt, 20));
-    const ms = Math.floor(this.opts.random() * cap);
+    return this.sleep(st, Math.floor(this.opts.random() * cap));
+  }
+
+  /** A sleep that `st.wake` (reconnect, close) cuts short. */
+  private sleep(st: ServiceState, ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         st.wake = null;
@@ -551,6 +691,7 @@ export class CatalogMirror extends EventEmitter {
       // Not necessarily a problem (replicas, restarts), but cheap insurance against a lost last delta.
       this.registry = who;
       this.log.info({ registry: who }, "registry epoch changed: resync");
+      this.pageTimeout.reset(); // another process: its round trips say nothing of this one
       this.resyncAll();
     }
     const degraded = p.degraded ?? null;
@@ -598,10 +739,14 @@ export class CatalogMirror extends EventEmitter {
   }
 
   private resyncAll(): Promise<void> {
+    const bulk = this.states.size > 1;
     return Promise.allSettled([...this.states.values()].map((st) => {
-      const p = this.sync(st);
-      st.wake?.();
-      return p;
+      // A sync already in its backoff retries now; a new one starts after its jitter.
+      if (st.syncing) {
+        st.wake?.();
+        return st.syncing;
+      }
+      return this.sync(st, bulk);
     })).then(() => undefined);
   }
 
@@ -666,6 +811,12 @@ export class CatalogMirror extends EventEmitter {
     });
     return this.lkgWriting;
   }
+}
+
+/** A request that got no answer in time (not "no responders", not a bad answer). */
+function isTimeout(err: unknown): boolean {
+  const e = err as { name?: string; cause?: { name?: string } } | null;
+  return e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError" || err instanceof errors.TimeoutError;
 }
 
 function sameInstances(list: readonly CatalogInstance[], now: Map<string, CatalogInstance>): boolean {

@@ -13,3 +13,4 @@ export * from "./retry-policy.js";
 export * from "./concurrency.js";
 export * from "./hedge.js";
 export * from "./loop-lag.js";
+export * from "./adaptive-timeout.js";

@@ -108,6 +108,12 @@ export class CatalogMemory implements CatalogReader {
     return { known: true, revision: e.revision, instances: [...e.instances.values()].sort((a, b) => a.id.localeCompare(b.id)) };
   }
 
+  /** `service(name)` without the instances: no copy, no sort (the snapshot cache's hit path). */
+  serviceRevision(name: string): { known: boolean; revision: number } {
+    const e = this.byService.get(name);
+    return e ? { known: true, revision: e.revision } : { known: false, revision: 0 };
+  }
+
   services(): Array<{ name: string; revision: number; instances: CatalogInstance[] }> {
     return [...this.byService.entries()]
       .sort(([a], [b]) => a.localeCompare(b))

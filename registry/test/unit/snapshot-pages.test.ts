@@ -75,4 +75,36 @@ describe("snapshot pages", () => {
     sp.page("known", 0);
     assert.equal(sp.cachedServices, 1);
   });
+
+  it("snapshot pages - the previous revision's pages stay available to a client paging through it; a hit does not rebuild the view", () => {
+    let view: ServiceView = { known: true, revision: 10, instances: Array.from({ length: 1500 }, (_, i) => instance(i)) };
+    let views = 0;
+    const sp = new SnapshotPages(
+      () => {
+        views++;
+        return view;
+      },
+      undefined,
+      () => ({ known: view.known, revision: view.revision }),
+    );
+    const p0 = decode(Snapshot, sp.page("big", 0));
+    assert.ok(p0.ok && p0.value.pages > 1);
+    for (let i = 0; i < 50; i++) sp.page("big", i % p0.value.pages);
+    assert.equal(sp.encodes, 1, "encoded once for the revision, however many ask");
+    assert.equal(views, 1, "cache hits read the revision only");
+    view = { ...view, revision: 11, instances: view.instances.slice(1) };
+    const at10 = decode(Snapshot, sp.page("big", 1, 10));
+    assert.ok(at10.ok);
+    assert.equal(at10.value.revision, 10, "page 1 of the revision the client holds, though 11 is out");
+    assert.equal(decode(Snapshot, sp.page("big", 0)).ok, true); // encodes 11; 10 becomes the previous
+    assert.equal((decode(Snapshot, sp.page("big", 2, 10)) as { value: Snapshot }).value.revision, 10);
+    view = { ...view, revision: 12, instances: view.instances.slice(1) };
+    assert.equal(decode(Snapshot, sp.page("big", 0)).ok, true);
+    const pinned = decode(Snapshot, sp.page("big", 1, 11));
+    assert.ok(pinned.ok);
+    assert.equal(pinned.value.revision, 11, "page 1 of the revision the client holds");
+    const unknown = decode(Snapshot, sp.page("big", 1, 5));
+    assert.ok(unknown.ok);
+    assert.equal(unknown.value.revision, 12, "a revision no longer held: the current one (the client starts over)");
+  });
 });
