@@ -176,9 +176,9 @@ export class KvCatalog {
       p = new Map();
       this.pending.set(service, p);
     }
-    p.delete(id); // re-insert at the end: keeps the order of the latest intent
+    // Re-insert at the end: keeps the order of the latest intent. A merged intent is not a new write.
+    if (!p.delete(id)) this.stats.pending++;
     p.set(id, desired);
-    this.stats.pending++;
     if (!this.workers.has(service)) {
       const w = this.work(service).finally(() => this.workers.delete(service));
       this.workers.set(service, w);

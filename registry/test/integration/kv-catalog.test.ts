@@ -137,4 +137,15 @@ describe("registry KV catalog store (real JetStream KV)", () => {
       if (!nats.running) await nats.start();
     }
   });
+  it("kv - merged intents count once in stats.pending, which is back to 0 when the queue drains", async () => {
+    const memory = new CatalogMemory();
+    const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 5000, logger: silent });
+    await store.load();
+    // 5 keys, each changed 40 times before its write: at most 5 writes wait at any time.
+    for (let round = 0; round < 40; round++) for (let k = 0; k < 5; k++) store.enqueue("merged", `m${k}`, rec(`m${k}`, { service: "merged", weight: round + 1 }));
+    assert.ok(store.stats.pending <= 5, `pending ${store.stats.pending}`);
+    assert.ok(await store.flush(10_000));
+    assert.equal(store.stats.pending, 0);
+    assert.deepEqual(memory.service("merged").instances.map((i) => i.weight).sort(), [40, 40, 40, 40, 40]);
+  });
 });
