@@ -61,6 +61,21 @@ describe("stack", () => {
     return registry;
   }
 
+  /**
+   * The first start listens on port 0 and the port is read from its log: a port from freePort()
+   * can be taken by another test file's process before the registry binds it (seen once: the
+   * registry exited with EADDRINUSE and the test talked to another file's registry). Restarts
+   * reuse that port.
+   */
+  async function startRegistryOnAnyPort(): Promise<void> {
+    httpPort = 0;
+    const proc = startRegistry();
+    await proc.waitForOutput(/"msg":"HTTP listening"/, 15_000);
+    const m = /"url":"http:\/\/127\.0\.0\.1:(\d+)"[^\n]*"msg":"HTTP listening"/.exec(proc.output);
+    assert.ok(m, `no HTTP listening line in the registry's output:\n${proc.output.slice(-2000)}`);
+    httpPort = Number(m[1]);
+  }
+
   function startAgent(): ChildProc {
     agent = spawnNode(AGENT, ["--config", agentConfig, "--nats", nats.url, "--api", `127.0.0.1:0`]);
     return agent;
@@ -74,7 +89,6 @@ describe("stack", () => {
   before(async () => {
     nats = await NatsServer.start();
     dir = await mkdtemp(join(tmpdir(), "roster-e2e-"));
-    httpPort = await freePort();
     ports.orders = await freePort();
     ports.payments = await freePort();
     registryConfig = join(dir, "registry.json");
@@ -98,7 +112,7 @@ describe("stack", () => {
     );
     startDemo("orders");
     startDemo("payments");
-    startRegistry();
+    await startRegistryOnAnyPort();
     await waitFor(readyz, { timeoutMs: 15_000, what: "registry /readyz" });
     startAgent();
   });
