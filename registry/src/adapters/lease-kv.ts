@@ -47,7 +47,8 @@ export interface LeaseStatus {
  * monotonic clock (performance.now). Reads the key every ttl/12 (a get, not a watch: a stalled
  * watch would only cost a harmless CAS conflict, but a poll has no consumer to lose), ticks every
  * ttl/30, and bounds every request by renewEvery, so an answer that never comes is a failure in
- * time for the next attempt.
+ * time for the next attempt. A standby's probes (CAS that can only be refused) tell it whether the
+ * bucket is writable, i.e. whether the holder's silence means anything (core/lease.ts).
  */
 export class KvLease {
   readonly state: LeaseState;

@@ -21,11 +21,16 @@
  * after it was sent (S <= W). A standby sees that revision at V >= W and may take over only at
  * V + ttl or later. The leader stops at S + ttl - margin <= V + ttl - margin: a margin before.
  * The margin also absorbs an event-loop stall between the leader's last check and its write.
- * A standby whose takeover attempt fails without an answer (the bucket has no stream leader)
- * waits until the bucket is writable again (a probe: a CAS with an impossible revision, which a
- * live stream leader refuses and nobody can win), and counts a new full ttl of silence from
- * then: the holder could not renew while the bucket was unwritable either, so it gets a full
- * ttl of writable bucket (no spurious failover across a NATS leader election).
+ *
+ * Across a NATS stream leader election of the lease bucket (writes impossible for seconds, reads
+ * still served by followers) the holder cannot renew, yet the standby sees only silence. So a
+ * waiting standby probes the bucket every renewEvery (a CAS with an impossible revision, which a
+ * live stream leader refuses and nobody can win). A probe or takeover without an answer marks
+ * the bucket unwritable: the standby then only probes (every retryEvery) until one is answered,
+ * and counts a new full ttl of silence from that answer. The holder thus always gets a full ttl
+ * of WRITABLE bucket (as the standby saw it) before a takeover, whether or not the standby's ttl
+ * ran out during the election. A probe answered while the bucket stayed writable changes
+ * nothing, so a dead holder is still replaced after ttl (plus at most one probe in flight).
  */
 
 export type LeaseRole = "leader" | "suspended" | "standby";
@@ -94,8 +99,10 @@ export class LeaseState {
   private maxEpoch = 0;
   private inFlight: (LeaseAction & { sentAt: number }) | null = null;
   private notBefore = 0;
-  /** Standby: a takeover got no answer; wait for the bucket to answer a probe. */
+  /** Standby: a probe or takeover got no answer; wait for the bucket to answer a probe. */
   private awaitWritable = false;
+  /** Standby: when the last periodic probe was sent. */
+  private probedAt = -Infinity;
   readonly counters: LeaseCounters = { acquired: 0, renewed: 0, conflicts: 0, errors: 0, suspended: 0, resumed: 0, lost: 0 };
 
   constructor(opts: LeaseOptions) {
@@ -168,6 +175,10 @@ export class LeaseState {
       const free = this.holderValue === null || this.holderValue.registryId === this.opts.registryId;
       if (free || now - this.changedAt >= ttl) {
         action = { type: "acquire", expectRevision: this.revision, value: this.valueOf(this.maxEpoch + 1) };
+      } else if (now - this.probedAt >= this.opts.renewEveryMs) {
+        // Is the bucket writable (could the holder renew)? An election must not go unnoticed.
+        this.probedAt = now;
+        action = { type: "probe", expectRevision: PROBE_REVISION, value: this.valueOf(this.maxEpoch + 1) };
       }
     }
     if (action) this.inFlight = { ...action, sentAt: now };
@@ -179,6 +190,7 @@ export class LeaseState {
     const a = this.inFlight;
     if (!a) return [];
     this.inFlight = null;
+    if (a.type === "probe") return []; // cannot happen: no key reaches PROBE_REVISION
     this.revision = revision;
     this.holderValue = a.value;
     this.changedAt = now;
@@ -206,9 +218,13 @@ export class LeaseState {
     const probe = this.inFlight.type === "probe";
     this.inFlight = null;
     if (probe) {
-      // The bucket answers again: the holder gets a full ttl from now to show it is alive.
-      this.awaitWritable = false;
-      this.changedAt = now;
+      // The bucket answers again after an unanswered CAS: the holder could not renew meanwhile,
+      // so it gets a full ttl from now. Writable all along: nothing changes (a dead holder is
+      // still replaced after its ttl).
+      if (this.awaitWritable) {
+        this.awaitWritable = false;
+        this.changedAt = now;
+      }
       return [];
     }
     this.counters.conflicts++;
@@ -219,7 +235,8 @@ export class LeaseState {
 
   /**
    * The CAS got no answer (timeout, no stream leader, disconnected): the outcome is unknown (a
-   * later read tells). A holder retries soon; a standby restarts its silence window.
+   * later read tells). A holder retries soon; a standby probes until the bucket answers, then
+   * restarts its silence window.
    */
   failed(now: number): LeaseEvent[] {
     if (!this.inFlight) return [];

@@ -232,7 +232,7 @@ describe("registry replicas on a 3-node NATS cluster", () => {
     }, { what: `KV on the restarted ${leader.name} to converge`, timeoutMs: 20_000, intervalMs: 250 });
 
     const suspended = (reg.status().lease as { counters: { suspended: number } }).counters.suspended;
-    const stall = `${leader.name} killed (registry on ${registryNode}, lease stream leader killed too: ${leaseLeaderKilled}, writer suspended ${suspended}x, standby mirror watch restarted ${(standby.status().mirror as { restarts: number }).restarts}x); burst sent in ${sentWithinMs} ms; kv retries ${kvAfter.retries - kvBefore.retries}; resyncs answered ${healed.resyncs}`;
+    const stall = `${leader.name} killed (registry on ${registryNode}, lease stream leader killed too: ${leaseLeaderKilled}, writer suspended ${suspended}x, standby CAS/probes unanswered ${(standby.status().lease as { counters: { errors: number } }).counters.errors}x, standby mirror watch restarted ${(standby.status().mirror as { restarts: number }).restarts}x); burst sent in ${sentWithinMs} ms; kv retries ${kvAfter.retries - kvBefore.retries}; resyncs answered ${healed.resyncs}`;
     t.diagnostic(stall);
   });
 });
