@@ -144,6 +144,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     loaded: () => loaded,
     degraded: () => core.degraded !== null,
     maxBlockingWaitMs: config.maxBlockingWait,
+    stream: { maxOpen: config.streams.maxOpen, ringSize: config.streams.ringSize },
     logger: log.child({ component: "http" }),
     metrics: metrics.registry,
     security: config.http,

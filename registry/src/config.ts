@@ -72,6 +72,16 @@ export const RegistryConfig = z
     kvReplicas: z.number().int().min(1).max(5).default(1),
     /** Longest `wait` a blocking query may ask for. */
     maxBlockingWait: Duration.default(300_000),
+    /** Server-sent event streams (/v1/stream, /v1/services/:name/stream). */
+    streams: z
+      .object({
+        /** Streams held open at most; past it a new one gets 503 ROSTER_TOO_MANY_STREAMS. */
+        maxOpen: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** Changes kept per service for resuming with Last-Event-ID. */
+        ringSize: z.number().int().min(1).max(100_000).default(256),
+      })
+      .strict()
+      .default({ maxOpen: 10_000, ringSize: 256 }),
     /** Longest time a single KV write is retried (across a leader election) before it is given up. */
     kvWriteRetryFor: Duration.default(30_000),
     /** Registry replicas: one writer at a time, elected by a lease on KV compare-and-set (docs/architecture.md). */

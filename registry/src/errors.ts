@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   ROSTER_FORBIDDEN: "the bearer token lacks the scope (read or write) the route needs",
   ROSTER_RATE_LIMITED: "the client (token, else IP) sent more requests than http.rateLimit allows",
   ROSTER_PAYLOAD_TOO_LARGE: "the request body is larger than http.bodyLimit",
+  ROSTER_TOO_MANY_STREAMS: "the registry already holds streams.maxOpen event streams",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -31,6 +32,7 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_FORBIDDEN: 403,
   ROSTER_RATE_LIMITED: 429,
   ROSTER_PAYLOAD_TOO_LARGE: 413,
+  ROSTER_TOO_MANY_STREAMS: 503,
   ROSTER_INTERNAL: 500,
 };
 
@@ -39,6 +41,12 @@ export class ConfigError extends RosterError {
   constructor(issues: string[]) {
     super("ROSTER_CONFIG_INVALID", `invalid registry config: ${issues.join("; ")}`);
     this.issues = issues;
+  }
+}
+
+export class TooManyStreamsError extends RosterError {
+  constructor(max: number) {
+    super("ROSTER_TOO_MANY_STREAMS", `the registry already holds ${max} event streams (streams.maxOpen): retry later, or use a blocking query`);
   }
 }
 

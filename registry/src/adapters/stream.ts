@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandl
 import { Name, formatIssues } from "@roster/schemas";
 import { z } from "zod";
 import { ChangeLog, type LoggedChange } from "../core/change-log.js";
-import { BadRequestError } from "../errors.js";
+import { BadRequestError, TooManyStreamsError } from "../errors.js";
 import type { CatalogChange, CatalogReader } from "./catalog-memory.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
@@ -21,6 +21,8 @@ export interface StreamOptions {
   heartbeatMs?: number;
   /** A client this far behind (bytes buffered) is dropped; it resumes on reconnect (default 1 MiB). */
   maxBufferedBytes?: number;
+  /** Event streams held open at most (default 10,000): each costs a socket and a listener. */
+  maxOpen?: number;
 }
 
 export interface StreamDeps extends StreamOptions {
@@ -72,6 +74,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
   const ring = new ChangeLog<CatalogInstance>(deps.ringSize ?? 256);
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
+  const maxOpen = deps.maxOpen ?? 10_000;
   const open = new Set<() => void>();
   const unsubscribe = deps.catalog.onChange((c) => ring.record(c));
 
@@ -87,6 +90,12 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
   const serve = (request: FastifyRequest, reply: FastifyReply, first: string, wanted: (c: CatalogChange) => boolean) => {
     // HEAD (added by fastify for every GET): the headers, not an endless empty stream.
     if (request.method === "HEAD") return reply.header("content-type", "text/event-stream; charset=utf-8").send();
+    // Bounded like every other resource: a client that opens streams in a loop must not exhaust
+    // the registry's sockets and memory. 503 + Retry-After: EventSource and proxies retry.
+    if (open.size >= maxOpen) {
+      void reply.header("retry-after", "5");
+      throw new TooManyStreamsError(maxOpen);
+    }
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -143,7 +152,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
         response: {
           200: { description: "an endless text/event-stream", contentType: "text/event-stream", schema: z.union([ServiceSnapshot, PutEvent, DeleteEvent]) },
           400: ErrorBody,
-          503: ErrorBody,
+          503: { description: "catalog not loaded yet (ROSTER_NOT_READY), or streams.maxOpen streams open (ROSTER_TOO_MANY_STREAMS)", schema: ErrorBody },
         },
       }),
     },
@@ -174,7 +183,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
         response: {
           200: { description: "an endless text/event-stream", contentType: "text/event-stream", schema: z.union([CatalogSnapshot, PutEvent, DeleteEvent]) },
           400: ErrorBody,
-          503: ErrorBody,
+          503: { description: "catalog not loaded yet (ROSTER_NOT_READY), or streams.maxOpen streams open (ROSTER_TOO_MANY_STREAMS)", schema: ErrorBody },
         },
       }),
     },

@@ -243,6 +243,30 @@ describe("HTTP event streams (SSE over a real listener)", () => {
     }
   });
 
+  it("stream - past streams.maxOpen a new stream gets 503 ROSTER_TOO_MANY_STREAMS with Retry-After; a closed one frees its place", async () => {
+    const app4 = buildHttp({ catalog: memory, status, ready: () => true, maxBlockingWaitMs: 1000, logger: silent, stream: { maxOpen: 2 } });
+    const url = await app4.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      const a = await SseClient.open(`${url}/v1/stream`);
+      const b = await SseClient.open(`${url}/v1/services/orders/stream`);
+      clients.push(a, b);
+      await a.until(() => a.typed().length >= 1);
+      await b.until(() => b.typed().length >= 1);
+      const refused = await fetch(`${url}/v1/stream`);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get("retry-after"), "5");
+      assert.equal(((await refused.json()) as { code: string }).code, "ROSTER_TOO_MANY_STREAMS");
+      const listening = memory.listening;
+      a.close();
+      await waitUntil(() => memory.listening === listening - 1, "the closed stream is released");
+      const c = await SseClient.open(`${url}/v1/stream`);
+      clients.push(c);
+      assert.equal(c.status, 200);
+    } finally {
+      await app4.close();
+    }
+  });
+
   it("stream - close() ends open streams at once instead of waiting for them", async () => {
     const app2 = buildHttp({ catalog: memory, status, ready: () => true, maxBlockingWaitMs: 1000, logger: silent });
     const url = await app2.listen({ host: "127.0.0.1", port: 0 });
