@@ -1,8 +1,9 @@
 // Readers for the deploy files (Dockerfile, .dockerignore, systemd units, env files, nats
 // configs) and for what the binaries read, used by deploy.test.ts. Deliberately small: each reads
 // only the constructs the files in deploy/ use, and fails loudly on anything else.
-import { readFileSync, readdirSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { readFileSync } from "node:fs";
+import { relative } from "node:path";
+import { filesUnder } from "@roster/testkit";
 import { parseAllDocuments } from "yaml";
 
 /** Every YAML document of a file, as plain JS; throws on any parse error or warning. */
@@ -25,21 +26,10 @@ export function readYaml<T>(file: string): T {
   return docs[0] as T;
 }
 
-/** Files under `dir` (recursively) whose name matches `re`. */
-export function walk(dir: string, re: RegExp): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...walk(p, re));
-    else if (re.test(name)) out.push(p);
-  }
-  return out.sort();
-}
-
 /** The ROSTER_* environment variables a package's sources read (`env.X`, `env["X"]`). */
 export function envReadBy(srcDir: string): Set<string> {
   const names = new Set<string>();
-  for (const f of walk(srcDir, /\.(ts|mjs|js)$/)) {
+  for (const f of filesUnder(srcDir, /\.(ts|mjs|js)$/)) {
     for (const m of readFileSync(f, "utf8").matchAll(/\benv(?:\.|\?\.|\[["'])([A-Z][A-Z0-9_]*)/g)) names.add(m[1]!);
   }
   return names;

@@ -16,7 +16,7 @@ import * as k8s from "kubernetes-models";
 import { parseDocument } from "yaml";
 import { parseConfigText as parseAgentConfig, type AgentConfig } from "@roster/agent";
 import { RegistryConfig, parseConfig as parseRegistryConfig } from "@roster/registry";
-import { NatsServer, assertNatsServerInstalled, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { NatsServer, assertNatsServerInstalled, filesUnder, freePort, spawnNode, waitFor } from "@roster/testkit";
 import {
   dockerIgnored,
   envReadBy,
@@ -29,7 +29,6 @@ import {
   readYaml,
   readYamlDocs,
   unitTimeMs,
-  walk,
   type NatsConfFacts,
 } from "./deploy-support.js";
 
@@ -102,14 +101,14 @@ describe("deploy", () => {
   });
 
   it("deploy - every YAML file under deploy/ parses", () => {
-    const files = walk(deploy, /\.ya?ml$/);
+    const files = filesUnder(deploy, /\.ya?ml$/);
     assert.ok(files.length >= 8, `only ${files.length} YAML files`);
     for (const f of files) assert.doesNotThrow(() => readYamlDocs(f), f);
   });
 
   it("deploy - every nats-server config passes the real `nats-server -t`", () => {
     assertNatsServerInstalled();
-    const confs = walk(join(deploy, "nats"), /^nats-\d+\.conf$/);
+    const confs = filesUnder(join(deploy, "nats"), /^nats-\d+\.conf$/);
     assert.equal(confs.length, 3, "one config per compose NATS node");
     const k8sConf = join(k8sDir, "config", "nats.conf");
     for (const f of [...confs, k8sConf]) {

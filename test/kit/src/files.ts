@@ -1,13 +1,17 @@
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 
-/** Every file under `dir` (recursively) whose name ends with `suffix`. */
-export function filesUnder(dir: string, suffix: string): string[] {
+/** Every file under `dir` (recursively) whose name ends with `match` (a string) or matches it (a RegExp), sorted. */
+export function filesUnder(dir: string, match: string | RegExp): string[] {
+  const test = typeof match === "string" ? (name: string) => name.endsWith(match) : (name: string) => match.test(name);
   const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...filesUnder(p, suffix));
-    else if (name.endsWith(suffix)) out.push(p);
-  }
-  return out;
+  const visit = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) visit(p);
+      else if (test(name)) out.push(p);
+    }
+  };
+  visit(dir);
+  return out.sort();
 }
