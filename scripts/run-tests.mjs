@@ -28,7 +28,7 @@ function walk(dir, out = []) {
   return out;
 }
 
-const roots = ["schemas", "agent", "registry", "gateway-client", "cli", "test/kit"].map((p) => join(root, p, "dist", "test"));
+const roots = ["schemas", "runtime", "agent", "registry", "gateway-client", "cli", "test/kit"].map((p) => join(root, p, "dist", "test"));
 roots.push(join(root, "dist-test"));
 let files = roots.flatMap((r) => walk(r)).map((f) => relative(root, f)).sort();
 if (unitOnly) files = files.filter((f) => f.includes("/unit/"));

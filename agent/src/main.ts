@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { createLogger, LOG_LEVELS } from "@roster/schemas/logger";
+import { createLogger, LOG_LEVELS } from "@roster/runtime/logger";
 import { Address } from "@roster/schemas";
 import { build } from "./app.js";
 import { NatsAuthError, natsAuthFromEnv, natsConnectOptions, parseNatsAuth } from "@roster/schemas";

@@ -4,7 +4,7 @@
  * stack trace.
  */
 import { readFileSync } from "node:fs";
-import { createLogger } from "@roster/schemas/logger";
+import { createLogger } from "@roster/runtime/logger";
 import type { Logger } from "pino";
 import { NatsAuthError, natsConnectOptions } from "@roster/schemas";
 import { build } from "./app.js";
