@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { CheckSpec } from "../../config.js";
 import type { CheckResult } from "../../core/check.js";
 import { probeExec } from "./exec.js";
+import { GrpcProber } from "./grpc.js";
 import { HttpProber } from "./http.js";
 import { probeTcp } from "./tcp.js";
 
@@ -24,6 +25,7 @@ interface Loop {
 export class CheckScheduler {
   private readonly loops = new Map<string, Map<string, Loop>>();
   private readonly http = new HttpProber();
+  private readonly grpc = new GrpcProber();
   private closed = false;
 
   constructor(
@@ -59,6 +61,7 @@ export class CheckScheduler {
   async close(): Promise<void> {
     this.closed = true;
     for (const id of [...this.loops.keys()]) this.remove(id);
+    this.grpc.close();
     await this.http.close();
   }
 
@@ -76,6 +79,8 @@ export class CheckScheduler {
         return this.http.probe(spec, signal);
       case "tcp":
         return probeTcp(spec, signal);
+      case "grpc":
+        return this.grpc.probe(spec, signal);
       case "exec":
         return probeExec(spec, signal);
     }
