@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { repoRoot, spawnNode, type ChildProc } from "@roster/testkit";
 
 export const XDS_CLIENT = join(repoRoot, "registry/test/fixtures/xds-grpc-client.mjs");
+export const XDS_PY_CLIENT = join(repoRoot, "registry/test/fixtures/xds_grpc_client.py");
 
 /** A small gRPC server: /roster.test.Echo/Who answers its name; grpc.health.v1.Health with a settable status. */
 export interface EchoServer {
