@@ -93,6 +93,12 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
   const xds = [];
   const delta = [];
   const xdsSpread = [];
+  const pushOf = async () => {
+    const text = (await getJson(`${registry.httpUrl}/metrics`)).body;
+    const v = (n) => Number(new RegExp(`^${n} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+    return { sum: v("roster_registry_xds_push_seconds_sum"), count: v("roster_registry_xds_push_seconds_count") };
+  };
+  const push0 = await pushOf();
   const cpuFlip0 = cpuSeconds(registry.pid);
   for (let k = 0; k < FLIPS; k++) {
     const host = hosts[k % HOSTS];
@@ -115,6 +121,8 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
     await sleep(FLIP_GAP_MS);
   }
   const flipCpu = cpuSeconds(registry.pid) - cpuFlip0;
+  const push1 = await pushOf();
+  const pushMeanMs = ((push1.sum - push0.sum) / (push1.count - push0.count)) * 1000;
   load.child.send({ type: "close", tag: "flip" });
   await load.next("closed", 10_000);
 
@@ -158,7 +166,9 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
           ["RSS before / with streams (MiB)", `${fmt(rss0, 1)} / ${fmt(rss1, 1)}`],
           ["memory per stream (KiB)", fmt(((rss1 - rss0) * 1024) / STREAMS, 1)],
           ["CPU at rest, 0 / N streams (% of a core)", `${fmt(idleCpu0 * 100, 2)} / ${fmt(idleCpu1 * 100, 2)}`],
-          ["CPU per stream per update (µs)", fmt(perUpdateUs, 1)],
+          ["CPU of the flip phase per flip, all streams (ms)", fmt((flipCpu / FLIPS) * 1000, 2)],
+          ["CPU per stream per update, at-rest CPU subtracted (µs)", fmt(perUpdateUs, 1)],
+          [`registry push time: change in memory → written to all ${STREAMS} streams, mean (ms)`, fmt(pushMeanMs, 2)],
         ],
       },
       {
@@ -172,7 +182,7 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
       "The load process holds every stream (one HTTP/2 connection each) and ACKs each response at once; the registry sends one response per type per stream and the next after the ACK.",
       "The machine is shared with other engineers' builds and tests: the load average above is part of the result.",
     ],
-    figures: { xds: x, delta: d, spread: s, rss0, rss1, perStreamKiB: ((rss1 - rss0) * 1024) / STREAMS, idleCpu0, idleCpu1, perUpdateUs, big: b, bigBytes: bigRuns[0]?.bytes },
+    figures: { xds: x, delta: d, spread: s, rss0, rss1, perStreamKiB: ((rss1 - rss0) * 1024) / STREAMS, idleCpu0, idleCpu1, perUpdateUs, flipCpuPerFlipMs: (flipCpu / FLIPS) * 1000, pushMeanMs, big: b, bigBytes: bigRuns[0]?.bytes },
   });
   if (x.n < FLIPS * 0.9) throw new Error(`only ${x.n} of ${FLIPS} flips reached every stream`);
 });

@@ -85,9 +85,10 @@ describe("xDS - protocol (raw ADS stream)", () => {
   before(async () => {
     nats = await NatsServer.start();
     registry = await startRegistry(nats.url, { xds: { listen: `127.0.0.1:${await freePort()}`, warning: "degraded" } });
-    agent = await FakeAgent.connect(nats.url, "h1");
+    // A long heartbeat interval: on a loaded machine a late beat must not make the host agent-lost.
+    agent = await FakeAgent.connect(nats.url, "h1", 1, 2000);
     await agent.register([inst("g1", { service: "greeter", port: 9001, zone: "z1", weight: 70 }), inst("g2", { service: "greeter", port: 9002, zone: "z2" })]);
-    beat = setInterval(() => void agent.heartbeat().catch(() => undefined), 100);
+    beat = setInterval(() => void agent.heartbeat().catch(() => undefined), 250);
     await waitFor(() => registry.memory.service("greeter").instances.length === 2, { timeoutMs: 5000 });
   });
 
