@@ -8,7 +8,7 @@ import { resolveInstance } from "../../src/config.js";
 import { GrpcProber } from "../../src/adapters/checks/grpc.js";
 
 // Against a real gRPC server (grpc-js) running the gRPC team's health service implementation.
-const spec = (port: number, service: string, timeoutMs = 500): GrpcCheckSpec => ({
+const spec = (port: number, service: string, timeoutMs = 3000): GrpcCheckSpec => ({
   id: "grpc-0", type: "grpc", intervalMs: 1000, timeoutMs, successBeforePassing: 1, failuresBeforeCritical: 2, host: "127.0.0.1", port, service, tls: false,
 });
 

@@ -53,7 +53,7 @@ ${servers
   .join("")}`,
     );
     agent = spawnNode(AGENT_BIN, ["--config", cfg, "--nats", nats.url, "--api", `127.0.0.1:${await freePort()}`]);
-    await agent.waitForOutput('"agent started"');
+    await agent.waitForOutput('"agent started"', 60_000);
     await waitFor(() => registry.memory.service("greeter").instances.filter((i) => i.status === "passing").length === 3, { timeoutMs: 10_000, what: "3 passing greeter instances" });
     const boot = await writeBootstrap(registry.xds!.port);
     cleanupBootstrap = boot.cleanup;
