@@ -4,6 +4,9 @@
 //   IPC in:  { type: "open", port, n, names: [..] , tag }   open n streams on names (CDS + EDS)
 //            { type: "expect", k, service, id, status }      the parent is about to flip (service, id)
 //            { type: "close", tag }
+//            { type: "report", tag }  → { type: "report", tag, streams: [[[version, at], ...], ...] }
+//            (every EDS response's version and receive time, per stream: bench/gateway-fanout.mjs
+//            matches them to its flips' catalog revisions, since version_info is the revision)
 //   IPC out: { type: "opened", tag, firstAt, lastAt, bytes } every stream holds the EDS of names
 //            { type: "seen", k, xdsFirst, xdsLast, delta }     flip k reached every stream / the delta
 import * as grpc from "@grpc/grpc-js";
@@ -30,15 +33,17 @@ function reqBuf(typeUrl, names, version, nonce) {
 }
 
 function openStream(port, names, onEds) {
+  const seen = [];
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1, "grpc.max_receive_message_length": 64 * 1024 * 1024 });
   const call = client.makeBidiStreamRequest("/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources", id, id);
-  const s = { client, call };
+  const s = { client, call, seen };
   call.on("data", (b) => {
     const at = now();
     const r = Res.decode(b);
     // ACK at once: the server keeps one response per type in flight per stream.
     call.write(reqBuf(r.type_url, names, r.version_info, r.nonce));
     if (r.type_url !== EDS) return;
+    seen.push([Number(r.version_info), at]);
     for (const any of r.resources) onEds(s, Cla.decode(any.value), at, b.length);
   });
   call.on("error", () => undefined);
@@ -112,6 +117,8 @@ process.on("message", (m) => {
     }
     groups.delete(m.tag);
     process.send({ type: "closed", tag: m.tag });
+  } else if (m.type === "report") {
+    process.send({ type: "report", tag: m.tag, streams: (groups.get(m.tag) ?? []).map((s) => s.seen) });
   } else if (m.type === "exit") {
     for (const g of groups.values()) for (const s of g) s.client.close();
     void nc.close().then(() => process.exit(0));
