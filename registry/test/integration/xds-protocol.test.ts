@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { NatsServer, freePort, metricValue, scrape, selfSignedCert, waitFor } from "@roster/testkit";
 import { loadXdsProtos } from "../../src/adapters/xds/protos.js";
-import { ADS_METHOD } from "../../src/adapters/xds/server.js";
+import { ADS_METHOD, DELTA_ADS_METHOD } from "../../src/adapters/xds/server.js";
 import { TYPE_URL } from "../../src/core/xds-resources.js";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, inst, startRegistry } from "./helpers.js";
@@ -18,6 +18,8 @@ const Req = root.lookupType("envoy.service.discovery.v3.DiscoveryRequest");
 const Res = root.lookupType("envoy.service.discovery.v3.DiscoveryResponse");
 const Cla = root.lookupType("envoy.config.endpoint.v3.ClusterLoadAssignment");
 const Listener = root.lookupType("envoy.config.listener.v3.Listener");
+const DReq = root.lookupType("envoy.service.discovery.v3.DeltaDiscoveryRequest");
+const DRes = root.lookupType("envoy.service.discovery.v3.DeltaDiscoveryResponse");
 
 interface Response {
   version_info: string;
@@ -136,6 +138,37 @@ describe("xDS - protocol (raw ADS stream)", () => {
       assert.equal(statusOf(await ads.next(), "g1"), "DEGRADED");
     } finally {
       ads.close();
+    }
+  });
+
+  it("xDS - incremental (delta) ADS: only what changed, with per-resource versions", async () => {
+    const client = new grpc.Client(`127.0.0.1:${registry.xds!.port}`, grpc.credentials.createInsecure());
+    const id = (b: Buffer) => b;
+    const call = client.makeBidiStreamRequest(DELTA_ADS_METHOD, id, id);
+    type DR = { nonce: string; resources: Array<{ name: string; version: string; resource: { value: Uint8Array } }>; removed_resources: string[] };
+    const got: DR[] = [];
+    call.on("data", (b: Buffer) => got.push(DRes.toObject(DRes.decode(b), { defaults: true }) as DR));
+    call.on("error", () => undefined);
+    const send = (o: Record<string, unknown>) => call.write(Buffer.from(DReq.encode(DReq.fromObject({ type_url: TYPE_URL.endpoint, ...o })).finish()));
+    try {
+      send({ node: { id: "delta-test" }, resource_names_subscribe: ["greeter", "nope"] });
+      await waitFor(() => got.length === 1, { timeoutMs: 5000, what: "the first delta response" });
+      const r1 = got[0]!;
+      assert.deepEqual(r1.resources.map((r) => r.name), ["greeter"]);
+      const v1 = Number(r1.resources[0]!.version);
+      send({ response_nonce: r1.nonce });
+      await agent.health("g2", "warning", "greeter");
+      await waitFor(() => got.length === 2, { timeoutMs: 5000, what: "a delta response after the flip" });
+      const r2 = got[1]!;
+      assert.ok(Number(r2.resources[0]!.version) > v1, "a new version of the one resource that changed");
+      assert.equal(statusOf({ resources: [{ type_url: "", value: r2.resources[0]!.resource.value }] } as Response, "g2"), "DEGRADED");
+      send({ response_nonce: r2.nonce, resource_names_unsubscribe: ["greeter"] });
+      await agent.health("g2", "passing", "greeter");
+      await new Promise((res) => setTimeout(res, 500));
+      assert.equal(got.length, 2, "nothing after the unsubscribe");
+    } finally {
+      call.cancel();
+      client.close();
     }
   });
 

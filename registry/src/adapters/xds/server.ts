@@ -18,11 +18,13 @@ import { Counter, Gauge, Histogram, type Registry as PromRegistry } from "prom-c
 import { splitHostPort } from "../../config.js";
 import { TYPE_URL, XDS_KINDS, buildResource, type XdsKind, type XdsResourceOptions } from "../../core/xds-resources.js";
 import { XdsStreamState, type RequestOutcome } from "../../core/xds-stream.js";
+import { XdsDeltaState, type DeltaOutcome } from "../../core/xds-delta.js";
 import type { CatalogMemory } from "../catalog-memory.js";
 import type { XdsConfig } from "./config.js";
 import { loadXdsProtos } from "./protos.js";
 
 export const ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+export const DELTA_ADS_METHOD = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 /** Longest list of resource names one request may carry. */
 const MAX_NAMES = 10_000;
 
@@ -48,7 +50,9 @@ interface EncodedResource {
 interface Stream {
   id: number;
   call: grpc.ServerDuplexStream<Buffer, Buffer>;
+  /** State of the world; or incremental (`delta`) on a DeltaAggregatedResources stream. */
   state: XdsStreamState;
+  delta: XdsDeltaState | null;
   node: string;
   peer: string;
 }
@@ -74,6 +78,8 @@ export class XdsServer {
   private readonly root: protobuf.Root;
   private readonly reqType: protobuf.Type;
   private readonly resType: protobuf.Type;
+  private readonly deltaReqType: protobuf.Type;
+  private readonly deltaResType: protobuf.Type;
   private readonly types: Record<XdsKind, protobuf.Type>;
   private readonly opts: XdsResourceOptions;
   private readonly auth: BearerAuth | null;
@@ -101,6 +107,8 @@ export class XdsServer {
     this.root = loadXdsProtos();
     this.reqType = this.root.lookupType("envoy.service.discovery.v3.DiscoveryRequest");
     this.resType = this.root.lookupType("envoy.service.discovery.v3.DiscoveryResponse");
+    this.deltaReqType = this.root.lookupType("envoy.service.discovery.v3.DeltaDiscoveryRequest");
+    this.deltaResType = this.root.lookupType("envoy.service.discovery.v3.DeltaDiscoveryResponse");
     this.types = {
       listener: this.root.lookupType("envoy.config.listener.v3.Listener"),
       route: this.root.lookupType("envoy.config.route.v3.RouteConfiguration"),
@@ -121,8 +129,20 @@ export class XdsServer {
           responseSerialize: (b: Buffer) => b,
           responseDeserialize: (b: Buffer) => b,
         },
+        DeltaAggregatedResources: {
+          path: DELTA_ADS_METHOD,
+          requestStream: true,
+          responseStream: true,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
       },
-      { StreamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call) },
+      {
+        StreamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call, false),
+        DeltaAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call, true),
+      },
     );
   }
 
@@ -166,7 +186,8 @@ export class XdsServer {
     void this.deps.loaded.then(() => {
       this.isLoaded = true;
       for (const s of this.deps.memory.services()) this.known.add(s.name);
-      for (const st of this.streams.values()) this.pump(st);
+      for (const st of this.streams.values()) if (st.delta) this.pumpDelta(st);
+      else this.pump(st);
     });
     this.log.info({ listen: target, port: this.boundPort, tls: tls !== undefined, auth: this.auth !== null }, "xDS (ADS) listening");
   }
@@ -204,8 +225,13 @@ export class XdsServer {
     this.bodies.clear();
     let wrote = false;
     for (const st of this.streams.values()) {
-      st.state.changed(services, appeared);
-      if (this.pump(st)) wrote = true;
+      if (st.delta) {
+        st.delta.changed(services, appeared);
+        if (this.pumpDelta(st)) wrote = true;
+      } else {
+        st.state.changed(services, appeared);
+        if (this.pump(st)) wrote = true;
+      }
     }
     this.bodies.clear();
     if (wrote) this.pushTime?.observe((performance.now() - this.touchedAt) / 1000);
@@ -217,7 +243,7 @@ export class XdsServer {
     call.emit("error", { code, details });
   }
 
-  private onStream(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
+  private onStream(call: grpc.ServerDuplexStream<Buffer, Buffer>, delta: boolean): void {
     if (this.closing) {
       call.emit("error", { code: grpc.status.UNAVAILABLE, details: "the registry is shutting down" });
       return;
@@ -234,7 +260,7 @@ export class XdsServer {
       this.refuse(call, "too-many-streams", grpc.status.RESOURCE_EXHAUSTED, `ROSTER_TOO_MANY_STREAMS: the registry already holds ${this.deps.config.maxStreams} xDS streams (xds.maxStreams)`);
       return;
     }
-    const st: Stream = { id: ++this.nextId, call, state: new XdsStreamState(), node: "", peer: call.getPeer() };
+    const st: Stream = { id: ++this.nextId, call, state: new XdsStreamState(), delta: delta ? new XdsDeltaState() : null, node: "", peer: call.getPeer() };
     this.streams.set(st.id, st);
     this.stats.streams = this.streams.size;
     this.stats.streamsOpened++;
@@ -243,7 +269,7 @@ export class XdsServer {
       this.stats.streams = this.streams.size;
       this.log.debug({ stream: st.id, node: st.node }, "xDS stream closed");
     };
-    call.on("data", (buf: Buffer) => this.onRequest(st, buf));
+    call.on("data", (buf: Buffer) => (delta ? this.onDeltaRequest(st, buf) : this.onRequest(st, buf)));
     call.on("end", () => {
       done();
       call.end();
@@ -296,6 +322,80 @@ export class XdsServer {
         break;
     }
     this.pump(st);
+  }
+
+  private onDeltaRequest(st: Stream, buf: Buffer): void {
+    let req: Record<string, unknown>;
+    try {
+      req = this.deltaReqType.toObject(this.deltaReqType.decode(buf), { defaults: false }) as Record<string, unknown>;
+    } catch (err) {
+      this.log.warn({ stream: st.id, err: String(err) }, "undecodable DeltaDiscoveryRequest: closing the stream");
+      st.call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: "ROSTER_BAD_REQUEST: undecodable DeltaDiscoveryRequest" });
+      return;
+    }
+    const sub = (req.resource_names_subscribe as string[] | undefined) ?? [];
+    const unsub = (req.resource_names_unsubscribe as string[] | undefined) ?? [];
+    const initial = (req.initial_resource_versions as Record<string, string> | undefined) ?? {};
+    if (sub.length + unsub.length + Object.keys(initial).length > MAX_NAMES) {
+      st.call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: `ROSTER_BAD_REQUEST: more than ${MAX_NAMES} resource names` });
+      return;
+    }
+    const node = req.node as { id?: string } | undefined;
+    if (node?.id && !st.node) st.node = node.id.slice(0, 200);
+    const errorDetail = req.error_detail as { message?: string; code?: number } | undefined;
+    const outcome: DeltaOutcome = st.delta!.request({
+      typeUrl: String(req.type_url ?? ""),
+      subscribe: sub,
+      unsubscribe: unsub,
+      initialVersions: initial,
+      responseNonce: String(req.response_nonce ?? ""),
+      errorMessage: errorDetail ? (errorDetail.message ?? `code ${errorDetail.code ?? 0}`) : undefined,
+    });
+    if (outcome.type === "unknown-type") return;
+    if (outcome.type === "stale") this.stats.stale++;
+    if (outcome.type === "nack") {
+      this.stats.nacks++;
+      this.nackCounter?.inc({ type: outcome.kind });
+      this.log.warn({ stream: st.id, node: st.node, peer: st.peer, type: outcome.kind, delta: true, error: outcome.message.slice(0, 2000) }, "xDS client rejected a response (NACK): it stays on its last good version");
+    }
+    this.pumpDelta(st);
+  }
+
+  /** Incremental: sends the resources whose version the client does not hold, and removals. */
+  private pumpDelta(st: Stream): boolean {
+    const d = st.delta;
+    if (!d || !this.isLoaded || this.closing) return false;
+    let wrote = false;
+    for (const kind of d.due()) {
+      const t = d.take(kind);
+      if (!t) continue;
+      const names = new Set(t.names);
+      if (t.all && t.wildcard && kind === "cluster") for (const n of this.known) names.add(n);
+      const resources: { name: string; version: string; resource: { type_url: string; value: Uint8Array } }[] = [];
+      const versions = new Map<string, string>();
+      const removed: string[] = [];
+      for (const n of [...names].sort()) {
+        const any = this.encoded(kind, n);
+        // Listener, route and cluster never change once the service is known: version "1".
+        const version = any ? (kind === "endpoint" ? String(this.deps.memory.serviceRevision(n).revision) : "1") : null;
+        if (!d.differs(kind, n, version)) continue;
+        if (any && version) {
+          resources.push({ name: n, version, resource: any });
+          versions.set(n, version);
+        } else removed.push(n);
+      }
+      if (resources.length === 0 && removed.length === 0) continue;
+      const nonce = d.sent(kind, versions, removed);
+      const msg = this.deltaResType.fromObject({ system_version_info: String(this.deps.memory.revision), resources, type_url: TYPE_URL[kind], removed_resources: removed, nonce });
+      this.stats.responses++;
+      try {
+        st.call.write(Buffer.from(this.deltaResType.encode(msg).finish()));
+        wrote = true;
+      } catch (err) {
+        this.log.debug({ stream: st.id, err: String(err) }, "xDS write failed");
+      }
+    }
+    return wrote;
   }
 
   /** Sends every response that is due on this stream; true if it wrote any. */
