@@ -65,6 +65,9 @@ const reconnectCount = numberOption("reconnects", 0);
 const flipServices = Math.max(1, Math.min(services, numberOption("flip-services", services)));
 const clientServices = Math.max(1, Math.min(services, numberOption("client-services", services)));
 const watchers = numberOption("watchers", 0);
+// --xds-streams: N xDS (ADS) streams on svc-000 held by a load process (bench/lib/xds-streams.mjs)
+// during the flips: the flip → last-stream time is one more leg beside the gateway clients'.
+const xdsStreams = numberOption("xds-streams", 0);
 const httpRate = Math.max(0.1, numberOption("http-rate", 5));
 const httpSeconds = numberOption("http-seconds", quick ? 10 : 40);
 const instances = replicas * services;
@@ -81,7 +84,8 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const varz = async () => (await getJson(`http://127.0.0.1:${monitorPort}/varz`, { timeoutMs: 5000 })).body;
   progress(`nats-server on ${nats.url} (pid ${nats.pid}, monitor :${monitorPort})`);
 
-  const registry = await startRegistry({ natsUrl: nats.url });
+  const xdsPort = xdsStreams > 0 ? await freePort() : 0;
+  const registry = await startRegistry({ natsUrl: nats.url, ...(xdsStreams > 0 ? { env: { ROSTER_XDS: `127.0.0.1:${xdsPort}` } } : {}) });
   defer(() => registry.stop());
   progress(`registry pid ${registry.pid} on ${registry.httpUrl}`);
 
@@ -201,6 +205,16 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const steadyS = (steady1.t - steady0.t) / 1000;
   progress(`nats-server: ${steadyVarz.connections} connections, ${steadyVarz.subscriptions} subscriptions, rss ${fmt(steadyNatsRss)} MiB`);
 
+  let xdsLoad = null;
+  if (xdsStreams > 0) {
+    xdsLoad = forkHelper(fileURLToPath(new URL("./lib/xds-streams.mjs", import.meta.url)), [`--nats=${nats.url}`, "--flip-service=svc-000"], "xds-load");
+    defer(() => xdsLoad.stop({ type: "exit" }));
+    await xdsLoad.next("ready", 60_000, { seen: true });
+    xdsLoad.send({ type: "open", tag: "fanout", port: xdsPort, n: xdsStreams, names: ["svc-000"], minEndpoints: replicas });
+    await xdsLoad.next("opened", 120_000);
+    progress(`${xdsStreams} xDS streams hold svc-000`);
+  }
+
   // Phase 3: propagation of health flips.
   const truthBefore = new Map(lastRevision);
   for (const h of clientProcs) h.send({ cmd: "record" });
@@ -241,6 +255,24 @@ await runBench("gateway-fanout", maxSeconds, async () => {
     }),
   );
   progress(`reports in from ${reports.length} client processes`);
+  // xDS: a stream has flip R once it got an EDS response of version (catalog revision) >= R.
+  const xdsAll = [];
+  if (xdsLoad) {
+    const p = xdsLoad.next("report", 60_000);
+    xdsLoad.send({ type: "report", tag: "fanout" });
+    const streams = (await p).streams;
+    for (const [rev, f] of flips.entries()) {
+      if (f.service !== "svc-000" || rev <= (truthBefore.get("svc-000") ?? 0)) continue;
+      let last = -Infinity;
+      let all = true;
+      for (const seenList of streams) {
+        const hit = seenList.find(([v]) => v >= rev);
+        if (!hit) all = false;
+        else last = Math.max(last, hit[1]);
+      }
+      if (all) xdsAll.push(last - f.sentAt);
+    }
+  }
 
   // Matching: every flip's revision against every client's change events.
   const flipRevs = [...flips.entries()].filter(([rev, f]) => rev > (truthBefore.get(f.service) ?? 0));
@@ -390,6 +422,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
     clients: totalClients,
     syncMs,
     propagation: { everyClient: summ(allClients), perDelivery: summ(all), toDelta: summ(toDelta), flips: flipRevs.length, missing: expected - seen, notEveryClient },
+    ...(xdsLoad ? { xds: { streams: xdsStreams, everyStream: summ(xdsAll) } } : {}),
     http: http && { watchers: http.watchers, flips: http.flips, everyWatcher: summ(http.everyWatcher), perAnswer: summ(http.each), missing: http.missing, registryCpuPct: http.cpuPct },
   };
 
@@ -448,6 +481,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
         headers: ["leg", "n", "min (ms)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)"],
         rows: [
           [`per transition: agent publish → the LAST of the ${totalClients} clients' mirrors reflects it`, ...latencyRow(allClients)],
+          ...(xdsLoad ? [[`per transition of svc-000: agent publish → the LAST of ${xdsStreams} xDS (ADS) streams has it`, ...latencyRow(xdsAll)]] : []),
           ["agent publish → client mirror `change` (every client x transition)", ...lat],
           ["agent publish → first client of each process `change`", ...latencyRow(firstInProc)],
           ["spread within a process: its first → its last client `change`", ...latencyRow(spreadInProc)],

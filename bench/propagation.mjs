@@ -27,6 +27,8 @@ const CLIENTS = numberOption("clients", quick ? 20 : 100);
 const FLIPS = numberOption("flips", quick ? 50 : 250);
 const SERVICES = 50;
 const RATE = 10;
+// xDS (ADS) streams on the flipped service, held during the flips: one more column (0 = none).
+const XDS_STREAMS = numberOption("xds-streams", 100);
 
 function argsFor(size) {
   const big = size > 20_000;
@@ -43,6 +45,7 @@ function argsFor(size) {
     `--flip-seconds=${Math.ceil(FLIPS / RATE)}`,
     `--steady-seconds=${quick ? 1 : 3}`,
     `--watchers=${watchers}`,
+    ...(XDS_STREAMS > 0 ? [`--xds-streams=${XDS_STREAMS}`] : []),
     `--http-rate=${httpRate}`,
     `--http-seconds=${Math.ceil(FLIPS / httpRate)}`,
     // 100 clients asking at once for 2 snapshots of 2,000 instances each (3 pages) did not converge
@@ -81,10 +84,11 @@ for (const size of SIZES) {
 
 const row = (r) => {
   const f = r.result?.figures;
-  if (!f) return [r.size, `failed (exit ${r.code})`, "", "", "", "", "", "", "", ""];
+  if (!f) return [r.size, `failed (exit ${r.code})`, "", "", "", "", "", "", "", "", "", ""];
   const p = f.propagation.everyClient;
   const h = f.http?.everyWatcher;
-  return [r.size, f.clients, `${p.n}`, fmt(p.p50, 1), fmt(p.p99, 1), fmt(p.max, 1), h ? `${h.n} (${f.http.watchers} watchers)` : "n/a", h ? fmt(h.p50, 1) : "", h ? fmt(h.p99, 1) : "", h ? fmt(h.max, 1) : ""];
+  const x = f.xds?.everyStream;
+  return [r.size, f.clients, `${p.n}`, fmt(p.p50, 1), fmt(p.p99, 1), fmt(p.max, 1), h ? `${h.n} (${f.http.watchers} watchers)` : "n/a", h ? fmt(h.p50, 1) : "", h ? fmt(h.p99, 1) : "", h ? fmt(h.max, 1) : "", x ? `${x.n} (${f.xds.streams} streams)` : "n/a", x ? `${fmt(x.p50, 1)} / ${fmt(x.p99, 1)}` : ""];
 };
 const m = machineInfo();
 const out = [
@@ -94,9 +98,9 @@ const out = [
   "",
   markdownTable(["machine", "cores", "memory", "node", "nats-server", "date (UTC)", "load avg"], [[m.cpu, m.cores, `${m.memoryGiB} GiB`, m.node, m.natsServer, m.date, m.loadavg]]),
   "",
-  "**Time from the agent's health message to the LAST gateway client's mirror / the LAST HTTP blocking query reflecting it (ms), per transition**",
+  "**Time from the agent's health message to the LAST gateway client's mirror / the LAST HTTP blocking query / the LAST xDS stream reflecting it (ms), per transition**",
   "",
-  markdownTable(["instances", "gateway clients", "flips seen by all", "clients p50", "clients p99", "clients max", "HTTP flips seen by all", "HTTP p50", "HTTP p99", "HTTP max"], runs.map(row)),
+  markdownTable(["instances", "gateway clients", "flips seen by all", "clients p50", "clients p99", "clients max", "HTTP flips seen by all", "HTTP p50", "HTTP p99", "HTTP max", "xDS flips seen by all", "xDS p50 / p99"], runs.map(row)),
   "",
   ...runs.map((r) => `- ${r.size} instances: \`node bench/gateway-fanout.mjs ${r.args.join(" ")}\`${r.result ? `; fleet registered in ${fmt(r.result.figures.registerMs / 1000, 1)} s, ${r.result.figures.clients} clients synced in ${fmt(r.result.figures.syncMs / 1000, 1)} s` : ""}`),
   "",

@@ -18,6 +18,8 @@ mkdirSync(logDir, { recursive: true });
 
 const HTTP = process.env.ROSTER_HTTP ?? "127.0.0.1:7700";
 const AGENT_API = process.env.ROSTER_AGENT_API ?? "127.0.0.1:7701";
+// xDS (Envoy ADS) for Envoy and proxyless gRPC clients; ROSTER_XDS=off leaves it off.
+const XDS = process.env.ROSTER_XDS ?? "127.0.0.1:7702";
 const children = [];
 let stopping = false;
 
@@ -183,9 +185,16 @@ if (natsUrl && (await canReach(natsUrl))) {
 if (!(await portFree(Number(HTTP.split(":")[1])))) fail(`${HTTP} is in use: set ROSTER_HTTP to another host:port`);
 
 const env = { ROSTER_NATS_URL: natsUrl };
+const xdsOn = XDS !== "off" && XDS !== "";
+if (xdsOn && !(await portFree(Number(XDS.split(":").at(-1))))) fail(`${XDS} is in use: set ROSTER_XDS to another host:port (or off)`);
+const xdsBootstrap = join(stateDir, "xds-bootstrap.json");
+if (xdsOn) {
+  const { writeFileSync } = await import("node:fs");
+  writeFileSync(xdsBootstrap, `${JSON.stringify({ xds_servers: [{ server_uri: XDS, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }], node: { id: "roster-local", locality: {} } }, null, 2)}\n`);
+}
 start("demo-orders", process.execPath, ["examples/demo-service.mjs", "18081", "orders"]);
 start("demo-payments", process.execPath, ["examples/demo-service.mjs", "18082", "payments"]);
-start("registry", process.execPath, ["registry/bin/roster-registry.js", "--nats", natsUrl, "--http", HTTP], env);
+start("registry", process.execPath, ["registry/bin/roster-registry.js", "--nats", natsUrl, "--http", HTTP], xdsOn ? { ...env, ROSTER_XDS: XDS } : env);
 await waitHttp(`http://${HTTP}/readyz`, (res) => res.ok, 20_000, "the registry");
 say(`registry at http://${HTTP}`);
 start("agent", process.execPath, ["agent/bin/roster-agent.js", "--config", "examples/agent.yaml", "--nats", natsUrl, "--api", AGENT_API], env);
@@ -205,5 +214,9 @@ say(`  stream:     curl -N http://${HTTP}/v1/services/orders/stream`);
 say(`  dashboard:  http://${HTTP}/ui/      API docs: http://${HTTP}/docs`);
 say(`  agent API:  curl -s http://${AGENT_API}/v1/agent/instances`);
 say(`  NATS:       ${natsUrl}   logs: ${logDir}`);
+if (xdsOn) {
+  say(`  xDS (ADS):  ${XDS}   proxyless gRPC: GRPC_XDS_BOOTSTRAP=${xdsBootstrap}, target xds:///<service>`);
+  say(`              Envoy: deploy/envoy/envoy.yaml (clusters over ADS; see docs/protocol.md "xDS")`);
+}
 say("");
 say("Ctrl-C stops everything this command started.");

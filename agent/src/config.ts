@@ -61,6 +61,18 @@ const TcpCheckInput = z.strictObject({
   port: Port.optional(),
 });
 
+const GrpcCheckInput = z.strictObject({
+  type: z.literal("grpc"),
+  ...checkCommon,
+  /** The name asked about in `grpc.health.v1.Health/Check`; "" (default) asks about the server as a whole. */
+  service: z.string().max(256).default(""),
+  /** Default: the instance's address and port (as tcp checks). */
+  host: Address.optional(),
+  port: Port.optional(),
+  /** TLS with the system's CA bundle. */
+  tls: z.boolean().default(false),
+});
+
 const ExecCheckInput = z.strictObject({
   type: z.literal("exec"),
   ...checkCommon,
@@ -79,8 +91,8 @@ const TtlCheckInput = z.strictObject({
   failuresBeforeCritical: Threshold.default(1),
 });
 
-export const CheckInput = z.discriminatedUnion("type", [HttpCheckInput, TcpCheckInput, ExecCheckInput, TtlCheckInput], {
-  error: 'expected a check with type "http", "tcp", "exec" or "ttl"',
+export const CheckInput = z.discriminatedUnion("type", [HttpCheckInput, TcpCheckInput, GrpcCheckInput, ExecCheckInput, TtlCheckInput], {
+  error: 'expected a check with type "http", "tcp", "grpc", "exec" or "ttl"',
 });
 export type CheckInput = z.output<typeof CheckInput>;
 
@@ -157,9 +169,10 @@ interface CheckBase {
 }
 export type HttpCheckSpec = CheckBase & { type: "http"; url: string; method: "GET" | "HEAD" | "POST"; headers: Record<string, string>; tlsSkipVerify: boolean };
 export type TcpCheckSpec = CheckBase & { type: "tcp"; host: string; port: number };
+export type GrpcCheckSpec = CheckBase & { type: "grpc"; host: string; port: number; service: string; tls: boolean };
 export type ExecCheckSpec = CheckBase & { type: "exec"; command: string[]; cwd: string };
 export type TtlCheckSpec = CheckBase & { type: "ttl"; ttlMs: number };
-export type CheckSpec = HttpCheckSpec | TcpCheckSpec | ExecCheckSpec | TtlCheckSpec;
+export type CheckSpec = HttpCheckSpec | TcpCheckSpec | GrpcCheckSpec | ExecCheckSpec | TtlCheckSpec;
 
 export interface InstanceSpec {
   id: string;
@@ -251,6 +264,9 @@ export function resolveInstance(input: ServiceInput, ctx: InstanceContext): { ok
       }
       case "tcp":
         checks.push({ ...base, type: "tcp", host: c.host ?? address, port: c.port ?? input.port });
+        break;
+      case "grpc":
+        checks.push({ ...base, type: "grpc", host: c.host ?? address, port: c.port ?? input.port, service: c.service, tls: c.tls });
         break;
       case "exec":
         checks.push({ ...base, type: "exec", command: c.command, cwd: resolve(ctx.baseDir, c.cwd ?? ".") });

@@ -29,6 +29,7 @@ import { KvCatalog } from "./adapters/kv-catalog.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
 import { Replica } from "./adapters/replica.js";
 import { SnapshotPages, deadlinePassed } from "./adapters/snapshot-pages.js";
+import { XdsServer } from "./adapters/xds/server.js";
 
 export interface RegistryDeps {
   logger: Logger;
@@ -50,6 +51,8 @@ export interface Registry {
   readonly core: CatalogState;
   readonly memory: CatalogMemory;
   readonly metrics: RegistryMetrics;
+  /** The xDS server (config `xds`), or null. */
+  readonly xds: XdsServer | null;
   status(): StatusBody;
   ready(): boolean;
   /** Handles one validated agent message as ingest does (for embedding and tests). */
@@ -149,6 +152,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     metrics: metrics.registry,
     security: config.http,
   });
+
+  const xds = config.xds
+    ? new XdsServer({ config: config.xds, memory, loaded: readyPromise, auth: config.http.auth, logger: log.child({ component: "xds" }), metrics: metrics.registry, registryId })
+    : null;
 
   const dispatch = (effects: Effect[]) => {
     metrics.dispatched(effects);
@@ -379,6 +386,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       // After the last write: hand the lease over at once rather than after a ttl.
       await replica?.close();
+      await xds?.close();
       await http.close();
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
@@ -402,6 +410,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       const address = await http.listen({ host, port });
       url = address.replace("[::1]", "[::1]");
       log.info({ url }, "HTTP listening");
+      await xds?.listen();
       connecting = connectAndLoad().catch((err) => {
         if (!stopping.signal.aborted) log.error({ err: String(err) }, "registry start failed");
       });
@@ -417,6 +426,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     },
     memory,
     metrics,
+    xds,
     status,
     ready,
     handle: onAgentMessage,

@@ -1,5 +1,6 @@
 import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "@roster/schemas";
 import { HttpTls, RateLimitConfig } from "./adapters/http-auth.js";
+import { XdsConfig } from "./adapters/xds/config.js";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 
@@ -97,6 +98,8 @@ export const RegistryConfig = z
       .strict()
       .refine((l) => l.margin > 0 && l.margin * 2 <= l.ttl && l.ttl >= 300, { error: "expected ttl >= 300ms and 0 < margin <= ttl / 2", path: ["margin"] })
       .default({ enabled: false, ttl: 3000, margin: 1000 }),
+    /** xDS (Envoy ADS) server for Envoy and proxyless gRPC clients; absent = off (env ROSTER_XDS sets `listen`). */
+    xds: XdsConfig.optional(),
   })
   .strict();
 export type RegistryConfig = z.output<typeof RegistryConfig>;

@@ -23,6 +23,7 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
       ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
       ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
   env ROSTER_HTTP_READ_TOKEN, ROSTER_HTTP_WRITE_TOKEN: bearer tokens for the HTTP API
+  env ROSTER_XDS: host:port of the xDS (Envoy ADS) server; off unless set (or xds.listen)
 `;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -52,6 +53,7 @@ function loadConfig(): RegistryConfig {
   const input: Record<string, unknown> = { ...file };
   if (overrides.nats) input.nats = { ...obj(file.nats), ...overrides.nats };
   if (overrides.http) input.http = { ...obj(file.http), ...overrides.http };
+  if (process.env.ROSTER_XDS) input.xds = { ...obj(file.xds), listen: process.env.ROSTER_XDS };
   if (overrides.httpTokens) {
     const http = obj(input.http ?? file.http);
     const auth = obj(http.auth);

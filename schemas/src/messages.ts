@@ -45,7 +45,7 @@ export type CheckStatus = z.infer<typeof CheckStatus>;
 export const InstanceStatus = z.enum(["passing", "warning", "critical", "draining"]);
 export type InstanceStatus = z.infer<typeof InstanceStatus>;
 
-export const CheckType = z.enum(["http", "tcp", "exec", "ttl"]);
+export const CheckType = z.enum(["http", "tcp", "exec", "ttl", "grpc"]);
 export type CheckType = z.infer<typeof CheckType>;
 
 export const CheckState = z.object({

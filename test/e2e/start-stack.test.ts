@@ -42,6 +42,7 @@ describe("start-stack", () => {
       ROSTER_STATE_DIR: dir,
       ROSTER_HTTP: http,
       ROSTER_AGENT_API: `127.0.0.1:${await freePort()}`,
+      ROSTER_XDS: `127.0.0.1:${await freePort()}`,
       ROSTER_NATS_PORT: String(await freePort()),
       ROSTER_NATS_URL: "",
     };
@@ -52,6 +53,7 @@ describe("start-stack", () => {
       assert.equal(res.status, 200);
       const body = (await res.json()) as Array<{ status: string }>;
       assert.equal(body[0]?.status, "passing");
+      assert.match(stack.output, /xDS \(ADS\): +127\.0\.0\.1:\d+ +proxyless gRPC: GRPC_XDS_BOOTSTRAP=/, "npm start turns xDS on and says how to use it");
       const pids = (await import("node:child_process"))
         .execFileSync("pgrep", ["-P", String(stack.pid)], { encoding: "utf8" })
         .trim()

@@ -33,6 +33,7 @@ export interface CheckRuntime {
 export const INITIAL_OUTPUT: Record<CheckType, string> = {
   http: "not checked yet",
   tcp: "not checked yet",
+  grpc: "not checked yet",
   exec: "not checked yet",
   ttl: "no TTL report yet",
 };

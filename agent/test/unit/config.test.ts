@@ -82,7 +82,7 @@ describe("config", () => {
     const text = err.issues.join("\n");
     assert.match(text, /^host\.id: expected 1-63 letters/m);
     assert.match(text, /^services\[0\]\.port: /m);
-    assert.match(text, /^services\[0\]\.checks\[0\]\.type: expected a check with type "http", "tcp", "exec" or "ttl"/m);
+    assert.match(text, /^services\[0\]\.checks\[0\]\.type: expected a check with type "http", "tcp", "grpc", "exec" or "ttl"/m);
     assert.match(text, /^services\[0\]\.checks\[1\]\.command: expected at least the program to run/m);
   });
 

@@ -46,6 +46,7 @@ export class CatalogMemory implements CatalogReader {
   private readonly byService = new Map<string, ServiceEntry>();
   private readonly waiters = new Map<string, Set<() => void>>();
   private readonly listeners = new Set<(change: CatalogChange) => void>();
+  private readonly touchListeners = new Set<(service: string) => void>();
   revision = 0;
 
   private entry(service: string): ServiceEntry {
@@ -75,6 +76,16 @@ export class CatalogMemory implements CatalogReader {
     return () => this.listeners.delete(listener);
   }
 
+  /**
+   * Calls `listener` with the service after every change to memory: this replica's own writes,
+   * records loaded at start and a standby's mirror alike (`onChange` sees only the writer's own
+   * KV writes). For consumers that re-read the service (the xDS server); returns an unsubscribe.
+   */
+  onTouch(listener: (service: string) => void): () => void {
+    this.touchListeners.add(listener);
+    return () => this.touchListeners.delete(listener);
+  }
+
   private set(service: string, id: string, revision: number, record: CatalogInstance | null): number {
     const e = this.entry(service);
     const prev = e.revision;
@@ -83,6 +94,13 @@ export class CatalogMemory implements CatalogReader {
     if (revision > e.revision) e.revision = revision;
     if (revision > this.revision) this.revision = revision;
     this.wake(service);
+    for (const l of this.touchListeners) {
+      try {
+        l(service);
+      } catch {
+        // as for onChange: never break the write path
+      }
+    }
     return prev;
   }
 

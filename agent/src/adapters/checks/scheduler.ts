@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { CheckSpec } from "../../config.js";
 import type { CheckResult } from "../../core/check.js";
 import { probeExec } from "./exec.js";
+import type { GrpcProber } from "./grpc.js";
 import { HttpProber } from "./http.js";
 import { probeTcp } from "./tcp.js";
 
@@ -24,6 +25,8 @@ interface Loop {
 export class CheckScheduler {
   private readonly loops = new Map<string, Map<string, Loop>>();
   private readonly http = new HttpProber();
+  /** Loaded on the first grpc check: @grpc/grpc-js costs an agent without one nothing at start. */
+  private grpc: Promise<GrpcProber> | null = null;
   private closed = false;
 
   constructor(
@@ -59,6 +62,7 @@ export class CheckScheduler {
   async close(): Promise<void> {
     this.closed = true;
     for (const id of [...this.loops.keys()]) this.remove(id);
+    if (this.grpc) (await this.grpc).close();
     await this.http.close();
   }
 
@@ -76,6 +80,9 @@ export class CheckScheduler {
         return this.http.probe(spec, signal);
       case "tcp":
         return probeTcp(spec, signal);
+      case "grpc":
+        this.grpc ??= import("./grpc.js").then((m) => new m.GrpcProber());
+        return this.grpc.then((p) => p.probe(spec, signal));
       case "exec":
         return probeExec(spec, signal);
     }
