@@ -1,5 +1,6 @@
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
+  CATALOG_BUCKET,
   NAME_PATTERN,
   PRESENCE_SUBJECT,
   PROTOCOL_VERSION,
@@ -18,14 +19,17 @@ import {
 } from "@roster/schemas";
 import type { FastifyInstance } from "fastify";
 import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { splitHostPort, type RegistryConfig } from "./config.js";
+import { registryIdentity, splitHostPort, type RegistryConfig } from "./config.js";
 import { CatalogState, sameRecord, type AgentInput, type Effect } from "./core/catalog.js";
 import { CatalogMemory } from "./adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "./adapters/http.js";
 import { DropLog, startIngest } from "./adapters/ingest.js";
 import { KvCatalog } from "./adapters/kv-catalog.js";
+import { LEASE_BUCKET } from "./adapters/lease-kv.js";
+import { StoreGuard } from "./adapters/store-guard.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
 import { Replica } from "./adapters/replica.js";
 import { SnapshotPages, deadlinePassed } from "./adapters/snapshot-pages.js";
@@ -61,7 +65,7 @@ export interface Registry {
 export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const log = deps.logger;
   const now = deps.now ?? Date.now;
-  const registryId = deps.registryId ?? randomUUID();
+  const registryId = deps.registryId ?? registryIdentity(config, hostname(), randomUUID);
   const epoch = Date.now();
   const newCore = () =>
     new CatalogState({
@@ -81,6 +85,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
 
   let nc: NatsConnection | null = null;
   let kv: KvCatalog | null = null;
+  // Notices a NATS node back with an empty store, holds writes, recreates the buckets.
+  let guard: StoreGuard | null = null;
+  const storeAvailable = () => guard?.available ?? true;
   let natsConnected = false;
   let loaded = false;
   let dirty = false;
@@ -114,13 +121,14 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       registryId,
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
+      store: { available: storeAvailable(), losses: guard?.losses ?? 0, recreations: guard?.recreations ?? 0, lostAt: guard?.lostAt ?? null },
       ...counters,
       ...(replica
         ? { ...replica.status(acting()), takeovers: replica.takeovers }
         : { role: "leader", leaseHolder: registryId, leaseEpoch: null, lease: null, mirror: null }),
     };
   };
-  const ready = () => natsConnected && loaded;
+  const ready = () => natsConnected && loaded && storeAvailable();
   const metrics = new RegistryMetrics(
     {
       revision: () => memory.revision,
@@ -130,6 +138,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       natsConnected: () => natsConnected,
       catalogLoaded: () => loaded,
       kv: () => kv?.stats ?? null,
+      store: () => guard,
       drops,
       ignored: core.counters,
       counters,
@@ -295,7 +304,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           dirty = true;
         },
         onWritten: metrics.written,
-        ...(config.lease.enabled ? { gate: () => replica?.gate(natsConnected) ?? "hold" } : {}),
+        onError: (err) => guard?.suspect(err),
+        // While the buckets are gone writes wait (merged per key); with the lease, only its holder writes.
+        gate: () => (!storeAvailable() ? "hold" : config.lease.enabled ? (replica?.gate(natsConnected) ?? "hold") : "write"),
       },
       stopping.signal,
     );
@@ -337,6 +348,24 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       kv = store;
       dispatch(core.loaded(records, now()));
     }
+    guard = new StoreGuard(conn, {
+      buckets: [
+        { name: CATALOG_BUCKET, replicas: config.kvReplicas, revision: () => memory.revision },
+        ...(config.lease.enabled ? [{ name: LEASE_BUCKET, replicas: config.kvReplicas, revision: () => replica?.leaseRevision ?? 0 }] : []),
+      ],
+      intervalMs: config.storeCheckInterval,
+      logger: log.child({ component: "store" }),
+      connected: () => natsConnected,
+      onLost: () => undefined,
+      onRestored: (recreated) => {
+        if (!recreated) return;
+        store.storeRecreated();
+        void replica?.storeRecreated();
+        // Rewrite the catalog as the state machine holds it, then let the agents correct it.
+        if (acting()) dispatch(core.storeRecreated(now()));
+      },
+    });
+    guard.start();
     loaded = true;
     subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
     subs.push(startSnapshotResponder(conn));
@@ -352,7 +381,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       }, config.tickInterval),
       setInterval(() => {
         try {
-          if (!natsConnected || !acting()) return;
+          // No presence while the store is lost: clients must say stale, not fresh.
+          if (!natsConnected || !acting() || !storeAvailable()) return;
           conn.publish(
             PRESENCE_SUBJECT,
             encode(PresenceMessage, {
@@ -373,6 +403,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const close = () => {
     closed ??= (async () => {
       stopping.abort();
+      guard?.stop();
       for (const t of timers) clearInterval(t);
       for (const s of subs) s.unsubscribe();
       await connecting?.catch(() => undefined);

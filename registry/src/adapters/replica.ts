@@ -1,5 +1,6 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CatalogInstance } from "@roster/schemas";
+import type { Replicas } from "@roster/runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { LeaseEvent, LeaseRole } from "../core/lease.js";
@@ -9,7 +10,7 @@ import { KvLease, type LeaseStatus } from "./lease-kv.js";
 
 export interface ReplicaOptions {
   registryId: string;
-  replicas: number;
+  replicas: Replicas;
   ttlMs: number;
   marginMs: number;
   logger: Logger;
@@ -120,6 +121,16 @@ export class Replica {
     this.writer = false;
     this.opts.becomeStandby();
     if (!this.mirror && !this.opts.signal.aborted) await this.startMirror();
+  }
+
+  /** The lease key's last revision seen (0 if none): the lease bucket must not be behind it. */
+  get leaseRevision(): number {
+    return Math.max(0, this.lease?.state.keyRevision ?? 0);
+  }
+
+  /** The lease bucket was recreated empty: the holder writes its lease again. */
+  async storeRecreated(): Promise<void> {
+    await this.lease?.storeRecreated();
   }
 
   /** After the last write: releases the lease (a standby takes over at once), stops mirroring. */

@@ -282,6 +282,23 @@ export class CatalogState {
     return effects;
   }
 
+  /**
+   * The store came back empty and its buckets were recreated: every record is written again (KV
+   * must hold the catalog), and every host gets a fresh silence window and is asked for its full
+   * registration ("store-lost"): what changed while nothing could be written is known to the agents.
+   */
+  storeRecreated(now: number): Effect[] {
+    const effects: Effect[] = [];
+    for (const r of this.instances.values()) effects.push({ type: "put", record: r });
+    for (const h of this.hosts.values()) {
+      h.lastSeen = now;
+      h.lostAt = null;
+      this.resync(h.hostId, "store-lost", now, h.heartbeatIntervalMs, effects, true);
+    }
+    this.leaveDegraded(now, 0, effects);
+    return effects;
+  }
+
   handle(msg: AgentInput, now: number): Effect[] {
     switch (msg.kind) {
       case "register":
