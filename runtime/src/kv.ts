@@ -17,19 +17,25 @@ export interface OpenBucketOptions {
   signal?: AbortSignal;
 }
 
-// JetStream's own codes for "this many replicas cannot be placed here".
-const REPLICAS_NOT_SUPPORTED = 10074; // not clustered
-const INSUFFICIENT_RESOURCES = 10023; // fewer peers than replicas
+// JetStream's own codes for "this many replicas cannot be placed here": not clustered, fewer
+// peers than replicas (insufficient resources, no suitable peers for placement).
+const TOO_MANY_REPLICAS = new Set([10074, 10023, 10005]);
 
 function tooManyReplicas(err: unknown): boolean {
-  if (err instanceof JetStreamApiError) return err.code === REPLICAS_NOT_SUPPORTED || err.code === INSUFFICIENT_RESOURCES;
+  if (err instanceof JetStreamApiError && TOO_MANY_REPLICAS.has(err.code)) return true;
   return /replicas > 1 not supported|insufficient resources|no suitable peers/i.test(String(err));
 }
 
-/** The replica counts to try, largest first: "auto" on a cluster tries 3, 2, 1; on one server 1. */
+/**
+ * The replica counts to try, largest first. "auto" on a cluster starts at 3, or at the number of
+ * servers the connection was told of (`connect_urls`) when fewer, and steps down; on one server 1.
+ */
 export function replicaCandidates(nc: NatsConnection, replicas: Replicas): number[] {
   if (replicas !== "auto") return [replicas];
-  return nc.info?.cluster ? [3, 2, 1] : [1];
+  if (!nc.info?.cluster) return [1];
+  const servers = nc.info.connect_urls?.length ?? 3;
+  const top = Math.max(1, Math.min(3, servers || 3));
+  return Array.from({ length: top }, (_, i) => top - i);
 }
 
 /**

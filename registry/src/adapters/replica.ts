@@ -57,6 +57,14 @@ export class Replica {
     const { registryId, replicas, ttlMs, marginMs } = this.opts;
     this.lease = await KvLease.open(conn, { registryId, replicas, ttlMs, marginMs, logger: this.log.child({ component: "lease" }), onEvent: (e) => this.onLease(e) }, this.opts.signal);
     this.lease.start();
+    // Ready once the role is known: the writer (a single registry: within a read and a CAS), or a
+    // standby behind a holder. Agent messages read before that would be dropped unseen.
+    const decidedBy = performance.now() + 2 * ttlMs;
+    while (!this.opts.signal.aborted && performance.now() < decidedBy && !this.writer) {
+      const holder = this.lease.state.holder;
+      if (holder && holder.registryId !== registryId && this.role === "standby") break;
+      await sleep(20);
+    }
     return !this.opts.signal.aborted;
   }
 
