@@ -24,15 +24,15 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { registryIdentity, splitHostPort, type RegistryConfig } from "./config.js";
 import { CatalogState, sameRecord, type AgentInput, type Effect } from "./core/catalog.js";
-import { CatalogMemory } from "./adapters/catalog-memory.js";
-import { buildHttp, type StatusBody } from "./adapters/http.js";
-import { DropLog, startIngest } from "./adapters/ingest.js";
-import { KvCatalog } from "./adapters/kv-catalog.js";
-import { LEASE_BUCKET } from "./adapters/lease-kv.js";
-import { StoreGuard } from "./adapters/store-guard.js";
+import { CatalogMemory } from "./adapters/store/catalog-memory.js";
+import { buildHttp, type StatusBody } from "./adapters/http/server.js";
+import { DropLog, startIngest } from "./adapters/nats/ingest.js";
+import { KvCatalog } from "./adapters/store/kv-catalog.js";
+import { LEASE_BUCKET } from "./adapters/store/lease-kv.js";
+import { StoreGuard } from "./adapters/store/guard.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
-import { Replica } from "./adapters/replica.js";
-import { SnapshotPages, deadlinePassed } from "./adapters/snapshot-pages.js";
+import { Replica } from "./adapters/store/replica.js";
+import { SnapshotPages, deadlinePassed } from "./adapters/nats/snapshot-pages.js";
 
 export interface RegistryDeps {
   logger: Logger;

@@ -1,5 +1,5 @@
 import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "@roster/schemas";
-import { HttpTls, RateLimitConfig } from "./adapters/http-auth.js";
+import { HttpTls, RateLimitConfig } from "./adapters/http/auth.js";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 

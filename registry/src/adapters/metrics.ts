@@ -9,8 +9,8 @@ import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { AgentMessageKind, CatalogDelta } from "@roster/schemas";
 import type { CatalogCounters, Effect } from "../core/catalog.js";
-import type { DropLog } from "./ingest.js";
-import type { KvCatalogStats } from "./kv-catalog.js";
+import type { DropLog } from "./nats/ingest.js";
+import type { KvCatalogStats } from "./store/kv-catalog.js";
 
 /** What the metrics read at scrape time. */
 export interface RegistryMetricsSource {

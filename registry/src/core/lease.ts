@@ -1,6 +1,6 @@
 /**
  * The writer lease of registry replicas: a pure state machine (no I/O, no clock: `now` is a
- * monotonic time in ms that comes in). The adapter (adapters/lease-kv.ts) stores the lease in one
+ * monotonic time in ms that comes in). The adapter (adapters/store/lease-kv.ts) stores the lease in one
  * JetStream KV key and carries out the compare-and-set writes this machine asks for.
  *
  * Roles:

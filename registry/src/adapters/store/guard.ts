@@ -2,7 +2,7 @@ import { JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nat
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createBucket, type Replicas } from "@roster/runtime";
 import type { Logger } from "pino";
-import { StoreLostError } from "../errors.js";
+import { StoreLostError } from "../../errors.js";
 
 /** A bucket the registry owns and must find again after a NATS node comes back empty. */
 export interface GuardedBucket {

@@ -11,7 +11,7 @@ import {
   type AgentMessageKind,
 } from "@roster/schemas";
 import type { Logger } from "pino";
-import type { AgentInput } from "../core/catalog.js";
+import type { AgentInput } from "../../core/catalog.js";
 
 export type IngestDropReason = "bad-subject" | "too-large" | "not-json" | "invalid" | "host-mismatch" | "handler-error";
 

@@ -5,7 +5,7 @@ import { openBucket, type Replicas } from "@roster/runtime";
 import { decode, encode } from "@roster/schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { LeaseState, type LeaseAction, type LeaseEvent, type LeaseRole, type LeaseValue } from "../core/lease.js";
+import { LeaseState, type LeaseAction, type LeaseEvent, type LeaseRole, type LeaseValue } from "../../core/lease.js";
 
 /** The lease lives in its own small bucket (history 1), one key. */
 export const LEASE_BUCKET = "roster_leader";

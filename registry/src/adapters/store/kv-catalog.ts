@@ -15,7 +15,7 @@ import {
 import { openBucket, type Replicas } from "@roster/runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KvWriteError } from "../errors.js";
+import { KvWriteError } from "../../errors.js";
 import type { CatalogMemory } from "./catalog-memory.js";
 
 export interface KvCatalogOptions {

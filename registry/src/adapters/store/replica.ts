@@ -3,8 +3,8 @@ import type { CatalogInstance } from "@roster/schemas";
 import type { Replicas } from "@roster/runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { LeaseEvent, LeaseRole } from "../core/lease.js";
-import { CatalogMirror } from "./catalog-mirror.js";
+import type { LeaseEvent, LeaseRole } from "../../core/lease.js";
+import { KvCatalogFollower } from "./kv-follower.js";
 import type { KvCatalog, WriteGate } from "./kv-catalog.js";
 import { KvLease, type LeaseStatus } from "./lease-kv.js";
 
@@ -39,7 +39,7 @@ export class Replica {
   private readonly store: KvCatalog;
   private readonly log: Logger;
   private lease: KvLease | null = null;
-  private mirror: CatalogMirror | null = null;
+  private mirror: KvCatalogFollower | null = null;
   private writer = false;
   private transition: Promise<void> = Promise.resolve();
   takeovers = 0;
@@ -90,7 +90,7 @@ export class Replica {
   }
 
   private startMirror(): Promise<void> {
-    this.mirror = new CatalogMirror(this.store, this.log);
+    this.mirror = new KvCatalogFollower(this.store, this.log);
     return this.mirror.start();
   }
 
