@@ -68,7 +68,7 @@ describe("registry when JetStream state is lost", () => {
   });
 
   it("store lost - noticed within seconds, writes held and said so, buckets recreated, catalog converges to the agents", async () => {
-    await waitFor(async () => (await statusOf("orders")) === "passing" && (await statusOf("payments")) === "passing", { timeoutMs: 20_000, what: "both passing" });
+    await waitFor(async () => (await statusOf("orders")) === "passing" && (await statusOf("payments")) === "passing", { timeoutMs: 45_000, what: "both passing" });
     const revisionBefore = reg.memory.revision;
     assert.ok(revisionBefore > 0);
 
