@@ -70,6 +70,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const stopping = new AbortController();
 
   let nc: NatsConnection | null = null;
+  // Heartbeats and snapshot requests arrive on a connection of their own (config nats.bulkConnection).
+  let bulk: NatsConnection | null = null;
   let kv: KvCatalog | null = null;
   // Notices a NATS node back with an empty store, holds writes, recreates the buckets.
   let guard: StoreGuard | null = null;
@@ -191,6 +193,13 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     natsConnected = true;
     log.info({ server: redactUrl(conn.getServer()), auth: natsAuthMethod(config.nats), tls: config.nats.tls !== undefined && config.nats.tls !== false }, "connected to NATS");
     void watchStatus(conn).catch(() => undefined);
+    if (config.nats.bulkConnection) {
+      bulk = await connectWithRetry(
+        { ...natsOptions, name: `roster-registry-${registryId}-bulk`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
+        { signal: stopping.signal, logger: log },
+      ).catch(() => null);
+      if (!bulk || stopping.signal.aborted) return;
+    }
     const kvLog = log.child({ component: "kv" });
     const store = await KvCatalog.open(
       conn,
@@ -262,8 +271,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     });
     guard.start();
     loaded = true;
-    subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
-    subs.push(startSnapshotResponder(conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
+    subs.push(...startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" }), bulk ?? conn));
+    subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
     timers.push(
       setInterval(() => {
         try {
@@ -301,6 +310,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       // After the last write: hand the lease over at once rather than after a ttl.
       await replica?.close();
       await http.close();
+      if (bulk && !bulk.isClosed()) await bulk.close().catch(() => undefined);
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
         const conn = nc;

@@ -27,12 +27,14 @@ export const RegistryConfig = z
         ),
         /** Wait between reconnect attempts. */
         reconnectWait: Duration.default(500),
+        /** Heartbeats and snapshot requests on a second connection, so transitions never queue behind them. */
+        bulkConnection: z.boolean().default(true),
         /** user/password, token, nkey seed, creds file, tls (see docs/architecture.md "Security"). */
         ...natsAuthFields,
       })
       .strict()
       .superRefine(refineNatsAuth)
-      .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500 }),
+      .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500, bulkConnection: true }),
     http: z
       .object({
         listen: HostPort.default("127.0.0.1:7700"),
