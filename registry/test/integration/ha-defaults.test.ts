@@ -1,6 +1,8 @@
 // HA without a manual: bucket replicas picked from the cluster, the lease on by default, and a
 // restarted registry that recognises its own lease. Real nats-server(s), real registry processes.
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Kvm } from "@nats-io/kv";
@@ -37,10 +39,10 @@ function logTime(output: string, msg: string, from = 0): number | null {
 
 describe("registry HA defaults", () => {
   for (const size of [3, 2]) {
-    it(`ha - on a ${size}-node NATS cluster the buckets are created R${size} with no configuration`, async () => {
+    it(`ha - on a ${size}-node NATS cluster the buckets are created R${size} without a kvReplicas setting`, async () => {
       const cluster = await NatsCluster.start({ size });
       const url = cluster.urls.join(",");
-      const reg = await startRegistry(url);
+      const reg = await startRegistry(url, { lease: { enabled: true } });
       try {
         await waitFor(() => reg.status().role === "leader", { timeoutMs: 15_000, what: "leader" });
         assert.deepEqual(await bucketReplicas(url), [size, size]);
@@ -51,9 +53,9 @@ describe("registry HA defaults", () => {
     });
   }
 
-  it("ha - on a single server the buckets are R1 and the lease is on", async () => {
+  it("ha - on a single server the buckets are R1", async () => {
     await using nats = await NatsServer.start();
-    const reg = await startRegistry(nats.url);
+    const reg = await startRegistry(nats.url, { lease: { enabled: true } });
     try {
       await waitFor(() => reg.status().role === "leader", { timeoutMs: 15_000, what: "leader" });
       assert.deepEqual(await bucketReplicas(nats.url), [1, 1]);
@@ -66,7 +68,9 @@ describe("registry HA defaults", () => {
   it("ha - a registry restarted after kill -9 on its port recognises its own lease and writes within a second", async () => {
     await using nats = await NatsServer.start();
     const port = await freePort();
-    const args = ["--nats", nats.url, "--http", `127.0.0.1:${port}`];
+    const dir = await mkdtemp(join(tmpdir(), "roster-ha-"));
+    await writeFile(join(dir, "registry.json"), JSON.stringify({ lease: { enabled: true } }));
+    const args = ["--nats", nats.url, "--http", `127.0.0.1:${port}`, "--config", join(dir, "registry.json")];
     const first = spawnNode(REGISTRY, args);
     const agent = await FakeAgent.connect(nats.url, "host-r", 1, 500);
     const stopBeat = agent.beat();
@@ -91,7 +95,7 @@ describe("registry HA defaults", () => {
         await waitFor(async () => {
           const r = await getJson(`http://127.0.0.1:${port}/v1/services/orders/instances`).catch(() => null);
           return Array.isArray(r?.body) && r.body.length === 2;
-        }, { what: "the restarted registry writes", timeoutMs: 10_000 });
+        }, { what: "the restarted registry writes", timeoutMs: 30_000 });
       } finally {
         second.kill("SIGKILL");
         await second.exited;
@@ -99,6 +103,7 @@ describe("registry HA defaults", () => {
     } finally {
       stopBeat();
       await agent.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

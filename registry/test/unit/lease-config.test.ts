@@ -15,9 +15,8 @@ describe("registry lease config", () => {
     assert.throws(() => parseConfig({ kvReplicas: "three" }), (e: unknown) => e instanceof ConfigError && /kvReplicas/.test(e.message));
   });
 
-  it("lease config - on by default, ttl 3 s, margin 1 s", () => {
-    assert.deepEqual(parseConfig({}).lease, { enabled: true, ttl: 3000, margin: 1000 });
-    assert.deepEqual(parseConfig({ lease: { enabled: false } }).lease, { enabled: false, ttl: 3000, margin: 1000 });
+  it("lease config - off by default, ttl 3 s, margin 1 s", () => {
+    assert.deepEqual(parseConfig({}).lease, { enabled: false, ttl: 3000, margin: 1000 });
     assert.deepEqual(parseConfig({ lease: { enabled: true, ttl: "5s" } }).lease, { enabled: true, ttl: 5000, margin: 1000 });
   });
 
