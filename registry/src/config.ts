@@ -27,14 +27,18 @@ export const RegistryConfig = z
         ),
         /** Wait between reconnect attempts. */
         reconnectWait: Duration.default(500),
-        /** Heartbeats and snapshot requests on a second connection, so transitions never queue behind them. */
-        bulkConnection: z.boolean().default(true),
+        /**
+         * Heartbeats and snapshot requests on a second connection, so transitions never queue behind
+         * them. Off by default: messages of one host are then no longer read in the order sent
+         * (docs/architecture.md, "Transitions first").
+         */
+        bulkConnection: z.boolean().default(false),
         /** user/password, token, nkey seed, creds file, tls (see docs/architecture.md "Security"). */
         ...natsAuthFields,
       })
       .strict()
       .superRefine(refineNatsAuth)
-      .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500, bulkConnection: true }),
+      .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500, bulkConnection: false }),
     http: z
       .object({
         listen: HostPort.default("127.0.0.1:7700"),
