@@ -1,34 +1,24 @@
-import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import {
-  NAME_PATTERN,
-  PRESENCE_SUBJECT,
-  PROTOCOL_VERSION,
-  PresenceMessage,
-  REGISTRY_QUEUE,
-  ResyncMessage,
-  SNAPSHOT_WILDCARD,
-  SnapshotRequest,
-  decode,
-  encode,
-  natsAuthMethod,
-  natsConnectOptions,
-  redactServers,
-  redactUrl,
-  resyncSubject,
-} from "@roster/schemas";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { connectWithRetry, retry } from "@roster/runtime";
+import { CATALOG_BUCKET, catalogKey, natsAuthMethod, natsConnectOptions, redactServers, redactUrl } from "@roster/schemas";
 import type { FastifyInstance } from "fastify";
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
+import { hostname } from "node:os";
 import type { Logger } from "pino";
-import { splitHostPort, type RegistryConfig } from "./config.js";
-import { CatalogState, sameRecord, type AgentInput, type Effect } from "./core/catalog.js";
-import { CatalogMemory } from "./adapters/catalog-memory.js";
-import { buildHttp, type StatusBody } from "./adapters/http.js";
-import { DropLog, startIngest } from "./adapters/ingest.js";
-import { KvCatalog } from "./adapters/kv-catalog.js";
+import { registryIdentity, splitHostPort, type RegistryConfig } from "./config.js";
+import { CatalogState, sameRecord, type AgentInput } from "./core/catalog.js";
+import { effectInterpreter } from "./adapters/effects.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
-import { Replica } from "./adapters/replica.js";
-import { SnapshotPages, deadlinePassed } from "./adapters/snapshot-pages.js";
+import { buildHttp, type StatusBody } from "./adapters/http/server.js";
+import { DropLog, startIngest } from "./adapters/nats/ingest.js";
+import { startPresence } from "./adapters/nats/presence.js";
+import { SnapshotPages } from "./adapters/nats/snapshot-pages.js";
+import { startSnapshotResponder } from "./adapters/nats/snapshot-responder.js";
+import { CatalogMemory } from "./adapters/store/catalog-memory.js";
+import { StoreGuard } from "./adapters/store/guard.js";
+import { KvCatalog } from "./adapters/store/kv-catalog.js";
+import { LEASE_BUCKET } from "./adapters/store/lease-kv.js";
+import { Replica } from "./adapters/store/replica.js";
 import { XdsServer } from "./adapters/xds/server.js";
 
 export interface RegistryDeps {
@@ -64,7 +54,7 @@ export interface Registry {
 export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const log = deps.logger;
   const now = deps.now ?? Date.now;
-  const registryId = deps.registryId ?? randomUUID();
+  const registryId = deps.registryId ?? registryIdentity(config, hostname(), randomUUID);
   const epoch = Date.now();
   const newCore = () =>
     new CatalogState({
@@ -83,7 +73,12 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const stopping = new AbortController();
 
   let nc: NatsConnection | null = null;
+  // Heartbeats and snapshot requests arrive on a connection of their own (config nats.bulkConnection).
+  let bulk: NatsConnection | null = null;
   let kv: KvCatalog | null = null;
+  // Notices a NATS node back with an empty store, holds writes, recreates the buckets.
+  let guard: StoreGuard | null = null;
+  const storeAvailable = () => guard?.available ?? true;
   let natsConnected = false;
   let loaded = false;
   let dirty = false;
@@ -117,13 +112,14 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       registryId,
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
+      store: { available: storeAvailable(), losses: guard?.losses ?? 0, recreations: guard?.recreations ?? 0, lostAt: guard?.lostAt ?? null },
       ...counters,
       ...(replica
         ? { ...replica.status(acting()), takeovers: replica.takeovers }
         : { role: "leader", leaseHolder: registryId, leaseEpoch: null, lease: null, mirror: null }),
     };
   };
-  const ready = () => natsConnected && loaded;
+  const ready = () => natsConnected && loaded && storeAvailable();
   const metrics = new RegistryMetrics(
     {
       revision: () => memory.revision,
@@ -133,6 +129,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       natsConnected: () => natsConnected,
       catalogLoaded: () => loaded,
       kv: () => kv?.stats ?? null,
+      store: () => guard,
       drops,
       ignored: core.counters,
       counters,
@@ -157,49 +154,18 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     ? new XdsServer({ config: config.xds, memory, loaded: readyPromise, auth: config.http.auth, logger: log.child({ component: "xds" }), metrics: metrics.registry, registryId })
     : null;
 
-  const dispatch = (effects: Effect[]) => {
-    metrics.dispatched(effects);
-    for (const e of effects) {
-      switch (e.type) {
-        case "put":
-          kv?.enqueue(e.record.service, e.record.id, e.record);
-          break;
-        case "delete":
-          kv?.enqueue(e.service, e.id, null);
-          break;
-        case "resync":
-          try {
-            nc?.publish(resyncSubject(e.hostId), encode(ResyncMessage, { v: PROTOCOL_VERSION, kind: "resync", hostId: e.hostId, reason: e.reason }));
-            counters.resyncsPublished++;
-          } catch (err) {
-            log.warn({ err: String(err), hostId: e.hostId }, "resync publish failed");
-          }
-          break;
-        case "reject":
-          drops.drop(e.reason, e.kind, { hostId: e.hostId });
-          break;
-        case "degraded": {
-          // One line on entry, one on exit, with what tripped it.
-          const { since, threshold, windowMs } = e.info;
-          const fields = { reason: e.info.reason, since, silentHosts: e.silent, hosts: e.hosts, threshold, windowMs };
-          if (e.on) log.warn(fields, "catalog degraded: many hosts fell silent at once, suspecting our own network; expiry paused");
-          else log.info({ ...fields, silentAtEntry: e.info.silent, durationMs: e.at - since }, "catalog no longer degraded: hosts are back; expiry resumed");
-          break;
-        }
-      }
-    }
-  };
+  const dispatch = effectInterpreter({ kv: () => kv, nc: () => nc, drops, metrics, counters, logger: log });
 
   /** After a failed write: make the store match the state machine again. */
   const reconcile = () => {
     if (!kv || !kv.idle) return;
     dirty = false;
-    const want = new Map(core.records().map((r) => [`${r.service}.${r.id}`, r]));
+    const want = new Map(core.records().map((r) => [catalogKey(r.service, r.id), r]));
     for (const r of want.values()) {
       const have = memory.get(r.service, r.id);
       if (!have || !sameRecord(have, r)) kv.enqueue(r.service, r.id, r);
     }
-    for (const r of memory.all()) if (!want.has(`${r.service}.${r.id}`)) kv.enqueue(r.service, r.id, null);
+    for (const r of memory.all()) if (!want.has(catalogKey(r.service, r.id))) kv.enqueue(r.service, r.id, null);
     log.info("catalog reconciled after a failed write");
   };
 
@@ -208,47 +174,6 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     metrics.message(msg.kind);
     if (acting()) dispatch(core.handle(msg, now()));
   };
-
-  const startSnapshotResponder = (conn: NatsConnection) =>
-    conn.subscribe(SNAPSHOT_WILDCARD, {
-      queue: REGISTRY_QUEUE,
-      callback: (err, m) => {
-        try {
-          if (err) return;
-          if (!m.reply) {
-            drops.drop("no-reply", "snapshot", { subject: m.subject.slice(0, 200) });
-            return;
-          }
-          const service = m.subject.slice(m.subject.lastIndexOf(".") + 1);
-          if (!NAME_PATTERN.test(service)) {
-            drops.drop("bad-subject", "snapshot", { subject: m.subject.slice(0, 200) });
-            return;
-          }
-          // An empty body asks for page 0 (every service that fits one message).
-          let page = 0;
-          let revision: number | undefined;
-          if (m.data.length > 0) {
-            const req = decode(SnapshotRequest, m.data);
-            if (!req.ok) {
-              drops.drop(req.reason, "snapshot", { subject: m.subject.slice(0, 200), error: req.error });
-              return;
-            }
-            page = req.value.page;
-            revision = req.value.revision;
-            // Waited in the queue past its requester's timeout: answering would cost CPU and
-            // bandwidth for nobody (and feed a herd's congestion collapse).
-            if (deadlinePassed(req.value.deadline, Date.now())) {
-              drops.drop("expired", "snapshot", { subject: m.subject.slice(0, 200), late: Date.now() - req.value.deadline! });
-              return;
-            }
-          }
-          m.respond(snapshots.page(service, page, revision));
-          counters.snapshotsServed++;
-        } catch (e) {
-          log.error({ err: String(e), subject: m.subject }, "snapshot request failed");
-        }
-      },
-    });
 
   const watchStatus = async (conn: NatsConnection) => {
     for await (const s of conn.status()) {
@@ -266,30 +191,22 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   };
 
   const connectAndLoad = async () => {
-    let delay = 200;
-    let attempt = 0;
-    while (!stopping.signal.aborted) {
-      attempt++;
-      try {
-        nc = await connect({
-          ...natsOptions,
-          name: `roster-registry-${registryId}`,
-          maxReconnectAttempts: -1,
-          reconnectTimeWait: config.nats.reconnectWait,
-          timeout: 5000,
-        });
-        break;
-      } catch (err) {
-        if (attempt === 1 || attempt % 20 === 0) log.warn({ err: String(err), url: redactServers(config.nats.url).join(","), attempt }, "NATS not reachable, retrying");
-        await sleep(delay).catch(() => undefined);
-        delay = Math.min(delay * 2, 2000);
-      }
-    }
+    nc = await connectWithRetry(
+      { ...natsOptions, name: `roster-registry-${registryId}`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
+      { signal: stopping.signal, logger: log, logFields: { url: redactServers(config.nats.url).join(",") } },
+    ).catch(() => null);
     const conn = nc;
     if (!conn || stopping.signal.aborted) return;
     natsConnected = true;
     log.info({ server: redactUrl(conn.getServer()), auth: natsAuthMethod(config.nats), tls: config.nats.tls !== undefined && config.nats.tls !== false }, "connected to NATS");
     void watchStatus(conn).catch(() => undefined);
+    if (config.nats.bulkConnection) {
+      bulk = await connectWithRetry(
+        { ...natsOptions, name: `roster-registry-${registryId}-bulk`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
+        { signal: stopping.signal, logger: log },
+      ).catch(() => null);
+      if (!bulk || stopping.signal.aborted) return;
+    }
     const kvLog = log.child({ component: "kv" });
     const store = await KvCatalog.open(
       conn,
@@ -302,21 +219,19 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           dirty = true;
         },
         onWritten: metrics.written,
-        ...(config.lease.enabled ? { gate: () => replica?.gate(natsConnected) ?? "hold" } : {}),
+        onError: (err) => guard?.suspect(err),
+        // While the buckets are gone writes wait (merged per key); with the lease, only its holder writes.
+        gate: () => (!storeAvailable() ? "hold" : config.lease.enabled ? (replica?.gate(natsConnected) ?? "hold") : "write"),
       },
       stopping.signal,
     );
-    const loadRecords = async () => {
-      for (let delayMs = 200; ; delayMs = Math.min(delayMs * 2, 2000)) {
-        try {
-          return await store.load();
-        } catch (err) {
-          if (stopping.signal.aborted || conn.isClosed()) return null;
-          kvLog.warn({ err: String(err) }, "catalog load failed, retrying");
-          await sleep(delayMs);
-        }
-      }
-    };
+    const loadRecords = () =>
+      retry(() => store.load(), {
+        initialMs: 200,
+        signal: stopping.signal,
+        giveUp: () => conn.isClosed(),
+        onError: (err) => kvLog.warn({ err: String(err) }, "catalog load failed, retrying"),
+      }).catch(() => null);
     let records: Awaited<ReturnType<typeof loadRecords>> = [];
     if (config.lease.enabled) {
       kv = store;
@@ -344,9 +259,27 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       kv = store;
       dispatch(core.loaded(records, now()));
     }
+    guard = new StoreGuard(conn, {
+      buckets: [
+        { name: CATALOG_BUCKET, replicas: config.kvReplicas, revision: () => memory.revision },
+        ...(config.lease.enabled ? [{ name: LEASE_BUCKET, replicas: config.kvReplicas, revision: () => replica?.leaseRevision ?? 0 }] : []),
+      ],
+      intervalMs: config.storeCheckInterval,
+      logger: log.child({ component: "store" }),
+      connected: () => natsConnected,
+      onLost: () => undefined,
+      onRestored: (recreated) => {
+        if (!recreated) return;
+        store.storeRecreated();
+        void replica?.storeRecreated();
+        // Rewrite the catalog as the state machine holds it, then let the agents correct it.
+        if (acting()) dispatch(core.storeRecreated(now()));
+      },
+    });
+    guard.start();
     loaded = true;
-    subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
-    subs.push(startSnapshotResponder(conn));
+    subs.push(...startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" }), bulk ?? conn));
+    subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
     timers.push(
       setInterval(() => {
         try {
@@ -357,20 +290,16 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           log.error({ err: String(err) }, "tick failed");
         }
       }, config.tickInterval),
-      setInterval(() => {
-        try {
-          if (!natsConnected || !acting()) return;
-          conn.publish(
-            PRESENCE_SUBJECT,
-            encode(PresenceMessage, {
-              v: PROTOCOL_VERSION, kind: "presence", registryId, epoch, sentAt: Date.now(), revision: memory.revision, intervalMs: config.presenceInterval,
-              ...(core.degraded ? { degraded: { reason: core.degraded.reason, since: core.degraded.since } } : {}),
-            }),
-          );
-        } catch (err) {
-          log.warn({ err: String(err) }, "presence publish failed");
-        }
-      }, config.presenceInterval),
+      startPresence(conn, {
+        registryId,
+        epoch,
+        intervalMs: config.presenceInterval,
+        revision: () => memory.revision,
+        degraded: () => core.degraded,
+        // No presence while cut off, not the writer, or the store is lost: clients must say stale.
+        publishing: () => natsConnected && acting() && storeAvailable(),
+        logger: log,
+      }),
     );
     log.info({ url, instances: memory.instanceCount, revision: memory.revision, role: acting() ? "leader" : "standby" }, "registry ready");
     resolveReady();
@@ -380,6 +309,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const close = () => {
     closed ??= (async () => {
       stopping.abort();
+      guard?.stop();
       for (const t of timers) clearInterval(t);
       for (const s of subs) s.unsubscribe();
       await connecting?.catch(() => undefined);
@@ -388,6 +318,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       await replica?.close();
       await xds?.close();
       await http.close();
+      if (bulk && !bulk.isClosed()) await bulk.close().catch(() => undefined);
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
         const conn = nc;

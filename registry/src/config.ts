@@ -1,5 +1,5 @@
 import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "@roster/schemas";
-import { HttpTls, RateLimitConfig } from "./adapters/http-auth.js";
+import { HttpTls, RateLimitConfig } from "./adapters/http/auth.js";
 import { XdsConfig } from "./adapters/xds/config.js";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
@@ -28,12 +28,18 @@ export const RegistryConfig = z
         ),
         /** Wait between reconnect attempts. */
         reconnectWait: Duration.default(500),
+        /**
+         * Heartbeats and snapshot requests on a second connection, so transitions never queue behind
+         * them. Off by default: messages of one host are then no longer read in the order sent
+         * (docs/architecture.md, "Transitions first").
+         */
+        bulkConnection: z.boolean().default(false),
         /** user/password, token, nkey seed, creds file, tls (see docs/architecture.md "Security"). */
         ...natsAuthFields,
       })
       .strict()
       .superRefine(refineNatsAuth)
-      .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500 }),
+      .default({ url: "nats://127.0.0.1:4222", reconnectWait: 500, bulkConnection: false }),
     http: z
       .object({
         listen: HostPort.default("127.0.0.1:7700"),
@@ -69,8 +75,15 @@ export const RegistryConfig = z
     presenceInterval: Duration.default(1000),
     /** How often silence and expiry are evaluated. */
     tickInterval: Duration.default(100),
-    /** Replicas of the KV bucket (1 on a single server, 3 on a cluster). */
-    kvReplicas: z.number().int().min(1).max(5).default(1),
+    /** Replicas of the KV buckets: "auto" = 3 on a NATS cluster (fewer if it has fewer servers), 1 on a single server. */
+    kvReplicas: z.union([z.literal("auto"), z.number().int().min(1).max(5)]).default("auto"),
+    /** How often the registry checks that its buckets still exist (a NATS node back with an empty store). */
+    storeCheckInterval: Duration.default(1000),
+    /**
+     * This registry's identity (lease holder, presence). Default: `<hostname>-<port>` when the HTTP
+     * port is fixed, so a restarted registry recognises its own lease; a random id on port 0.
+     */
+    registryId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, { error: "expected 1-128 of A-Z a-z 0-9 . _ : -" }).optional(),
     /** Longest `wait` a blocking query may ask for. */
     maxBlockingWait: Duration.default(300_000),
     /** Server-sent event streams (/v1/stream, /v1/services/:name/stream). */
@@ -88,7 +101,7 @@ export const RegistryConfig = z
     /** Registry replicas: one writer at a time, elected by a lease on KV compare-and-set (docs/architecture.md). */
     lease: z
       .object({
-        /** Off: this registry always writes (one registry). On: run any number of replicas. */
+        /** On: run any number of replicas, one writes. Off (default): this registry always writes (exactly one registry). */
         enabled: z.boolean().default(false),
         /** A standby takes over after a full ttl without a renewal; the writer renews every (ttl - margin) / 2. */
         ttl: Duration.default(3000),
@@ -110,6 +123,19 @@ export function parseConfig(input: unknown): RegistryConfig {
   const r = RegistryConfig.safeParse(input ?? {});
   if (!r.success) throw new ConfigError(formatIssues(r.error));
   return r.data;
+}
+
+/**
+ * The registry's identity: `registryId` if set, else `<hostname>-<port>` for a fixed HTTP port (two
+ * live registries on one host cannot share a port, so the id is unique where it matters, and a
+ * restarted process finds its own lease and writes at once), else (port 0) a random one.
+ */
+export function registryIdentity(config: RegistryConfig, hostname: string, random: () => string): string {
+  if (config.registryId) return config.registryId;
+  const { port } = splitHostPort(config.http.listen);
+  if (port === 0) return random();
+  const host = hostname.replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 100) || "registry";
+  return `${host}-${port}`;
 }
 
 /** `"127.0.0.1:7700"` → `{ host, port }` (brackets stripped for IPv6). */

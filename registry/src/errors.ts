@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   ROSTER_ROUTE_NOT_FOUND: "no such HTTP route",
   ROSTER_NOT_READY: "the registry is not connected to NATS or has not loaded the catalog yet",
   ROSTER_KV_WRITE_FAILED: "a catalog write to JetStream KV failed after every retry",
+  ROSTER_STORE_LOST: "the catalog's JetStream buckets are gone or behind (a NATS node came back with an empty store)",
   ROSTER_UNAUTHORIZED: "the HTTP request carries no bearer token, or an unknown one",
   ROSTER_FORBIDDEN: "the bearer token lacks the scope (read or write) the route needs",
   ROSTER_RATE_LIMITED: "the client (token, else IP) sent more requests than http.rateLimit allows",
@@ -28,6 +29,7 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_ROUTE_NOT_FOUND: 404,
   ROSTER_NOT_READY: 503,
   ROSTER_KV_WRITE_FAILED: 503,
+  ROSTER_STORE_LOST: 503,
   ROSTER_UNAUTHORIZED: 401,
   ROSTER_FORBIDDEN: 403,
   ROSTER_RATE_LIMITED: 429,
@@ -77,6 +79,12 @@ export class NotReadyError extends RosterError {
 export class KvWriteError extends RosterError {
   constructor(key: string, options?: { cause?: unknown }) {
     super("ROSTER_KV_WRITE_FAILED", `catalog write of "${key}" failed after retries`, options);
+  }
+}
+
+export class StoreLostError extends RosterError {
+  constructor(reason: string, options?: { cause?: unknown }) {
+    super("ROSTER_STORE_LOST", `catalog store lost: ${reason}`, options);
   }
 }
 

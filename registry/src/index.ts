@@ -13,7 +13,7 @@ export {
   type RegistryErrorCode,
 } from "./errors.js";
 export { CatalogState, sameRecord, type Effect, type CatalogOptions, type AgentInput, type CatalogCounters, type DegradedInfo, type RejectReason } from "./core/catalog.js";
-export { CatalogMemory, type CatalogReader, type ServiceView } from "./adapters/catalog-memory.js";
-export { buildHttp, type HttpDeps, type StatusBody } from "./adapters/http.js";
-export { decodeAgentMessage, DropLog, type DropCounters, type IngestDropReason } from "./adapters/ingest.js";
-export { KvCatalog, type KvCatalogOptions, type KvCatalogStats } from "./adapters/kv-catalog.js";
+export { CatalogMemory, type CatalogReader, type ServiceView } from "./adapters/store/catalog-memory.js";
+export { buildHttp, type HttpDeps, type StatusBody } from "./adapters/http/server.js";
+export { decodeAgentMessage, DropLog, type DropCounters, type IngestDropReason } from "./adapters/nats/ingest.js";
+export { KvCatalog, type KvCatalogOptions, type KvCatalogStats } from "./adapters/store/kv-catalog.js";

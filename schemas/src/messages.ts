@@ -278,7 +278,7 @@ export const PresenceMessage = z.object({
 export type PresenceMessage = z.infer<typeof PresenceMessage>;
 
 /** Why the registry asks for a resync (what it sends). */
-export const ResyncReason = z.enum(["digest-mismatch", "unknown-host", "registry-start", "registry-reconnect"]);
+export const ResyncReason = z.enum(["digest-mismatch", "unknown-host", "registry-start", "registry-reconnect", "store-lost"]);
 export type ResyncReason = z.infer<typeof ResyncReason>;
 
 /**

@@ -9,8 +9,8 @@ import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { AgentMessageKind, CatalogDelta } from "@roster/schemas";
 import type { CatalogCounters, Effect } from "../core/catalog.js";
-import type { DropLog } from "./ingest.js";
-import type { KvCatalogStats } from "./kv-catalog.js";
+import type { DropLog } from "./nats/ingest.js";
+import type { KvCatalogStats } from "./store/kv-catalog.js";
 
 /** What the metrics read at scrape time. */
 export interface RegistryMetricsSource {
@@ -21,6 +21,8 @@ export interface RegistryMetricsSource {
   natsConnected(): boolean;
   catalogLoaded(): boolean;
   kv(): KvCatalogStats | null;
+  /** The catalog store's health (adapters/store-guard.ts); null before it is checked. */
+  store?(): { available: boolean; losses: number; recreations: number } | null;
   drops: DropLog;
   ignored: CatalogCounters;
   counters: { resyncsPublished: number; snapshotsServed: number; reconnects: number };
@@ -78,6 +80,9 @@ export class RegistryMetrics {
     gaugeOf("roster_registry_self_preservation", "1 while self-preservation holds expiry (too many hosts silent at once)", () => (src.summary().selfPreservation ? 1 : 0));
     gaugeOf("roster_registry_nats_connected", "1 while connected to NATS", () => (src.natsConnected() ? 1 : 0));
     gaugeOf("roster_registry_catalog_loaded", "1 once the catalog is loaded from KV", () => (src.catalogLoaded() ? 1 : 0));
+    gaugeOf("roster_registry_store_available", "0 while the catalog buckets are gone (a NATS node back with an empty store): writes held", () => (src.store?.()?.available === false ? 0 : 1));
+    counterOf("roster_registry_store_losses_total", "Times the catalog buckets were found gone or behind", () => src.store?.()?.losses ?? 0);
+    counterOf("roster_registry_store_recreations_total", "Times the catalog buckets were recreated and the catalog rewritten", () => src.store?.()?.recreations ?? 0);
     gaugeOf("roster_registry_kv_writes_pending", "Catalog writes queued, not yet written", () => src.kv()?.pending ?? 0);
 
     counterOf("roster_registry_snapshot_requests_total", "Snapshot requests answered over NATS", () => src.counters.snapshotsServed);

@@ -92,8 +92,13 @@ export type AgentInput = RegisterMessage | HeartbeatMessage | HealthMessage | De
 interface HostState {
   hostId: string;
   epoch: number;
-  /** Last seq seen in `epoch`; -1 when unknown (host rebuilt from KV). */
+  /** Last seq of a transition (register, health, deregister) in `epoch`; -1 when unknown (host rebuilt from KV). */
   lastSeq: number;
+  /**
+   * Last heartbeat seq in `epoch`. Heartbeats are judged apart: the registry may read them on
+   * another connection than transitions, so a register can arrive after a heartbeat sent later.
+   */
+  lastBeatSeq: number;
   lastSeen: number;
   heartbeatIntervalMs: number;
   /** Set when the host went silent; null while it is alive. */
@@ -249,6 +254,7 @@ export class CatalogState {
           hostId: r.host,
           epoch: r.epoch,
           lastSeq: -1,
+          lastBeatSeq: -1,
           lastSeen: now,
           heartbeatIntervalMs: this.opts.assumedHeartbeatIntervalMs,
           lostAt: null,
@@ -282,6 +288,23 @@ export class CatalogState {
     return effects;
   }
 
+  /**
+   * The store came back empty and its buckets were recreated: every record is written again (KV
+   * must hold the catalog), and every host gets a fresh silence window and is asked for its full
+   * registration ("store-lost"): what changed while nothing could be written is known to the agents.
+   */
+  storeRecreated(now: number): Effect[] {
+    const effects: Effect[] = [];
+    for (const r of this.instances.values()) effects.push({ type: "put", record: r });
+    for (const h of this.hosts.values()) {
+      h.lastSeen = now;
+      h.lostAt = null;
+      this.resync(h.hostId, "store-lost", now, h.heartbeatIntervalMs, effects, true);
+    }
+    this.leaveDegraded(now, 0, effects);
+    return effects;
+  }
+
   handle(msg: AgentInput, now: number): Effect[] {
     switch (msg.kind) {
       case "register":
@@ -300,15 +323,15 @@ export class CatalogState {
    * greater than the last one in the same epoch; true when the caller may apply the message (and
    * then advances the host's epoch/seq/lastSeen).
    */
-  private gate(h: { epoch: number; lastSeq: number }, msg: AgentInput, effects: Effect[]): boolean {
+  private gate(h: { epoch: number; lastSeq: number }, msg: AgentInput, effects: Effect[], lastSeq = h.lastSeq): boolean {
     if (msg.epoch < h.epoch) {
       this.counters.stale++;
       this.reject("stale-epoch", msg, effects);
       return false;
     }
-    if (msg.epoch === h.epoch && msg.seq <= h.lastSeq) {
+    if (msg.epoch === h.epoch && msg.seq <= lastSeq) {
       this.counters.duplicate++;
-      this.reject(msg.seq === h.lastSeq ? "duplicate" : "out-of-order", msg, effects);
+      this.reject(msg.seq === lastSeq ? "duplicate" : "out-of-order", msg, effects);
       return false;
     }
     return true;
@@ -335,8 +358,13 @@ export class CatalogState {
 
   /** Advances epoch/seq/lastSeen; a message from a lost host revives it and asks for a resync. */
   private touch(h: HostState, msg: AgentInput, now: number, effects: Effect[]): void {
+    if (msg.epoch !== h.epoch) {
+      h.lastSeq = -1;
+      h.lastBeatSeq = -1;
+    }
     h.epoch = msg.epoch;
-    h.lastSeq = msg.seq;
+    if (msg.kind === "heartbeat") h.lastBeatSeq = msg.seq;
+    else h.lastSeq = msg.seq;
     h.lastSeen = now;
     if (h.lostAt !== null) {
       h.lostAt = null;
@@ -359,6 +387,7 @@ export class CatalogState {
         hostId: msg.hostId,
         epoch: msg.epoch,
         lastSeq: msg.seq,
+        lastBeatSeq: -1,
         lastSeen: now,
         heartbeatIntervalMs: msg.heartbeatIntervalMs,
         lostAt: null,
@@ -416,11 +445,13 @@ export class CatalogState {
       if (!this.replayed(msg, effects)) this.resync(msg.hostId, "unknown-host", now, msg.heartbeatIntervalMs, effects);
       return effects;
     }
-    if (!this.gate(h, msg, effects)) return effects;
+    if (!this.gate(h, msg, effects, h.lastBeatSeq)) return effects;
     const wasLost = h.lostAt !== null;
+    // A beat sent before the last transition applied carries an older digest: not a divergence.
+    const current = msg.epoch !== h.epoch || msg.seq > h.lastSeq;
     this.touch(h, msg, now, effects);
     h.heartbeatIntervalMs = msg.heartbeatIntervalMs;
-    if (!wasLost && this.digestOf(h.hostId) !== msg.digest) {
+    if (!wasLost && current && this.digestOf(h.hostId) !== msg.digest) {
       this.resync(h.hostId, "digest-mismatch", now, h.heartbeatIntervalMs, effects);
     }
     return effects;

@@ -1,6 +1,6 @@
 /**
  * The writer lease of registry replicas: a pure state machine (no I/O, no clock: `now` is a
- * monotonic time in ms that comes in). The adapter (adapters/lease-kv.ts) stores the lease in one
+ * monotonic time in ms that comes in). The adapter (adapters/store/lease-kv.ts) stores the lease in one
  * JetStream KV key and carries out the compare-and-set writes this machine asks for.
  *
  * Roles:
@@ -245,6 +245,32 @@ export class LeaseState {
     if (this._role === "standby") this.awaitWritable = true;
     this.notBefore = now + this.opts.retryEveryMs;
     return [];
+  }
+
+  /** Last revision seen of the key (-1 never read, 0 absent). */
+  get keyRevision(): number {
+    return this.revision;
+  }
+
+  /**
+   * The lease bucket was recreated empty (a NATS node back with an empty store): the key and its
+   * revision are gone. A holder writes its lease again (a create, answered like a renew, so a
+   * suspended holder resumes); a standby forgets what it saw and reads afresh. Call only with no
+   * CAS in flight.
+   */
+  storeRecreated(now: number): LeaseAction | null {
+    this.inFlight = null;
+    this.mustRead = false;
+    this.awaitWritable = false;
+    this.changedAt = now;
+    if (this._role === "standby") {
+      this.revision = -1;
+      this.holderValue = null;
+      return null;
+    }
+    const action: LeaseAction = { type: "renew", expectRevision: 0, value: this.valueOf(this.myEpoch) };
+    this.inFlight = { ...action, sentAt: now };
+    return action;
   }
 
   /** A graceful stop: the adapter deletes the key (CAS) so a standby takes over at once. */

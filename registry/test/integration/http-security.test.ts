@@ -10,8 +10,8 @@ import { after, before, describe, it } from "node:test";
 import { selfSignedCert } from "@roster/testkit";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
-import { CatalogMemory } from "../../src/adapters/catalog-memory.js";
-import { buildHttp, type StatusBody } from "../../src/adapters/http.js";
+import { CatalogMemory } from "../../src/adapters/store/catalog-memory.js";
+import { buildHttp, type StatusBody } from "../../src/adapters/http/server.js";
 import { parseConfig } from "../../src/config.js";
 
 const silent = pino({ level: "silent" });

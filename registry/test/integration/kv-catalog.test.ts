@@ -4,8 +4,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
 import { CATALOG_BUCKET, CatalogDelta, type CatalogInstance } from "@roster/schemas";
 import { NatsServer, waitFor } from "@roster/testkit";
-import { CatalogMemory } from "../../src/adapters/catalog-memory.js";
-import { KvCatalog } from "../../src/adapters/kv-catalog.js";
+import { CatalogMemory } from "../../src/adapters/store/catalog-memory.js";
+import { KvCatalog } from "../../src/adapters/store/kv-catalog.js";
 import { collectDeltas, silent } from "./helpers.js";
 
 function rec(id: string, over: Partial<CatalogInstance> = {}): CatalogInstance {

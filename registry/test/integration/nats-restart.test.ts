@@ -55,7 +55,8 @@ describe("registry across a nats-server restart", () => {
   });
 
   it("nats restart - a write given up during a long outage is reconciled once KV is back", async () => {
-    const r2 = await startRegistry(nats.url, { kvWriteRetryFor: "300ms" });
+    // Without the lease: with it, writes are held (not given up) while the connection is down.
+    const r2 = await startRegistry(nats.url, { kvWriteRetryFor: "300ms", lease: { enabled: false } });
     const a2 = await FakeAgent.connect(nats.url, "host-m", 1, 5000);
     try {
       await a2.register([inst("m1", { service: "recon" })]);

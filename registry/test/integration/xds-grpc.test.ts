@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ChildProc, NatsServer, freePort, repoRoot, spawnNode, waitFor } from "@roster/testkit";
-import type { CatalogChange } from "../../src/adapters/catalog-memory.js";
+import type { CatalogChange } from "../../src/adapters/store/catalog-memory.js";
 import type { Registry } from "../../src/app.js";
 import { startRegistry } from "./helpers.js";
 import { CallLog, XDS_CLIENT, XDS_PY_CLIENT, startEchoServer, writeBootstrap, type EchoServer } from "./xds-helpers.js";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BodyCache } from "../../src/adapters/body-cache.js";
+import { BodyCache } from "../../src/adapters/http/body-cache.js";
 
 describe("BodyCache", () => {
   it("encodes once per (service, revision, variant) and again when the revision moves", () => {

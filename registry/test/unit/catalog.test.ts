@@ -54,6 +54,26 @@ function digestOf(state: CatalogState, host: string): string {
 }
 
 describe("catalog core", () => {
+  it("catalog - heartbeats are ordered apart from transitions: a health read after a later heartbeat still applies; a beat older than the last transition asks nothing", () => {
+    const c = new CatalogState(OPTS);
+    const a = new Agent("h-order");
+    c.handle(a.register([inst("o1")]), 0); // seq 1
+    const flip = a.health("o1", "critical"); // seq 2
+    const later = a.heartbeat("digest-after-the-flip"); // seq 3, read first (another connection)
+    c.handle(later, 10);
+    const applied = c.handle(flip, 11);
+    assert.equal(c.record("orders", "o1")?.status, "critical", "the transition is not refused as out-of-order");
+    assert.ok(applied.some((e) => e.type === "put"));
+    const b = new Agent("h-order-2");
+    c.handle(b.register([inst("p1")]), 20); // seq 1
+    const before = b.heartbeat("digest-before-the-flip"); // seq 2, read after the flip
+    c.handle(b.health("p1", "critical"), 21); // seq 3
+    assert.deepEqual(c.handle(before, 22).filter((e) => e.type !== "put"), [], "no resync for a beat older than the last transition");
+    const reasons = (es: Effect[]) => es.filter((e) => e.type === "reject").map((e) => (e as { reason: string }).reason);
+    assert.deepEqual(reasons(c.handle(before, 23)), ["duplicate"], "beats are still ordered among themselves");
+    assert.deepEqual(reasons(c.handle(flip, 24)), ["duplicate"], "transitions too");
+  });
+
   it("catalog - register puts each instance, passing, with host and epoch", () => {
     const s = new CatalogState(OPTS);
     const a = new Agent("h1");

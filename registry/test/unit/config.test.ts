@@ -12,7 +12,7 @@ describe("registry config", () => {
     assert.equal(c.deregisterAfter, 60_000);
     assert.deepEqual(c.selfPreservation, { threshold: 0.3, minHosts: 3, window: 15_000 });
     assert.equal(c.presenceInterval, 1000);
-    assert.equal(c.kvReplicas, 1);
+    assert.equal(c.kvReplicas, "auto");
     assert.equal(c.maxBlockingWait, 300_000);
   });
 

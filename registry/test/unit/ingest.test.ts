@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { encode, HeartbeatMessage } from "@roster/schemas";
 import { pino } from "pino";
-import { DropLog, decodeAgentMessage } from "../../src/adapters/ingest.js";
+import { DropLog, decodeAgentMessage } from "../../src/adapters/nats/ingest.js";
 
 const te = new TextEncoder();
 const hb = (hostId: string) =>

@@ -31,6 +31,29 @@ function leader() {
 }
 
 describe("lease", () => {
+  it("lease - a suspended holder whose bucket was recreated empty writes its lease again (create) and resumes", () => {
+    const l = leader();
+    l.tick(RENEW);
+    assert.deepEqual(l.failed(RENEW + 5), []);
+    const { events } = l.tick(TTL);
+    assert.deepEqual(events.map((e) => e.type), ["suspended"]);
+    const action = l.storeRecreated(TTL + 10);
+    assert.deepEqual(action, { type: "renew", expectRevision: 0, value: { registryId: "me", epoch: 1, ttlMs: TTL } });
+    assert.deepEqual(l.succeeded(40, TTL + 12), [{ type: "resumed", epoch: 1 }]);
+    assert.equal(l.keyRevision, 40);
+    assert.equal(l.canWrite(TTL + 20), true);
+  });
+
+  it("lease - a standby whose bucket was recreated forgets the old key and reads afresh", () => {
+    const s = mk("standby");
+    s.observe(7, other(), 0);
+    assert.equal(s.storeRecreated(100), null);
+    assert.equal(s.needsRead, true);
+    assert.equal(s.holder, null);
+    assert.deepEqual(s.observe(0, null, 120), []);
+    assert.equal(s.tick(130).action?.type, "acquire", "an empty recreated bucket: the key is free");
+  });
+
   it("lease - does nothing before the key has been read", () => {
     const l = mk();
     assert.equal(l.needsRead, true);

@@ -5,9 +5,9 @@ import type { CatalogInstance } from "@roster/schemas";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { z } from "zod";
-import { CatalogMemory } from "../../src/adapters/catalog-memory.js";
-import { buildHttp, type StatusBody } from "../../src/adapters/http.js";
-import { docSchema, routesOf } from "../../src/adapters/openapi.js";
+import { CatalogMemory } from "../../src/adapters/store/catalog-memory.js";
+import { buildHttp, type StatusBody } from "../../src/adapters/http/server.js";
+import { docSchema, routesOf } from "../../src/adapters/http/openapi.js";
 
 const silent = pino({ level: "silent" });
 const rec = (id: string, over: Partial<CatalogInstance> = {}): CatalogInstance => ({

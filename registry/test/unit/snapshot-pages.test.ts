@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Snapshot, decode, type CatalogInstance } from "@roster/schemas";
-import { SNAPSHOT_PAGE_BUDGET, SnapshotPages, paginate } from "../../src/adapters/snapshot-pages.js";
-import type { ServiceView } from "../../src/adapters/catalog-memory.js";
+import { SNAPSHOT_PAGE_BUDGET, SnapshotPages, paginate } from "../../src/adapters/nats/snapshot-pages.js";
+import type { ServiceView } from "../../src/adapters/store/catalog-memory.js";
 
 function instance(i: number, metaBytes = 300): CatalogInstance {
   return {

@@ -1,4 +1,4 @@
-export { NatsServer, assertNatsServerInstalled, type NatsServerOptions } from "./nats-server.js";
+export { NatsServer, assertNatsServerInstalled, type NatsRestartOptions, type NatsServerOptions } from "./nats-server.js";
 export { waitFor } from "./wait.js";
 export { ChildProc, spawnNode } from "./process.js";
 export { freePort } from "./net.js";

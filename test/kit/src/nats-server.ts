@@ -28,17 +28,25 @@ export function assertNatsServerInstalled(): void {
   }
 }
 
+/** How the server comes back in `start()` / `restart()`. */
+export interface NatsRestartOptions {
+  /** Remove the JetStream store first: a node back with a lost volume. */
+  wipeStore?: boolean;
+  /** Run with or without JetStream from now on (default: as before). */
+  jetstream?: boolean;
+}
+
 /**
  * A real nats-server on a free port, for one test file. `stop()` / `start()` / `restart()`
- * cause outages while keeping the JetStream store and the port, so clients reconnect to
- * the same URL.
+ * cause outages while keeping the JetStream store (unless `wipeStore`) and the port, so clients
+ * reconnect to the same URL.
  */
 export class NatsServer {
   readonly storeDir: string;
   port = 0;
   private proc: ChildProcess | null = null;
   private readonly workDir: string;
-  private readonly opts: NatsServerOptions;
+  private opts: NatsServerOptions;
 
   private constructor(workDir: string, opts: NatsServerOptions) {
     this.workDir = workDir;
@@ -66,8 +74,10 @@ export class NatsServer {
     return this.proc?.pid;
   }
 
-  async start(): Promise<void> {
+  async start(restart: NatsRestartOptions = {}): Promise<void> {
     if (this.running) return;
+    if (restart.wipeStore) await rm(this.storeDir, { recursive: true, force: true });
+    if (restart.jetstream !== undefined) this.opts = { ...this.opts, jetstream: restart.jetstream };
     const portsDir = join(this.workDir, `ports-${Date.now()}`);
     const args = [...(this.opts.configFile ? ["-c", this.opts.configFile] : []), "-a", "127.0.0.1", "-p", String(this.port || -1), "--ports_file_dir", portsDir];
     if (this.opts.jetstream !== false) args.push("-js", "-sd", this.storeDir);
@@ -114,9 +124,9 @@ export class NatsServer {
     this.proc = null;
   }
 
-  async restart(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  async restart(signal: NodeJS.Signals = "SIGTERM", opts: NatsRestartOptions = {}): Promise<void> {
     await this.stop(signal);
-    await this.start();
+    await this.start(opts);
   }
 
   /** Stops the server and removes its store. */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { HttpTls } from "../http-auth.js";
+import { HttpTls } from "../http/auth.js";
 
 const HOST_PORT_RE = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 

@@ -19,7 +19,7 @@ import { splitHostPort } from "../../config.js";
 import { TYPE_URL, XDS_KINDS, buildResource, type XdsKind, type XdsResourceOptions } from "../../core/xds-resources.js";
 import { XdsStreamState, type RequestOutcome } from "../../core/xds-stream.js";
 import { XdsDeltaState, type DeltaOutcome } from "../../core/xds-delta.js";
-import type { CatalogMemory } from "../catalog-memory.js";
+import type { CatalogMemory } from "../store/catalog-memory.js";
 import type { XdsConfig } from "./config.js";
 import { loadXdsProtos } from "./protos.js";
 

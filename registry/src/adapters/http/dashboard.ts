@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 /** The dashboard's static files (registry/ui), shipped with the package: no build step. */
-const UI_DIR = fileURLToPath(new URL("../../../ui/", import.meta.url));
+const UI_DIR = fileURLToPath(new URL("../../../../ui/", import.meta.url));
 const FILES: Record<string, string> = {
   "index.html": "text/html; charset=utf-8",
   "app.js": "text/javascript; charset=utf-8",

@@ -2,16 +2,16 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { Name, formatIssues, parseDuration } from "@roster/schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";
+import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../../errors.js";
 import { BodyCache } from "./body-cache.js";
-import type { CatalogReader } from "./catalog-memory.js";
-import { registerCatalogRoutes } from "./http-catalog.js";
-import { registerMetricsRoutes } from "./http-metrics.js";
+import type { CatalogReader } from "../store/catalog-memory.js";
+import { registerCatalogRoutes } from "./catalog.js";
+import { registerMetricsRoutes } from "./metrics.js";
 import { registerDashboard } from "./dashboard.js";
 import { ErrorBody, docSchema, registerOpenApi } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 import { registerStreamRoutes, type StreamOptions } from "./stream.js";
-import { installHttpSecurity, httpServerOptions, translateHttpError, type HttpSecurity } from "./http-auth.js";
+import { installHttpSecurity, httpServerOptions, translateHttpError, type HttpSecurity } from "./auth.js";
 
 export interface StatusBody {
   revision: number;

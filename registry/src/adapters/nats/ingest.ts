@@ -11,7 +11,7 @@ import {
   type AgentMessageKind,
 } from "@roster/schemas";
 import type { Logger } from "pino";
-import type { AgentInput } from "../core/catalog.js";
+import type { AgentInput } from "../../core/catalog.js";
 
 export type IngestDropReason = "bad-subject" | "too-large" | "not-json" | "invalid" | "host-mismatch" | "handler-error";
 
@@ -79,20 +79,52 @@ export class DropLog {
   }
 }
 
-/** Subscribes to every agent subject and hands valid messages to `handle`. Nothing on the wire can crash it. */
+/** The agent messages that change the catalog: never queued behind heartbeats (see startIngest). */
+const TRANSITIONS: readonly AgentMessageKind[] = ["register", "health", "deregister"];
+const isTransition = (subject: string) => {
+  const kind = subject.slice(subject.lastIndexOf(".") + 1);
+  return kind === "register" || kind === "health" || kind === "deregister";
+};
+
+/**
+ * Subscribes to every agent subject and hands valid messages to `handle`. Nothing on the wire can
+ * crash it. With a `bulk` connection, transitions (register, health, deregister) are read on `nc`
+ * and everything else (heartbeats, unknown kinds) on `bulk`: each connection is its own socket, so
+ * a transition waits behind at most one read of heartbeats, not behind the whole backlog
+ * (docs/architecture.md, "Transitions first").
+ */
 export function startIngest(
   nc: NatsConnection,
   drops: DropLog,
   handle: (msg: AgentInput) => void,
   log: Logger,
+  bulk?: NatsConnection,
+): Subscription[] {
+  if (!bulk || bulk === nc) return [subscribeAgents(nc, AGENT_WILDCARD, drops, handle, log)];
+  const prefix = AGENT_WILDCARD.slice(0, -1); // "roster.v1.agent.*."
+  return [
+    ...TRANSITIONS.map((kind) => subscribeAgents(nc, prefix + kind, drops, handle, log)),
+    // The transitions also arrive here: skipped on their subject alone, before any decoding.
+    subscribeAgents(bulk, AGENT_WILDCARD, drops, handle, log, (subject) => !isTransition(subject)),
+  ];
+}
+
+function subscribeAgents(
+  nc: NatsConnection,
+  subject: string,
+  drops: DropLog,
+  handle: (msg: AgentInput) => void,
+  log: Logger,
+  accept?: (subject: string) => boolean,
 ): Subscription {
-  return nc.subscribe(AGENT_WILDCARD, {
+  return nc.subscribe(subject, {
     callback: (err, m) => {
       try {
         if (err) {
           log.warn({ err: String(err) }, "agent subscription error");
           return;
         }
+        if (accept && !accept(m.subject)) return;
         const r = decodeAgentMessage(m.subject, m.data);
         if (!r.ok) {
           drops.drop(r.reason, r.kind, { subject: m.subject.slice(0, 200), error: r.error });

@@ -10,7 +10,7 @@ import { BearerAuth, Duration, bearerAuthHook, type HttpAuthConfig } from "@rost
 import { readFileSync } from "node:fs";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { PayloadTooLargeError } from "../errors.js";
+import { PayloadTooLargeError } from "../../errors.js";
 
 /** A PEM file read at config time: a missing file is a config error naming the field. */
 const PemFile = z.string().min(1).transform((file, ctx) => {

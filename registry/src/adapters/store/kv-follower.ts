@@ -14,7 +14,7 @@ import type { KvCatalog } from "./kv-catalog.js";
  * sequence with the last revision applied every second and restarts a watch that is behind and
  * has not moved for `stallMs`, so a standby's reads are current again soon after an election.
  */
-export class CatalogMirror {
+export class KvCatalogFollower {
   private readonly store: KvCatalog;
   private readonly log: Logger;
   private stopped = false;

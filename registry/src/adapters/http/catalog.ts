@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { NotReadyError } from "../errors.js";
-import type { HttpDeps } from "./http.js";
+import { NotReadyError } from "../../errors.js";
+import type { HttpDeps } from "./server.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 

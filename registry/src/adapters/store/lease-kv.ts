@@ -1,11 +1,11 @@
-import { JetStreamApiCodes, JetStreamApiError, jetstream } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
+import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { openBucket, type Replicas } from "@roster/runtime";
 import { decode, encode } from "@roster/schemas";
 import type { Logger } from "pino";
-import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
-import { LeaseState, type LeaseAction, type LeaseEvent, type LeaseRole, type LeaseValue } from "../core/lease.js";
+import { LeaseState, type LeaseAction, type LeaseEvent, type LeaseRole, type LeaseValue } from "../../core/lease.js";
 
 /** The lease lives in its own small bucket (history 1), one key. */
 export const LEASE_BUCKET = "roster_leader";
@@ -26,7 +26,7 @@ const isConflict = (err: unknown) =>
 
 export interface KvLeaseOptions {
   registryId: string;
-  replicas: number;
+  replicas: Replicas;
   ttlMs: number;
   marginMs: number;
   logger: Logger;
@@ -57,6 +57,7 @@ export class KvLease {
   private readonly log: Logger;
   private timers: NodeJS.Timeout[] = [];
   private reading = false;
+  private casInFlight: Promise<void> | null = null;
   private closed = false;
 
   private constructor(kv: KV, opts: KvLeaseOptions) {
@@ -75,26 +76,9 @@ export class KvLease {
 
   /** Creates or binds the lease bucket, retrying while JetStream is unavailable. */
   static async open(nc: NatsConnection, opts: KvLeaseOptions, signal?: AbortSignal): Promise<KvLease> {
-    const timeout = Math.max(200, Math.floor((opts.ttlMs - opts.marginMs) / 2));
-    const kvm = new Kvm(jetstream(nc, { timeout }));
-    let delay = 100;
-    for (;;) {
-      try {
-        let kv: KV;
-        try {
-          kv = await kvm.create(LEASE_BUCKET, { history: 1, replicas: opts.replicas });
-        } catch {
-          kv = await kvm.open(LEASE_BUCKET);
-          await kv.status();
-        }
-        return new KvLease(kv, opts);
-      } catch (err) {
-        if (signal?.aborted || nc.isClosed()) throw err;
-        opts.logger.warn({ err: String(err), retryInMs: delay }, "lease bucket not available yet, retrying");
-        await sleep(delay);
-        delay = Math.min(delay * 2, 2000);
-      }
-    }
+    const timeoutMs = Math.max(200, Math.floor((opts.ttlMs - opts.marginMs) / 2));
+    const kv = await openBucket(nc, LEASE_BUCKET, { replicas: opts.replicas, timeoutMs, logger: opts.logger, ...(signal ? { signal } : {}) });
+    return new KvLease(kv, opts);
   }
 
   start(): void {
@@ -163,7 +147,22 @@ export class KvLease {
     }
   }
 
-  private async cas(type: LeaseAction["type"], expect: number, value: LeaseValue): Promise<void> {
+  /** The lease bucket was recreated empty: a holder writes its lease again, a standby reads afresh. */
+  async storeRecreated(): Promise<void> {
+    while (this.casInFlight) await this.casInFlight;
+    const action = this.state.storeRecreated(performance.now());
+    if (action) await this.cas(action.type, action.expectRevision, action.value);
+  }
+
+  private cas(type: LeaseAction["type"], expect: number, value: LeaseValue): Promise<void> {
+    const p = this.doCas(type, expect, value).finally(() => {
+      if (this.casInFlight === p) this.casInFlight = null;
+    });
+    this.casInFlight = p;
+    return p;
+  }
+
+  private async doCas(type: LeaseAction["type"], expect: number, value: LeaseValue): Promise<void> {
     const data = encode(LeaseRecord, { ...value, renewedAt: Date.now() }, "lease record");
     try {
       const revision = expect > 0 ? await this.kv.update(LEASE_KEY, data, expect) : await this.kv.create(LEASE_KEY, data);

@@ -1,5 +1,5 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { Kvm, type KV, type KvWatchEntry } from "@nats-io/kv";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
   CATALOG_BUCKET,
@@ -12,13 +12,14 @@ import {
   encode,
   parseCatalogKey,
 } from "@roster/schemas";
+import { openBucket, type Replicas } from "@roster/runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KvWriteError } from "../errors.js";
+import { KvWriteError } from "../../errors.js";
 import type { CatalogMemory } from "./catalog-memory.js";
 
 export interface KvCatalogOptions {
-  replicas: number;
+  replicas: Replicas;
   /** Longest time one write is retried on transient errors. */
   retryForMs: number;
   logger: Logger;
@@ -31,6 +32,8 @@ export interface KvCatalogOptions {
    * (wait, keep the queue: the lease is uncertain) or "drop" (not the writer: discard the write).
    */
   gate?: () => WriteGate;
+  /** Called with every failed write attempt (the store guard looks for "the bucket is gone"). */
+  onError?: (err: unknown) => void;
 }
 
 export type WriteGate = "write" | "hold" | "drop";
@@ -82,27 +85,13 @@ export class KvCatalog {
 
   /** Creates or binds the bucket (history 1), retrying while JetStream is unavailable. */
   static async open(nc: NatsConnection, memory: CatalogMemory, opts: KvCatalogOptions, signal?: AbortSignal): Promise<KvCatalog> {
-    const kvm = new Kvm(nc);
-    let delay = 100;
-    for (;;) {
-      try {
-        let kv: KV;
-        try {
-          kv = await kvm.create(CATALOG_BUCKET, { history: 1, replicas: opts.replicas });
-        } catch (err) {
-          // An existing bucket with other settings: bind to it as it is.
-          opts.logger.debug({ err }, "kv create failed, binding to the existing bucket");
-          kv = await kvm.open(CATALOG_BUCKET);
-          await kv.status();
-        }
-        return new KvCatalog(nc, kv, memory, opts);
-      } catch (err) {
-        if (signal?.aborted || nc.isClosed()) throw err;
-        opts.logger.warn({ err: String(err), retryInMs: delay }, "catalog bucket not available yet, retrying");
-        await sleep(delay);
-        delay = Math.min(delay * 2, 2000);
-      }
-    }
+    const kv = await openBucket(nc, CATALOG_BUCKET, { replicas: opts.replicas, logger: opts.logger, ...(signal ? { signal } : {}) });
+    return new KvCatalog(nc, kv, memory, opts);
+  }
+
+  /** The bucket was recreated empty (StoreGuard): no key has a revision any more. */
+  storeRecreated(): void {
+    this.keyRev.clear();
   }
 
   /**
@@ -234,6 +223,7 @@ export class KvCatalog {
         return await fn();
       } catch (err) {
         if (isConflict(err) || err instanceof FencedError) throw err;
+        this.opts.onError?.(err);
         if (Date.now() + delay > deadline || this.nc.isClosed()) throw new KvWriteError(key, { cause: err });
         this.stats.retries++;
         const log = attempt === 1 || attempt % 10 === 0 ? this.log.warn.bind(this.log) : this.log.debug.bind(this.log);
@@ -253,10 +243,17 @@ export class KvCatalog {
       try {
         if (desired) {
           const data = encode(CatalogInstance, desired, "catalog record");
-          revision = await this.retry("put", key, () => (expected > 0 ? this.kv.update(key, data, expected) : this.kv.create(key, data)));
+          // The expectation is read at each attempt: a bucket recreated meanwhile (StoreGuard) has none.
+          revision = await this.retry("put", key, () => {
+            const rev = this.keyRev.get(key) ?? 0;
+            return rev > 0 ? this.kv.update(key, data, rev) : this.kv.create(key, data);
+          });
         } else {
           if (!this.memory.get(service, id)) return; // nothing stored: nothing to delete
-          await this.retry("delete", key, () => this.kv.delete(key, expected > 0 ? { previousSeq: expected } : {}));
+          await this.retry("delete", key, () => {
+            const rev = this.keyRev.get(key) ?? 0;
+            return this.kv.delete(key, rev > 0 ? { previousSeq: rev } : {});
+          });
           const entry = await this.retry("get", key, () => this.kv.get(key));
           revision = entry?.revision ?? 0;
         }

@@ -1,15 +1,16 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { CatalogInstance } from "@roster/schemas";
+import type { Replicas } from "@roster/runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { LeaseEvent, LeaseRole } from "../core/lease.js";
-import { CatalogMirror } from "./catalog-mirror.js";
+import type { LeaseEvent, LeaseRole } from "../../core/lease.js";
+import { KvCatalogFollower } from "./kv-follower.js";
 import type { KvCatalog, WriteGate } from "./kv-catalog.js";
 import { KvLease, type LeaseStatus } from "./lease-kv.js";
 
 export interface ReplicaOptions {
   registryId: string;
-  replicas: number;
+  replicas: Replicas;
   ttlMs: number;
   marginMs: number;
   logger: Logger;
@@ -38,7 +39,7 @@ export class Replica {
   private readonly store: KvCatalog;
   private readonly log: Logger;
   private lease: KvLease | null = null;
-  private mirror: CatalogMirror | null = null;
+  private mirror: KvCatalogFollower | null = null;
   private writer = false;
   private transition: Promise<void> = Promise.resolve();
   takeovers = 0;
@@ -56,6 +57,14 @@ export class Replica {
     const { registryId, replicas, ttlMs, marginMs } = this.opts;
     this.lease = await KvLease.open(conn, { registryId, replicas, ttlMs, marginMs, logger: this.log.child({ component: "lease" }), onEvent: (e) => this.onLease(e) }, this.opts.signal);
     this.lease.start();
+    // Ready once the role is known: the writer (a single registry: within a read and a CAS), or a
+    // standby behind a holder. Agent messages read before that would be dropped unseen.
+    const decidedBy = performance.now() + 2 * ttlMs;
+    while (!this.opts.signal.aborted && performance.now() < decidedBy && !this.writer) {
+      const holder = this.lease.state.holder;
+      if (holder && holder.registryId !== registryId && this.role === "standby") break;
+      await sleep(20);
+    }
     return !this.opts.signal.aborted;
   }
 
@@ -81,7 +90,7 @@ export class Replica {
   }
 
   private startMirror(): Promise<void> {
-    this.mirror = new CatalogMirror(this.store, this.log);
+    this.mirror = new KvCatalogFollower(this.store, this.log);
     return this.mirror.start();
   }
 
@@ -120,6 +129,16 @@ export class Replica {
     this.writer = false;
     this.opts.becomeStandby();
     if (!this.mirror && !this.opts.signal.aborted) await this.startMirror();
+  }
+
+  /** The lease key's last revision seen (0 if none): the lease bucket must not be behind it. */
+  get leaseRevision(): number {
+    return Math.max(0, this.lease?.state.keyRevision ?? 0);
+  }
+
+  /** The lease bucket was recreated empty: the holder writes its lease again. */
+  async storeRecreated(): Promise<void> {
+    await this.lease?.storeRecreated();
   }
 
   /** After the last write: releases the lease (a standby takes over at once), stops mirroring. */

@@ -6,8 +6,8 @@ import type { FastifyInstance } from "fastify";
 import { Name, formatIssues, type CatalogInstance } from "@roster/schemas";
 import type { Registry as PromRegistry } from "prom-client";
 import { z } from "zod";
-import { BadRequestError, NotReadyError } from "../errors.js";
-import type { HttpDeps } from "./http.js";
+import { BadRequestError, NotReadyError } from "../../errors.js";
+import type { HttpDeps } from "./server.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 
 /** The querystring as sent: `service` repeatable and/or comma-separated. */

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from "fastify";
 import { Name, formatIssues } from "@roster/schemas";
 import { z } from "zod";
-import { ChangeLog, type LoggedChange } from "../core/change-log.js";
-import { BadRequestError, TooManyStreamsError } from "../errors.js";
-import type { CatalogChange, CatalogReader } from "./catalog-memory.js";
+import { ChangeLog, type LoggedChange } from "../../core/change-log.js";
+import { BadRequestError, TooManyStreamsError } from "../../errors.js";
+import type { CatalogChange, CatalogReader } from "../store/catalog-memory.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 import type { CatalogInstance } from "@roster/schemas";

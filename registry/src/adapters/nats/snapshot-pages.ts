@@ -1,5 +1,5 @@
 import { LIMITS, PROTOCOL_VERSION, Snapshot, encode, type CatalogInstance } from "@roster/schemas";
-import type { ServiceView } from "./catalog-memory.js";
+import type { ServiceView } from "../store/catalog-memory.js";
 
 /** Room left in a page for the envelope (service, revision, page numbers, brackets). */
 const ENVELOPE_RESERVE = 4096;
