@@ -9,7 +9,7 @@ import { Pool, type Dispatcher } from "undici";
 import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "@roster/schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
 import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
-import { CatalogMirror, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
+import { CatalogFollower, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
 import { ConcurrencyLimiter, type Permit } from "./core/concurrency.js";
 import { TimeoutQueue, TryTimerEntry } from "./adapters/timeouts.js";
 import { HedgePolicy } from "./core/hedge.js";
@@ -167,7 +167,7 @@ async function discard(res: Dispatcher.ResponseData): Promise<void> {
 export class Gateway extends EventEmitter {
   readonly dispatcher: GatewayDispatcher;
   /** @internal */ readonly policy: GatewayPolicy;
-  /** @internal */ readonly mirror: CatalogMirror;
+  /** @internal */ readonly mirror: CatalogFollower;
   private nc: NatsConnection | null = null;
   private readonly ownsNc: boolean;
   private readonly runtimes = new Map<string, ServiceRuntime>();
@@ -215,7 +215,7 @@ export class Gateway extends EventEmitter {
       throw new InvalidOptionsError([`balancerOptions.${(err as Error).message}`]);
     }
     this.ownsNc = typeof nats === "string" || Array.isArray(nats);
-    this.mirror = new CatalogMirror({
+    this.mirror = new CatalogFollower({
       services: this.policy.services,
       snapshotTimeoutMs: this.policy.snapshotTimeout,
       snapshotRequestTimeoutMs: this.policy.snapshotRequestTimeout,

@@ -2,7 +2,7 @@
 export { createGateway, Gateway, DEADLINE_HEADER } from "./gateway.js";
 export type { GatewayOptions, RequestOptions, RequestBody, Picked, ServiceStats } from "./gateway.js";
 export { GatewayDispatcher } from "./adapters/dispatcher.js";
-export { CatalogMirror } from "./adapters/mirror.js";
+export { CatalogFollower } from "./adapters/mirror.js";
 export type { MirrorOptions, MirrorStats, RegistryDegraded, ServiceView, StaleReason } from "./adapters/mirror.js";
 export type { Logger } from "./adapters/logger.js";
 export { GatewayPolicy, parsePolicy } from "./config.js";

@@ -15,8 +15,7 @@
 // instances, and resyncs every service when things come back.
 // Bad messages are dropped and counted, never thrown.
 import { EventEmitter } from "node:events";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { readIfExists, writeFileSecurely } from "./lkg-file.js";
 import { errors, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
 import {
@@ -150,7 +149,7 @@ const LkgFile = z.object({
  *   left its degraded mode (many hosts silent at once: agent-lost statuses may be the registry's own
  *   network, not the hosts).
  */
-export class CatalogMirror extends EventEmitter {
+export class CatalogFollower extends EventEmitter {
   readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, snapshotRequests: 0, snapshotRestarts: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
   private nc: NatsConnection | null = null;
   private readonly states = new Map<string, ServiceState>();
@@ -332,13 +331,14 @@ export class CatalogMirror extends EventEmitter {
   async loadLastKnownGood(): Promise<number> {
     const file = this.opts.lastKnownGoodFile;
     if (!file) return 0;
-    let text: string;
+    let text: string | undefined;
     try {
-      text = await readFile(file, "utf8");
+      text = await readIfExists(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err, file }, "cannot read last-known-good file");
+      this.log.warn({ err, file }, "cannot read last-known-good file");
       return 0;
     }
+    if (text === undefined) return 0;
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -799,12 +799,9 @@ export class CatalogMirror extends EventEmitter {
       .filter((s) => s.ready)
       .map((s) => ({ service: s.name, revision: s.revision, known: s.known, instances: s.list }));
     const body = JSON.stringify({ v: 1, savedAt: Date.now(), services });
-    const tmp = `${file}.${process.pid}.tmp`;
     this.lkgWriting = this.lkgWriting.then(async () => {
       try {
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(tmp, body);
-        await rename(tmp, file);
+        await writeFileSecurely(file, body);
       } catch (err) {
         this.log.warn({ err, file }, "cannot write last-known-good file");
       }
