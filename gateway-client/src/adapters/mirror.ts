@@ -35,6 +35,7 @@ import {
 } from "@roster/schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
 import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
+import { ServiceMirror, type ServiceView } from "../core/service-mirror.js";
 import { childLogger, type Logger } from "./logger.js";
 
 export interface MirrorOptions {
@@ -100,25 +101,12 @@ export interface MirrorStats {
   dropped: Record<string, number>;
 }
 
-export interface ServiceView {
-  readonly service: string;
-  readonly revision: number;
-  readonly known: boolean;
-  readonly instances: readonly CatalogInstance[];
-  /** True while the copy comes from the last-known-good file and no snapshot arrived yet. */
-  readonly fromLastKnownGood: boolean;
-}
+export type { ServiceView } from "../core/service-mirror.js";
 
+/** A followed service: the pure state machine, plus what the adapter needs to drive it. */
 interface ServiceState {
   readonly name: string;
-  instances: Map<string, CatalogInstance>;
-  list: CatalogInstance[];
-  revision: number;
-  known: boolean;
-  ready: boolean;
-  fromLkg: boolean;
-  /** Non-null while a snapshot is being fetched: deltas wait here. */
-  buffer: CatalogDelta[] | null;
+  readonly m: ServiceMirror;
   syncing: Promise<void> | null;
   /** Cuts short a backoff sleep (reconnect, close). */
   wake: (() => void) | null;
@@ -126,8 +114,6 @@ interface ServiceState {
   waiters: Set<() => void>;
 }
 
-/** Snapshots in a row at the same revision that still leave a buffered delta unchained before it is dropped. */
-const MAX_SAME_SNAPSHOT_GAPS = 3;
 /** Page timeouts in a row after which snapshot requests go without a deadline (clock skew)... */
 const DEADLINE_FALLBACK_AFTER = 3;
 /** ... for this long. */
@@ -235,14 +221,12 @@ export class CatalogFollower extends EventEmitter {
 
   /** Revision of the last change applied for `service` (0 when none or not followed). */
   revision(service: string): number {
-    return this.states.get(service)?.revision ?? 0;
+    return this.states.get(service)?.m.revision ?? 0;
   }
 
   /** The current view of a service, or undefined when no snapshot (or last-known-good copy) is there yet. */
   view(service: string): ServiceView | undefined {
-    const st = this.states.get(service);
-    if (!st || !st.ready) return undefined;
-    return { service, revision: st.revision, known: st.known, instances: st.list, fromLastKnownGood: st.fromLkg };
+    return this.states.get(service)?.m.view();
   }
 
   /**
@@ -275,13 +259,7 @@ export class CatalogFollower extends EventEmitter {
     if (!NAME_PATTERN.test(service)) throw new TypeError(`invalid service name "${service}"`);
     const st: ServiceState = {
       name: service,
-      instances: new Map(),
-      list: [],
-      revision: 0,
-      known: false,
-      ready: false,
-      fromLkg: false,
-      buffer: null,
+      m: new ServiceMirror(service, this.opts.maxBufferedDeltas, this.stats),
       syncing: null,
       wake: null,
       sub: null,
@@ -302,7 +280,7 @@ export class CatalogFollower extends EventEmitter {
     if (this.closed) throw new GatewayClosedError();
     this.ensure(service);
     const st = this.states.get(service)!;
-    if (!st.ready) {
+    if (!st.m.ready) {
       await new Promise<void>((resolve, reject) => {
         const done = (): void => {
           clearTimeout(timer);
@@ -355,15 +333,9 @@ export class CatalogFollower extends EventEmitter {
     for (const s of parsed.data.services) {
       this.ensure(s.service);
       const st = this.states.get(s.service)!;
-      if (st.ready) continue; // a real snapshot beat the file
-      st.instances = new Map(s.instances.filter((i) => i.service === s.service).map((i) => [i.id, i]));
-      st.list = [...st.instances.values()];
-      st.revision = s.revision;
-      st.known = s.known;
-      st.ready = true;
-      st.fromLkg = true;
+      if (!st.m.loadCopy(s.instances, s.revision, s.known)) continue; // a real snapshot beat the file
       loaded++;
-      this.emit("change", st.name, st.revision);
+      this.emit("change", st.name, st.m.revision);
       this.wakeWaiters(st);
     }
     this.log.info({ file, services: loaded, savedAt: parsed.data.savedAt }, "loaded last-known-good catalog");
@@ -416,41 +388,25 @@ export class CatalogFollower extends EventEmitter {
     if (d.service !== st.name || (d.op === "put" && (d.instance.id !== d.instanceId || d.instance.service !== d.service))) {
       return this.drop("delta", "mismatch", `${d.service}/${d.instanceId} on ${st.name}`);
     }
-    if (st.buffer) {
-      if (st.buffer.length >= this.opts.maxBufferedDeltas) {
-        st.buffer = [];
-        this.drop("delta", "buffer-full");
-      }
-      st.buffer.push(d);
-      return;
+    const have = st.m.revision;
+    const res = st.m.onDelta(d);
+    switch (res.kind) {
+      case "buffered":
+        if (res.overflowed) this.drop("delta", "buffer-full");
+        return;
+      case "duplicate":
+        return;
+      case "gap":
+        this.log.info({ service: st.name, have, prevRevision: d.prevRevision, revision: d.revision }, "gap in catalog deltas: resync");
+        void this.sync(st);
+        return;
+      case "applied":
+        this.changed(st);
     }
-    if (d.revision <= st.revision) {
-      this.stats.duplicates++;
-      return;
-    }
-    if (d.prevRevision !== st.revision) {
-      this.stats.gaps++;
-      this.log.info({ service: st.name, have: st.revision, prevRevision: d.prevRevision, revision: d.revision }, "gap in catalog deltas: resync");
-      st.buffer = [d];
-      void this.sync(st);
-      return;
-    }
-    this.applyDelta(st, d);
-    this.changed(st);
-  }
-
-  private applyDelta(st: ServiceState, d: CatalogDelta): void {
-    if (d.op === "put") st.instances.set(d.instanceId, d.instance);
-    else st.instances.delete(d.instanceId);
-    st.revision = d.revision;
-    st.known = true;
-    st.fromLkg = false;
-    this.stats.deltasApplied++;
   }
 
   private changed(st: ServiceState): void {
-    st.list = [...st.instances.values()];
-    this.emit("change", st.name, st.revision);
+    this.emit("change", st.name, st.m.revision);
     this.scheduleLastKnownGood();
   }
 
@@ -466,7 +422,7 @@ export class CatalogFollower extends EventEmitter {
   private sync(st: ServiceState, jitter = false): Promise<void> {
     if (st.syncing) return st.syncing;
     if (!this.nc || this.closed) return Promise.resolve();
-    st.buffer ??= [];
+    st.m.beginSync();
     this.stats.resyncs++;
     const delayMs = jitter ? Math.floor(this.opts.random() * this.opts.syncJitterMs) : 0;
     st.syncing = (delayMs > 0 ? this.sleep(st, delayMs).then(() => this.syncLoop(st)) : this.syncLoop(st)).finally(() => {
@@ -478,8 +434,6 @@ export class CatalogFollower extends EventEmitter {
 
   private async syncLoop(st: ServiceState): Promise<void> {
     let attempt = 0;
-    let gapRevision = -1;
-    let sameGap = 0;
     while (!this.closed && this.nc) {
       let snap: Snapshot;
       try {
@@ -490,47 +444,14 @@ export class CatalogFollower extends EventEmitter {
         continue;
       }
       this.stats.snapshots++;
-      const before = st.revision;
-      const beforeList = st.list;
-      st.instances = new Map(snap.instances.filter((i) => i.service === st.name).map((i) => [i.id, i]));
-      st.revision = snap.revision;
-      st.known = snap.known;
-      st.fromLkg = false;
-      const buffered = (st.buffer ?? []).sort((a, b) => a.revision - b.revision);
-      let gapAt = -1;
-      for (let i = 0; i < buffered.length; i++) {
-        const d = buffered[i]!;
-        if (d.revision <= st.revision) {
-          // Covered by the snapshot (or a repeat): discarded here, so counted once.
-          this.stats.duplicates++;
-          continue;
-        }
-        if (d.prevRevision !== st.revision) {
-          gapAt = i;
-          break;
-        }
-        this.applyDelta(st, d);
+      const r = st.m.onSnapshot(snap);
+      if (r.kind === "again") {
+        attempt++;
+        await this.backoff(st, attempt);
+        continue;
       }
-      const wasReady = st.ready;
-      st.ready = true;
-      if (gapAt >= 0) {
-        // The snapshot is older than a delta we hold (or a delta was lost in between): again.
-        this.stats.gaps++;
-        sameGap = snap.revision === gapRevision ? sameGap + 1 : 0;
-        gapRevision = snap.revision;
-        if (sameGap < MAX_SAME_SNAPSHOT_GAPS) {
-          st.buffer = buffered.slice(gapAt);
-          attempt++;
-          await this.backoff(st, attempt);
-          continue;
-        }
-        // The registry keeps answering the same revision, so those deltas chain onto nothing it has
-        // (forged, or from another history): drop them rather than resync forever behind them.
-        for (const d of buffered.slice(gapAt)) this.drop("delta", "unchainable", `${d.service}/${d.instanceId}@${d.revision}`);
-      }
-      st.buffer = null;
-      if (!wasReady || before !== st.revision || !sameInstances(beforeList, st.instances)) this.changed(st);
-      else st.list = [...st.instances.values()];
+      for (const d of r.dropped) this.drop("delta", "unchainable", `${d.service}/${d.instanceId}@${d.revision}`);
+      if (r.changed) this.changed(st);
       this.wakeWaiters(st);
       return;
     }
@@ -796,8 +717,8 @@ export class CatalogFollower extends EventEmitter {
     const file = this.opts.lastKnownGoodFile;
     if (!file) return Promise.resolve();
     const services = [...this.states.values()]
-      .filter((s) => s.ready)
-      .map((s) => ({ service: s.name, revision: s.revision, known: s.known, instances: s.list }));
+      .filter((s) => s.m.ready)
+      .map((s) => ({ service: s.name, revision: s.m.revision, known: s.m.known, instances: s.m.list }));
     const body = JSON.stringify({ v: 1, savedAt: Date.now(), services });
     this.lkgWriting = this.lkgWriting.then(async () => {
       try {
@@ -814,13 +735,4 @@ export class CatalogFollower extends EventEmitter {
 function isTimeout(err: unknown): boolean {
   const e = err as { name?: string; cause?: { name?: string } } | null;
   return e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError" || err instanceof errors.TimeoutError;
-}
-
-function sameInstances(list: readonly CatalogInstance[], now: Map<string, CatalogInstance>): boolean {
-  if (list.length !== now.size) return false;
-  for (const i of list) {
-    const j = now.get(i.id);
-    if (!j || j.updatedAt !== i.updatedAt || j.status !== i.status || j.address !== i.address || j.port !== i.port || j.weight !== i.weight) return false;
-  }
-  return true;
 }
