@@ -14,9 +14,13 @@
 // 3 intervals the mirror says so (`stale` event, `isStale`), keeps the last known
 // instances, and resyncs every service when things come back.
 // Bad messages are dropped and counted, never thrown.
+// Where the parts live: the per-service delta chaining is a pure state machine
+// (core/service-mirror.ts), snapshot paging is adapters/snapshot-pager.ts, the last-known-good
+// file adapters/lkg-file.ts; this follower owns the subscriptions, presence and staleness, and
+// decides when to sync.
 import { EventEmitter } from "node:events";
 import { readIfExists, writeFileSecurely } from "./lkg-file.js";
-import { errors, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
 import {
   CatalogDelta,
@@ -24,17 +28,13 @@ import {
   NAME_PATTERN,
   PRESENCE_SUBJECT,
   PresenceMessage,
-  PROTOCOL_VERSION,
-  Snapshot,
-  SnapshotRequest,
+  type Snapshot,
   catalogSubject,
   decode,
-  encode,
   formatIssues,
-  snapshotSubject,
 } from "@roster/schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
-import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
+import { SnapshotPager } from "./snapshot-pager.js";
 import { ServiceMirror, type ServiceView } from "../core/service-mirror.js";
 import { childLogger, type Logger } from "./logger.js";
 
@@ -114,11 +114,6 @@ interface ServiceState {
   waiters: Set<() => void>;
 }
 
-/** Page timeouts in a row after which snapshot requests go without a deadline (clock skew)... */
-const DEADLINE_FALLBACK_AFTER = 3;
-/** ... for this long. */
-const DEADLINE_FALLBACK_MS = 60_000;
-
 const LkgFile = z.object({
   v: z.literal(1),
   savedAt: z.number(),
@@ -156,14 +151,8 @@ export class CatalogFollower extends EventEmitter {
   private stopStatus: (() => void) | null = null;
   private lkgTimer: ReturnType<typeof setTimeout> | null = null;
   private lkgWriting: Promise<void> = Promise.resolve();
-  private readonly pageTimeout: AdaptiveTimeout;
-  /** Page requests in flight, and those waiting for a slot (FIFO). */
-  private inFlight = 0;
-  /** Page requests with a deadline timed out in a row (any service); reset by an answer to one. */
-  private timeoutsInARow = 0;
-  /** performance.now() until which page requests carry no deadline. */
-  private deadlineOffUntil = 0;
-  private readonly slotWaiters: Array<() => void> = [];
+  /** Snapshot requests: pages, adaptive timeout, in-flight cap, deadlines. */
+  private readonly pager: SnapshotPager;
 
   constructor(options: MirrorOptions = {}) {
     super();
@@ -184,11 +173,18 @@ export class CatalogFollower extends EventEmitter {
       now: options.now ?? Date.now,
     };
     this.presenceIntervalMs = this.opts.presenceIntervalMs;
-    this.pageTimeout = new AdaptiveTimeout({
-      initialMs: this.opts.snapshotRequestTimeoutMs,
-      maxMs: Math.max(this.opts.snapshotRequestTimeoutMs, this.opts.snapshotRequestMaxTimeoutMs),
-    });
     this.log = childLogger(options.logger, "mirror");
+    this.pager = new SnapshotPager(
+      {
+        requestTimeoutMs: this.opts.snapshotRequestTimeoutMs,
+        maxTimeoutMs: this.opts.snapshotRequestMaxTimeoutMs,
+        maxInFlight: this.opts.maxSnapshotRequestsInFlight,
+        now: this.opts.now,
+      },
+      this.stats,
+      this.log,
+      { connection: () => (this.closed ? null : this.nc), drop: (kind, reason, detail) => this.drop(kind, reason, detail) },
+    );
     for (const s of options.services ?? []) this.ensure(s);
   }
 
@@ -207,7 +203,7 @@ export class CatalogFollower extends EventEmitter {
 
   /** The current (adaptive) timeout of one snapshot page request (ms). */
   get snapshotRequestTimeoutMs(): number {
-    return this.pageTimeout.ms;
+    return this.pager.timeoutMs;
   }
 
   get connected(): boolean {
@@ -353,7 +349,7 @@ export class CatalogFollower extends EventEmitter {
       st.wake?.();
       this.wakeWaiters(st);
     }
-    for (const w of this.slotWaiters.splice(0)) w();
+    this.pager.close();
     if (this.lkgTimer) {
       clearTimeout(this.lkgTimer);
       this.lkgTimer = null;
@@ -437,7 +433,7 @@ export class CatalogFollower extends EventEmitter {
     while (!this.closed && this.nc) {
       let snap: Snapshot;
       try {
-        snap = await this.requestSnapshot(st);
+        snap = await this.pager.snapshot(st.name, (attempt) => this.backoff(st, attempt));
       } catch (err) {
         // Only when closing or detached: pages are retried inside requestSnapshot.
         this.log.debug({ service: st.name, err: (err as Error).message }, "snapshot abandoned");
@@ -455,127 +451,6 @@ export class CatalogFollower extends EventEmitter {
       this.wakeWaiters(st);
       return;
     }
-  }
-
-  /**
-   * One snapshot, in as many pages as the registry cut it into (a service too large for one
-   * message). A page that fails (timeout, no responders, bad answer) is asked again after a
-   * full-jitter backoff, with the adaptive timeout: the pages already held stay, since the
-   * registry serves the same bytes for a revision. Every page must carry the first page's
-   * revision; if the revision moved while paging, start over from page 0. Throws only when the
-   * mirror closes or loses its connection.
-   */
-  private async requestSnapshot(st: ServiceState): Promise<Snapshot> {
-    const service = st.name;
-    let first: Snapshot | null = null;
-    let instances: CatalogInstance[] = [];
-    let page = 0;
-    let failures = 0;
-    let restarts = 0;
-    for (;;) {
-      if (this.closed || !this.nc) throw new GatewayClosedError();
-      let got: Snapshot;
-      try {
-        got = await this.requestSnapshotPage(service, page, first?.revision);
-      } catch (err) {
-        if (this.closed || !this.nc) throw err;
-        this.stats.snapshotFailures++;
-        failures++;
-        this.log.debug({ service, page, failures, timeoutMs: this.pageTimeout.ms, err: (err as Error).message }, "snapshot page failed: retrying that page");
-        await this.backoff(st, failures);
-        continue;
-      }
-      failures = 0;
-      if (page === 0) {
-        first = got;
-        instances = [...got.instances];
-      } else if (got.revision !== first!.revision || got.pages !== first!.pages || got.page !== page) {
-        // The service changed while paging: the pages held are of an older revision.
-        this.stats.snapshotRestarts++;
-        restarts++;
-        this.log.debug({ service, from: first!.revision, to: got.revision }, "snapshot changed while paging: starting over");
-        first = null;
-        page = 0;
-        await this.backoff(st, restarts); // a service churning faster than it pages must not spin
-        continue;
-      } else {
-        instances.push(...got.instances);
-      }
-      page++;
-      if (page >= first!.pages) {
-        if (first!.pages <= 1) return first!;
-        this.stats.snapshotPages += first!.pages;
-        return { ...first!, page: 0, pages: 1, instances };
-      }
-    }
-  }
-
-  private async requestSnapshotPage(service: string, page: number, revision?: number): Promise<Snapshot> {
-    await this.acquireSlot();
-    try {
-      const nc = this.nc;
-      if (!nc || this.closed) throw new GatewayClosedError();
-      const timeoutMs = this.pageTimeout.ms;
-      // The deadline lets the registry skip answering a request nobody waits for any more
-      // (an older registry ignores the field: the schemas are tolerant readers).
-      // `revision`: the registry keeps the previous revision's pages, so a service that moves while
-      // we page does not force a restart (unless it moved twice).
-      // The deadline is on our clock: a client whose clock is far behind the registry's would have
-      // every request skipped as expired. After a few timeouts in a row, ask without one (the
-      // registry then always answers) for a while, then try again with one.
-      const withDeadline = performance.now() >= this.deadlineOffUntil;
-      const deadline = withDeadline ? { deadline: this.opts.now() + timeoutMs } : {};
-      const body = encode(SnapshotRequest, { v: PROTOCOL_VERSION, kind: "snapshot-request", page, ...deadline, ...(revision !== undefined ? { revision } : {}) });
-      this.stats.snapshotRequests++;
-      const t0 = performance.now();
-      let msg: Msg;
-      try {
-        msg = await nc.request(snapshotSubject(service), body, { timeout: timeoutMs });
-      } catch (err) {
-        if (isTimeout(err)) {
-          this.pageTimeout.onTimeout(timeoutMs);
-          if (withDeadline && ++this.timeoutsInARow >= DEADLINE_FALLBACK_AFTER) {
-            this.timeoutsInARow = 0;
-            this.deadlineOffUntil = performance.now() + DEADLINE_FALLBACK_MS;
-            this.log.warn({ service, timeoutMs }, "snapshot requests keep timing out: asking without a deadline for a while (is this host's clock behind?)");
-          }
-        }
-        throw err;
-      }
-      if (withDeadline) this.timeoutsInARow = 0;
-      this.pageTimeout.onAnswer(performance.now() - t0);
-      const r = decode(Snapshot, msg.data);
-      if (!r.ok) {
-        this.drop("snapshot", r.reason, r.error);
-        throw new Error(`bad snapshot: ${r.reason}: ${r.error}`);
-      }
-      if (r.value.service !== service) {
-        this.drop("snapshot", "mismatch", r.value.service);
-        throw new Error(`snapshot for "${r.value.service}" when "${service}" was asked`);
-      }
-      return r.value;
-    } finally {
-      this.releaseSlot();
-    }
-  }
-
-  /** Waits for one of the `maxSnapshotRequestsInFlight` page-request slots (FIFO). */
-  private acquireSlot(): Promise<void> {
-    if (this.inFlight < this.opts.maxSnapshotRequestsInFlight || this.closed) {
-      this.inFlight++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) =>
-      this.slotWaiters.push(() => {
-        this.inFlight++;
-        resolve();
-      }),
-    );
-  }
-
-  private releaseSlot(): void {
-    this.inFlight--;
-    this.slotWaiters.shift()?.();
   }
 
   private backoff(st: ServiceState, attempt: number): Promise<void> {
@@ -612,7 +487,7 @@ export class CatalogFollower extends EventEmitter {
       // Not necessarily a problem (replicas, restarts), but cheap insurance against a lost last delta.
       this.registry = who;
       this.log.info({ registry: who }, "registry epoch changed: resync");
-      this.pageTimeout.reset(); // another process: its round trips say nothing of this one
+      this.pager.resetTimeout(); // another process: its round trips say nothing of this one
       this.resyncAll();
     }
     const degraded = p.degraded ?? null;
@@ -729,10 +604,4 @@ export class CatalogFollower extends EventEmitter {
     });
     return this.lkgWriting;
   }
-}
-
-/** A request that got no answer in time (not "no responders", not a bad answer). */
-function isTimeout(err: unknown): boolean {
-  const e = err as { name?: string; cause?: { name?: string } } | null;
-  return e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError" || err instanceof errors.TimeoutError;
 }

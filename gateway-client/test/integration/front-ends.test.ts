@@ -137,7 +137,7 @@ const ROWS: Row[] = [
   {
     name: "a hung instance's try times out and the retry answers",
     faults: ["hang", "ok"],
-    opts: { tryTimeout: 150, balancer: "round-robin", balancerOptions: noEject },
+    opts: { tryTimeout: 400, balancer: "round-robin", balancerOptions: noEject },
     calls: [{}, {}],
     check(a) {
       assert.deepEqual(a.map((x) => x.status), [200, 200]);
