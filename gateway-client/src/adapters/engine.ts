@@ -387,7 +387,11 @@ export class Engine {
       );
       if (decision.action === "stop") return this.stop(ctl, result, decision.why);
       rt.counters.retries++;
-      if (result.kind === "status") await this.dropStatus(ctl, result);
+      if (result.kind === "status") {
+        await this.dropStatus(ctl, result);
+        // Its body is gone: if no instance is left for the retry, the request fails (never returns a drained response).
+        ctl.lastResult = { kind: "error", err: ctl.last, ep: result.ep, outcome: result.outcome };
+      }
       await ctl.sleep(decision.backoffMs);
     }
   }
