@@ -230,6 +230,54 @@ describe("front-ends", () => {
     }
   }
 
+  test("front-ends - the traffic hooks (plan, outcome, no instance) act the same through each", async () => {
+    const fb = await setup(["ok"]);
+    const service = `fe${++n}`;
+    const ups = await Promise.all([0, 1].map((i) => Upstream.start(`${service}-u${i}`)));
+    ups[0]!.fault = "hang";
+    fx.cleanups.push(async () => {
+      await Promise.all(ups.map((u) => u.close()));
+    });
+    for (const u of ups) fx.reg.put(makeInstance(service, u.name, u.port));
+    const outcomes: string[] = [];
+    const gw: Gateway = await createGateway({
+      nats: fx.nats.url,
+      services: [service, fb.service],
+      logger: silent,
+      tracing: false,
+      balancer: "round-robin",
+      balancerOptions: { ...noEject, panicThreshold: 0 },
+      traffic: {
+        // A per-service policy: short tries and no retry for this service only.
+        plan: (svc, _req, plan) => {
+          if (svc === service) {
+            plan.tryTimeout = 100;
+            plan.maxRetries = 0;
+          }
+        },
+        onOutcome: (svc, ep, o) => void (svc === service && outcomes.push(`${ep.id}:${o.kind === "failure" ? o.reason : o.kind}`)),
+        onNoInstance: (svc) => (svc === service ? gw.request(fb.service, { path: "/fallback" }) : undefined),
+      },
+    });
+    fx.cleanups.push(() => gw.close());
+    await waitFor(() => gw.instances(service).length === 2, { timeoutMs: 5000, what: "instances" });
+    for (const fe of FRONT_ENDS) {
+      outcomes.length = 0;
+      const answers = [await fe.call(gw, service, {}), await fe.call(gw, service, {})];
+      // One try each (maxRetries 0 from the plan): the hung instance times out at 100 ms, the other answers.
+      assert.deepEqual(answers.map((a) => a.status ?? a.code).sort(), [200, "ROSTER_TRY_TIMEOUT"].sort(), fe.name);
+      assert.deepEqual(outcomes.sort(), [`${service}-u0:timeout`, `${service}-u1:success`], fe.name);
+    }
+    // Nothing can serve (both critical, panic off): the fallback answers instead of ROSTER_NO_HEALTHY_UPSTREAM.
+    for (const u of ups) fx.reg.put(makeInstance(service, u.name, u.port, { status: "critical" }));
+    await waitFor(() => gw.instances(service).every((i) => i.status === "critical"), { timeoutMs: 5000, what: "critical" });
+    for (const fe of FRONT_ENDS) {
+      const a = await fe.call(gw, service, {});
+      assert.equal(a.status, 200, fe.name);
+      assert.match(a.body ?? "", /"path":"\/fallback"/, fe.name);
+    }
+  });
+
   test("front-ends - an unknown service is ROSTER_UNKNOWN_SERVICE through each", async () => {
     const { gw } = await setup(["ok"]);
     fx.reg.put(makeInstance("fe-other", "x", 1)); // the registry answers; "nosuch" is just not there
