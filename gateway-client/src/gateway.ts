@@ -1,42 +1,40 @@
-// The gateway: a catalog mirror, one ServiceBalancer per service, one undici Pool per
-// endpoint, and the request path (per-try timeout, deadline, retries to another instance
-// within a budget, concurrency cap, hedging). No proxy hop: the caller's process talks to
-// the chosen instance directly.
+// The gateway: the front object that wires a catalog follower (the mirror of the services it
+// calls, over NATS), one ServiceBalancer and retry/hedge/concurrency state per service, the
+// upstream pools (one per instance origin, injected factory), and the request engine
+// (adapters/engine.ts) that `request()` and the undici dispatcher both run on. No proxy hop:
+// the caller's process talks to the chosen instance directly.
 import { EventEmitter } from "node:events";
-import type { Readable } from "node:stream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { Pool, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "@roster/schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
-import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
-import { CatalogMirror, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
-import { ConcurrencyLimiter, type Permit } from "./core/concurrency.js";
-import { TimeoutQueue, TryTimerEntry } from "./adapters/timeouts.js";
+import type { Endpoint, EndpointStats, NoHealthyReasons, Outcome } from "./core/types.js";
+import { CatalogFollower, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
+import { ConcurrencyLimiter } from "./core/concurrency.js";
 import { HedgePolicy } from "./core/hedge.js";
 import { RetryBudget } from "./core/retry-budget.js";
 import { backoffDelay } from "./core/backoff.js";
-import { isIdempotent, shouldRetry } from "./core/retry-policy.js";
-import { classifyError, RETRYABLE_STATUS } from "./adapters/classify.js";
 import { childLogger, type Logger } from "./adapters/logger.js";
-import { attachGatewayMetrics, RequestErrors } from "./adapters/metrics.js";
-import { Registry as MetricsRegistry } from "prom-client";
-import { GatewayDispatcher } from "./adapters/dispatcher.js";
+import { RequestErrors } from "./adapters/request-errors.js";
+import { GatewayDispatcher, type FetchDispatcher } from "./adapters/dispatcher.js";
+import { Engine, originOf, type RequestOptions, type ServiceRuntime, type TrafficHooks, type UpstreamPool } from "./adapters/engine.js";
+import { defaultPoolFactory, UpstreamPools, type PoolFactory } from "./adapters/pools.js";
+import { Tracing, type TracerProviderLike } from "./adapters/tracing.js";
 import { parsePolicy, type GatewayPolicy, type GatewayPolicyInput } from "./config.js";
-import {
-  DeadlineExceededError,
-  GatewayClosedError,
-  InvalidOptionsError,
-  NoHealthyUpstreamError,
-  QueueFullError,
-  RequestAbortedError,
-  RetryBudgetExhaustedError,
-  TryTimeoutError,
-  UnknownServiceError,
-  UpstreamError,
-} from "./errors.js";
+import { GatewayClosedError, InvalidOptionsError, NoHealthyUpstreamError, UnknownServiceError } from "./errors.js";
 
-/** Header carrying the remaining deadline (ms) to the upstream, which may pass it on. */
-export const DEADLINE_HEADER = "x-roster-deadline-ms";
+export { DEADLINE_HEADER } from "./adapters/engine.js";
+export type { RequestBody, RequestOptions, RequestPlan, TrafficHooks, UpstreamPool } from "./adapters/engine.js";
+
+/**
+ * A prom-client Registry, as far as the gateway's callers need it (kept structural so the
+ * package's types do not require prom-client, an optional peer dependency).
+ */
+export interface MetricsRegistry {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+  getSingleMetric(name: string): unknown;
+}
 
 export interface GatewayOptions extends GatewayPolicyInput {
   /** NATS server URL(s) (a string may be comma-separated), or an existing connection (then the gateway does not close it). */
@@ -54,31 +52,22 @@ export interface GatewayOptions extends GatewayPolicyInput {
   random?: () => number;
   /**
    * Prometheus metrics (`roster_gateway_*`): `true` for a Registry of this gateway's own (see
-   * `gateway.metrics`), or the host's prom-client Registry to add them to. Off by default.
+   * `gateway.metrics`), or the host's prom-client Registry to add them to. Off by default;
+   * prom-client (an optional peer dependency) is loaded only when this is set.
    */
   metrics?: MetricsRegistry | boolean;
   /** The `gateway` label of its metrics; gateways sharing a Registry need different names. Default "default". */
   name?: string;
-}
-
-export type RequestBody = string | Uint8Array | Buffer | Readable | null | undefined;
-
-export interface RequestOptions {
-  method?: Dispatcher.HttpMethod;
-  path?: string;
-  headers?: Record<string, string | string[] | undefined>;
-  body?: RequestBody;
-  /** Whether the request may be repeated; default from the method (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). */
-  idempotent?: boolean;
-  /** Per-try timeout (ms); default `tryTimeout`. */
-  timeout?: number;
-  /** Overall deadline (ms from now); default `deadline`, or the incoming `x-roster-deadline-ms` header when present. */
-  deadline?: number;
-  /** Retries after the first try; default `maxRetries`. */
-  maxRetries?: number;
-  /** Consistent-hashing key (ring-hash balancer). */
-  hashKey?: string;
-  signal?: AbortSignal;
+  /**
+   * OpenTelemetry: by default a span per request and per try whenever `@opentelemetry/api` is
+   * installed and a tracer provider is registered globally; `false` turns it off; a
+   * `tracerProvider` is used instead of the global one.
+   */
+  tracing?: boolean | { tracerProvider?: TracerProviderLike };
+  /** Makes the pool of each upstream origin (default: undici's Pool with the `pool` options). */
+  poolFactory?: PoolFactory;
+  /** Per-service traffic policy hooks (plan, outcome, no instance). @experimental */
+  traffic?: TrafficHooks;
 }
 
 export interface Picked {
@@ -103,32 +92,16 @@ export interface ServiceStats {
   endpoints: EndpointStats[];
 }
 
-/** @internal — what the request path keeps per service. */
-export interface ServiceRuntime {
-  readonly name: string;
-  readonly balancer: ServiceBalancer;
-  readonly budget: RetryBudget;
-  readonly limiter: ConcurrencyLimiter;
-  readonly hedge: HedgePolicy;
-  panic: boolean;
-  /** The mirror knows the service (or lists instances of it): requests route without a wait. */
-  routable: boolean;
-  origins: Set<string>;
-  /** Pool per endpoint object (rebuilt when the catalog or the pools change). */
-  poolOf: Map<Endpoint, Pool>;
-  counters: { requests: number; responses: number; tries: number; retries: number; hedges: number; budgetExhausted: number };
-}
-
-/** @internal */
-export type TryResult =
-  | { kind: "response"; res: Dispatcher.ResponseData; ep: Endpoint; h: TryHandle }
-  | { kind: "status"; res: Dispatcher.ResponseData; ep: Endpoint; outcome: Outcome; h: TryHandle }
-  | { kind: "error"; err: unknown; ep: Endpoint; outcome: Outcome };
-
-class HedgeLost extends Error {
-  constructor() {
-    super("lost the hedge race");
-  }
+/** The events a Gateway emits, with their arguments. */
+export interface GatewayEvents {
+  /** The catalog of a service changed. */
+  change: [service: string, revision: number];
+  /** The mirror became stale (NATS down, registry silent) or fresh again. */
+  stale: [stale: boolean, reason?: StaleReason];
+  /** The balancer entered or left panic mode for a service. */
+  panic: [service: string, panic: boolean];
+  /** The registry entered or left its degraded mode. */
+  degraded: [degraded: boolean, info?: RegistryDegraded | null];
 }
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
@@ -145,58 +118,42 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener("abort", onAbort, { once: true });
   });
 
-function isReplayable(body: RequestBody): boolean {
-  return body === null || body === undefined || typeof body === "string" || body instanceof Uint8Array;
-}
-
-async function discard(res: Dispatcher.ResponseData): Promise<void> {
-  try {
-    await res.body.dump({ limit: 64 * 1024 });
-  } catch {
-    // already destroyed or reset: nothing to read
-  }
-}
-
 /**
- * Events:
+ * Events (typed in `GatewayEvents`):
  * - `change` (service, revision): the catalog of a service changed.
  * - `stale` (stale: boolean, reason?): the mirror became stale (NATS down, registry silent) or fresh again.
  * - `panic` (service, panic: boolean): the balancer entered or left panic mode for a service.
  * - `degraded` (degraded: boolean, info?: { reason, since }): the registry entered or left its degraded mode.
  */
-export class Gateway extends EventEmitter {
-  readonly dispatcher: GatewayDispatcher;
+export class Gateway extends EventEmitter<GatewayEvents> {
+  /** An undici Dispatcher for `fetch(url, { dispatcher })` and `undici.request`: the URL's host is the service. */
+  readonly dispatcher: GatewayDispatcher & FetchDispatcher;
   /** @internal */ readonly policy: GatewayPolicy;
-  /** @internal */ readonly mirror: CatalogMirror;
+  /** @internal */ readonly mirror: CatalogFollower;
+  /** @internal */ readonly engine: Engine;
+  /** @internal */ readonly pools: UpstreamPools;
+  /** @internal */ readonly log: Logger;
+  /** @internal */ tracing: Tracing | undefined = undefined;
+  /** @internal */ readonly hooks: TrafficHooks | undefined;
   private nc: NatsConnection | null = null;
   private readonly ownsNc: boolean;
   private readonly runtimes = new Map<string, ServiceRuntime>();
-  private readonly pools = new Map<string, Pool>();
-  private readonly log: Logger;
   private readonly random: () => number;
   private readonly balancerOptions: BalancerOptionsInput;
   private closed = false;
   private connecting: Promise<void> | null = null;
   /** @internal Requests that ended in an error, by service and code (for the metrics). */
   readonly requestErrors = new RequestErrors();
-  private readonly metricsRegistry: MetricsRegistry | undefined;
+  private metricsRegistry: MetricsRegistry | undefined;
   private detachMetrics: (() => void) | undefined;
   private readonly closeAc = new AbortController();
-  /** Requests from start until their body closes (for close()): an intrusive list. */
-  private activeHead: RequestCtl | undefined = undefined;
-  /** @internal Per-try timeouts (this and the dispatcher): one FIFO and one timer per distinct duration. */
-  readonly timeouts = new TimeoutQueue();
-  private lastDeadlineMs = -1;
-  private lastDeadlineStr = "";
-  /** `[DEADLINE_HEADER, lastDeadlineStr]`: the headers of a request without its own (undici only reads them). */
-  private lastDeadlinePair: string[] = [];
 
   /** Servers, authenticator and TLS when the gateway dials NATS itself. */
   private dialOptions: NatsConnectOptions | undefined;
 
   private constructor(options: GatewayOptions) {
     super();
-    const { nats, natsAuth, balancerOptions, logger, random, metrics, name, ...policyInput } = options;
+    const { nats, natsAuth, balancerOptions, logger, random, metrics: _metrics, name: _name, tracing: _tracing, poolFactory, traffic, ...policyInput } = options;
     this.policy = parsePolicy(policyInput);
     if (typeof nats === "string" || Array.isArray(nats)) {
       try {
@@ -208,14 +165,18 @@ export class Gateway extends EventEmitter {
     }
     this.log = childLogger(logger, "gateway");
     this.random = random ?? Math.random;
+    this.hooks = traffic;
     this.balancerOptions = { ...balancerOptions, balancer: this.policy.balancer, zone: this.policy.zone };
     try {
       new ServiceBalancer(this.balancerOptions); // fails fast on bad tuning
     } catch (err) {
       throw new InvalidOptionsError([`balancerOptions.${(err as Error).message}`]);
     }
+    const p = this.policy.pool;
+    this.pools = new UpstreamPools(poolFactory ?? defaultPoolFactory, { connections: p.connections, keepAliveTimeout: p.keepAliveTimeout, connect: { timeout: p.connectTimeout } });
+    this.engine = new Engine(this);
     this.ownsNc = typeof nats === "string" || Array.isArray(nats);
-    this.mirror = new CatalogMirror({
+    this.mirror = new CatalogFollower({
       services: this.policy.services,
       snapshotTimeoutMs: this.policy.snapshotTimeout,
       snapshotRequestTimeoutMs: this.policy.snapshotRequestTimeout,
@@ -229,12 +190,39 @@ export class Gateway extends EventEmitter {
     });
     this.mirror.on("stale", (stale: boolean, reason?: StaleReason) => this.emit("stale", stale, reason));
     this.mirror.on("degraded", (on: boolean, info?: RegistryDegraded) => this.emit("degraded", on, info));
-    this.dispatcher = new GatewayDispatcher(this);
-    if (metrics) {
-      this.metricsRegistry = metrics === true ? new MetricsRegistry() : metrics;
+    this.dispatcher = new GatewayDispatcher(this) as GatewayDispatcher & FetchDispatcher;
+  }
+
+  /** @internal use createGateway(). */
+  static async create(options: GatewayOptions): Promise<Gateway> {
+    const gw = new Gateway(options);
+    try {
+      await gw.loadOptional(options);
+    } catch (err) {
+      await gw.close();
+      throw err;
+    }
+    if (!gw.ownsNc) {
+      gw.nc = options.nats as NatsConnection;
+      gw.mirror.attach(gw.nc);
+    } else await gw.connectFirst(gw.dialOptions!.servers);
+    if (gw.policy.services.length > 0) {
+      await Promise.allSettled(gw.policy.services.map((s) => gw.mirror.waitReady(s)));
+    }
+    return gw;
+  }
+
+  /** Loads what only some hosts want (prom-client, @opentelemetry/api) only when they do. */
+  private async loadOptional(options: GatewayOptions): Promise<void> {
+    const tracing = options.tracing;
+    this.tracing = await Tracing.load(typeof tracing === "object" ? { tracerProvider: tracing.tracerProvider } : { enabled: tracing !== false });
+    if (options.metrics) {
+      const { attachGatewayMetrics, newMetricsRegistry } = await import("./adapters/metrics.js");
+      const registry = options.metrics === true ? newMetricsRegistry() : options.metrics;
+      this.metricsRegistry = registry;
       try {
-        this.detachMetrics = attachGatewayMetrics(this.metricsRegistry, {
-          name: name ?? "default",
+        this.detachMetrics = attachGatewayMetrics(registry as Parameters<typeof attachGatewayMetrics>[0], {
+          name: options.name ?? "default",
           runtimes: () => this.runtimes.values(),
           isStale: () => this.mirror.isStale,
           revision: (service) => this.mirror.revision(service),
@@ -244,20 +232,6 @@ export class Gateway extends EventEmitter {
         throw new InvalidOptionsError([`name: ${(err as Error).message}`]);
       }
     }
-    if (!this.ownsNc) {
-      this.nc = nats as NatsConnection;
-      this.mirror.attach(this.nc);
-    }
-  }
-
-  /** @internal use createGateway(). */
-  static async create(options: GatewayOptions): Promise<Gateway> {
-    const gw = new Gateway(options);
-    if (gw.ownsNc) await gw.connectFirst(gw.dialOptions!.servers);
-    if (gw.policy.services.length > 0) {
-      await Promise.allSettled(gw.policy.services.map((s) => gw.mirror.waitReady(s)));
-    }
-    return gw;
   }
 
   get isStale(): boolean {
@@ -358,7 +332,7 @@ export class Gateway extends EventEmitter {
   }
 
   // -------------------------------------------------------------------------------------
-  // Services, pools
+  // Services, pools (EngineHost)
 
   /** @internal */
   runtime(service: string): ServiceRuntime {
@@ -390,6 +364,17 @@ export class Gateway extends EventEmitter {
     return rt;
   }
 
+  /** @internal */
+  isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** @internal The runtime of a service that routes now (fast path), else undefined. */
+  routable(service: string): ServiceRuntime | undefined {
+    const rt = this.runtimes.get(service);
+    return rt !== undefined && rt.routable ? rt : undefined;
+  }
+
   /** @internal Waits (bounded) for the service's catalog and returns its runtime. */
   async ready(service: string, timeoutMs = this.policy.snapshotTimeout): Promise<ServiceRuntime> {
     if (this.closed) throw new GatewayClosedError();
@@ -398,6 +383,16 @@ export class Gateway extends EventEmitter {
       if (!NAME_PATTERN.test(service)) throw new InvalidOptionsError([`service: "${service}" is not a valid service name`]);
       view = await this.mirror.waitReady(service, timeoutMs);
     }
+    if (!view.known && view.instances.length === 0) throw new UnknownServiceError(service, view.revision);
+    return this.runtime(service);
+  }
+
+  /** @internal The runtime of a service whose catalog is already mirrored (no wait), or undefined. */
+  readyNow(service: string): ServiceRuntime | undefined {
+    const rt = this.runtimes.get(service);
+    if (rt && rt.routable) return rt;
+    const view = this.mirror.view(service);
+    if (!view) return undefined;
     if (!view.known && view.instances.length === 0) throw new UnknownServiceError(service, view.revision);
     return this.runtime(service);
   }
@@ -417,44 +412,28 @@ export class Gateway extends EventEmitter {
     this.prunePools();
   }
 
-  /** Closes the pools of endpoints no service lists any more (undici lets their in-flight requests finish). */
+  /** Removes the upstreams no service lists any more (undici lets their in-flight requests finish). */
   private prunePools(): void {
     const live = new Set<string>();
     for (const rt of this.runtimes.values()) for (const o of rt.origins) live.add(o);
-    for (const [origin, pool] of this.pools) {
-      if (!live.has(origin)) {
-        this.pools.delete(origin);
-        for (const rt of this.runtimes.values()) rt.poolOf.clear();
-        pool.close().catch(() => {});
-      }
-    }
+    let removed = false;
+    for (const origin of [...this.pools.origins()]) if (!live.has(origin)) removed = this.pools.removeUpstream(origin) || removed;
+    if (removed) for (const rt of this.runtimes.values()) rt.poolOf.clear();
   }
 
-  /** The pool of an endpoint of `rt`, cached per endpoint object. */
-  private poolFor(rt: ServiceRuntime, ep: Endpoint): Pool {
+  /** @internal The pool of an endpoint of `rt`, cached per endpoint object. */
+  poolFor(rt: ServiceRuntime, ep: Endpoint): UpstreamPool {
     let pool = rt.poolOf.get(ep);
     if (pool === undefined) {
-      pool = this.pool(ep);
+      pool = this.pools.addUpstream(originOf(ep));
       rt.poolOf.set(ep, pool);
     }
     return pool;
   }
 
-  /** @internal */
-  pool(ep: Endpoint): Pool {
-    const origin = originOf(ep);
-    let pool = this.pools.get(origin);
-    if (!pool) {
-      const p = this.policy.pool;
-      pool = new Pool(origin, { connections: p.connections, keepAliveTimeout: p.keepAliveTimeout, connect: { timeout: p.connectTimeout } });
-      this.pools.set(origin, pool);
-    }
-    return pool;
-  }
-
   /** @internal Picks and tracks panic transitions. */
-  pickFor(rt: ServiceRuntime, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined, now = Date.now()) {
-    const r = rt.balancer.pick({ now, hashKey, exclude });
+  pickFor(rt: ServiceRuntime, balancer: ServiceBalancer, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined, now = Date.now()) {
+    const r = balancer.pick({ now, hashKey, exclude });
     const panic = r.ok ? r.panic : rt.panic;
     if (panic !== rt.panic) {
       rt.panic = panic;
@@ -464,14 +443,19 @@ export class Gateway extends EventEmitter {
     return r;
   }
 
+  /** @internal Full-jitter backoff before retry number `retry`. */
+  backoff(retry: number): number {
+    return backoffDelay(retry, this.random, { baseMs: this.policy.backoff.base, capMs: this.policy.backoff.max });
+  }
+
   // -------------------------------------------------------------------------------------
   // pick() for other protocols
 
   /** Picks an instance for a caller that speaks another protocol; report with `done()`. */
   async pick(service: string, opts: { hashKey?: string; exclude?: Iterable<string> } = {}): Promise<Picked> {
     const rt = await this.ready(service);
-    const r = this.pickFor(rt, opts.hashKey, new Set(opts.exclude ?? []));
-    if (!r.ok) throw new NoHealthyUpstreamError(service, this.mirror.revision(service), r.reasons);
+    const r = this.pickFor(rt, rt.balancer, opts.hashKey, new Set(opts.exclude ?? []));
+    if (!r.ok) throw new NoHealthyUpstreamError(service, this.mirror.revision(service), r.reasons as NoHealthyReasons);
     const ep = r.endpoint;
     const started = performance.now();
     rt.balancer.onStart(ep.id, Date.now());
@@ -491,6 +475,7 @@ export class Gateway extends EventEmitter {
               : { kind: outcome, latencyMs };
         rt.balancer.onResult(ep.id, o, Date.now());
         if (o.kind === "success") rt.hedge.recordLatency(o.latencyMs, Date.now());
+        this.hooks?.onOutcome?.(service, ep, o);
       },
     };
   }
@@ -504,382 +489,7 @@ export class Gateway extends EventEmitter {
    * requests, or any request whose connection was refused) go to another instance.
    */
   request(service: string, opts: RequestOptions = {}): Promise<Dispatcher.ResponseData> {
-    if (this.closed) return Promise.reject(new GatewayClosedError());
-    let ctl: RequestCtl | undefined;
-    try {
-      const headerDeadline = opts.headers ? Number(opts.headers[DEADLINE_HEADER]) : NaN;
-      const deadlineMs = opts.deadline ?? (headerDeadline > 0 && Number.isFinite(headerDeadline) ? headerDeadline : this.policy.deadline);
-      ctl = new RequestCtl(this, service, opts, deadlineMs);
-      const rt = this.runtimes.get(service);
-      if (rt !== undefined && rt.routable && !ctl.aborted && rt.limiter.tryTake()) {
-        ctl.slot = rt.limiter;
-        this.prepare(ctl, rt);
-        // Fast path: no async function, one promise; the first try's callback settles it.
-        const fast = ctl;
-        if (!fast.hedging) return new Promise<Dispatcher.ResponseData>((resolve, reject) => this.firstTry(fast, resolve, reject));
-      }
-    } catch (err) {
-      // Bad options from an untyped caller (a method that is not a string...): a rejection, never a throw.
-      ctl?.finish();
-      this.requestErrors.add(service, err);
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
-    }
-    return this.requestSlow(ctl);
-  }
-
-  /** Waits for the catalog and a concurrency slot when needed, then runs the tries. */
-  private async requestSlow(ctl: RequestCtl): Promise<Dispatcher.ResponseData> {
-    const { service } = ctl;
-    try {
-      if (!ctl.rt) {
-        const rt = this.readyNow(service) ?? (await ctl.race(this.ready(service, Math.min(this.policy.snapshotTimeout, ctl.deadlineMs))));
-        if (rt.limiter.tryTake()) ctl.slot = rt.limiter;
-        else {
-          const wait = ctl.waitSignal();
-          try {
-            const acquired = await rt.limiter.acquire(wait.signal);
-            if (!acquired.ok) {
-              if (acquired.reason === "queue-full") throw new QueueFullError(service, rt.limiter.options.maxConcurrent, rt.limiter.options.maxQueue);
-              throw ctl.reason;
-            }
-            ctl.permit = acquired.permit;
-          } finally {
-            wait.dispose();
-          }
-        }
-        this.prepare(ctl, rt);
-      }
-      const res = await this.execute(ctl, undefined);
-      ctl.holdUntilClosed(res);
-      return res;
-    } catch (err) {
-      ctl.finish();
-      this.requestErrors.add(service, err);
-      throw err;
-    }
-  }
-
-  /** Per-request settings, and the request counted (slot held). */
-  private prepare(ctl: RequestCtl, rt: ServiceRuntime): void {
-    const opts = ctl.opts;
-    const method = opts.method ?? "GET";
-    const replayable = isReplayable(opts.body);
-    ctl.rt = rt;
-    ctl.method = method;
-    ctl.idempotent = isIdempotent(method, opts.idempotent);
-    ctl.maxRetries = replayable ? (opts.maxRetries ?? this.policy.maxRetries) : 0;
-    ctl.hedging = this.policy.hedge.enabled && ctl.idempotent && replayable;
-    ctl.tryTimeout = opts.timeout ?? this.policy.tryTimeout;
-    rt.counters.requests++;
-    rt.budget.recordRequest(ctl.started);
-    if (ctl.hedging) rt.hedge.recordRequest(ctl.started);
-  }
-
-  /** Fast path: the first try, started synchronously; retries continue in `execute`. */
-  private firstTry(ctl: RequestCtl, resolve: (res: Dispatcher.ResponseData) => void, reject: (err: unknown) => void): void {
-    ctl.resolve = resolve;
-    ctl.reject = reject;
-    try {
-      const rt = ctl.rt!;
-      const picked = this.pickFor(rt, ctl.opts.hashKey, undefined, ctl.started);
-      if (!picked.ok) throw new NoHealthyUpstreamError(rt.name, this.mirror.revision(rt.name), picked.reasons);
-      ctl.tries++;
-      rt.counters.tries++;
-      this.startTry(new TryHandle(ctl, picked.endpoint, undefined), ctl.started);
-    } catch (err) {
-      ctl.finish();
-      this.requestErrors.add(ctl.service, err);
-      reject(err);
-    }
-  }
-
-  /** @internal The fast path's first try is over. */
-  firstTryDone(ctl: RequestCtl, result: TryResult): void {
-    if (result.kind === "response") {
-      ctl.holdUntilClosed(result.res);
-      ctl.resolve!(result.res);
-      return;
-    }
-    this.execute(ctl, result).then(
-      (res) => {
-        ctl.holdUntilClosed(res);
-        ctl.resolve!(res);
-      },
-      (err: unknown) => {
-        ctl.finish();
-        this.requestErrors.add(ctl.service, err);
-        ctl.reject!(err);
-      },
-    );
-  }
-
-  /** @internal */
-  trackActive(ctl: RequestCtl): void {
-    ctl.nextActive = this.activeHead;
-    if (this.activeHead) this.activeHead.prevActive = ctl;
-    this.activeHead = ctl;
-  }
-
-  /** @internal */
-  untrackActive(ctl: RequestCtl): void {
-    const { prevActive: prev, nextActive: next } = ctl;
-    if (prev) prev.nextActive = next;
-    else if (this.activeHead === ctl) this.activeHead = next;
-    else return; // not tracked
-    if (next) next.prevActive = prev;
-    ctl.prevActive = ctl.nextActive = undefined;
-  }
-
-  /** The runtime of a service whose catalog is already mirrored (no wait), or undefined. */
-  private readyNow(service: string): ServiceRuntime | undefined {
-    const rt = this.runtimes.get(service);
-    if (rt && rt.routable) return rt;
-    const view = this.mirror.view(service);
-    if (!view) return undefined;
-    if (!view.known && view.instances.length === 0) throw new UnknownServiceError(service, view.revision);
-    return this.runtime(service);
-  }
-
-  /** The tries of a prepared request; `first` is the result of a try already made (fast path). */
-  private async execute(ctl: RequestCtl, first: TryResult | undefined): Promise<Dispatcher.ResponseData> {
-    const rt = ctl.rt!;
-    const opts = ctl.opts;
-    let exclude: Set<string> | undefined;
-    let last: TryResult | undefined;
-    for (;;) {
-      let result: TryResult;
-      if (first) {
-        result = first;
-        first = undefined;
-        exclude = new Set([result.ep.id]);
-      } else {
-        const picked = this.pickFor(rt, opts.hashKey, exclude);
-        if (!picked.ok) {
-          if (last) return this.finish(rt, last, ctl.tries);
-          throw new NoHealthyUpstreamError(rt.name, this.mirror.revision(rt.name), picked.reasons);
-        }
-        exclude ??= new Set<string>();
-        exclude.add(picked.endpoint.id);
-        ctl.tries++;
-        rt.counters.tries++;
-        result = ctl.hedging ? await this.hedged(ctl, picked.endpoint, exclude) : await this.runTry(new TryHandle(ctl, picked.endpoint, undefined));
-      }
-      if (result.kind === "response") return result.res;
-      last = result;
-      ctl.last = result.kind === "error" ? result.err : new Error(`status ${result.res.statusCode} from ${result.ep.id}`);
-      if (ctl.aborted) {
-        if (result.kind === "status") await this.dropStatus(ctl, result);
-        throw ctl.reason;
-      }
-      if (!shouldRetry(result.outcome, ctl.idempotent) || ctl.tries > ctl.maxRetries) return this.finish(rt, result, ctl.tries);
-      if (!rt.budget.trySpend(Date.now())) {
-        rt.counters.budgetExhausted++;
-        if (result.kind === "status") return this.finish(rt, result, ctl.tries);
-        throw new RetryBudgetExhaustedError(rt.name, ctl.tries, { cause: result.err });
-      }
-      rt.counters.retries++;
-      if (result.kind === "status") await this.dropStatus(ctl, result);
-      await ctl.sleep(this.backoff(ctl.tries));
-    }
-  }
-
-  /** Reads and discards the body of a retryable status that is not returned. */
-  private async dropStatus(ctl: RequestCtl, result: Extract<TryResult, { kind: "status" }>): Promise<void> {
-    await discard(result.res);
-    ctl.deleteLive(result.h);
-  }
-
-  /** The last try's verdict when no retry happens: a response is returned, an error thrown. */
-  private finish(rt: ServiceRuntime, result: TryResult, tries: number): Dispatcher.ResponseData {
-    if (result.kind !== "error") return result.res;
-    if (result.err instanceof TryTimeoutError) throw result.err;
-    const reason = result.outcome.kind === "failure" ? result.outcome.reason : result.outcome.kind;
-    throw new UpstreamError(rt.name, result.ep.id, reason, tries, { cause: result.err });
-  }
-
-  /** The value of the deadline header for `remaining` ms (the last string is reused). */
-  private deadlineHeader(remaining: number): string {
-    const ms = Math.max(1, Math.floor(remaining));
-    if (ms !== this.lastDeadlineMs) {
-      this.lastDeadlineMs = ms;
-      this.lastDeadlineStr = String(ms);
-      this.lastDeadlinePair = [DEADLINE_HEADER, this.lastDeadlineStr];
-    }
-    return this.lastDeadlineStr;
-  }
-
-  /** One try as a promise that never rejects. */
-  private runTry(h: TryHandle): Promise<TryResult> {
-    return new Promise<TryResult>((resolve) => {
-      h.settle = resolve;
-      this.startTry(h, Date.now());
-    });
-  }
-
-  /**
-   * Starts one try against `h.ep` (`now`: Date.now() or the request's start); its result
-   * goes to `h.settle`, or to the fast path when unset. `h` stays live in its request while
-   * the response is open.
-   */
-  private startTry(h: TryHandle, now: number): void {
-    const ctl = h.ctl;
-    const rt = ctl.rt!;
-    const opts = ctl.opts;
-    ctl.addLive(h);
-    const remaining = ctl.deadlineMs - (now - ctl.started);
-    h.deadlineBound = remaining <= ctl.tryTimeout;
-    h.timeoutMs = Math.max(1, Math.min(ctl.tryTimeout, remaining));
-    h.t0 = performance.now();
-    rt.balancer.onStart(h.ep.id, now);
-    if (ctl.aborted) return h.abort(ctl.reason); // settles the try at once (cancelled); nothing is sent
-    this.timeouts.add(h, h.timeoutMs, h.t0);
-    let headers: Record<string, string | string[]> | string[];
-    if (opts.headers) {
-      const h: Record<string, string | string[]> = {};
-      for (const k in opts.headers) {
-        const v = opts.headers[k];
-        if (v !== undefined) h[k] = v;
-      }
-      h[DEADLINE_HEADER] = this.deadlineHeader(remaining);
-      headers = h;
-    } else {
-      this.deadlineHeader(remaining);
-      headers = this.lastDeadlinePair; // shared: undici copies headers into its own request
-    }
-    try {
-      this.poolFor(rt, h.ep).request(
-        {
-          path: opts.path ?? "/",
-          method: ctl.method as Dispatcher.HttpMethod,
-          headers,
-          body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
-          signal: h as unknown as EventEmitter,
-        },
-        h.callback,
-      );
-    } catch (err) {
-      // undici reports request errors through the callback; this is a pool that could not be made.
-      this.tryDone(h, err instanceof Error ? err : new Error(String(err)), undefined);
-    }
-  }
-
-  /** @internal undici's answer to a try: bookkeeping, then the result to whoever waits. */
-  tryDone(h: TryHandle, err: Error | null, res: Dispatcher.ResponseData | undefined): void {
-    if (h.over) {
-      // undici's late answer to a try the gateway settled itself (timeout, deadline, abort):
-      // ignored; a response's body is read off or destroyed so its connection is not held.
-      if (res !== undefined) void discard(res);
-      return;
-    }
-    h.over = true;
-    this.timeouts.remove(h);
-    const ctl = h.ctl;
-    const rt = ctl.rt!;
-    const ep = h.ep;
-    const latencyMs = performance.now() - h.t0;
-    const now = Date.now();
-    let result: TryResult;
-    if (err === null && res !== undefined) {
-      const status = res.statusCode;
-      if (RETRYABLE_STATUS.has(status)) {
-        const outcome: Outcome = { kind: "failure", reason: "status", statusCode: status, latencyMs };
-        rt.balancer.onResult(ep.id, outcome, now);
-        result = { kind: "status", res, ep, outcome, h };
-      } else {
-        if (status >= 500) rt.balancer.onResult(ep.id, { kind: "failure", reason: "status", statusCode: status, latencyMs }, now);
-        else {
-          rt.balancer.onResult(ep.id, { kind: "success", latencyMs }, now);
-          if (this.policy.hedge.enabled) rt.hedge.recordLatency(latencyMs, now);
-        }
-        if (h.settle === undefined) {
-          // The fast path's first try answered: the request is done.
-          ctl.holdUntilClosed(res);
-          ctl.resolve!(res);
-          return;
-        }
-        result = { kind: "response", res, ep, h };
-      }
-    } else {
-      ctl.deleteLive(h);
-      const why: unknown = h.aborted ? h.reason : undefined;
-      let outcome: Outcome;
-      let error: unknown = err;
-      if (why instanceof TryTimeoutError) {
-        outcome = { kind: "failure", reason: "timeout", latencyMs };
-        error = why;
-      } else if (why !== undefined) {
-        outcome = { kind: "cancelled", latencyMs };
-        error = why;
-      } else {
-        outcome = { kind: "failure", reason: classifyError(err), latencyMs };
-      }
-      rt.balancer.onResult(ep.id, outcome, now);
-      if (outcome.kind === "failure") this.log.debug({ service: rt.name, endpoint: ep.id, reason: outcome.reason, err: err?.message }, "try failed");
-      result = { kind: "error", err: error, ep, outcome };
-    }
-    if (h.settle) h.settle(result);
-    else this.firstTryDone(ctl, result);
-  }
-
-  /** A try, plus a second one to another instance if the first is slower than the observed p95. */
-  private async hedged(ctl: RequestCtl, ep: Endpoint, exclude: Set<string>): Promise<TryResult> {
-    const rt = ctl.rt!;
-    const h1 = new TryHandle(ctl, ep, undefined);
-    const p1 = this.runTry(h1);
-    const delay = rt.hedge.hedgeDelayMs(Date.now());
-    if (delay === undefined) return p1; // not enough samples yet
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const fire = new Promise<"hedge">((r) => (timer = setTimeout(() => r("hedge"), delay)));
-    const first = await Promise.race([p1, fire]);
-    clearTimeout(timer);
-    if (first !== "hedge") return first;
-    if (ctl.aborted) return p1;
-    const permit = rt.limiter.tryAcquire();
-    if (!permit) return p1;
-    const picked = this.pickFor(rt, ctl.opts.hashKey, exclude);
-    if (!picked.ok || exclude.has(picked.endpoint.id) || !rt.hedge.shouldHedge(Date.now())) {
-      permit.release();
-      return p1;
-    }
-    exclude.add(picked.endpoint.id);
-    rt.counters.hedges++;
-    rt.counters.tries++;
-    const h2 = new TryHandle(ctl, picked.endpoint, undefined);
-    const p2 = this.runTry(h2);
-    void p2.finally(() => permit.release());
-    return new Promise<TryResult>((resolve) => {
-      let settled = false;
-      const failures: TryResult[] = [];
-      const lose = (r: TryResult): void => {
-        if (r.kind !== "error") {
-          ctl.deleteLive(r.h);
-          (r.res.body as unknown as Readable).destroy();
-        }
-      };
-      const on = (r: TryResult, other: TryHandle): void => {
-        if (settled) return lose(r);
-        if (r.kind === "response") {
-          settled = true;
-          ctl.deleteLive(other);
-          other.abort(new HedgeLost());
-          for (const f of failures) lose(f);
-          return resolve(r);
-        }
-        failures.push(r);
-        if (failures.length === 2) {
-          settled = true;
-          lose(failures[0]!);
-          resolve(failures[1]!);
-        }
-      };
-      void p1.then((r) => on(r, h2));
-      void p2.then((r) => on(r, h1));
-    });
-  }
-
-  /** @internal Full-jitter backoff before retry number `retry`. */
-  backoff(retry: number): number {
-    return backoffDelay(retry, this.random, { baseMs: this.policy.backoff.base, capMs: this.policy.backoff.max });
+    return this.engine.request(service, opts);
   }
 
   // -------------------------------------------------------------------------------------
@@ -888,249 +498,19 @@ export class Gateway extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     this.closeAc.abort(new GatewayClosedError());
-    const active: RequestCtl[] = [];
-    for (let c = this.activeHead; c; c = c.nextActive) active.push(c);
-    for (const ctl of active) ctl.abort(new GatewayClosedError());
+    this.engine.abortAll(new GatewayClosedError());
     this.detachMetrics?.();
     await this.mirror.close();
     await this.connecting?.catch(() => {});
     // Requests were aborted above, so pools close at once; a body nobody reads is destroyed after 2 s.
-    await Promise.allSettled(
-      [...this.pools.values()].map(async (p) => {
-        const timer = setTimeout(() => void p.destroy().catch(() => {}), 2000);
-        await p.close().catch(() => {});
-        clearTimeout(timer);
-      }),
-    );
-    this.pools.clear();
-    this.timeouts.clear();
+    await this.pools.close();
+    this.engine.timeouts.clear();
     if (this.ownsNc && this.nc) await this.nc.close().catch(() => {});
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/**
- * One try: the abort source undici listens to (an EventEmitter-like handle, not an
- * AbortController) and the entry of the gateway's shared timeout queue.
- */
-class TryHandle extends TryTimerEntry {
-  timeoutMs = 0;
-  /** performance.now() at the start. */
-  t0 = 0;
-  /** The try's result is out (undici answered, or the gateway settled it on an abort): later answers are ignored. */
-  over = false;
-  /** undici's callback. */
-  readonly callback = (err: Error | null, res?: Dispatcher.ResponseData): void => this.ctl.gw.tryDone(this, err, res);
-
-  constructor(
-    readonly ctl: RequestCtl,
-    readonly ep: Endpoint,
-    /** Who waits for the result (a runTry promise); unset: the fast path's first try. */
-    public settle: ((r: TryResult) => void) | undefined,
-  ) {
-    super();
-  }
-
-  deadlineLeft(): number {
-    return this.ctl.remaining();
-  }
-
-  onTimeout(): void {
-    if (this.deadlineBound) this.ctl.abort(this.ctl.deadlineError());
-    else this.abort(new TryTimeoutError(this.ctl.service, this.ep.id, this.timeoutMs));
-  }
-
-  /**
-   * Aborts undici's request, and settles the try at once unless its result is already out.
-   * undici settles an aborted request only once it is dispatched: one still waiting in the
-   * Pool for a connection (every connection busy, or connects hanging behind a hung
-   * instance's full accept queue) just records the reason until then. So the timeout, the
-   * deadline, the caller's abort and close() must not wait for undici's callback: the try is
-   * reported and freed here, undici drops the request when it gets to it, and its late
-   * callback finds `over` set.
-   */
-  override abort(reason: unknown): void {
-    if (this.aborted) return;
-    super.abort(reason);
-    if (!this.over) this.ctl.gw.tryDone(this, reason instanceof Error ? reason : new Error(String(reason)), undefined);
-  }
-}
-
-const kCtl = Symbol("roster.requestCtl");
-
-/** 'close' listener of a returned body (shared: the request is found on the body). */
-function onReturnedBodyClose(this: Readable): void {
-  const self = this as unknown as Record<symbol, RequestCtl | undefined>;
-  const ctl = self[kCtl];
-  if (ctl) {
-    self[kCtl] = undefined; // a response kept by the caller does not keep its request alive
-    ctl.finish();
-  }
-}
-
-/**
- * One request's control: what can end it (the caller's signal, the deadline, close()) reaches
- * the tries in flight (`live`) and any wait, without an AbortController or a timer per
- * request on the fast path. Tracked by the gateway (for close()) until `finish()`.
- */
-class RequestCtl {
-  readonly started = Date.now();
-  tries = 0;
-  last: unknown;
-  reason: unknown = undefined;
-  /** The concurrency slot held (taken with tryTake) or the permit (after queueing). */
-  slot: ConcurrencyLimiter | undefined = undefined;
-  permit: Permit | undefined = undefined;
-  /** @internal links of the gateway's list of active requests. */
-  prevActive: RequestCtl | undefined = undefined;
-  nextActive: RequestCtl | undefined = undefined;
-  /** Tries in flight, and the winning try while its response body is open (the first one inline). */
-  private live1: TryHandle | undefined = undefined;
-  private liveMore: Set<TryHandle> | undefined = undefined;
-  private wakers: Set<() => void> | undefined = undefined;
-  private onCallerAbort: (() => void) | undefined = undefined;
-  private finished = false;
-
-  /** Set by prepare() once the service is routable and a slot is held. */
-  rt: ServiceRuntime | undefined = undefined;
-  method = "GET";
-  idempotent = true;
-  maxRetries = 0;
-  hedging = false;
-  tryTimeout = 0;
-  /** The fast path's promise. */
-  resolve: ((res: Dispatcher.ResponseData) => void) | undefined = undefined;
-  reject: ((err: unknown) => void) | undefined = undefined;
-
-  constructor(
-    readonly gw: Gateway,
-    readonly service: string,
-    readonly opts: RequestOptions,
-    readonly deadlineMs: number,
-  ) {
-    gw.trackActive(this);
-    const signal = opts.signal;
-    if (signal) {
-      const onCallerAbort = (): void => this.abort(new RequestAbortedError(service, { cause: signal.reason }));
-      if (signal.aborted) onCallerAbort();
-      else {
-        this.onCallerAbort = onCallerAbort;
-        signal.addEventListener("abort", onCallerAbort, { once: true });
-      }
-    }
-  }
-
-  get aborted(): boolean {
-    return this.reason !== undefined;
-  }
-
-  remaining(): number {
-    return this.deadlineMs - (Date.now() - this.started);
-  }
-
-  deadlineError(): DeadlineExceededError {
-    return new DeadlineExceededError(this.service, this.deadlineMs, this.tries, { cause: this.last });
-  }
-
-  addLive(h: TryHandle): void {
-    if (this.live1 === undefined) this.live1 = h;
-    else (this.liveMore ??= new Set()).add(h);
-  }
-
-  deleteLive(h: TryHandle): void {
-    if (this.live1 === h) this.live1 = undefined;
-    else this.liveMore?.delete(h);
-  }
-
-  /** The request is over once `res`'s body closes (read, dumped or destroyed). */
-  holdUntilClosed(res: Dispatcher.ResponseData): void {
-    this.rt!.counters.responses++; // every returned response passes here once
-    const body = res.body as unknown as Readable;
-    if (body.destroyed || body.closed) return this.finish();
-    (body as unknown as Record<symbol, RequestCtl>)[kCtl] = this;
-    body.on("close", onReturnedBodyClose); // autoDestroy: emitted after end, error or destroy
-  }
-
-  /** Releases the slot, forgets the tries and the caller's signal; idempotent. */
-  finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.gw.untrackActive(this);
-    if (this.slot) this.slot.give();
-    else this.permit?.release();
-    this.live1 = undefined;
-    this.liveMore = undefined;
-    if (this.onCallerAbort) this.opts.signal!.removeEventListener("abort", this.onCallerAbort);
-  }
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.reason = reason;
-    if (this.live1) this.live1.abort(reason);
-    if (this.liveMore) for (const h of [...this.liveMore]) h.abort(reason);
-    if (this.wakers) for (const w of [...this.wakers]) w();
-  }
-
-  /** Waits `ms`; rejects with the reason when aborted first, or at the deadline. */
-  sleep(ms: number): Promise<void> {
-    if (this.aborted) return Promise.reject(this.reason);
-    const rem = this.remaining();
-    const atDeadline = ms >= rem;
-    const wakers = (this.wakers ??= new Set());
-    return new Promise<void>((resolve, reject) => {
-      const w = (): void => {
-        clearTimeout(t);
-        wakers.delete(w);
-        reject(this.reason);
-      };
-      const t = setTimeout(() => {
-        wakers.delete(w);
-        if (atDeadline) {
-          this.abort(this.deadlineError());
-          reject(this.reason);
-        } else resolve();
-      }, Math.max(0, Math.min(ms, rem)));
-      wakers.add(w);
-    });
-  }
-
-  /** Rejects with the reason when aborted (or at the deadline) before `p` settles. */
-  race<T>(p: Promise<T>): Promise<T> {
-    const wait = this.waitSignal();
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => reject(this.reason);
-      wait.signal.addEventListener("abort", onAbort, { once: true });
-      p.then(resolve, reject).finally(() => wait.dispose());
-    });
-  }
-
-  /** A signal for waits that take one (the concurrency queue), with a deadline timer; dispose it after. */
-  waitSignal(): { signal: AbortSignal; dispose: () => void } {
-    const ac = new AbortController();
-    if (this.aborted) {
-      ac.abort(this.reason);
-      return { signal: ac.signal, dispose: () => {} };
-    }
-    const w = (): void => ac.abort(this.reason);
-    const wakers = (this.wakers ??= new Set());
-    wakers.add(w);
-    const timer = setTimeout(() => this.abort(this.deadlineError()), Math.max(0, this.remaining()));
-    return {
-      signal: ac.signal,
-      dispose: () => {
-        clearTimeout(timer);
-        wakers.delete(w);
-      },
-    };
-  }
-}
-
-function originOf(i: { address: string; port: number }): string {
-  const host = i.address.includes(":") && !i.address.startsWith("[") ? `[${i.address}]` : i.address;
-  return `http://${host}:${i.port}`;
 }
 
 /** Creates a gateway: connects to NATS (or uses the given connection), preloads `services`. */

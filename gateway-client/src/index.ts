@@ -1,8 +1,12 @@
 // Public surface of @roster/gateway-client.
 export { createGateway, Gateway, DEADLINE_HEADER } from "./gateway.js";
-export type { GatewayOptions, RequestOptions, RequestBody, Picked, ServiceStats } from "./gateway.js";
+export type { GatewayOptions, GatewayEvents, MetricsRegistry, RequestOptions, RequestBody, RequestPlan, TrafficHooks, UpstreamPool, Picked, ServiceStats } from "./gateway.js";
 export { GatewayDispatcher } from "./adapters/dispatcher.js";
-export { CatalogMirror } from "./adapters/mirror.js";
+export type { FetchDispatcher } from "./adapters/dispatcher.js";
+export type { PoolFactory, UpstreamPoolOptions } from "./adapters/pools.js";
+export { REQUEST_CHANNEL, TRY_START_CHANNEL, TRY_END_CHANNEL } from "./adapters/tracing.js";
+export type { RequestChannelMessage, TryChannelMessage, TryKind, TracerProviderLike } from "./adapters/tracing.js";
+export { CatalogFollower } from "./adapters/mirror.js";
 export type { MirrorOptions, MirrorStats, RegistryDegraded, ServiceView, StaleReason } from "./adapters/mirror.js";
 export type { Logger } from "./adapters/logger.js";
 export { GatewayPolicy, parsePolicy } from "./config.js";

@@ -8,25 +8,10 @@
  * each gateway adds its series under its own `gateway` label (its `name` option).
  */
 import { Counter, Gauge, Registry } from "prom-client";
-import type { ServiceRuntime } from "../gateway.js";
+import type { ServiceRuntime } from "./engine.js";
+import type { RequestErrors } from "./request-errors.js";
 
-/** Requests that ended in an error, by service and error code (the error path only). */
-export class RequestErrors {
-  /** service → code → count. Capped so arbitrary unknown-service names cannot grow it forever. */
-  readonly byService = new Map<string, Map<string, number>>();
-  static readonly MAX_SERVICES = 1000;
-
-  add(service: string, err: unknown): void {
-    const code = typeof (err as { code?: unknown })?.code === "string" ? (err as { code: string }).code : "ERROR";
-    let codes = this.byService.get(service);
-    if (!codes) {
-      if (this.byService.size >= RequestErrors.MAX_SERVICES) return;
-      codes = new Map();
-      this.byService.set(service, codes);
-    }
-    codes.set(code, (codes.get(code) ?? 0) + 1);
-  }
-}
+export { RequestErrors } from "./request-errors.js";
 
 /** What one gateway exposes to the metrics. */
 export interface GatewayMetricsSource {
@@ -167,4 +152,9 @@ function defineMetrics(registry: Registry, sources: Map<string, GatewayMetricsSo
       for (const src of sources.values()) this.set({ gateway: src.name }, src.isStale() ? 1 : 0);
     },
   });
+}
+
+/** A Registry of the gateway's own (`metrics: true`). */
+export function newMetricsRegistry(): Registry {
+  return new Registry();
 }

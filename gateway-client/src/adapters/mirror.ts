@@ -14,10 +14,13 @@
 // 3 intervals the mirror says so (`stale` event, `isStale`), keeps the last known
 // instances, and resyncs every service when things come back.
 // Bad messages are dropped and counted, never thrown.
+// Where the parts live: the per-service delta chaining is a pure state machine
+// (core/service-mirror.ts), snapshot paging is adapters/snapshot-pager.ts, the last-known-good
+// file adapters/lkg-file.ts; this follower owns the subscriptions, presence and staleness, and
+// decides when to sync.
 import { EventEmitter } from "node:events";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
-import { errors, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { readIfExists, writeFileSecurely } from "./lkg-file.js";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import { z } from "zod";
 import {
   CatalogDelta,
@@ -25,17 +28,14 @@ import {
   NAME_PATTERN,
   PRESENCE_SUBJECT,
   PresenceMessage,
-  PROTOCOL_VERSION,
-  Snapshot,
-  SnapshotRequest,
+  type Snapshot,
   catalogSubject,
   decode,
-  encode,
   formatIssues,
-  snapshotSubject,
 } from "@roster/schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
-import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
+import { SnapshotPager } from "./snapshot-pager.js";
+import { ServiceMirror, type ServiceView } from "../core/service-mirror.js";
 import { childLogger, type Logger } from "./logger.js";
 
 export interface MirrorOptions {
@@ -101,38 +101,18 @@ export interface MirrorStats {
   dropped: Record<string, number>;
 }
 
-export interface ServiceView {
-  readonly service: string;
-  readonly revision: number;
-  readonly known: boolean;
-  readonly instances: readonly CatalogInstance[];
-  /** True while the copy comes from the last-known-good file and no snapshot arrived yet. */
-  readonly fromLastKnownGood: boolean;
-}
+export type { ServiceView } from "../core/service-mirror.js";
 
+/** A followed service: the pure state machine, plus what the adapter needs to drive it. */
 interface ServiceState {
   readonly name: string;
-  instances: Map<string, CatalogInstance>;
-  list: CatalogInstance[];
-  revision: number;
-  known: boolean;
-  ready: boolean;
-  fromLkg: boolean;
-  /** Non-null while a snapshot is being fetched: deltas wait here. */
-  buffer: CatalogDelta[] | null;
+  readonly m: ServiceMirror;
   syncing: Promise<void> | null;
   /** Cuts short a backoff sleep (reconnect, close). */
   wake: (() => void) | null;
   sub: Subscription | null;
   waiters: Set<() => void>;
 }
-
-/** Snapshots in a row at the same revision that still leave a buffered delta unchained before it is dropped. */
-const MAX_SAME_SNAPSHOT_GAPS = 3;
-/** Page timeouts in a row after which snapshot requests go without a deadline (clock skew)... */
-const DEADLINE_FALLBACK_AFTER = 3;
-/** ... for this long. */
-const DEADLINE_FALLBACK_MS = 60_000;
 
 const LkgFile = z.object({
   v: z.literal(1),
@@ -150,7 +130,7 @@ const LkgFile = z.object({
  *   left its degraded mode (many hosts silent at once: agent-lost statuses may be the registry's own
  *   network, not the hosts).
  */
-export class CatalogMirror extends EventEmitter {
+export class CatalogFollower extends EventEmitter {
   readonly stats: MirrorStats = { snapshots: 0, snapshotFailures: 0, snapshotRequests: 0, snapshotRestarts: 0, snapshotPages: 0, resyncs: 0, gaps: 0, deltasApplied: 0, duplicates: 0, dropped: {} };
   private nc: NatsConnection | null = null;
   private readonly states = new Map<string, ServiceState>();
@@ -171,14 +151,8 @@ export class CatalogMirror extends EventEmitter {
   private stopStatus: (() => void) | null = null;
   private lkgTimer: ReturnType<typeof setTimeout> | null = null;
   private lkgWriting: Promise<void> = Promise.resolve();
-  private readonly pageTimeout: AdaptiveTimeout;
-  /** Page requests in flight, and those waiting for a slot (FIFO). */
-  private inFlight = 0;
-  /** Page requests with a deadline timed out in a row (any service); reset by an answer to one. */
-  private timeoutsInARow = 0;
-  /** performance.now() until which page requests carry no deadline. */
-  private deadlineOffUntil = 0;
-  private readonly slotWaiters: Array<() => void> = [];
+  /** Snapshot requests: pages, adaptive timeout, in-flight cap, deadlines. */
+  private readonly pager: SnapshotPager;
 
   constructor(options: MirrorOptions = {}) {
     super();
@@ -199,11 +173,18 @@ export class CatalogMirror extends EventEmitter {
       now: options.now ?? Date.now,
     };
     this.presenceIntervalMs = this.opts.presenceIntervalMs;
-    this.pageTimeout = new AdaptiveTimeout({
-      initialMs: this.opts.snapshotRequestTimeoutMs,
-      maxMs: Math.max(this.opts.snapshotRequestTimeoutMs, this.opts.snapshotRequestMaxTimeoutMs),
-    });
     this.log = childLogger(options.logger, "mirror");
+    this.pager = new SnapshotPager(
+      {
+        requestTimeoutMs: this.opts.snapshotRequestTimeoutMs,
+        maxTimeoutMs: this.opts.snapshotRequestMaxTimeoutMs,
+        maxInFlight: this.opts.maxSnapshotRequestsInFlight,
+        now: this.opts.now,
+      },
+      this.stats,
+      this.log,
+      { connection: () => (this.closed ? null : this.nc), drop: (kind, reason, detail) => this.drop(kind, reason, detail) },
+    );
     for (const s of options.services ?? []) this.ensure(s);
   }
 
@@ -222,7 +203,7 @@ export class CatalogMirror extends EventEmitter {
 
   /** The current (adaptive) timeout of one snapshot page request (ms). */
   get snapshotRequestTimeoutMs(): number {
-    return this.pageTimeout.ms;
+    return this.pager.timeoutMs;
   }
 
   get connected(): boolean {
@@ -236,14 +217,12 @@ export class CatalogMirror extends EventEmitter {
 
   /** Revision of the last change applied for `service` (0 when none or not followed). */
   revision(service: string): number {
-    return this.states.get(service)?.revision ?? 0;
+    return this.states.get(service)?.m.revision ?? 0;
   }
 
   /** The current view of a service, or undefined when no snapshot (or last-known-good copy) is there yet. */
   view(service: string): ServiceView | undefined {
-    const st = this.states.get(service);
-    if (!st || !st.ready) return undefined;
-    return { service, revision: st.revision, known: st.known, instances: st.list, fromLastKnownGood: st.fromLkg };
+    return this.states.get(service)?.m.view();
   }
 
   /**
@@ -276,13 +255,7 @@ export class CatalogMirror extends EventEmitter {
     if (!NAME_PATTERN.test(service)) throw new TypeError(`invalid service name "${service}"`);
     const st: ServiceState = {
       name: service,
-      instances: new Map(),
-      list: [],
-      revision: 0,
-      known: false,
-      ready: false,
-      fromLkg: false,
-      buffer: null,
+      m: new ServiceMirror(service, this.opts.maxBufferedDeltas, this.stats),
       syncing: null,
       wake: null,
       sub: null,
@@ -303,7 +276,7 @@ export class CatalogMirror extends EventEmitter {
     if (this.closed) throw new GatewayClosedError();
     this.ensure(service);
     const st = this.states.get(service)!;
-    if (!st.ready) {
+    if (!st.m.ready) {
       await new Promise<void>((resolve, reject) => {
         const done = (): void => {
           clearTimeout(timer);
@@ -332,13 +305,14 @@ export class CatalogMirror extends EventEmitter {
   async loadLastKnownGood(): Promise<number> {
     const file = this.opts.lastKnownGoodFile;
     if (!file) return 0;
-    let text: string;
+    let text: string | undefined;
     try {
-      text = await readFile(file, "utf8");
+      text = await readIfExists(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") this.log.warn({ err, file }, "cannot read last-known-good file");
+      this.log.warn({ err, file }, "cannot read last-known-good file");
       return 0;
     }
+    if (text === undefined) return 0;
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -355,15 +329,9 @@ export class CatalogMirror extends EventEmitter {
     for (const s of parsed.data.services) {
       this.ensure(s.service);
       const st = this.states.get(s.service)!;
-      if (st.ready) continue; // a real snapshot beat the file
-      st.instances = new Map(s.instances.filter((i) => i.service === s.service).map((i) => [i.id, i]));
-      st.list = [...st.instances.values()];
-      st.revision = s.revision;
-      st.known = s.known;
-      st.ready = true;
-      st.fromLkg = true;
+      if (!st.m.loadCopy(s.instances, s.revision, s.known)) continue; // a real snapshot beat the file
       loaded++;
-      this.emit("change", st.name, st.revision);
+      this.emit("change", st.name, st.m.revision);
       this.wakeWaiters(st);
     }
     this.log.info({ file, services: loaded, savedAt: parsed.data.savedAt }, "loaded last-known-good catalog");
@@ -381,7 +349,7 @@ export class CatalogMirror extends EventEmitter {
       st.wake?.();
       this.wakeWaiters(st);
     }
-    for (const w of this.slotWaiters.splice(0)) w();
+    this.pager.close();
     if (this.lkgTimer) {
       clearTimeout(this.lkgTimer);
       this.lkgTimer = null;
@@ -416,41 +384,25 @@ export class CatalogMirror extends EventEmitter {
     if (d.service !== st.name || (d.op === "put" && (d.instance.id !== d.instanceId || d.instance.service !== d.service))) {
       return this.drop("delta", "mismatch", `${d.service}/${d.instanceId} on ${st.name}`);
     }
-    if (st.buffer) {
-      if (st.buffer.length >= this.opts.maxBufferedDeltas) {
-        st.buffer = [];
-        this.drop("delta", "buffer-full");
-      }
-      st.buffer.push(d);
-      return;
+    const have = st.m.revision;
+    const res = st.m.onDelta(d);
+    switch (res.kind) {
+      case "buffered":
+        if (res.overflowed) this.drop("delta", "buffer-full");
+        return;
+      case "duplicate":
+        return;
+      case "gap":
+        this.log.info({ service: st.name, have, prevRevision: d.prevRevision, revision: d.revision }, "gap in catalog deltas: resync");
+        void this.sync(st);
+        return;
+      case "applied":
+        this.changed(st);
     }
-    if (d.revision <= st.revision) {
-      this.stats.duplicates++;
-      return;
-    }
-    if (d.prevRevision !== st.revision) {
-      this.stats.gaps++;
-      this.log.info({ service: st.name, have: st.revision, prevRevision: d.prevRevision, revision: d.revision }, "gap in catalog deltas: resync");
-      st.buffer = [d];
-      void this.sync(st);
-      return;
-    }
-    this.applyDelta(st, d);
-    this.changed(st);
-  }
-
-  private applyDelta(st: ServiceState, d: CatalogDelta): void {
-    if (d.op === "put") st.instances.set(d.instanceId, d.instance);
-    else st.instances.delete(d.instanceId);
-    st.revision = d.revision;
-    st.known = true;
-    st.fromLkg = false;
-    this.stats.deltasApplied++;
   }
 
   private changed(st: ServiceState): void {
-    st.list = [...st.instances.values()];
-    this.emit("change", st.name, st.revision);
+    this.emit("change", st.name, st.m.revision);
     this.scheduleLastKnownGood();
   }
 
@@ -466,7 +418,7 @@ export class CatalogMirror extends EventEmitter {
   private sync(st: ServiceState, jitter = false): Promise<void> {
     if (st.syncing) return st.syncing;
     if (!this.nc || this.closed) return Promise.resolve();
-    st.buffer ??= [];
+    st.m.beginSync();
     this.stats.resyncs++;
     const delayMs = jitter ? Math.floor(this.opts.random() * this.opts.syncJitterMs) : 0;
     st.syncing = (delayMs > 0 ? this.sleep(st, delayMs).then(() => this.syncLoop(st)) : this.syncLoop(st)).finally(() => {
@@ -478,183 +430,27 @@ export class CatalogMirror extends EventEmitter {
 
   private async syncLoop(st: ServiceState): Promise<void> {
     let attempt = 0;
-    let gapRevision = -1;
-    let sameGap = 0;
     while (!this.closed && this.nc) {
       let snap: Snapshot;
       try {
-        snap = await this.requestSnapshot(st);
+        snap = await this.pager.snapshot(st.name, (attempt) => this.backoff(st, attempt));
       } catch (err) {
         // Only when closing or detached: pages are retried inside requestSnapshot.
         this.log.debug({ service: st.name, err: (err as Error).message }, "snapshot abandoned");
         continue;
       }
       this.stats.snapshots++;
-      const before = st.revision;
-      const beforeList = st.list;
-      st.instances = new Map(snap.instances.filter((i) => i.service === st.name).map((i) => [i.id, i]));
-      st.revision = snap.revision;
-      st.known = snap.known;
-      st.fromLkg = false;
-      const buffered = (st.buffer ?? []).sort((a, b) => a.revision - b.revision);
-      let gapAt = -1;
-      for (let i = 0; i < buffered.length; i++) {
-        const d = buffered[i]!;
-        if (d.revision <= st.revision) {
-          // Covered by the snapshot (or a repeat): discarded here, so counted once.
-          this.stats.duplicates++;
-          continue;
-        }
-        if (d.prevRevision !== st.revision) {
-          gapAt = i;
-          break;
-        }
-        this.applyDelta(st, d);
+      const r = st.m.onSnapshot(snap);
+      if (r.kind === "again") {
+        attempt++;
+        await this.backoff(st, attempt);
+        continue;
       }
-      const wasReady = st.ready;
-      st.ready = true;
-      if (gapAt >= 0) {
-        // The snapshot is older than a delta we hold (or a delta was lost in between): again.
-        this.stats.gaps++;
-        sameGap = snap.revision === gapRevision ? sameGap + 1 : 0;
-        gapRevision = snap.revision;
-        if (sameGap < MAX_SAME_SNAPSHOT_GAPS) {
-          st.buffer = buffered.slice(gapAt);
-          attempt++;
-          await this.backoff(st, attempt);
-          continue;
-        }
-        // The registry keeps answering the same revision, so those deltas chain onto nothing it has
-        // (forged, or from another history): drop them rather than resync forever behind them.
-        for (const d of buffered.slice(gapAt)) this.drop("delta", "unchainable", `${d.service}/${d.instanceId}@${d.revision}`);
-      }
-      st.buffer = null;
-      if (!wasReady || before !== st.revision || !sameInstances(beforeList, st.instances)) this.changed(st);
-      else st.list = [...st.instances.values()];
+      for (const d of r.dropped) this.drop("delta", "unchainable", `${d.service}/${d.instanceId}@${d.revision}`);
+      if (r.changed) this.changed(st);
       this.wakeWaiters(st);
       return;
     }
-  }
-
-  /**
-   * One snapshot, in as many pages as the registry cut it into (a service too large for one
-   * message). A page that fails (timeout, no responders, bad answer) is asked again after a
-   * full-jitter backoff, with the adaptive timeout: the pages already held stay, since the
-   * registry serves the same bytes for a revision. Every page must carry the first page's
-   * revision; if the revision moved while paging, start over from page 0. Throws only when the
-   * mirror closes or loses its connection.
-   */
-  private async requestSnapshot(st: ServiceState): Promise<Snapshot> {
-    const service = st.name;
-    let first: Snapshot | null = null;
-    let instances: CatalogInstance[] = [];
-    let page = 0;
-    let failures = 0;
-    let restarts = 0;
-    for (;;) {
-      if (this.closed || !this.nc) throw new GatewayClosedError();
-      let got: Snapshot;
-      try {
-        got = await this.requestSnapshotPage(service, page, first?.revision);
-      } catch (err) {
-        if (this.closed || !this.nc) throw err;
-        this.stats.snapshotFailures++;
-        failures++;
-        this.log.debug({ service, page, failures, timeoutMs: this.pageTimeout.ms, err: (err as Error).message }, "snapshot page failed: retrying that page");
-        await this.backoff(st, failures);
-        continue;
-      }
-      failures = 0;
-      if (page === 0) {
-        first = got;
-        instances = [...got.instances];
-      } else if (got.revision !== first!.revision || got.pages !== first!.pages || got.page !== page) {
-        // The service changed while paging: the pages held are of an older revision.
-        this.stats.snapshotRestarts++;
-        restarts++;
-        this.log.debug({ service, from: first!.revision, to: got.revision }, "snapshot changed while paging: starting over");
-        first = null;
-        page = 0;
-        await this.backoff(st, restarts); // a service churning faster than it pages must not spin
-        continue;
-      } else {
-        instances.push(...got.instances);
-      }
-      page++;
-      if (page >= first!.pages) {
-        if (first!.pages <= 1) return first!;
-        this.stats.snapshotPages += first!.pages;
-        return { ...first!, page: 0, pages: 1, instances };
-      }
-    }
-  }
-
-  private async requestSnapshotPage(service: string, page: number, revision?: number): Promise<Snapshot> {
-    await this.acquireSlot();
-    try {
-      const nc = this.nc;
-      if (!nc || this.closed) throw new GatewayClosedError();
-      const timeoutMs = this.pageTimeout.ms;
-      // The deadline lets the registry skip answering a request nobody waits for any more
-      // (an older registry ignores the field: the schemas are tolerant readers).
-      // `revision`: the registry keeps the previous revision's pages, so a service that moves while
-      // we page does not force a restart (unless it moved twice).
-      // The deadline is on our clock: a client whose clock is far behind the registry's would have
-      // every request skipped as expired. After a few timeouts in a row, ask without one (the
-      // registry then always answers) for a while, then try again with one.
-      const withDeadline = performance.now() >= this.deadlineOffUntil;
-      const deadline = withDeadline ? { deadline: this.opts.now() + timeoutMs } : {};
-      const body = encode(SnapshotRequest, { v: PROTOCOL_VERSION, kind: "snapshot-request", page, ...deadline, ...(revision !== undefined ? { revision } : {}) });
-      this.stats.snapshotRequests++;
-      const t0 = performance.now();
-      let msg: Msg;
-      try {
-        msg = await nc.request(snapshotSubject(service), body, { timeout: timeoutMs });
-      } catch (err) {
-        if (isTimeout(err)) {
-          this.pageTimeout.onTimeout(timeoutMs);
-          if (withDeadline && ++this.timeoutsInARow >= DEADLINE_FALLBACK_AFTER) {
-            this.timeoutsInARow = 0;
-            this.deadlineOffUntil = performance.now() + DEADLINE_FALLBACK_MS;
-            this.log.warn({ service, timeoutMs }, "snapshot requests keep timing out: asking without a deadline for a while (is this host's clock behind?)");
-          }
-        }
-        throw err;
-      }
-      if (withDeadline) this.timeoutsInARow = 0;
-      this.pageTimeout.onAnswer(performance.now() - t0);
-      const r = decode(Snapshot, msg.data);
-      if (!r.ok) {
-        this.drop("snapshot", r.reason, r.error);
-        throw new Error(`bad snapshot: ${r.reason}: ${r.error}`);
-      }
-      if (r.value.service !== service) {
-        this.drop("snapshot", "mismatch", r.value.service);
-        throw new Error(`snapshot for "${r.value.service}" when "${service}" was asked`);
-      }
-      return r.value;
-    } finally {
-      this.releaseSlot();
-    }
-  }
-
-  /** Waits for one of the `maxSnapshotRequestsInFlight` page-request slots (FIFO). */
-  private acquireSlot(): Promise<void> {
-    if (this.inFlight < this.opts.maxSnapshotRequestsInFlight || this.closed) {
-      this.inFlight++;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) =>
-      this.slotWaiters.push(() => {
-        this.inFlight++;
-        resolve();
-      }),
-    );
-  }
-
-  private releaseSlot(): void {
-    this.inFlight--;
-    this.slotWaiters.shift()?.();
   }
 
   private backoff(st: ServiceState, attempt: number): Promise<void> {
@@ -691,7 +487,7 @@ export class CatalogMirror extends EventEmitter {
       // Not necessarily a problem (replicas, restarts), but cheap insurance against a lost last delta.
       this.registry = who;
       this.log.info({ registry: who }, "registry epoch changed: resync");
-      this.pageTimeout.reset(); // another process: its round trips say nothing of this one
+      this.pager.resetTimeout(); // another process: its round trips say nothing of this one
       this.resyncAll();
     }
     const degraded = p.degraded ?? null;
@@ -796,34 +592,16 @@ export class CatalogMirror extends EventEmitter {
     const file = this.opts.lastKnownGoodFile;
     if (!file) return Promise.resolve();
     const services = [...this.states.values()]
-      .filter((s) => s.ready)
-      .map((s) => ({ service: s.name, revision: s.revision, known: s.known, instances: s.list }));
+      .filter((s) => s.m.ready)
+      .map((s) => ({ service: s.name, revision: s.m.revision, known: s.m.known, instances: s.m.list }));
     const body = JSON.stringify({ v: 1, savedAt: Date.now(), services });
-    const tmp = `${file}.${process.pid}.tmp`;
     this.lkgWriting = this.lkgWriting.then(async () => {
       try {
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(tmp, body);
-        await rename(tmp, file);
+        await writeFileSecurely(file, body);
       } catch (err) {
         this.log.warn({ err, file }, "cannot write last-known-good file");
       }
     });
     return this.lkgWriting;
   }
-}
-
-/** A request that got no answer in time (not "no responders", not a bad answer). */
-function isTimeout(err: unknown): boolean {
-  const e = err as { name?: string; cause?: { name?: string } } | null;
-  return e?.name === "TimeoutError" || e?.cause?.name === "TimeoutError" || err instanceof errors.TimeoutError;
-}
-
-function sameInstances(list: readonly CatalogInstance[], now: Map<string, CatalogInstance>): boolean {
-  if (list.length !== now.size) return false;
-  for (const i of list) {
-    const j = now.get(i.id);
-    if (!j || j.updatedAt !== i.updatedAt || j.status !== i.status || j.address !== i.address || j.port !== i.port || j.weight !== i.weight) return false;
-  }
-  return true;
 }

@@ -24,7 +24,7 @@ describe("gateway metrics", () => {
     await waitFor(() => gw.instances(service).length === ups.length, { timeoutMs: 5000, what: `${ups.length} instances` });
     return { service, ups, gw };
   }
-  const scrape = async (r: Registry | undefined): Promise<Sample[]> => parsePrometheus(await r!.metrics());
+  const scrape = async (r: { metrics(): Promise<string> } | undefined): Promise<Sample[]> => parsePrometheus(await r!.metrics());
 
   test("metrics - requests by outcome, retries, ejections, endpoint health and breaker state after real traffic", async () => {
     const { service, ups, gw } = await setup(["ok", "ok"], { balancer: "round-robin", maxRetries: 2 });

@@ -11,7 +11,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { NatsServer, waitFor } from "@roster/testkit";
 import type { Registry } from "@roster/registry";
 import { SNAPSHOT_WILDCARD } from "@roster/schemas";
-import { CatalogMirror } from "../../src/adapters/mirror.js";
+import { CatalogFollower } from "../../src/adapters/mirror.js";
 import { FakeAgent, FakeRegistry, registration, silent, startRegistry } from "./helpers.js";
 
 const PAGE1 = '"kind":"snapshot-request","page":1,';
@@ -118,7 +118,7 @@ describe("mirror herd", () => {
 
   test("mirror herd - a page that times out is retried alone, with a longer timeout, and the registry skips the expired requests", { timeout: 15_000 }, async () => {
     const nc = await connect({ servers: nats.url });
-    const mirror = new CatalogMirror({ services: ["big"], presenceIntervalMs: 200, snapshotRequestTimeoutMs: 300, logger: silent });
+    const mirror = new CatalogFollower({ services: ["big"], presenceIntervalMs: 200, snapshotRequestTimeoutMs: 300, logger: silent });
     const expiredBefore = await expiredDrops(registry.url);
     try {
       proxy.armed = true;
@@ -147,7 +147,7 @@ describe("mirror herd", () => {
   });
   test("mirror herd - a client whose clock is a minute behind still syncs: after 3 skipped requests it asks without a deadline", { timeout: 15_000 }, async () => {
     const nc = await connect({ servers: nats.url });
-    const mirror = new CatalogMirror({ services: ["big"], presenceIntervalMs: 200, snapshotRequestTimeoutMs: 100, logger: silent, now: () => Date.now() - 60_000 });
+    const mirror = new CatalogFollower({ services: ["big"], presenceIntervalMs: 200, snapshotRequestTimeoutMs: 100, logger: silent, now: () => Date.now() - 60_000 });
     const expiredBefore = await expiredDrops(registry.url);
     try {
       mirror.attach(nc);
@@ -178,7 +178,7 @@ describe("mirror herd - in-flight cap", () => {
     reg.answerSnapshots = false;
     const services = Array.from({ length: 12 }, (_, i) => `quiet-${i}`);
     const nc = await connect({ servers: nats.url });
-    const mirror = new CatalogMirror({ services, presenceIntervalMs: 200, snapshotRequestTimeoutMs: 200, maxSnapshotRequestsInFlight: 2, logger: silent });
+    const mirror = new CatalogFollower({ services, presenceIntervalMs: 200, snapshotRequestTimeoutMs: 200, maxSnapshotRequestsInFlight: 2, logger: silent });
     try {
       const before = reg.snapshotRequests;
       mirror.attach(nc);

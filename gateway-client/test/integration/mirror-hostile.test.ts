@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import fc from "fast-check";
 import { CatalogDelta, LIMITS, PRESENCE_SUBJECT, PresenceMessage, catalogSubject, decode } from "@roster/schemas";
 import { NatsServer, waitFor } from "@roster/testkit";
-import { CatalogMirror } from "../../src/adapters/mirror.js";
+import { CatalogFollower } from "../../src/adapters/mirror.js";
 import { FakeRegistry, makeInstance } from "./helpers.js";
 
 const te = new TextEncoder();
@@ -19,7 +19,7 @@ describe("mirror hostile input, property-based (real nats-server)", () => {
   let reg: FakeRegistry;
   let nc: NatsConnection;
   let attacker: NatsConnection;
-  let mirror: CatalogMirror;
+  let mirror: CatalogFollower;
   let port = 9000;
 
   before(async () => {
@@ -28,7 +28,7 @@ describe("mirror hostile input, property-based (real nats-server)", () => {
     for (let i = 0; i < 3; i++) reg.put(makeInstance(SERVICE, `o${i}`, port++));
     nc = await connect({ servers: nats.url });
     attacker = await connect({ servers: nats.url });
-    mirror = new CatalogMirror({ presenceIntervalMs: 200, resyncBackoffBaseMs: 5, resyncBackoffMaxMs: 50 });
+    mirror = new CatalogFollower({ presenceIntervalMs: 200, resyncBackoffBaseMs: 5, resyncBackoffMaxMs: 50 });
     mirror.attach(nc);
     await mirror.waitReady(SERVICE);
   });

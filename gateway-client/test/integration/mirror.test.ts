@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { NatsServer, waitFor } from "@roster/testkit";
 import { catalogSubject } from "@roster/schemas";
-import { CatalogMirror } from "../../src/adapters/mirror.js";
+import { CatalogFollower } from "../../src/adapters/mirror.js";
 import { SnapshotTimeoutError } from "../../src/errors.js";
 import { FakeRegistry, makeInstance } from "./helpers.js";
 
@@ -22,10 +22,10 @@ describe("mirror", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function setup(opts: ConstructorParameters<typeof CatalogMirror>[0] = {}) {
+  async function setup(opts: ConstructorParameters<typeof CatalogFollower>[0] = {}) {
     const reg = await FakeRegistry.start(nats.url);
     const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-    const mirror = new CatalogMirror({ presenceIntervalMs: 200, ...opts });
+    const mirror = new CatalogFollower({ presenceIntervalMs: 200, ...opts });
     mirror.attach(nc);
     const cleanup = async () => {
       await mirror.close();
@@ -201,7 +201,7 @@ describe("mirror", () => {
     } finally {
       await cleanup();
     }
-    const offline = new CatalogMirror({ lastKnownGoodFile: file });
+    const offline = new CatalogFollower({ lastKnownGoodFile: file });
     try {
       assert.equal(offline.isStale, true);
       assert.equal(await offline.loadLastKnownGood(), 1);
@@ -213,7 +213,7 @@ describe("mirror", () => {
     }
     // A corrupt file is ignored, not thrown.
     await writeFile(file, "{ nope");
-    const corrupt = new CatalogMirror({ lastKnownGoodFile: file });
+    const corrupt = new CatalogFollower({ lastKnownGoodFile: file });
     assert.equal(await corrupt.loadLastKnownGood(), 0);
     await corrupt.close();
   });

@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+// What fetch through the gateway's dispatcher costs against fetch with a plain undici Agent to
+// the same instance, and what tracing costs on gw.request: off, with @opentelemetry/api
+// installed but no provider registered, and with a recording provider (BasicTracerProvider,
+// spans dropped by a no-op processor). A raw undici Pool is the reference. One upstream in a
+// child process; closed loop, fixed concurrency, clients alternated per round, medians.
+//
+//   node bench/gateway-fetch.mjs [--concurrency=32] [--duration=2] [--rounds=5]
+//
+// Needs `npm run build` first.
+import { Agent, Pool, fetch as undiciFetch } from "undici";
+import { NatsServer } from "@roster/testkit";
+import { createGateway, parsePolicy } from "@roster/gateway-client";
+import { BasicTracerProvider, NoopSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { numberOption, commandLine } from "./lib/options.mjs";
+import { fmt } from "./lib/stats.mjs";
+import { printReport } from "./lib/table.mjs";
+import { closedLoop, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
+
+const quick = Boolean(process.env.BENCH_QUICK) || process.argv.includes("--quick");
+const CONCURRENCY = numberOption("concurrency", 32);
+const DURATION_S = numberOption("duration", quick ? 1.5 : 2);
+const ROUNDS = numberOption("rounds", quick ? 3 : 5);
+
+async function main() {
+  const nats = await NatsServer.start({ jetstream: false });
+  const up = await startUpstream("single");
+  const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
+  const po = parsePolicy({}).pool;
+  const poolOpts = { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } };
+  const pool = new Pool(`http://127.0.0.1:${up.port}`, poolOpts);
+  const agent = new Agent(poolOpts);
+  const gwOff = await createGateway({ nats: nats.url, services: ["bench"], tracing: false });
+  const gwNoProvider = await createGateway({ nats: nats.url, services: ["bench"] });
+  const provider = new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor()] });
+  const gwTraced = await createGateway({ nats: nats.url, services: ["bench"], tracing: { tracerProvider: provider } });
+  const ok = (status) => {
+    if (status !== 200) throw new Error(`status ${status}`);
+  };
+  const viaGw = (gw) => async () => {
+    const res = await gw.request("bench", { path: "/" });
+    await res.body.dump();
+    ok(res.statusCode);
+  };
+  const clients = {
+    "raw undici Pool": async () => {
+      const res = await pool.request({ path: "/", method: "GET" });
+      await res.body.dump();
+      ok(res.statusCode);
+    },
+    "fetch + undici Agent": async () => {
+      const res = await undiciFetch(`http://127.0.0.1:${up.port}/`, { dispatcher: agent });
+      await res.arrayBuffer();
+      ok(res.status);
+    },
+    "fetch + gw.dispatcher": async () => {
+      const res = await undiciFetch("http://bench/", { dispatcher: gwOff.dispatcher });
+      await res.arrayBuffer();
+      ok(res.status);
+    },
+    "gw.request, tracing off": viaGw(gwOff),
+    "gw.request, OTel API, no provider": viaGw(gwNoProvider),
+    "gw.request, OTel provider recording": viaGw(gwTraced),
+  };
+  const names = Object.keys(clients);
+  try {
+    process.stderr.write("warm-up\n");
+    for (const n of names) await closedLoop(clients[n], CONCURRENCY, 0.5);
+    const results = Object.fromEntries(names.map((n) => [n, []]));
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = r % 2 === 0 ? names : [...names].reverse();
+      for (const n of order) {
+        const res = await closedLoop(clients[n], CONCURRENCY, DURATION_S);
+        results[n].push(res);
+        process.stderr.write(`round ${r + 1} ${n}: ${res.rps.toFixed(0)} req/s p99 ${res.p99.toFixed(2)} ms CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
+      }
+    }
+    const med = (n, f) => median(results[n].map(f));
+    const rawRps = med("raw undici Pool", (x) => x.rps);
+    const row = (n) => [n, fmt(med(n, (x) => x.rps), 0), `${fmt((med(n, (x) => x.rps) / rawRps) * 100, 1)} %`, fmt(med(n, (x) => x.p50), 2), fmt(med(n, (x) => x.p99), 2), fmt(med(n, (x) => x.cpuUsPerReq), 1), String(results[n].reduce((s, x) => s + x.errors, 0))];
+    printReport({
+      title: "fetch through the gateway's dispatcher vs a plain undici Agent; tracing off / API without provider / recording",
+      command: commandLine("bench/gateway-fetch.mjs"),
+      params: { concurrency: CONCURRENCY, duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes" },
+      tables: [
+        {
+          caption: "Medians over rounds",
+          headers: ["client", "requests/s", "vs raw Pool", "p50 ms", "p99 ms", "client CPU µs/req", "errors"],
+          rows: names.map(row),
+        },
+      ],
+      notes: [
+        "Client CPU is this process's user + system time over the round divided by the requests completed; upstream and nats-server run in other processes on the same 2 cores.",
+        "Compare fetch + gw.dispatcher with fetch + undici Agent (same Pool options), and the three gw.request rows with each other.",
+      ],
+    });
+  } finally {
+    await Promise.all([gwOff.close(), gwNoProvider.close(), gwTraced.close()]);
+    await pool.close();
+    await agent.close();
+    await catalog.close();
+    await up.child.stop(5000);
+    await nats.close();
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err?.stack ?? err}\n`);
+  process.exit(1);
+});
