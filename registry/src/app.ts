@@ -1,5 +1,6 @@
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import {
+  ConflictMessage,
   NAME_PATTERN,
   PRESENCE_SUBJECT,
   PROTOCOL_VERSION,
@@ -29,6 +30,8 @@ import { KvCatalog } from "./adapters/kv-catalog.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
 import { Replica } from "./adapters/replica.js";
 import { SnapshotPages, deadlinePassed } from "./adapters/snapshot-pages.js";
+import { registerHostRoutes } from "./adapters/http-hosts.js";
+import { NotReadyError } from "./errors.js";
 
 export interface RegistryDeps {
   logger: Logger;
@@ -69,6 +72,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       deregisterAfterMs: config.deregisterAfter,
       selfPreservation: { threshold: config.selfPreservation.threshold, minHosts: config.selfPreservation.minHosts, windowMs: config.selfPreservation.window },
       assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
+      maxEpochSkewMs: config.epochSkew,
+      maxHeartbeatIntervalMs: config.maxHeartbeatInterval,
     });
   // Replicas: a new writer rebuilds its state machine from KV (becomeWriter below).
   let core = newCore();
@@ -149,6 +154,17 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     metrics: metrics.registry,
     security: config.http,
   });
+  registerHostRoutes(http, {
+    // Only the writer holds the epoch/seq gate; a standby has nothing to reset.
+    reset: (hostId) => {
+      if (!acting()) throw new NotReadyError("this registry is a standby: reset the host on the lease holder");
+      const r = core.reset(hostId, now());
+      dispatch(r.effects);
+      if (r.known) log.warn({ hostId }, "host reset by an operator: its epoch/seq gate is cleared and it was asked to resync");
+      return r.known;
+    },
+    authConfigured: config.http.auth !== undefined,
+  });
 
   const dispatch = (effects: Effect[]) => {
     metrics.dispatched(effects);
@@ -170,6 +186,18 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           break;
         case "reject":
           drops.drop(e.reason, e.kind, { hostId: e.hostId });
+          break;
+        case "conflict":
+          // Told once per register, on the subject the agent already listens to; not a resync.
+          log.warn({ hostId: e.hostId, instances: e.instances.slice(0, 20) }, "refused instances owned by another live host");
+          try {
+            nc?.publish(resyncSubject(e.hostId), encode(ConflictMessage, {
+              v: PROTOCOL_VERSION, kind: "conflict", hostId: e.hostId,
+              instances: e.instances.map((c) => ({ service: c.service, instanceId: c.id, owner: c.owner })),
+            }));
+          } catch (err) {
+            log.warn({ err: String(err), hostId: e.hostId }, "conflict notice publish failed");
+          }
           break;
         case "degraded": {
           // One line on entry, one on exit, with what tripped it.

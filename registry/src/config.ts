@@ -49,6 +49,10 @@ export const RegistryConfig = z
       .prefault({}),
     /** A host silent for multiplier × its announced heartbeatIntervalMs is lost (agent-lost). */
     heartbeatTimeoutMultiplier: z.number().min(1).max(100).default(3),
+    /** An agent epoch (its boot time) further ahead of the registry's clock than this is refused (future-epoch). */
+    epochSkew: Duration.default(300_000),
+    /** A register/heartbeat announcing a longer heartbeat interval is refused (bad-interval). */
+    maxHeartbeatInterval: Duration.default(60_000),
     /** Interval assumed for a host loaded from KV until its agent speaks again. */
     assumedHeartbeatInterval: Duration.default(5000),
     /** An instance agent-lost for longer than this is deleted (unless in self-preservation). */
