@@ -195,11 +195,12 @@ describe("catalog core", () => {
     s.handle(b.register([inst("b")]), 1200); // h1 owns b: h2's claim is refused but counts in h2's digest
     assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "critical"), line("b", "passing")]));
     assert.equal(digestOf(s, "h2"), instanceDigest([line("b", "passing")]));
-    s.handle(a.deregister(["a", "b"]), 1300);
+    // h1 lets b go: h2 (the claimant) is asked for its registration.
+    assert.deepEqual(resyncs(s.handle(a.deregister(["a", "b"]), 1300)).map((r) => r.reason), ["ownership-free"]);
     assert.equal(digestOf(s, "h1"), instanceDigest([]));
     // A heartbeat with the current digest is quiet; with the stale one it asks for a resync.
     assert.deepEqual(s.handle(b.heartbeat(instanceDigest([line("b", "passing")])), 1400), []);
-    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 1500)).length, 1);
+    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 3500)).length, 1);
   });
 
   it("catalog - a digest mismatch asks for a resync at most once per 2 × interval", () => {
