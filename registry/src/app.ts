@@ -149,7 +149,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     loaded: () => loaded,
     degraded: () => core.degraded !== null,
     maxBlockingWaitMs: config.maxBlockingWait,
-    stream: { maxOpen: config.streams.maxOpen, ringSize: config.streams.ringSize },
+    stream: { maxOpen: config.streams.maxOpen, ringSize: config.streams.ringSize, maxPerClient: config.streams.maxPerClient, maxBufferedBytes: config.streams.maxBufferedBytes },
     logger: log.child({ component: "http" }),
     metrics: metrics.registry,
     security: config.http,
