@@ -55,7 +55,7 @@ describe("security: reply inboxes per NATS user (attack 6, real processes)", () 
     const spy = await connectAs(nats, "agent-host-b");
     closers.push(() => spy.nc.close());
     const stolen: string[] = [];
-    for (const subject of ["_INBOX.>", "_INBOX.gateway-1.>", "_INBOX.registry.>"]) spy.nc.subscribe(subject, { callback: (_e, m) => void stolen.push(m.subject) });
+    for (const subject of ["_INBOX.>", "_INBOX.gateway-1.>", "_INBOX.registry.>"]) spy.nc.subscribe(subject, { callback: (e, m) => void (e ? undefined : stolen.push(m.subject)) });
     await spy.nc.flush();
     // Traffic the spy wants: a real agent registers (the registry writes KV: acks to its inbox) and a
     // gateway user asks for a snapshot (the reply goes to the gateway's inbox).
