@@ -361,16 +361,13 @@ export class CatalogState {
    * heartbeat interval that would keep a silent host alive for too long. Null when the message is sane.
    */
   private insane(msg: AgentInput, now: number): Effect[] | null {
-    const effects: Effect[] = [];
     if (msg.epoch > now + (this.opts.maxEpochSkewMs ?? DEFAULT_MAX_EPOCH_SKEW_MS)) {
       this.counters.futureEpoch++;
-      this.reject("future-epoch", msg, effects);
-      return effects;
+      return [{ type: "reject", reason: "future-epoch", hostId: msg.hostId, kind: msg.kind }];
     }
     if ((msg.kind === "register" || msg.kind === "heartbeat") && msg.heartbeatIntervalMs > (this.opts.maxHeartbeatIntervalMs ?? DEFAULT_MAX_HEARTBEAT_INTERVAL_MS)) {
       this.counters.badInterval++;
-      this.reject("bad-interval", msg, effects);
-      return effects;
+      return [{ type: "reject", reason: "bad-interval", hostId: msg.hostId, kind: msg.kind }];
     }
     return null;
   }
