@@ -491,6 +491,7 @@ export class CatalogState {
         if (!byHost) this.claims.set(key, (byHost = new Map()));
         byHost.set(msg.hostId, claim);
         h.claimed.add(key);
+        this.dirty(msg.hostId);
         continue;
       }
       listed.add(key);

@@ -122,6 +122,19 @@ describe("catalog ownership", () => {
     assert.equal(s.record("orders", "orders-1")!.status, "passing");
   });
 
+  it("ownership - a claim made after the host's digest was cached joins it (no resync on the next heartbeat)", () => {
+    // Found by the property below: host-a's digest was cached while it held nothing, then its
+    // register was refused for orders-1; the cache must not outlive the new claim.
+    const s = new CatalogState(OPTS);
+    const a = new Agent("host-a", 1, "10.0.0.1");
+    const b = new Agent("host-b", 1, "10.0.0.2");
+    s.handle(a.register([]), 0);
+    assert.deepEqual(s.handle(a.heartbeat(), 100), []);
+    s.handle(b.register([inst("orders-1", b.address)]), 200);
+    s.handle(a.register([inst("orders-1", a.address)]), 300);
+    assert.deepEqual(s.handle(a.heartbeat(), 400), []);
+  });
+
   it("ownership - a claimant that deregisters the claim or shuts down is never handed the key", () => {
     const s = new CatalogState(OPTS);
     const a = new Agent("host-a", 1, "10.0.0.1");
@@ -329,7 +342,7 @@ describe("catalog ownership properties", () => {
           else assert.ok(owner !== undefined && holders.includes(owner), `${id} owned by ${owner}, held by ${holders.join(",")}`);
         }
       }),
-      { numRuns: 400 },
+      { numRuns: 1000 },
     );
     assert.ok(conflicts > 0, "the generator reaches conflicts");
     assert.ok(moves > 0, "the generator reaches ownership moves");
