@@ -17,7 +17,8 @@ import { forgeRegister, getJson, instance, rssBytes, startRegistryProc, type Reg
 const HOSTS = 30;
 const PER_HOST = 100;
 const FLOOD = 30;
-const PER_CLIENT = 40;
+// The defaults (streams.maxPerClient 32, streams.maxBufferedBytes 1 MiB): nothing configured.
+const PER_CLIENT = 32;
 const MAX_BUFFERED = 1 << 20;
 // ~2 kB of meta per instance: 3,000 instances are a ~6.5 MB snapshot.
 const meta = Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`k${i}`, "x".repeat(500)]));
@@ -45,7 +46,7 @@ describe("security: event-stream flood (attack 5, real registry process)", () =>
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "roster-sec-flood-"));
     nats = await NatsServer.start();
-    registry = await startRegistryProc(dir, nats.url, { streams: { maxPerClient: PER_CLIENT, maxBufferedBytes: MAX_BUFFERED } });
+    registry = await startRegistryProc(dir, nats.url, {});
     forger = await connect({ servers: nats.url });
     for (let h = 0; h < HOSTS; h++) {
       const instances = Array.from({ length: PER_HOST }, (_, i) => ({ ...instance(`i-${h}-${i}`, "127.0.0.2", 8000 + i), meta }));
