@@ -42,6 +42,8 @@ export const SCENARIOS = [
   { name: "gateway-fanout", script: "bench/gateway-fanout.mjs", args: [], quickArgs: ["--quick"], what: "1,000 gateway clients x 50 services: sync, steady state, propagation" },
   { name: "cluster-failover", script: "bench/registry-cluster-failover.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of the KV stream leader in a 3-node NATS cluster" },
   { name: "xds-fanout", script: "bench/xds-fanout.mjs", args: [], quickArgs: ["--quick"], what: "health flip → the last of 100 xDS (ADS) streams beside the catalog delta; registry CPU/RSS per stream; 100 clients receiving a 2,000-endpoint cluster" },
+  { name: "catalog-core", script: "bench/catalog-core.mjs", args: [], quickArgs: ["--quick"], what: "the catalog reducer alone: CPU per register (per instance) and per matching heartbeat" },
+  { name: "sse-flood", script: "bench/sse-flood.mjs", args: [], quickArgs: ["--quick"], what: "N clients open /v1/stream and never read: registry RSS against N (attack 5 of the security issue)" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
 ];
 

@@ -26,23 +26,32 @@ const USAGE = `usage: node scripts/nats-users.mjs --hosts <id,id,...> [options]
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 const P = "roster.v1";
 
+/**
+ * Each user's own reply inbox prefix (ROSTER_NATS_INBOX_PREFIX in its env file): it may subscribe
+ * to that prefix only, so no user can read replies meant for another (a gateway's snapshot, the
+ * registry's JetStream acks). A user name is one subject token (NAME), so the prefix is two.
+ */
+const inboxOf = (name) => `_INBOX.${name}`;
+
 /** Who may do what. Allow lists deny everything else; the explicit denies document the intent. */
-function permissions(role, hostId) {
+function permissions(role, hostId, name) {
+  const inbox = `${inboxOf(name)}.>`;
   switch (role) {
     case "registry":
+      // Publishes to every inbox: it answers the clients' snapshot requests.
       return {
         publish: { allow: [`${P}.catalog.>`, `${P}.registry.>`, "$JS.API.>", "$KV.roster_catalog.>", "$KV.roster_leader.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
-        subscribe: { allow: [`${P}.>`, "_INBOX.>"] },
+        subscribe: { allow: [`${P}.>`, inbox] },
       };
     case "agent":
       return {
         publish: { allow: [`${P}.agent.${hostId}.>`], deny: ["$JS.>", "$KV.>"] },
-        subscribe: { allow: [`${P}.registry.resync.${hostId}`, `${P}.registry.presence`, "_INBOX.>"] },
+        subscribe: { allow: [`${P}.registry.resync.${hostId}`, `${P}.registry.presence`, inbox] },
       };
     case "gateway":
       return {
         publish: { allow: [`${P}.registry.snapshot.>`], deny: ["$JS.>", "$KV.>"] },
-        subscribe: { allow: [`${P}.catalog.>`, `${P}.registry.presence`, "_INBOX.>"] },
+        subscribe: { allow: [`${P}.catalog.>`, `${P}.registry.presence`, inbox] },
       };
     default:
       throw new Error(`unknown role ${role}`);
@@ -57,13 +66,13 @@ function permsConf(p) {
 }
 
 function makeUser(auth, name, role, hostId) {
-  const perms = permissions(role, hostId);
+  const perms = permissions(role, hostId, name);
   if (auth === "password") {
     const password = randomBytes(32).toString("base64url");
     return {
       name,
       conf: `{ user: ${q(name)}, password: ${q(password)}, permissions: ${permsConf(perms)} }`,
-      env: { ROSTER_NATS_USER: name, ROSTER_NATS_PASSWORD: password },
+      env: { ROSTER_NATS_USER: name, ROSTER_NATS_PASSWORD: password, ROSTER_NATS_INBOX_PREFIX: inboxOf(name) },
     };
   }
   const kp = createUser();
@@ -71,7 +80,7 @@ function makeUser(auth, name, role, hostId) {
   return {
     name,
     conf: `{ nkey: ${q(kp.getPublicKey())}, permissions: ${permsConf(perms)} }`,
-    env: { ROSTER_NATS_NKEY_SEED: seed },
+    env: { ROSTER_NATS_NKEY_SEED: seed, ROSTER_NATS_INBOX_PREFIX: inboxOf(name) },
     seed,
   };
 }

@@ -7,15 +7,15 @@ export const REGISTRY_BIN = fileURLToPath(new URL("../../registry/bin/roster-reg
 
 /**
  * Starts `roster-registry --nats <url> --http 127.0.0.1:<port>` and waits for /readyz.
- * Returns { child, pid, httpUrl, stop() }. BENCH_REGISTRY_NODE_ARGS (e.g. "--cpu-prof
+ * Returns { child, pid, httpUrl, stop() }. `bin`: another build's registry (a before/after comparison). BENCH_REGISTRY_NODE_ARGS (e.g. "--cpu-prof
  * --cpu-prof-dir=/tmp/prof") are given to node before the bin: how the registry is profiled under
  * a benchmark's load (the profile is written on its clean SIGTERM exit).
  */
-export async function startRegistry({ natsUrl, args = [], env = {}, readyTimeoutMs = 30_000 }) {
+export async function startRegistry({ natsUrl, args = [], env = {}, readyTimeoutMs = 30_000, bin = REGISTRY_BIN }) {
   const port = await freePort();
   const child = new ChildProc(
     process.execPath,
-    [...(process.env.BENCH_REGISTRY_NODE_ARGS?.split(" ").filter(Boolean) ?? []), REGISTRY_BIN, "--nats", natsUrl, "--http", `127.0.0.1:${port}`, ...args],
+    [...(process.env.BENCH_REGISTRY_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bin, "--nats", natsUrl, "--http", `127.0.0.1:${port}`, ...args],
     { env: { ...process.env, ROSTER_LOG_LEVEL: process.env.ROSTER_LOG_LEVEL ?? "warn", ...env } },
   );
   const httpUrl = `http://127.0.0.1:${port}`;

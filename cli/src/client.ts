@@ -45,7 +45,7 @@ export interface Answer<T> {
 }
 
 export interface RequestOptions<S extends z.ZodType> {
-  method?: "GET" | "PUT" | "DELETE";
+  method?: "GET" | "PUT" | "POST" | "DELETE";
   body?: unknown;
   /** Statuses whose body is parsed with `schema` rather than as an error (e.g. 503 for /readyz). */
   okStatuses?: number[];

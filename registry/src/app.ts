@@ -20,6 +20,8 @@ import { KvCatalog } from "./adapters/store/kv-catalog.js";
 import { LEASE_BUCKET } from "./adapters/store/lease-kv.js";
 import { Replica } from "./adapters/store/replica.js";
 import { XdsServer } from "./adapters/xds/server.js";
+import { registerHostRoutes } from "./adapters/http/hosts.js";
+import { NotReadyError } from "./errors.js";
 
 export interface RegistryDeps {
   logger: Logger;
@@ -62,6 +64,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       deregisterAfterMs: config.deregisterAfter,
       selfPreservation: { threshold: config.selfPreservation.threshold, minHosts: config.selfPreservation.minHosts, windowMs: config.selfPreservation.window },
       assumedHeartbeatIntervalMs: config.assumedHeartbeatInterval,
+      maxEpochSkewMs: config.epochSkew,
+      maxHeartbeatIntervalMs: config.maxHeartbeatInterval,
     });
   // Replicas: a new writer rebuilds its state machine from KV (becomeWriter below).
   let core = newCore();
@@ -144,10 +148,21 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     loaded: () => loaded,
     degraded: () => core.degraded !== null,
     maxBlockingWaitMs: config.maxBlockingWait,
-    stream: { maxOpen: config.streams.maxOpen, ringSize: config.streams.ringSize },
+    stream: { maxOpen: config.streams.maxOpen, ringSize: config.streams.ringSize, maxPerClient: config.streams.maxPerClient, maxBufferedBytes: config.streams.maxBufferedBytes },
     logger: log.child({ component: "http" }),
     metrics: metrics.registry,
     security: config.http,
+  });
+  registerHostRoutes(http, {
+    // Only the writer holds the epoch/seq gate; a standby has nothing to reset.
+    reset: (hostId) => {
+      if (!acting()) throw new NotReadyError("this registry is a standby: reset the host on the lease holder");
+      const r = core.reset(hostId, now());
+      dispatch(r.effects);
+      if (r.known) log.warn({ hostId }, "host reset by an operator: its epoch/seq gate is cleared and it was asked to resync");
+      return r.known;
+    },
+    authConfigured: config.http.auth !== undefined,
   });
 
   const xds = config.xds

@@ -56,6 +56,10 @@ export const RegistryConfig = z
       .prefault({}),
     /** A host silent for multiplier × its announced heartbeatIntervalMs is lost (agent-lost). */
     heartbeatTimeoutMultiplier: z.number().min(1).max(100).default(3),
+    /** An agent epoch (its boot time) further ahead of the registry's clock than this is refused (future-epoch). */
+    epochSkew: Duration.default(300_000),
+    /** A register/heartbeat announcing a longer heartbeat interval is refused (bad-interval). */
+    maxHeartbeatInterval: Duration.default(60_000),
     /** Interval assumed for a host loaded from KV until its agent speaks again. */
     assumedHeartbeatInterval: Duration.default(5000),
     /** An instance agent-lost for longer than this is deleted (unless in self-preservation). */
@@ -91,11 +95,15 @@ export const RegistryConfig = z
       .object({
         /** Streams held open at most; past it a new one gets 503 ROSTER_TOO_MANY_STREAMS. */
         maxOpen: z.number().int().min(1).max(1_000_000).default(10_000),
+        /** Streams one client (its token's name, else its IP) may hold; past it 429 ROSTER_TOO_MANY_CLIENT_STREAMS. */
+        maxPerClient: z.number().int().min(1).max(1_000_000).default(32),
+        /** Bytes held for one stream (the first snapshot included) before it is dropped as too slow. */
+        maxBufferedBytes: z.number().int().min(4096).max(256 * 1024 * 1024).default(1 << 20),
         /** Changes kept per service for resuming with Last-Event-ID. */
         ringSize: z.number().int().min(1).max(100_000).default(256),
       })
       .strict()
-      .default({ maxOpen: 10_000, ringSize: 256 }),
+      .prefault({}),
     /** Longest time a single KV write is retried (across a leader election) before it is given up. */
     kvWriteRetryFor: Duration.default(30_000),
     /** Registry replicas: one writer at a time, elected by a lease on KV compare-and-set (docs/architecture.md). */

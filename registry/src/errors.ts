@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   ROSTER_RATE_LIMITED: "the client (token, else IP) sent more requests than http.rateLimit allows",
   ROSTER_PAYLOAD_TOO_LARGE: "the request body is larger than http.bodyLimit",
   ROSTER_TOO_MANY_STREAMS: "the registry already holds streams.maxOpen event streams",
+  ROSTER_TOO_MANY_CLIENT_STREAMS: "this client (token, else IP) already holds streams.maxPerClient event streams",
+  ROSTER_HOST_NOT_FOUND: "the registry knows no such host (nor a recently forgotten one)",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -35,6 +37,8 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_RATE_LIMITED: 429,
   ROSTER_PAYLOAD_TOO_LARGE: 413,
   ROSTER_TOO_MANY_STREAMS: 503,
+  ROSTER_TOO_MANY_CLIENT_STREAMS: 429,
+  ROSTER_HOST_NOT_FOUND: 404,
   ROSTER_INTERNAL: 500,
 };
 
@@ -49,6 +53,25 @@ export class ConfigError extends RosterError {
 export class TooManyStreamsError extends RosterError {
   constructor(max: number) {
     super("ROSTER_TOO_MANY_STREAMS", `the registry already holds ${max} event streams (streams.maxOpen): retry later, or use a blocking query`);
+  }
+}
+
+export class TooManyClientStreamsError extends RosterError {
+  constructor(max: number) {
+    super("ROSTER_TOO_MANY_CLIENT_STREAMS", `this client already holds ${max} event streams (streams.maxPerClient): close one, or retry later`);
+  }
+}
+
+export class HostNotFoundError extends RosterError {
+  constructor(host: string) {
+    super("ROSTER_HOST_NOT_FOUND", `host "${host}" is not known to the registry`);
+  }
+}
+
+/** A write route reached without auth configured from beyond loopback. */
+export class ForbiddenError extends RosterError {
+  constructor(message: string) {
+    super("ROSTER_FORBIDDEN", message);
   }
 }
 

@@ -278,7 +278,7 @@ export const PresenceMessage = z.object({
 export type PresenceMessage = z.infer<typeof PresenceMessage>;
 
 /** Why the registry asks for a resync (what it sends). */
-export const ResyncReason = z.enum(["digest-mismatch", "unknown-host", "registry-start", "registry-reconnect", "store-lost"]);
+export const ResyncReason = z.enum(["digest-mismatch", "unknown-host", "registry-start", "registry-reconnect", "store-lost", "operator-reset", "ownership-free"]);
 export type ResyncReason = z.infer<typeof ResyncReason>;
 
 /**
@@ -292,3 +292,17 @@ export const ResyncMessage = z.object({
   reason: z.union([ResyncReason, z.string().min(1).max(64)]),
 });
 export type ResyncMessage = z.infer<typeof ResyncMessage>;
+
+/**
+ * Registry → agent, on the agent's resync subject: instances of its last register that the registry
+ * refused because another live host owns the same `<service>.<id>` (docs/protocol.md "Ownership").
+ * Not a request to resync: the registry counts the refused instances in the host's digest, so the
+ * agent's heartbeats keep matching. Older agents drop it (its kind is not `resync`).
+ */
+export const ConflictMessage = z.object({
+  v: Version,
+  kind: z.literal("conflict"),
+  hostId: Name,
+  instances: z.array(z.object({ service: Name, instanceId: Name, owner: Name })).max(LIMITS.maxInstancesPerHost),
+});
+export type ConflictMessage = z.infer<typeof ConflictMessage>;

@@ -51,6 +51,16 @@ export const natsAuthFields = {
   /** A `.creds` file (user JWT + seed), for servers run in operator/JWT mode. */
   credsFile: FilePath.optional(),
   tls: NatsTls.optional(),
+  /**
+   * Subject prefix of this client's reply inboxes (request-reply, JetStream and KV calls), e.g.
+   * `_INBOX.agent-host-a`: the generated NATS users may subscribe to their own prefix only, so no
+   * other user can read the replies meant for this one (scripts/nats-users.mjs).
+   */
+  inboxPrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, { error: 'expected subject tokens without wildcards or spaces, e.g. "_INBOX.agent-host-a"' })
+    .max(200)
+    .optional(),
 };
 
 type AuthFields = { [K in keyof typeof natsAuthFields]?: z.output<(typeof natsAuthFields)[K]> };
@@ -100,7 +110,7 @@ export function parseNatsAuth(input: unknown, prefix = ""): NatsAuth {
 /**
  * Auth fields set in the environment (only those present): ROSTER_NATS_USER / _PASSWORD[_FILE],
  * _TOKEN[_FILE], _NKEY_SEED[_FILE], _CREDS, and TLS: ROSTER_NATS_TLS=true, _TLS_CA, _TLS_CERT,
- * _TLS_KEY. Spread over the config file's `nats` object (env wins).
+ * _TLS_KEY, and ROSTER_NATS_INBOX_PREFIX. Spread over the config file's `nats` object (env wins).
  */
 export function natsAuthFromEnv(env: Readonly<Record<string, string | undefined>>): Record<string, unknown> {
   const fields: Record<string, string | undefined> = {
@@ -112,6 +122,7 @@ export function natsAuthFromEnv(env: Readonly<Record<string, string | undefined>
     nkeySeed: env.ROSTER_NATS_NKEY_SEED,
     nkeySeedFile: env.ROSTER_NATS_NKEY_SEED_FILE,
     credsFile: env.ROSTER_NATS_CREDS,
+    inboxPrefix: env.ROSTER_NATS_INBOX_PREFIX,
   };
   const out: Record<string, unknown> = {};
   for (const [field, v] of Object.entries(fields)) if (v !== undefined && v !== "") out[field] = v;
@@ -152,6 +163,8 @@ export interface NatsConnectOptions {
   servers: string[];
   authenticator?: Authenticator;
   tls?: TlsOptions;
+  /** Reply inbox prefix (nats.js uses it for request(), JetStream and KV). */
+  inboxPrefix?: string;
 }
 
 /**
@@ -234,6 +247,7 @@ export function natsConnectOptions(servers: string | readonly string[], auth: Au
     if (auth.tls.handshakeFirst) tls.handshakeFirst = true;
     out.tls = tls;
   }
+  if (auth.inboxPrefix !== undefined) out.inboxPrefix = auth.inboxPrefix;
   if (issues.length) throw new NatsAuthError(issues);
   return out;
 }

@@ -1,6 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { AgentMessage, agentSubject, decode, encode, redactServers, redactUrl, resyncSubject, ResyncMessage, ValidationError, type NatsConnectOptions } from "@roster/schemas";
+import { AgentMessage, ConflictMessage, agentSubject, decode, encode, redactServers, redactUrl, resyncSubject, ResyncMessage, ValidationError, type NatsConnectOptions } from "@roster/schemas";
 import type { Outbound } from "../core/host.js";
 
 export interface NatsLinkOptions {
@@ -104,6 +104,13 @@ export class NatsLink {
     nc.subscribe(resyncSubject(this.opts.hostId), {
       callback: (err, m) => {
         if (err) return;
+        // The registry refused some of our instances (another live host owns them): say so loudly;
+        // it is not a request to resync (docs/protocol.md "Ownership").
+        const c = decode(ConflictMessage, m.data);
+        if (c.ok && c.value.hostId === this.opts.hostId) {
+          log.warn({ instances: c.value.instances.slice(0, 20), count: c.value.instances.length }, "registry refused instances owned by another host: pick other instance ids, or deregister them there");
+          return;
+        }
         const r = decode(ResyncMessage, m.data);
         if (!r.ok || r.value.hostId !== this.opts.hostId) {
           this.stats.droppedInvalidResync += 1;

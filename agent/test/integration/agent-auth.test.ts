@@ -30,7 +30,7 @@ describe("agent with NATS credentials and an API token (real process)", () => {
   before(async () => {
     nats = await startSecuredNats({ hosts: ["host-a"], gateways: 0 });
     // The registry's user may subscribe to every agent subject.
-    watcher = await connect(natsConnectOptions(nats.url, { nkeySeedFile: nats.seedFile("registry") }));
+    watcher = await connect(natsConnectOptions(nats.url, nats.auth("registry")));
     watcher.subscribe("roster.v1.agent.>", { callback: (_e, m) => void subjects.push(m.subject) });
     await watcher.flush();
     const apiPort = await freePort();
@@ -39,7 +39,7 @@ describe("agent with NATS credentials and an API token (real process)", () => {
     // The URL carries a fake password: it must never show up in the agent's log.
     const url = nats.url.replace("nats://", "nats://nobody:hunter2@");
     agent = spawnNode(AGENT_BIN, ["--config", cfg.file, "--nats", url, "--api", `127.0.0.1:${apiPort}`], {
-      env: { ...process.env, ROSTER_NATS_NKEY_SEED_FILE: nats.seedFile("agent-host-a"), ROSTER_AGENT_TOKEN: TOKEN },
+      env: { ...process.env, ROSTER_NATS_NKEY_SEED_FILE: nats.seedFile("agent-host-a"), ROSTER_NATS_INBOX_PREFIX: nats.auth("agent-host-a").inboxPrefix, ROSTER_AGENT_TOKEN: TOKEN },
     });
     base = `http://127.0.0.1:${apiPort}`;
     await agent.waitForOutput("agent started");

@@ -24,7 +24,7 @@ describe("cli (in-process)", () => {
   });
 
   it("cli - every command has --help, -h and `help <command>`, each on stdout with exit 0", async () => {
-    assert.equal(COMMANDS.length, 7);
+    assert.equal(COMMANDS.length, 8);
     for (const c of COMMANDS) {
       for (const args of [[c.name, "--help"], [c.name, "-h"], ["help", c.name], ["--json", c.name, "--help"]]) {
         const r = await cli(args);
@@ -57,6 +57,10 @@ describe("cli (in-process)", () => {
       [["register", "--service", "api", "--port", "80", "--check-http", "ftp://x"], /--check-http: expected an http/, "register"],
       [["register", "--service", "api", "--port", "80", "--check-interval", "1s"], /only with --check-http or --check-tcp/, "register"],
       [["register", "--file", "x.yaml", "--port", "80"], /--file does not mix with --port/, "register"],
+      [["host"], /missing subcommand "reset"/, "host"],
+      [["host", "reset"], /missing <host>/, "host"],
+      [["host", "reset", "bad id!"], /"bad id!" is not a host id/, "host"],
+      [["host", "reset", "h1", "extra"], /unexpected argument "extra"/, "host"],
       [["deregister"], /missing <instance-id>/, "deregister"],
       [["deregister", "bad id!"], /<instance-id>: expected 1-63 letters/, "deregister"],
       [["maintenance", "web-1"], /expected "on" or "off", got "web-1"/, "maintenance"],

@@ -18,11 +18,11 @@ describe("gateway with NATS credentials", () => {
 
   before(async () => {
     nats = await startSecuredNats({ hosts: ["host-a"], gateways: 1 });
-    registry = build(parseConfig({ nats: { url: nats.url, reconnectWait: 100, nkeySeedFile: nats.seedFile("registry") }, http: { listen: "127.0.0.1:0" } }), { logger: silent });
+    registry = build(parseConfig({ nats: { url: nats.url, reconnectWait: 100, ...nats.auth("registry") }, http: { listen: "127.0.0.1:0" } }), { logger: silent });
     await registry.start();
     await registry.whenReady();
     up = await Upstream.start("authsvc-0");
-    const nc = await connect(natsConnectOptions(nats.url, { nkeySeedFile: nats.seedFile("agent-host-a") }));
+    const nc = await connect(natsConnectOptions(nats.url, nats.auth("agent-host-a")));
     cleanups.push(() => nc.close());
     nc.publish(
       agentSubject("host-a", "register"),
@@ -39,7 +39,7 @@ describe("gateway with NATS credentials", () => {
 
   test("gateway-auth - dials with its nkey through a comma-separated list, mirrors and routes", async () => {
     const dead = `nats://127.0.0.1:${await freePort()}`;
-    const env = natsAuthFromEnv({ ROSTER_NATS_NKEY_SEED_FILE: nats.seedFile("gateway-1") });
+    const env = natsAuthFromEnv({ ROSTER_NATS_NKEY_SEED_FILE: nats.seedFile("gateway-1"), ROSTER_NATS_INBOX_PREFIX: nats.auth("gateway-1").inboxPrefix });
     const gw = await createGateway({ nats: `${dead},${nats.url}`, natsAuth: env, services: ["authsvc"], logger: silent, connectTimeout: 5000 });
     cleanups.push(() => gw.close());
     await waitFor(() => gw.instances("authsvc").length === 1, { timeoutMs: 5000, what: "the mirrored instance" });

@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { PROTOCOL_VERSION, ResyncMessage, encode, resyncSubject } from "@roster/schemas";
+import { ConflictMessage, PROTOCOL_VERSION, ResyncMessage, encode, resyncSubject } from "@roster/schemas";
 import type { Logger } from "pino";
 import type { Effect } from "../core/catalog.js";
 import type { RegistryMetrics } from "./metrics.js";
@@ -38,6 +38,18 @@ export function effectInterpreter(deps: EffectDeps): (effects: Effect[]) => void
           break;
         case "reject":
           deps.drops.drop(e.reason, e.kind, { hostId: e.hostId });
+          break;
+        case "conflict":
+          // Told once per register, on the subject the agent already listens to; not a resync.
+          log.warn({ hostId: e.hostId, instances: e.instances.slice(0, 20) }, "refused instances owned by another live host");
+          try {
+            deps.nc()?.publish(resyncSubject(e.hostId), encode(ConflictMessage, {
+              v: PROTOCOL_VERSION, kind: "conflict", hostId: e.hostId,
+              instances: e.instances.map((c) => ({ service: c.service, instanceId: c.id, owner: c.owner })),
+            }));
+          } catch (err) {
+            log.warn({ err: String(err), hostId: e.hostId }, "conflict notice publish failed");
+          }
           break;
         case "degraded": {
           // One line on entry, one on exit, with what tripped it.

@@ -36,8 +36,19 @@
  *   - grace: after the catalog is loaded and after the registry's own reconnect, every host gets
  *     lastSeen = now, so the registry's outage never expires the world. After loading, every
  *     known host is also asked for a resync ("registry-start").
- *   - ownership: the key is `<service>.<id>`; a register that lists a key owned by another host
- *     takes it over (last registration wins) and the takeover is counted.
+ *   - ownership (docs/protocol.md "Ownership"): the key is `<service>.<id>`; it belongs to the host
+ *     that registered it for as long as that host is known (alive, or lost but not yet expired). A
+ *     register from another host that lists the key is refused for that instance ("conflict",
+ *     counted; the owner's record stands; the rest of the register applies) and the loser is told
+ *     once ("conflict" effect). The registry remembers the loser's claim and counts it in the
+ *     loser's digest, so the loser's heartbeats still match and it is not asked to resync again and
+ *     again (no ping-pong). Ownership moves only when the owner deregisters the key (or registers
+ *     without it) or expires; then every claimant is asked to resync ("ownership-free").
+ *   - sanity bounds: a message whose epoch (the agent's boot time, ms) is more than maxEpochSkewMs
+ *     ahead of `now` is refused ("future-epoch"), so a forged epoch cannot lock the real agent out
+ *     for longer than the skew; a register or heartbeat announcing a heartbeat interval above
+ *     maxHeartbeatIntervalMs is refused ("bad-interval"), so a forged interval cannot keep a host
+ *     alive for hours. `reset(hostId)` (an operator, through HTTP) clears a host's epoch/seq gate.
  */
 import {
   instanceDigest,
@@ -52,7 +63,22 @@ import {
 export type { ResyncReason };
 
 /** Why the reducer refused an agent message (counted by the adapter in drops.byReason). */
-export type RejectReason = "stale-epoch" | "duplicate" | "out-of-order" | "unknown-host" | "unknown-instance";
+export type RejectReason =
+  | "stale-epoch"
+  | "duplicate"
+  | "out-of-order"
+  | "unknown-host"
+  | "unknown-instance"
+  | "conflict"
+  | "future-epoch"
+  | "bad-interval";
+
+/** An instance a register asked for and did not get: another live host owns the key. */
+export interface OwnershipConflict {
+  service: string;
+  id: string;
+  owner: string;
+}
 
 /** The registry's degraded (self-preservation) mode: why, since when, and the counts that tripped it. */
 export interface DegradedInfo {
@@ -70,6 +96,8 @@ export type Effect =
   | { type: "delete"; service: string; id: string }
   | { type: "resync"; hostId: string; reason: ResyncReason }
   | { type: "reject"; reason: RejectReason; hostId: string; kind: AgentInput["kind"] }
+  /** Tell `hostId` which of its instances another host owns (once per register, never a resync). */
+  | { type: "conflict"; hostId: string; instances: OwnershipConflict[] }
   /** Entered (`on`) or left the degraded mode; `silent`/`hosts` are the counts at that moment. */
   | { type: "degraded"; on: boolean; info: DegradedInfo; silent: number; hosts: number; at: number };
 
@@ -77,6 +105,9 @@ export type Effect =
 export const DEFAULT_SELF_PRESERVATION_WINDOW_MS = 15_000;
 const TOMBSTONE_MS = 3_600_000;
 const MAX_TOMBSTONES = 10_000;
+/** Defaults of the sanity bounds (registry config: epochSkew, maxHeartbeatInterval). */
+export const DEFAULT_MAX_EPOCH_SKEW_MS = 300_000;
+export const DEFAULT_MAX_HEARTBEAT_INTERVAL_MS = 60_000;
 
 export interface CatalogOptions {
   heartbeatTimeoutMultiplier: number;
@@ -85,6 +116,10 @@ export interface CatalogOptions {
   selfPreservation: { threshold: number; minHosts: number; windowMs?: number };
   /** Heartbeat interval assumed for hosts rebuilt from KV until their agent speaks. */
   assumedHeartbeatIntervalMs: number;
+  /** An epoch further ahead of `now` than this is refused (default DEFAULT_MAX_EPOCH_SKEW_MS). */
+  maxEpochSkewMs?: number;
+  /** A longer announced heartbeat interval is refused (default DEFAULT_MAX_HEARTBEAT_INTERVAL_MS). */
+  maxHeartbeatIntervalMs?: number;
 }
 
 export type AgentInput = RegisterMessage | HeartbeatMessage | HealthMessage | DeregisterMessage;
@@ -105,6 +140,8 @@ interface HostState {
   lostAt: number | null;
   /** Keys (`service.id`) of the instances this host owns. */
   keys: Set<string>;
+  /** Keys this host registered but another host owns (its refused claims). */
+  claimed: Set<string>;
 }
 
 export interface CatalogCounters {
@@ -112,6 +149,13 @@ export interface CatalogCounters {
   duplicate: number;
   unknownInstance: number;
   takeover: number;
+  /** Instances refused because another live host owns them. */
+  conflict: number;
+  /** Messages refused by the sanity bounds (future-epoch, bad-interval). */
+  futureEpoch: number;
+  badInterval: number;
+  /** Operator resets of a host's epoch/seq gate. */
+  reset: number;
   resyncRequested: number;
   resyncSuppressed: number;
   expired: number;
@@ -165,11 +209,17 @@ export class CatalogState {
   private degradedInfo: DegradedInfo | null = null;
   /** Epoch/seq of forgotten hosts, so a replay of their old messages is refused. */
   private readonly tombstones = new Map<string, { epoch: number; lastSeq: number; at: number }>();
+  /** Refused claims: key → claimant host → the record it asked for (only for its digest). */
+  private readonly claims = new Map<string, Map<string, CatalogInstance>>();
   readonly counters: CatalogCounters = {
     stale: 0,
     duplicate: 0,
     unknownInstance: 0,
     takeover: 0,
+    conflict: 0,
+    futureEpoch: 0,
+    badInterval: 0,
+    reset: 0,
     resyncRequested: 0,
     resyncSuppressed: 0,
     expired: 0,
@@ -210,11 +260,11 @@ export class CatalogState {
     return [...this.hosts.keys()];
   }
 
-  host(hostId: string): Readonly<Omit<HostState, "keys">> & { instances: number } | undefined {
+  host(hostId: string): Readonly<Omit<HostState, "keys" | "claimed">> & { instances: number; claims: number } | undefined {
     const h = this.hosts.get(hostId);
     if (!h) return undefined;
-    const { keys, ...rest } = h;
-    return { ...rest, instances: keys.size };
+    const { keys, claimed, ...rest } = h;
+    return { ...rest, instances: keys.size, claims: claimed.size };
   }
 
   /** The registry's digest of a host, comparable with the agent's heartbeat digest. */
@@ -223,9 +273,17 @@ export class CatalogState {
     if (cached !== undefined) return cached;
     const h = this.hosts.get(hostId);
     const list: CatalogInstance[] = [];
-    if (h) for (const k of h.keys) {
-      const r = this.instances.get(k);
-      if (r) list.push(r);
+    if (h) {
+      for (const k of h.keys) {
+        const r = this.instances.get(k);
+        if (r) list.push(r);
+      }
+      // The agent still holds its refused claims: counting them keeps its digest equal to ours,
+      // so a conflict does not turn into a resync every 2 × interval.
+      for (const k of h.claimed) {
+        const r = this.claims.get(k)?.get(hostId);
+        if (r) list.push(r);
+      }
     }
     const digest = instanceDigest(list);
     if (h) this.digests.set(hostId, digest);
@@ -259,6 +317,7 @@ export class CatalogState {
           heartbeatIntervalMs: this.opts.assumedHeartbeatIntervalMs,
           lostAt: null,
           keys: new Set(),
+          claimed: new Set(),
         };
         this.hosts.set(r.host, h);
       }
@@ -306,6 +365,8 @@ export class CatalogState {
   }
 
   handle(msg: AgentInput, now: number): Effect[] {
+    const refused = this.insane(msg, now);
+    if (refused) return refused;
     switch (msg.kind) {
       case "register":
         return this.register(msg, now);
@@ -316,6 +377,42 @@ export class CatalogState {
       case "deregister":
         return this.deregister(msg, now);
     }
+  }
+
+  /**
+   * Sanity bounds, before any state is touched: an epoch from the future (beyond the skew), or a
+   * heartbeat interval that would keep a silent host alive for too long. Null when the message is sane.
+   */
+  private insane(msg: AgentInput, now: number): Effect[] | null {
+    if (msg.epoch > now + (this.opts.maxEpochSkewMs ?? DEFAULT_MAX_EPOCH_SKEW_MS)) {
+      this.counters.futureEpoch++;
+      return [{ type: "reject", reason: "future-epoch", hostId: msg.hostId, kind: msg.kind }];
+    }
+    if ((msg.kind === "register" || msg.kind === "heartbeat") && msg.heartbeatIntervalMs > (this.opts.maxHeartbeatIntervalMs ?? DEFAULT_MAX_HEARTBEAT_INTERVAL_MS)) {
+      this.counters.badInterval++;
+      return [{ type: "reject", reason: "bad-interval", hostId: msg.hostId, kind: msg.kind }];
+    }
+    return null;
+  }
+
+  /**
+   * An operator's reset of a host (`roster host reset`): forgets its epoch/seq gate (and any
+   * tombstone) so the real agent's next message is accepted whatever a forged one set, puts its
+   * heartbeat interval back to the assumed one (a forged long interval no longer keeps it alive),
+   * and asks the host for its registration, which then replaces whatever was registered in its name.
+   * `known` is false when the registry has neither the host nor a tombstone of it.
+   */
+  reset(hostId: string, now: number): { known: boolean; effects: Effect[] } {
+    const effects: Effect[] = [];
+    const hadTombstone = this.tombstones.delete(hostId);
+    const h = this.hosts.get(hostId);
+    if (!h) return { known: hadTombstone, effects };
+    this.counters.reset++;
+    h.epoch = 0;
+    h.lastSeq = -1;
+    h.heartbeatIntervalMs = this.opts.assumedHeartbeatIntervalMs;
+    this.resync(hostId, "operator-reset", now, h.heartbeatIntervalMs, effects, true);
+    return { known: true, effects };
   }
 
   /**
@@ -351,6 +448,7 @@ export class CatalogState {
 
   /** Forgets a host, keeping its epoch/seq so a replay cannot resurrect it. */
   private forget(h: HostState, now: number): void {
+    this.dropClaims(h);
     this.hosts.delete(h.hostId);
     this.dirty(h.hostId);
     this.tombstones.set(h.hostId, { epoch: h.epoch, lastSeq: h.lastSeq, at: now });
@@ -392,6 +490,7 @@ export class CatalogState {
         heartbeatIntervalMs: msg.heartbeatIntervalMs,
         lostAt: null,
         keys: new Set(),
+        claimed: new Set(),
       };
       this.hosts.set(msg.hostId, h);
     }
@@ -400,14 +499,35 @@ export class CatalogState {
     h.heartbeatIntervalMs = msg.heartbeatIntervalMs;
 
     const listed = new Set<string>();
+    // The register is the host's full state: its claims are rebuilt from it.
+    this.dropClaims(h);
+    const conflicts: OwnershipConflict[] = [];
     for (const inst of msg.instances) {
       const key = keyOf(inst.service, inst.id);
-      listed.add(key);
       const prev = this.instances.get(key);
+      const owner = prev && prev.host !== msg.hostId ? this.hosts.get(prev.host) : undefined;
+      if (prev && owner) {
+        // Another known host owns this key: its record stands; this host's claim is remembered
+        // (for its digest, and to hand it the key once the owner lets go).
+        this.counters.conflict++;
+        conflicts.push({ service: inst.service, id: inst.id, owner: prev.host });
+        this.reject("conflict", msg, effects);
+        const zone = inst.zone ?? msg.zone;
+        const claim: CatalogInstance = {
+          ...inst, ...(zone !== undefined ? { zone } : {}), host: msg.hostId, epoch: msg.epoch, registeredAt: now, updatedAt: now,
+        };
+        let byHost = this.claims.get(key);
+        if (!byHost) this.claims.set(key, (byHost = new Map()));
+        byHost.set(msg.hostId, claim);
+        h.claimed.add(key);
+        this.dirty(msg.hostId);
+        continue;
+      }
+      listed.add(key);
       if (prev && prev.host !== msg.hostId) {
-        // Another host owned this key: it moves here (last registration wins).
+        // An owner the registry no longer knows (cannot normally happen: a host is forgotten only
+        // once it owns nothing): the key moves here.
         this.counters.takeover++;
-        this.hosts.get(prev.host)?.keys.delete(key);
         this.dirty(prev.host);
       }
       const keepRegisteredAt = prev !== undefined && prev.host === msg.hostId && prev.epoch === msg.epoch && !newEpoch;
@@ -433,8 +553,9 @@ export class CatalogState {
       this.putIfChanged(prev, record, effects);
     }
     for (const key of [...h.keys]) {
-      if (!listed.has(key)) this.remove(key, effects);
+      if (!listed.has(key)) this.remove(key, now, effects);
     }
+    if (conflicts.length) effects.push({ type: "conflict", hostId: msg.hostId, instances: conflicts });
     return effects;
   }
 
@@ -469,6 +590,16 @@ export class CatalogState {
     if (!this.gate(h, msg, effects)) return effects;
     this.touch(h, msg, now, effects);
     const key = keyOf(msg.service, msg.instanceId);
+    const claim = h.claimed.has(key) ? this.claims.get(key)?.get(h.hostId) : undefined;
+    if (claim) {
+      // A check of a refused claim: the owner's record stands; the claim follows the agent so its
+      // digest keeps matching (no resync).
+      this.counters.conflict++;
+      this.reject("conflict", msg, effects);
+      this.claims.get(key)!.set(h.hostId, { ...claim, status: msg.instanceStatus, updatedAt: now });
+      this.dirty(h.hostId);
+      return effects;
+    }
     const prev = this.instances.get(key);
     if (!prev || prev.host !== msg.hostId) {
       this.counters.unknownInstance++;
@@ -496,7 +627,8 @@ export class CatalogState {
     this.touch(h, msg, now, effects);
     for (const { service, instanceId } of msg.instances) {
       const key = keyOf(service, instanceId);
-      if (h.keys.has(key)) this.remove(key, effects);
+      if (h.keys.has(key)) this.remove(key, now, effects);
+      else if (h.claimed.has(key)) this.dropClaim(h, key);
     }
     // A host shutting down with nothing left is forgotten at once, so a rolling restart of many
     // hosts never looks like a mass silence.
@@ -539,7 +671,7 @@ export class CatalogState {
         for (const key of [...h.keys]) {
           if (this.instances.get(key)?.reason === "agent-lost") {
             this.counters.expired++;
-            this.remove(key, effects);
+            this.remove(key, now, effects);
           }
         }
         if (h.keys.size === 0) this.forget(h, now);
@@ -571,13 +703,33 @@ export class CatalogState {
     effects.push({ type: "put", record });
   }
 
-  private remove(key: string, effects: Effect[]): void {
+  private remove(key: string, now: number, effects: Effect[]): void {
     const prev = this.instances.get(key);
     if (!prev) return;
     this.instances.delete(key);
     this.hosts.get(prev.host)?.keys.delete(key);
     this.dirty(prev.host);
     effects.push({ type: "delete", service: prev.service, id: prev.id });
+    // The owner let go: whoever claimed the key registers again and the first one gets it.
+    const claimants = this.claims.get(key);
+    if (claimants) {
+      for (const hostId of claimants.keys()) {
+        const c = this.hosts.get(hostId);
+        if (c) this.resync(hostId, "ownership-free", now, c.heartbeatIntervalMs, effects, true);
+      }
+    }
+  }
+
+  private dropClaim(h: HostState, key: string): void {
+    h.claimed.delete(key);
+    const byHost = this.claims.get(key);
+    byHost?.delete(h.hostId);
+    if (byHost?.size === 0) this.claims.delete(key);
+    this.dirty(h.hostId);
+  }
+
+  private dropClaims(h: HostState): void {
+    for (const key of [...h.claimed]) this.dropClaim(h, key);
   }
 
   /** Asks a host for its registration, at most once per 2 × its heartbeat interval (unless forced). */

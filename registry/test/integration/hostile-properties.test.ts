@@ -56,12 +56,12 @@ class Good {
     return { v: 1 as const, hostId: GOOD, epoch: EPOCH, seq: ++this.seq, sentAt: Date.now() };
   }
   register(): Uint8Array {
-    // 1 h heartbeat: the good host never goes silent during the test (no catalog change of its own).
-    return encode(RegisterMessage, { ...this.env(), kind: "register", heartbeatIntervalMs: 3_600_000, instances: baseInstances });
+    // 60 s heartbeat (the registry's maxHeartbeatInterval): the good host never goes silent during the test.
+    return encode(RegisterMessage, { ...this.env(), kind: "register", heartbeatIntervalMs: 60_000, instances: baseInstances });
   }
   heartbeat(): Uint8Array {
     const digest = instanceDigest(baseInstances);
-    return encode(HeartbeatMessage, { ...this.env(), kind: "heartbeat", heartbeatIntervalMs: 3_600_000, instanceCount: baseInstances.length, digest });
+    return encode(HeartbeatMessage, { ...this.env(), kind: "heartbeat", heartbeatIntervalMs: 60_000, instanceCount: baseInstances.length, digest });
   }
 }
 

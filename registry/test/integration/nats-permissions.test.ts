@@ -14,7 +14,7 @@ import { FakeAgent, inst, startRegistry } from "./helpers.js";
 
 /** Connects as a generated user and records the permission violations the server reports. */
 async function connectAs(nats: SecuredNats, user: string): Promise<{ nc: NatsConnection; violations: string[] }> {
-  const nc = await connect({ ...natsConnectOptions(nats.url, { nkeySeedFile: nats.seedFile(user) }), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  const nc = await connect({ ...natsConnectOptions(nats.url, nats.auth(user)), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   const violations: string[] = [];
   void (async () => {
     for await (const s of nc.status() as AsyncIterable<Status>) {
@@ -31,7 +31,7 @@ describe("NATS permissions (generated users, real nats-server)", () => {
 
   before(async () => {
     nats = await startSecuredNats({ hosts: ["host-a", "host-b"], gateways: 1 });
-    registry = await startRegistry(nats.url, { nats: { url: nats.url, reconnectWait: 100, nkeySeedFile: nats.seedFile("registry") } });
+    registry = await startRegistry(nats.url, { nats: { url: nats.url, reconnectWait: 100, ...nats.auth("registry") } });
   });
   after(async () => {
     for (const c of closers.reverse()) await c().catch(() => undefined);

@@ -203,7 +203,7 @@ describe("catalog core", () => {
     assert.equal(s.host("h1")!.lastSeen, 9000);
   });
 
-  it("catalog - the cached digest follows every change of a host (health, takeover, deregister)", () => {
+  it("catalog - the cached digest follows every change of a host (health, refused claim, deregister)", () => {
     const s = new CatalogState(OPTS);
     const line = (id: string, status: "passing" | "critical") => ({ service: "orders", id, status, address: "10.0.0.1", port: 8080 });
     const a = new Agent("h1");
@@ -212,14 +212,15 @@ describe("catalog core", () => {
     assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "passing"), line("b", "passing")]));
     s.handle(a.health("a", "critical"), 1100);
     assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "critical"), line("b", "passing")]));
-    s.handle(b.register([inst("b")]), 1200); // takeover of b by h2
-    assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "critical")]));
+    s.handle(b.register([inst("b")]), 1200); // h1 owns b: h2's claim is refused but counts in h2's digest
+    assert.equal(digestOf(s, "h1"), instanceDigest([line("a", "critical"), line("b", "passing")]));
     assert.equal(digestOf(s, "h2"), instanceDigest([line("b", "passing")]));
-    s.handle(a.deregister(["a"]), 1300);
+    // h1 lets b go: h2 (the claimant) is asked for its registration.
+    assert.deepEqual(resyncs(s.handle(a.deregister(["a", "b"]), 1300)).map((r) => r.reason), ["ownership-free"]);
     assert.equal(digestOf(s, "h1"), instanceDigest([]));
     // A heartbeat with the current digest is quiet; with the stale one it asks for a resync.
     assert.deepEqual(s.handle(b.heartbeat(instanceDigest([line("b", "passing")])), 1400), []);
-    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 1500)).length, 1);
+    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 3500)).length, 1);
   });
 
   it("catalog - a digest mismatch asks for a resync at most once per 2 × interval", () => {
@@ -448,14 +449,16 @@ describe("catalog core", () => {
     assert.deepEqual(s.tick(1_000_000), []);
   });
 
-  it("catalog - a key registered by another host moves to it (takeover counted)", () => {
+  it("catalog - a key registered by another live host is refused (conflict counted), the owner's record stands", () => {
     const s = new CatalogState(OPTS);
     s.handle(new Agent("h1").register([inst("a")]), 0);
-    const e = s.handle(new Agent("h2").register([inst("a")]), 10);
-    assert.equal(puts(e).length, 1);
-    assert.equal(s.record("orders", "a")!.host, "h2");
-    assert.equal(s.counters.takeover, 1);
-    assert.equal(s.host("h1")!.instances, 0);
+    const e = s.handle(new Agent("h2").register([inst("a", { address: "10.6.6.6" })]), 10);
+    assert.equal(puts(e).length, 0);
+    assert.deepEqual(rejects(e), ["conflict"]);
+    assert.equal(s.record("orders", "a")!.host, "h1");
+    assert.equal(s.record("orders", "a")!.address, "10.0.0.1");
+    assert.equal(s.counters.conflict, 1);
+    assert.equal(s.host("h1")!.instances, 1);
   });
 
   it("catalog - loaded records rebuild hosts with a grace period and accept any seq of the same epoch", () => {

@@ -18,6 +18,8 @@ export interface SecuredNats {
   seedFile(user: string): string;
   /** The env snippet the script wrote for a user (ROSTER_NATS_*). */
   env(user: string): Promise<Record<string, string>>;
+  /** A user's NATS auth block as a config file would hold it: its seed file and its own inbox prefix. */
+  auth(user: string): { nkeySeedFile: string; inboxPrefix: string };
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export async function startSecuredNats(opts: { hosts: string[]; gateways?: numbe
     },
     dir,
     seedFile: (user) => join(dir, "secrets", `${user}.nk`),
+    auth: (user) => ({ nkeySeedFile: join(dir, "secrets", `${user}.nk`), inboxPrefix: `_INBOX.${user}` }),
     env: async (user) =>
       Object.fromEntries(
         (await readFile(join(dir, "secrets", `${user}.env`), "utf8"))

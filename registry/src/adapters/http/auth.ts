@@ -56,8 +56,11 @@ export function httpServerOptions(sec: HttpSecurity | undefined): { https?: { ce
   return out;
 }
 
-/** Rate limit first (floods are cut before any token work), then auth. */
-export function installHttpSecurity(app: FastifyInstance, sec: HttpSecurity | undefined): void {
+/**
+ * Rate limit first (floods are cut before any token work), then auth. Returns the client key (a
+ * configured token's name, else the IP) for other per-client limits (open event streams).
+ */
+export function installHttpSecurity(app: FastifyInstance, sec: HttpSecurity | undefined): (req: FastifyRequest) => string {
   const openPaths = new Set(sec?.auth?.openPaths ?? ["/healthz", "/readyz"]);
   const auth = sec?.auth ? new BearerAuth({ tokens: sec.auth.tokens, openReads: sec.auth.openReads, openPaths: sec.auth.openPaths }) : null;
   // Rate-limit key: a configured token's name, else the client IP — never the header as sent, or
@@ -91,6 +94,7 @@ export function installHttpSecurity(app: FastifyInstance, sec: HttpSecurity | un
     });
   }
   if (auth) app.addHook("onRequest", bearerAuthHook(auth));
+  return clientKey;
 }
 
 /** Fastify's own 4xx errors that deserve a code of their own (called by the error handler). */

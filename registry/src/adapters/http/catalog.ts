@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { NotReadyError } from "../../errors.js";
+import type { BodyCache } from "./body-cache.js";
 import type { HttpDeps } from "./server.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
@@ -13,12 +14,15 @@ export const CatalogDump = z.object({
 export type CatalogDump = z.infer<typeof CatalogDump>;
 
 
+/** BodyCache key of the dump: never a service name (NAME_PATTERN). */
+const CATALOG_BODY_KEY = "*catalog";
+
 /**
  * The whole catalog in one answer, for `roster catalog dump`, backups and diffing. One read of the
  * in-memory view: consistent with the deltas like every other route. Not paged: a catalog is a few
  * MB at most (LIMITS), and operators want one document.
  */
-export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps): void {
+export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps, bodies?: BodyCache): void {
   app.get(
     "/v1/catalog",
     {
@@ -30,14 +34,20 @@ export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps): voi
     },
     async (_req, reply) => {
       if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
-      const services: CatalogDump["services"] = {};
-      // Sorted by name so two dumps of the same catalog are byte-identical.
-      for (const s of [...deps.catalog.services()].sort((a, b) => a.name.localeCompare(b.name))) {
-        services[s.name] = [...s.instances].sort((a, b) => a.id.localeCompare(b.id)).map(publicInstance);
-      }
       const revision = deps.catalog.revision;
+      const build = (): CatalogDump => {
+        const services: CatalogDump["services"] = {};
+        // Sorted by name so two dumps of the same catalog are byte-identical.
+        for (const s of [...deps.catalog.services()].sort((a, b) => a.name.localeCompare(b.name))) {
+          services[s.name] = [...s.instances].sort((a, b) => a.id.localeCompare(b.id)).map(publicInstance);
+        }
+        return { revision, services };
+      };
       void reply.header("X-Roster-Index", String(revision));
-      return { revision, services };
+      // Encoded once per catalog revision (the body cache of the instances route): the dump is the
+      // largest body the registry serves, and was re-encoded on every request.
+      if (!bodies) return build();
+      return reply.type("application/json; charset=utf-8").send(bodies.get(CATALOG_BODY_KEY, revision, "", build));
     },
   );
 }

@@ -114,7 +114,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     frameworkErrors: (err, _req, reply) => void (reply as FastifyReply).code(400).send({ code: "ROSTER_BAD_REQUEST", message: err.message }),
     ...httpServerOptions(deps.security),
   });
-  installHttpSecurity(app, deps.security);
+  const clientKey = installHttpSecurity(app, deps.security);
   const closing = new AbortController();
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
   const bodies = new BodyCache();
@@ -241,9 +241,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     return reply.type("application/json; charset=utf-8").send(body);
   });
 
-  registerCatalogRoutes(app, deps);
+  registerCatalogRoutes(app, deps, bodies);
   registerMetricsRoutes(app, deps);
-  registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, ...deps.stream });
+  registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, clientKey, bodies, ...deps.stream });
   registerDashboard(app);
 
   return app;

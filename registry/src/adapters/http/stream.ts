@@ -2,8 +2,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandl
 import { Name, formatIssues } from "@roster/schemas";
 import { z } from "zod";
 import { ChangeLog, type LoggedChange } from "../../core/change-log.js";
-import { BadRequestError, TooManyStreamsError } from "../../errors.js";
+import { BadRequestError, TooManyClientStreamsError, TooManyStreamsError } from "../../errors.js";
 import type { CatalogChange, CatalogReader } from "../store/catalog-memory.js";
+import type { BodyCache } from "./body-cache.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 import type { CatalogInstance } from "@roster/schemas";
@@ -19,16 +20,28 @@ export interface StreamOptions {
   ringSize?: number;
   /** Comment line sent on idle streams so proxies keep them open (default 15 s). */
   heartbeatMs?: number;
-  /** A client this far behind (bytes buffered) is dropped; it resumes on reconnect (default 1 MiB). */
+  /**
+   * A client this far behind (bytes buffered for it, the first snapshot included) is dropped; it
+   * resumes on reconnect (default 1 MiB).
+   */
   maxBufferedBytes?: number;
   /** Event streams held open at most (default 10,000): each costs a socket and a listener. */
   maxOpen?: number;
+  /** Event streams one client (its token's name, else its IP) may hold open (default 32). */
+  maxPerClient?: number;
 }
 
 export interface StreamDeps extends StreamOptions {
   catalog: CatalogReader;
   requireLoaded: preHandlerHookHandler;
+  /** Who is asking, for maxPerClient: a configured token's name, else the IP (http-auth.ts). */
+  clientKey?: (request: FastifyRequest) => string;
+  /** Snapshot bodies encoded once per revision and shared by every stream that starts at it. */
+  bodies?: BodyCache;
 }
+
+/** Bytes of a snapshot handed to the socket at a time: all an unread stream can hold of it. */
+const SNAPSHOT_SLICE = 64 * 1024;
 
 const ServiceParams = z.object({ name: Name }).strict();
 const Revision = z.string().regex(/^\d{1,15}$/, { error: "expected a catalog revision (a non-negative integer)" });
@@ -55,6 +68,11 @@ function frame(event: string, id: number, data: unknown): string {
   return `id: ${id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
+/** A snapshot frame around an already-encoded (shared) JSON body: no copy of the body. */
+function snapshotFrame(id: number, json: Buffer): Buffer[] {
+  return [Buffer.from(`id: ${id}\nevent: snapshot\ndata: `), json, Buffer.from("\n\n")];
+}
+
 function changeFrame(c: LoggedChange<CatalogInstance>): string {
   const base = { service: c.service, id: c.id, revision: c.revision, prevRevision: c.prevRevision };
   return c.record ? frame("put", c.revision, { ...base, instance: publicInstance(c.record) }) : frame("delete", c.revision, base);
@@ -69,13 +87,20 @@ function lastEventId(request: FastifyRequest): number | undefined {
   return raw === undefined ? undefined : Number(raw);
 }
 
+/** BodyCache key of the whole-catalog stream snapshot: never a service name (NAME_PATTERN). */
+const STREAM_BODY_KEY = "*stream";
+
 /** Registers GET /v1/services/:name/stream and GET /v1/stream; returns the change ring (for status and tests). */
 export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): ChangeLog<CatalogInstance> {
   const ring = new ChangeLog<CatalogInstance>(deps.ringSize ?? 256);
   const heartbeatMs = deps.heartbeatMs ?? 15_000;
   const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
   const maxOpen = deps.maxOpen ?? 10_000;
+  const maxPerClient = deps.maxPerClient ?? 32;
   const open = new Set<() => void>();
+  const perClient = new Map<string, number>();
+  // Two slices in the socket at most stay within the allowance, however small it is configured.
+  const slice = Math.min(SNAPSHOT_SLICE, Math.max(1024, Math.floor(maxBuffered / 2)));
   const unsubscribe = deps.catalog.onChange((c) => ring.record(c));
 
   // Open streams would keep server.close() waiting forever: end them first.
@@ -86,8 +111,13 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
     unsubscribe();
   });
 
-  /** Hijacks the reply, writes `first`, then forwards every change `wanted` accepts. */
-  const serve = (request: FastifyRequest, reply: FastifyReply, first: string, wanted: (c: CatalogChange) => boolean) => {
+  /**
+   * Hijacks the reply, writes `first`, then forwards every change `wanted` accepts. Every byte held
+   * for the client counts against maxBufferedBytes, the first snapshot included: the snapshot (an
+   * encoded body shared by every stream that starts at that revision) is handed to the socket one
+   * slice at a time, as the client reads, and changes that arrive meanwhile wait behind it.
+   */
+  const serve = (request: FastifyRequest, reply: FastifyReply, first: Buffer[] | string, wanted: (c: CatalogChange) => boolean) => {
     // HEAD (added by fastify for every GET): the headers, not an endless empty stream.
     if (request.method === "HEAD") return reply.header("content-type", "text/event-stream; charset=utf-8").send();
     // Bounded like every other resource: a client that opens streams in a loop must not exhaust
@@ -96,6 +126,14 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       void reply.header("retry-after", "5");
       throw new TooManyStreamsError(maxOpen);
     }
+    // ... and no single client (token, else IP) may take the whole budget.
+    const client = deps.clientKey?.(request) ?? `ip:${request.ip}`;
+    const mine = perClient.get(client) ?? 0;
+    if (mine >= maxPerClient) {
+      void reply.header("retry-after", "5");
+      throw new TooManyClientStreamsError(maxPerClient);
+    }
+    perClient.set(client, mine + 1);
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(200, {
@@ -105,8 +143,6 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       // nginx buffers responses unless told not to.
       "x-accel-buffering": "no",
     });
-    // The first chunk (a snapshot can be large) does not count against the slow-client limit.
-    const limit = maxBuffered + Buffer.byteLength(first);
     let ended = false;
     const end = () => {
       if (ended) return;
@@ -114,28 +150,79 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       clearInterval(heartbeat);
       stop();
       open.delete(end);
+      const n = (perClient.get(client) ?? 1) - 1;
+      if (n > 0) perClient.set(client, n);
+      else perClient.delete(client);
+      raw.off("drain", pump);
+      queue.length = 0;
       if (!raw.writableEnded) raw.end();
     };
-    const write = (chunk: string) => {
-      if (ended) return;
-      raw.write(chunk);
+    // Snapshot parts not yet handed to the socket, then changes that arrived meanwhile.
+    const queue: Buffer[] = typeof first === "string" ? [Buffer.from(first)] : [...first];
+    let queued = 0;
+    // Snapshot bytes are shared with other streams (not this client's own memory) until sliced.
+    let ownQueued = 0;
+    const held = () => raw.writableLength + ownQueued;
+    const tooFar = () => {
+      if (held() <= maxBuffered) return false;
       // A consumer that cannot keep up is dropped rather than buffered without bound; it
       // reconnects with Last-Event-ID and resumes (or gets a snapshot).
-      if (raw.writableLength > limit) {
-        request.log.warn({ buffered: raw.writableLength }, "dropping a slow event-stream client");
-        end();
+      request.log.warn({ buffered: held() }, "dropping a slow event-stream client");
+      end();
+      return true;
+    };
+    /** Hands queued bytes to the socket while it has room for another slice. */
+    function pump(): void {
+      while (!ended && queue.length > 0 && raw.writableLength < slice) {
+        progressed = true;
+        const head = queue[0]!;
+        const part = head.length > slice ? head.subarray(0, slice) : head;
+        if (part === head) queue.shift();
+        else queue[0] = head.subarray(slice);
+        if (queued > 0) {
+          const own = Math.min(part.length, queued);
+          queued -= own;
+          ownQueued -= own;
+        }
+        raw.write(part);
       }
+      tooFar();
+    }
+    const write = (chunk: string) => {
+      if (ended) return;
+      if (queue.length === 0) {
+        raw.write(chunk);
+        tooFar();
+        return;
+      }
+      const b = Buffer.from(chunk);
+      queue.push(b);
+      queued += b.length;
+      ownQueued += b.length;
+      tooFar();
     };
     const stop = deps.catalog.onChange((c) => {
       if (wanted(c)) write(changeFrame(c));
     });
-    const heartbeat = setInterval(() => write(": keepalive\n\n"), heartbeatMs);
+    // A stream still owing part of its snapshot that read nothing for a whole heartbeat period is
+    // dropped: it would otherwise pin that revision's snapshot body for as long as it stays open.
+    let progressed = true;
+    const heartbeat = setInterval(() => {
+      if (queue.length > 0 && !progressed) {
+        request.log.warn({ buffered: held() }, "dropping an event-stream client that stopped reading its snapshot");
+        return end();
+      }
+      progressed = false;
+      write(": keepalive\n\n");
+    }, heartbeatMs);
     heartbeat.unref();
     open.add(end);
     raw.once("close", end);
     raw.once("error", end);
+    raw.on("drain", pump);
     // Retry quickly after a registry restart; the browser adds Last-Event-ID itself.
-    write(`retry: 2000\n\n${first}`);
+    raw.write("retry: 2000\n\n");
+    pump();
   };
 
   app.get(
@@ -163,9 +250,10 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       const after = lastEventId(request);
       const view = deps.catalog.service(name);
       const replay = after === undefined ? null : ring.since(name, after, view.revision);
+      const body = () => ({ service: name, revision: view.revision, known: view.known, instances: view.instances.map(publicInstance) });
       const first = replay
         ? replay.map(changeFrame).join("")
-        : frame("snapshot", view.revision, { service: name, revision: view.revision, known: view.known, instances: view.instances.map(publicInstance) });
+        : snapshotFrame(view.revision, deps.bodies ? deps.bodies.get(name, view.revision, "stream", body) : Buffer.from(JSON.stringify(body())));
       return serve(request, reply, first, (c) => c.service === name);
     },
   );
@@ -192,12 +280,15 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       const services = deps.catalog.services();
       const revision = deps.catalog.revision;
       const replay = after === undefined ? null : ring.sinceAll(after, services, revision);
+      const body = () => ({
+        revision,
+        services: services.map((s) => ({ name: s.name, revision: s.revision, instances: [...s.instances].sort((a, b) => a.id.localeCompare(b.id)).map(publicInstance) })),
+      });
+      // Encoded once per catalog revision however many streams start at it (a flood of them did
+      // cost one copy each: ~10 MiB per client for a large catalog).
       const first = replay
         ? replay.map(changeFrame).join("")
-        : frame("snapshot", revision, {
-            revision,
-            services: services.map((s) => ({ name: s.name, revision: s.revision, instances: [...s.instances].sort((a, b) => a.id.localeCompare(b.id)).map(publicInstance) })),
-          });
+        : snapshotFrame(revision, deps.bodies ? deps.bodies.get(STREAM_BODY_KEY, revision, "", body) : Buffer.from(JSON.stringify(body())));
       return serve(request, reply, first, () => true);
     },
   );
