@@ -24,6 +24,7 @@ import { splitHostPort, type RegistryConfig } from "./config.js";
 import { CatalogState, sameRecord, type AgentInput, type Effect } from "./core/catalog.js";
 import { CatalogMemory } from "./adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "./adapters/http.js";
+import { buildFrontDoors, type FrontDoors } from "./adapters/front-doors.js";
 import { DropLog, startIngest } from "./adapters/ingest.js";
 import { KvCatalog } from "./adapters/kv-catalog.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
@@ -47,6 +48,8 @@ export interface Registry {
   close(): Promise<void>;
   readonly url: string;
   readonly http: FastifyInstance;
+  /** The DNS interface and the Consul-compatible API (each null when not configured). */
+  readonly frontDoors: FrontDoors;
   readonly core: CatalogState;
   readonly memory: CatalogMemory;
   readonly metrics: RegistryMetrics;
@@ -149,6 +152,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     metrics: metrics.registry,
     security: config.http,
   });
+
+  const frontDoors = buildFrontDoors(config, { memory, loaded: () => loaded, ready, logger: log });
 
   const dispatch = (effects: Effect[]) => {
     metrics.dispatched(effects);
@@ -379,6 +384,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       // After the last write: hand the lease over at once rather than after a ttl.
       await replica?.close();
+      await frontDoors.close();
       await http.close();
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
@@ -402,6 +408,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       const address = await http.listen({ host, port });
       url = address.replace("[::1]", "[::1]");
       log.info({ url }, "HTTP listening");
+      await frontDoors.start();
       connecting = connectAndLoad().catch((err) => {
         if (!stopping.signal.aborted) log.error({ err: String(err) }, "registry start failed");
       });
@@ -412,6 +419,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       return url;
     },
     http,
+    frontDoors,
     get core() {
       return core;
     },

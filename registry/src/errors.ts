@@ -16,6 +16,8 @@ export const ERROR_CODES = {
   ROSTER_RATE_LIMITED: "the client (token, else IP) sent more requests than http.rateLimit allows",
   ROSTER_PAYLOAD_TOO_LARGE: "the request body is larger than http.bodyLimit",
   ROSTER_TOO_MANY_STREAMS: "the registry already holds streams.maxOpen event streams",
+  ROSTER_CONSUL_READ_ONLY: "a write to the Consul-compatible API: Roster registers through its agents, never through this API",
+  ROSTER_CONSUL_UNSUPPORTED: "a Consul API path Roster does not serve (KV, sessions, ACL, Connect, ...)",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -33,6 +35,8 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_RATE_LIMITED: 429,
   ROSTER_PAYLOAD_TOO_LARGE: 413,
   ROSTER_TOO_MANY_STREAMS: 503,
+  ROSTER_CONSUL_READ_ONLY: 405,
+  ROSTER_CONSUL_UNSUPPORTED: 404,
   ROSTER_INTERNAL: 500,
 };
 
@@ -77,6 +81,18 @@ export class NotReadyError extends RosterError {
 export class KvWriteError extends RosterError {
   constructor(key: string, options?: { cause?: unknown }) {
     super("ROSTER_KV_WRITE_FAILED", `catalog write of "${key}" failed after retries`, options);
+  }
+}
+
+export class ConsulReadOnlyError extends RosterError {
+  constructor(method: string, path: string) {
+    super("ROSTER_CONSUL_READ_ONLY", `${method} ${path}: the Consul-compatible API is read-only; Roster registers services through its agents (roster-agent), see docs/dns-and-consul.md`);
+  }
+}
+
+export class ConsulUnsupportedError extends RosterError {
+  constructor(path: string) {
+    super("ROSTER_CONSUL_UNSUPPORTED", `${path} is not part of Roster's Consul-compatible API (no KV, sessions, ACL or Connect): see docs/dns-and-consul.md`);
   }
 }
 

@@ -23,6 +23,8 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
       ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
       ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
   env ROSTER_HTTP_READ_TOKEN, ROSTER_HTTP_WRITE_TOKEN: bearer tokens for the HTTP API
+  env ROSTER_DNS: DNS listen address, host:port (UDP+TCP; off unless set)
+  env ROSTER_CONSUL_API: Consul-compatible read API listen address, host:port (off unless set)
 `;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -52,6 +54,8 @@ function loadConfig(): RegistryConfig {
   const input: Record<string, unknown> = { ...file };
   if (overrides.nats) input.nats = { ...obj(file.nats), ...overrides.nats };
   if (overrides.http) input.http = { ...obj(file.http), ...overrides.http };
+  if (overrides.dns) input.dns = { ...obj(file.dns), ...overrides.dns };
+  if (overrides.consulApi) input.consulApi = { ...obj(file.consulApi), ...overrides.consulApi };
   if (overrides.httpTokens) {
     const http = obj(input.http ?? file.http);
     const auth = obj(http.auth);
