@@ -64,7 +64,7 @@ const Tags = z
 // Unknown parameters (stale, consistent, cached, near, dc, ns, node-meta, ...) are accepted and
 // ignored, as Consul ignores what it does not know; `filter` is refused: silently ignoring a
 // filter would return what the caller asked to exclude.
-const BlockingQuery = z.looseObject({ index: Index.optional(), wait: Wait.optional(), filter: z.undefined({ error: "filter expressions are not supported by Roster's Consul API" }) });
+const BlockingQuery = z.looseObject({ index: Index.optional(), wait: Wait.optional(), filter: z.undefined({ error: "filter expressions are not supported by Roster's Consul API" }).optional() });
 const ServiceQuery = BlockingQuery.extend({ tag: Tags, passing: Flag });
 
 function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
@@ -81,6 +81,10 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
     frameworkErrors: (err, _req, reply) => void (reply as FastifyReply).code(400).send({ code: "ROSTER_BAD_REQUEST", message: err.message }),
     ...httpServerOptions(deps.security),
   }) as FastifyInstance & { listenAddress?: string };
+  // Nothing here reads a body: any content type is read (up to bodyLimit) and dropped, so a write
+  // with a malformed JSON body still gets its 405, not a parse error.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, _body, done) => done(null, undefined));
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
   const closing = new AbortController();
   app.addHook("preClose", async () => closing.abort());
