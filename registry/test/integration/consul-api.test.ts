@@ -97,6 +97,8 @@ describe("consul-api", () => {
     assert.equal(nodes[0]!.Node, "host-a");
     assert.equal(typeof nodes[0]!.ModifyIndex, "number");
     assert.match(String(await consul.status.leader()), /^127\.0\.0\.1:\d+$/);
+    const leader = await getJson(`${base}/v1/status/leader`, { headers: { "X-Consul-Token": READ } });
+    assert.equal(leader.body, new URL(base).host, "a JSON string, as Consul sends it");
     const self = (await consul.agent.self()) as { Config: { Datacenter: string } };
     assert.equal(self.Config.Datacenter, "dc-test");
     assert.deepEqual(await consul.health.service("nope"), []);

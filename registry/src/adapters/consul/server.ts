@@ -219,7 +219,8 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
   });
 
   app.get("/v1/catalog/datacenters", async () => [deps.datacenter]);
-  app.get("/v1/status/leader", async () => (deps.ready() ? app.listenAddress ?? "" : ""));
+  // A JSON string, as Consul sends it (fastify would send a returned string as raw text).
+  app.get("/v1/status/leader", async (_req, reply) => reply.type("application/json").send(JSON.stringify(deps.ready() ? (app.listenAddress ?? "") : "")));
   app.get("/v1/status/peers", async () => (app.listenAddress ? [app.listenAddress] : []));
   app.get("/v1/agent/self", async () => ({
     Config: {
