@@ -39,6 +39,7 @@ export const SCENARIOS = [
   { name: "gateway-slow-instance", script: "bench/gateway-slow-instance.mjs", args: [], quickArgs: ["--quick"], what: "one slow instance of five: p2c-peak-ewma vs round-robin" },
   { name: "gateway-fanout", script: "bench/gateway-fanout.mjs", args: [], quickArgs: ["--quick"], what: "1,000 gateway clients x 50 services: sync, steady state, propagation" },
   { name: "cluster-failover", script: "bench/registry-cluster-failover.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of the KV stream leader in a 3-node NATS cluster" },
+  { name: "dns-consul", script: "bench/dns-consul.mjs", args: [], quickArgs: ["--quick"], what: "DNS queries/s (dnsperf) and the Consul API's health/service req/s beside the HTTP API; flip → first dig answer without the instance, blocking-query wake-ups" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
 ];
 
