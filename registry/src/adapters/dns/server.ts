@@ -49,6 +49,7 @@ export interface DnsStats {
 }
 
 const MAX_TCP_BUFFER = 2 + 65535;
+const MAX_UNREAD_BYTES = 1024 * 1024;
 
 /** Maps lower-cased names to the catalog's names; rebuilt only when a service is added (names never go). */
 class CaseIndex {
@@ -197,6 +198,8 @@ export class DnsServer {
         frame.writeUInt16BE(out.length, 0);
         out.copy(frame, 2);
         s.write(frame);
+        // A client that asks but never reads would grow our buffer without bound.
+        if (s.writableLength > MAX_UNREAD_BYTES) return void s.destroy();
       }
     });
   }
