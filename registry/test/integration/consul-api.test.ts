@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import Consul from "consul";
+import fc from "fast-check";
 import { NatsServer, waitFor } from "@roster/testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry } from "./helpers.js";
@@ -29,6 +30,7 @@ describe("consul-api", () => {
     nats = await NatsServer.start();
     registry = await startRegistry(nats.url, {
       consulApi: { listen: "127.0.0.1:0", datacenter: "dc-test" },
+      deregisterAfter: "10m", // o4 stays agent-lost for the whole file
       http: { listen: "127.0.0.1:0", auth: { tokens: [{ name: "reader", token: READ, scopes: ["read"] }] } },
     });
     base = registry.frontDoors.consulUrl!;
@@ -190,5 +192,33 @@ describe("consul-api", () => {
     await assert.rejects(anon.catalog.service.list(), /401|token|unauthorized/i);
     // A write without a token is refused before it is told "read-only".
     assert.equal((await getJson(`${base}/v1/catalog/register`, { method: "PUT", body: "{}" })).status, 401);
+  });
+
+  it("consul-api - fuzzed methods, paths and query strings never answer 5xx, and no method writes", async () => {
+    const before = registry.memory.revision;
+    const seg = fc.oneof(
+      fc.constantFrom("v1", "catalog", "health", "service", "services", "checks", "agent", "kv", "status", "leader", "self", "orders", "..", "%00", "%2e%2e", "%ff"),
+      fc.string({ maxLength: 12 }).map(encodeURIComponent),
+    );
+    const key = fc.constantFrom("index", "wait", "passing", "tag", "filter", "token", "dc", "near", "stale", "x");
+    const val = fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom("-1", "99999999999999999999999", "1e9", "NaN", "0", "true", "1", "10ms"));
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom("GET", "PUT", "POST", "DELETE", "HEAD", "PATCH"), fc.array(seg, { maxLength: 5 }), fc.array(fc.tuple(key, val), { maxLength: 4 }), async (method, segs, q) => {
+        const qs = q.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
+        const url = `${base}/${segs.join("/")}${qs ? `?${qs}` : ""}`;
+        // A valid index past the service's revision blocks (up to 5 minutes): cut it short.
+        const blocks = q.some(([k, v]) => k === "index" && /^\d{1,20}$/.test(v));
+        try {
+          const res = await fetch(url, { method, headers: { "X-Consul-Token": READ }, signal: AbortSignal.timeout(blocks ? 300 : 5000) });
+          await res.arrayBuffer();
+          assert.ok(res.status < 500, `${method} ${url} → ${res.status}`);
+          if (method !== "GET" && method !== "HEAD") assert.ok([400, 404, 405].includes(res.status), `${method} ${url} → ${res.status}`);
+        } catch (err) {
+          if (!(blocks && (err as Error).name === "TimeoutError")) throw err;
+        }
+      }),
+      { numRuns: 300 },
+    );
+    assert.equal(registry.memory.revision, before, "nothing was written");
   });
 });
