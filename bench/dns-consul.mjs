@@ -11,6 +11,9 @@
 // Real processes: nats-server, roster-registry (its bin, DNS and Consul API on), dnsperf, autocannon,
 // dig. The flipped instance belongs to a host this script plays over NATS with the real wire contract.
 import { execFile, spawn, spawnSync } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { once } from "node:events";
+import dnsPacket from "dns-packet";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -89,6 +92,18 @@ async function autocannon(url) {
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts };
 }
 
+/** One UDP A query from this process (dns-packet), the answer's addresses. */
+async function udpA(port, name) {
+  const sock = createSocket("udp4");
+  try {
+    sock.send(dnsPacket.encode({ type: "query", id: 1, questions: [{ type: "A", name }] }), port, "127.0.0.1");
+    const [msg] = await once(sock, "message", { signal: AbortSignal.timeout(2000) });
+    return dnsPacket.decode(msg).answers.map((a) => a.data).join(" ");
+  } finally {
+    sock.close();
+  }
+}
+
 async function get(url) {
   const res = await request(url, { dispatcher });
   const body = await res.body.text();
@@ -160,7 +175,7 @@ await runBench("dns-consul", 240 + ROUNDS * 4 * (SECONDS + 5) + FLIPS * 10, asyn
   }
 
   // 3. Flip → visible, all watchers at once.
-  const gone = { dig: [], http: [], consulBlocking: [], rosterBlocking: [] };
+  const gone = { dig: [], udp: [], http: [], consulBlocking: [], rosterBlocking: [] };
   const hasO0 = (text) => text.includes("10.0.0.0");
   for (let f = 0; f < FLIPS; f++) {
     const sIndex = Number((await get(`${consulUrl}/v1/health/service/${SERVICE}`)).headers["x-consul-index"]);
@@ -173,11 +188,15 @@ await runBench("dns-consul", 240 + ROUNDS * 4 * (SECONDS + 5) + FLIPS * 10, asyn
     const digLoop = (async () => {
       for (;;) if (!hasO0(await dig(`${SERVICE}.service.roster`))) return performance.now() - start;
     })();
+    const udpLoop = (async () => {
+      for (;;) if (!hasO0(await udpA(dnsPort, `${SERVICE}.service.roster`))) return performance.now() - start;
+    })();
     const httpLoop = (async () => {
       for (;;) if (!hasO0((await get(passingUrl)).body)) return performance.now() - start;
     })();
-    const [d, h, c, b] = await Promise.all([digLoop, httpLoop, consulWait, rosterWait]);
+    const [d, u, h, c, b] = await Promise.all([digLoop, udpLoop, httpLoop, consulWait, rosterWait]);
     gone.dig.push(d);
+    gone.udp.push(u);
     gone.http.push(h);
     gone.consulBlocking.push(c - (start - t0));
     gone.rosterBlocking.push(b - (start - t0));
@@ -216,6 +235,7 @@ await runBench("dns-consul", 240 + ROUNDS * 4 * (SECONDS + 5) + FLIPS * 10, asyn
         headers: ["reader", "p50", "p90", "max"],
         rows: [
           ["first `dig` answer without it (dig in a loop, a process per query)", fmt(s.dig.p50), fmt(s.dig.p90), fmt(s.dig.max)],
+          ["first DNS answer without it (UDP query in a loop from the bench process)", fmt(s.udp.p50), fmt(s.udp.p90), fmt(s.udp.max)],
           ["first HTTP API answer without it (GET in a loop, keep-alive)", fmt(s.http.p50), fmt(s.http.p90), fmt(s.http.max)],
           ["Consul API blocking query (?index&wait=30s) returns", fmt(s.consulBlocking.p50), fmt(s.consulBlocking.p90), fmt(s.consulBlocking.max)],
           ["HTTP API blocking query (?index&wait=30s) returns", fmt(s.rosterBlocking.p50), fmt(s.rosterBlocking.p90), fmt(s.rosterBlocking.max)],
