@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, ConsulReadOnlyError, ConsulUnsupportedError, HTTP_STATUS, NotReadyError, httpStatusOf, type RegistryErrorCode } from "../../errors.js";
 import type { CatalogInstance } from "@roster/schemas";
+import { BodyCache } from "../body-cache.js";
 import type { CatalogReader } from "../catalog-memory.js";
 import { httpServerOptions, installHttpSecurity, translateHttpError, type HttpSecurity } from "../http-auth.js";
 import { allPassing, catalogService, consulNode, healthChecks, serviceEntry } from "./shapes.js";
@@ -87,6 +88,9 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, _body, done) => done(null, undefined));
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
   const closing = new AbortController();
+  // Bodies encoded once per (known service, revision, query), as the HTTP API does.
+  const bodies = new BodyCache();
+  const json = (reply: FastifyReply, body: Buffer) => reply.type("application/json; charset=utf-8").send(body);
   app.addHook("preClose", async () => closing.abort());
 
   // Rate limit first (floods are cut before any token work), without its auth: ours follows.
@@ -182,7 +186,8 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
     const view = deps.catalog.service(name);
     const index = view.known ? view.revision : deps.catalog.revision;
     setIndex(reply, index);
-    return view.instances.filter(withTags(q.tag)).map((i) => catalogService(i, deps.datacenter, Math.max(1, index)));
+    if (!view.known) return []; // Consul answers an unknown service with an empty list
+    return json(reply, bodies.get(name, index, `catalog|${JSON.stringify(q.tag)}`, () => view.instances.filter(withTags(q.tag)).map((i) => catalogService(i, deps.datacenter, Math.max(1, index)))));
   });
 
   app.get("/v1/health/service/:name", { preHandler: meta }, async (req, reply) => {
@@ -192,10 +197,16 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
     const view = deps.catalog.service(name);
     const index = view.known ? view.revision : deps.catalog.revision;
     setIndex(reply, index);
-    return view.instances
-      .filter(withTags(q.tag))
-      .map((i) => serviceEntry(i, deps.datacenter, Math.max(1, index)))
-      .filter((e) => !q.passing || allPassing(e.Checks));
+    if (!view.known) return [];
+    return json(
+      reply,
+      bodies.get(name, index, `health|${q.passing}|${JSON.stringify(q.tag)}`, () =>
+        view.instances
+          .filter(withTags(q.tag))
+          .map((i) => serviceEntry(i, deps.datacenter, Math.max(1, index)))
+          .filter((e) => !q.passing || allPassing(e.Checks)),
+      ),
+    );
   });
 
   app.get("/v1/health/checks/:name", { preHandler: meta }, async (req, reply) => {

@@ -28,7 +28,7 @@ export interface DnsServerOptions extends DnsAnswerOptions {
 }
 
 export interface DnsServerDeps {
-  catalog: Pick<CatalogMemory, "service" | "services" | "serviceCount" | "revision">;
+  catalog: Pick<CatalogMemory, "service" | "serviceRevision" | "services" | "serviceCount" | "revision">;
   /** False until the catalog is loaded: every answer is then SERVFAIL (we do not know yet). */
   loaded: () => boolean;
   logger: Logger;
@@ -93,12 +93,22 @@ export class DnsServer {
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? Math.random;
     const index = new CaseIndex(deps.catalog);
+    // memory.service() copies and sorts: keep its answer per service until the revision moves.
+    const views = new Map<string, ReturnType<typeof deps.catalog.service>>();
+    const view = (name: string) => {
+      const rev = deps.catalog.serviceRevision(name);
+      const hit = views.get(name);
+      if (hit && hit.revision === rev.revision && hit.known === rev.known) return hit;
+      const v = deps.catalog.service(name);
+      views.set(name, v); // bounded: names come from the catalog (CaseIndex), never from the query
+      return v;
+    };
     this.lookup = {
       service: (lower) => {
         const names = index.names(lower);
-        if (names.length === 1) return deps.catalog.service(names[0]!);
-        const views = names.map((n) => deps.catalog.service(n));
-        return { known: views.some((v) => v.known), instances: views.flatMap((v) => v.instances) };
+        if (names.length === 1) return view(names[0]!);
+        const list = names.map(view);
+        return { known: list.some((v) => v.known), instances: list.flatMap((v) => v.instances) };
       },
       serial: () => deps.catalog.revision,
     };
