@@ -197,6 +197,10 @@ export function answerDns(query: Buffer, opts: DnsAnswerOptions, lookup: DnsLook
   if (packet.questions?.length !== 1) return fail("FORMERR");
   const question = packet.questions[0]!;
   if (typeof question.name !== "string" || typeof question.type !== "string") return fail("FORMERR");
+  // dns-packet reads labels as UTF-8 text: a label of other bytes would not encode back to what was
+  // asked (found by the fuzz test: 40 bytes of 0xff became a 120-byte "label"). No name of ours has
+  // such bytes, and echoing the question needs the exact name back.
+  if (!echoable(question.name)) return fail("FORMERR");
   const opt = packet.additionals?.find((a) => a.type === "OPT") as { udpPayloadSize?: number } | undefined;
   const limit =
     ctx.transport === "tcp" ? 65535 : Math.max(CLASSIC_UDP_BYTES, Math.min(opts.maxUdpBytes, opt?.udpPayloadSize ?? CLASSIC_UDP_BYTES));
@@ -280,6 +284,13 @@ export function answerDns(query: Buffer, opts: DnsAnswerOptions, lookup: DnsLook
       return respond("NOERROR", answers, additionals, answers.length === 0);
     }
   }
+}
+
+const LABEL = /^[\x21-\x7e]{1,63}$/;
+
+function echoable(name: string): boolean {
+  if (name === "." || name === "") return true;
+  return name.length <= 253 && name.replace(/\.$/, "").split(".").every((l) => LABEL.test(l));
 }
 
 function soaRecord(opts: DnsAnswerOptions, serial: number, name = opts.domain): Answer {

@@ -194,8 +194,18 @@ describe("dns", () => {
     const names = fc.array(fc.stringMatching(/^[a-zA-Z0-9_-]{1,20}$/), { minLength: 0, maxLength: 6 }).map((l) => [...l, "roster"].join("."));
     const types = fc.constantFrom("A", "AAAA", "SRV", "ANY", "TXT", "MX", "PTR", "SOA", "NS", "CNAME", "CAA");
     const wellFormed = fc.tuple(names, types).map(([n, t]) => query(n, t));
+    // Questions whose labels are arbitrary bytes (dns-packet reads them as UTF-8).
+    const rawLabels = fc
+      .tuple(fc.array(fc.uint8Array({ minLength: 1, maxLength: 63 }), { minLength: 1, maxLength: 4 }), fc.integer({ min: 0, max: 65535 }))
+      .map(([labels, type]) => {
+        const name = Buffer.concat([...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])), Buffer.from([6]), Buffer.from("roster"), Buffer.from([0])]);
+        const tail = Buffer.alloc(4);
+        tail.writeUInt16BE(type, 0);
+        tail.writeUInt16BE(1, 2);
+        return Buffer.concat([Buffer.from([0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]), name, tail]);
+      });
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.uint8Array({ minLength: 0, maxLength: 600 }).map((u) => Buffer.from(u)), mutated, wellFormed), async (payload) => {
+      fc.asyncProperty(fc.oneof(fc.uint8Array({ minLength: 0, maxLength: 600 }).map((u) => Buffer.from(u)), mutated, wellFormed, rawLabels), async (payload) => {
         const silent = payload.length < 12 || (payload[2]! & 0x80) !== 0;
         const out = await udpAsk(dnsAt, payload, silent ? 100 : 3000); // generous: the machine is shared
         if (silent) return out === null;

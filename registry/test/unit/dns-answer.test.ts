@@ -84,6 +84,16 @@ describe("dns-answer", () => {
     assert.ok(!tcp.packet!.flag_tc);
   });
 
+  it("dns-answer - a name of bytes that would not encode back is FORMERR, never a malformed answer", () => {
+    const hdr = Buffer.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    const label = Buffer.concat([Buffer.from([40]), Buffer.alloc(40, 0xff)]);
+    const q = Buffer.concat([hdr, label, Buffer.from([6]), Buffer.from("roster"), Buffer.from([0, 0, 1, 0, 1])]);
+    const r = answerDns(q, OPTS, lookupOf({}), { transport: "udp", random: Math.random });
+    const d = dnsPacket.decode(r.response!) as Decoded;
+    assert.equal(d.rcode, "FORMERR");
+    assert.equal(d.id, 0x1234);
+  });
+
   it("dns-answer - the SOA serial is the catalog revision and its minimum is the TTL", () => {
     const r = ask("nope.service.roster", "A", lookupOf({}), { ...OPTS, ttlSeconds: 5 });
     assert.equal(r.packet!.rcode, "NXDOMAIN");
