@@ -70,7 +70,7 @@ async function dnsperf(port, name, type) {
   const data = join(dir, "queries");
   writeFileSync(data, `${name} ${type}\n`);
   try {
-    const out = await runChild("dnsperf", ["-s", "127.0.0.1", "-p", String(port), "-d", data, "-l", String(SECONDS), "-c", "4", "-q", "64", "-t", "2", "-v"]);
+    const out = await runChild("dnsperf", ["-s", "127.0.0.1", "-p", String(port), "-d", data, "-l", String(SECONDS), "-c", "4", "-q", "64", "-t", "2", "-e", "-v"]);
     const lat = [];
     const codes = {};
     for (const m of out.matchAll(/^> (\w+) \S+ \S+ ([\d.]+)$/gm)) {
@@ -225,7 +225,7 @@ await runBench("dns-consul", 240 + ROUNDS * 4 * (SECONDS + 5) + FLIPS * 10, asyn
   printReport({
     title: `DNS and Consul API beside the HTTP API: ${INSTANCES} instances of one service`,
     command: commandLine("bench/dns-consul.mjs"),
-    params: { instances: INSTANCES, seconds: SECONDS, rounds: ROUNDS, flips: FLIPS, autocannonConnections: CONNECTIONS, dnsperf: "-c 4 -q 64 (UDP)" },
+    params: { instances: INSTANCES, seconds: SECONDS, rounds: ROUNDS, flips: FLIPS, autocannonConnections: CONNECTIONS, dnsperf: "-c 4 -q 64 -e (UDP, EDNS0)" },
     figures: { throughput, flip: s, digFloor: floor, runs: results },
     tables: [
       {

@@ -55,8 +55,12 @@ export function buildFrontDoors(
   let consulUrl: string | null = null;
   return {
     async start() {
+      // A port in use names the listener (the process then exits 1 with this message).
+      const named = (what: string, listen: string | undefined) => (err: unknown) => {
+        throw new Error(`${what} (${listen}): ${(err as Error).message}`, { cause: err });
+      };
       if (dns) {
-        const address = await dns.start();
+        const address = await dns.start().catch(named("cannot start the DNS listener", dnsCfg.listen));
         deps.logger.info({ dns: address, domain: dnsCfg.domain }, "DNS listening (UDP and TCP)");
         if (!/^(127\.|\[::1\]|localhost)/.test(address)) {
           deps.logger.warn({ dns: address }, "DNS listens beyond loopback: DNS has no credentials, anyone who reaches it can read service addresses");
@@ -64,7 +68,7 @@ export function buildFrontDoors(
       }
       if (consul && config.consulApi.listen) {
         const { host, port } = splitHostPort(config.consulApi.listen);
-        consulUrl = await consul.listen({ host, port });
+        consulUrl = await consul.listen({ host, port }).catch(named("cannot start the Consul API listener", config.consulApi.listen));
         consul.listenAddress = consulUrl.replace(/^https?:\/\//, "");
         deps.logger.info({ url: consulUrl }, "Consul-compatible API listening");
       }

@@ -10,7 +10,9 @@ import fc from "fast-check";
 import { NatsServer, waitFor } from "@roster/testkit";
 import type { Registry } from "../../src/app.js";
 import { assertDigInstalled, dig } from "./dig.js";
-import { FakeAgent, inst, startRegistry } from "./helpers.js";
+import { build } from "../../src/app.js";
+import { parseConfig } from "../../src/config.js";
+import { FakeAgent, inst, silent, startRegistry } from "./helpers.js";
 
 /** Sends one datagram and waits for one answer (null after `ms`). */
 async function udpAsk(address: string, payload: Buffer, ms = 1000): Promise<Buffer | null> {
@@ -261,6 +263,19 @@ describe("dns - limits", () => {
     } finally {
       stop();
       await agent.close();
+    }
+  });
+
+  it("dns - a DNS port already in use fails the start, naming the listener", async () => {
+    const taken = createSocket("udp4");
+    taken.bind(0, "127.0.0.1");
+    await once(taken, "listening");
+    const r = build(parseConfig({ nats: { url: nats.url }, http: { listen: "127.0.0.1:0" }, dns: { listen: `127.0.0.1:${taken.address().port}` } }), { logger: silent });
+    try {
+      await assert.rejects(r.start(), /cannot start the DNS listener \(127\.0\.0\.1:\d+\): .*EADDRINUSE/);
+    } finally {
+      await r.close();
+      taken.close();
     }
   });
 
