@@ -240,7 +240,7 @@ describe("dns - limits", () => {
 
   before(async () => {
     nats = await NatsServer.start();
-    const over = { dns: { listen: "127.0.0.1:0", rateLimit: { perSecond: 5, burst: 10 } }, lease: { enabled: true, ttl: "1500ms", margin: "500ms" } };
+    const over = { dns: { listen: "127.0.0.1:0", rateLimit: { perSecond: 5, burst: 10 } }, consulApi: { listen: "127.0.0.1:0" }, lease: { enabled: true, ttl: "1500ms", margin: "500ms" } };
     writer = await startRegistry(nats.url, over);
     standby = await startRegistry(nats.url, over);
   });
@@ -251,7 +251,7 @@ describe("dns - limits", () => {
     await nats?.close();
   });
 
-  it("dns - a standby answers from its mirror like the writer", async () => {
+  it("dns - a standby answers from its mirror like the writer (DNS and the Consul API)", async () => {
     assert.equal(standby.status().role, "standby");
     const agent = await FakeAgent.connect(nats.url, "host-s");
     await agent.register([inst("s1", { address: "10.1.0.1" })]);
@@ -259,6 +259,9 @@ describe("dns - limits", () => {
     try {
       for (const r of [writer, standby]) {
         await waitFor(async () => (await dig(r.frontDoors.dnsAddress!, "orders.service.roster", "+tcp")).answer.length === 1, { timeoutMs: 5000, what: "orders on both" });
+        const res = await fetch(`${r.frontDoors.consulUrl}/v1/health/service/orders?passing`);
+        assert.deepEqual(((await res.json()) as Array<{ Service: { ID: string } }>).map((e) => e.Service.ID), ["s1"]);
+        assert.equal(res.headers.get("x-consul-index"), String(r.memory.serviceRevision("orders").revision));
       }
     } finally {
       stop();
