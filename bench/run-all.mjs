@@ -44,6 +44,7 @@ export const SCENARIOS = [
   { name: "xds-fanout", script: "bench/xds-fanout.mjs", args: [], quickArgs: ["--quick"], what: "health flip → the last of 100 xDS (ADS) streams beside the catalog delta; registry CPU/RSS per stream; 100 clients receiving a 2,000-endpoint cluster" },
   { name: "catalog-core", script: "bench/catalog-core.mjs", args: [], quickArgs: ["--quick"], what: "the catalog reducer alone: CPU per register (per instance) and per matching heartbeat" },
   { name: "sse-flood", script: "bench/sse-flood.mjs", args: [], quickArgs: ["--quick"], what: "N clients open /v1/stream and never read: registry RSS against N (attack 5 of the security issue)" },
+  { name: "dns-consul", script: "bench/dns-consul.mjs", args: [], quickArgs: ["--quick"], what: "DNS queries/s (dnsperf) and the Consul API's health/service req/s beside the HTTP API; flip → first dig answer without the instance, blocking-query wake-ups" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
 ];
 

@@ -192,9 +192,17 @@ if (xdsOn) {
   const { writeFileSync } = await import("node:fs");
   writeFileSync(xdsBootstrap, `${JSON.stringify({ xds_servers: [{ server_uri: XDS, channel_creds: [{ type: "insecure" }], server_features: ["xds_v3"] }], node: { id: "roster-local", locality: {} } }, null, 2)}\n`);
 }
+// DNS and the Consul-compatible API (docs/dns-and-consul.md): Consul's own ports when free.
+const DNS = process.env.ROSTER_DNS || `127.0.0.1:${await pickPort(8600)}`;
+const CONSUL_API = process.env.ROSTER_CONSUL_API || `127.0.0.1:${await pickPort(8500)}`;
 start("demo-orders", process.execPath, ["examples/demo-service.mjs", "18081", "orders"]);
 start("demo-payments", process.execPath, ["examples/demo-service.mjs", "18082", "payments"]);
-start("registry", process.execPath, ["registry/bin/roster-registry.js", "--nats", natsUrl, "--http", HTTP], xdsOn ? { ...env, ROSTER_XDS: XDS } : env);
+start("registry", process.execPath, ["registry/bin/roster-registry.js", "--nats", natsUrl, "--http", HTTP], {
+  ...env,
+  ROSTER_DNS: DNS,
+  ROSTER_CONSUL_API: CONSUL_API,
+  ...(xdsOn ? { ROSTER_XDS: XDS } : {}),
+});
 await waitHttp(`http://${HTTP}/readyz`, (res) => res.ok, 20_000, "the registry");
 say(`registry at http://${HTTP}`);
 start("agent", process.execPath, ["agent/bin/roster-agent.js", "--config", "examples/agent.yaml", "--nats", natsUrl, "--api", AGENT_API], env);
@@ -213,6 +221,8 @@ say(`  watch:      curl -si 'http://${HTTP}/v1/services/orders/instances?index=1
 say(`  stream:     curl -N http://${HTTP}/v1/services/orders/stream`);
 say(`  dashboard:  http://${HTTP}/ui/      API docs: http://${HTTP}/docs`);
 say(`  agent API:  curl -s http://${AGENT_API}/v1/agent/instances`);
+say(`  DNS:        dig @${DNS.split(":")[0]} -p ${DNS.split(":")[1]} orders.service.roster SRV   (UDP+TCP, domain .roster)`);
+say(`  Consul API: curl -s 'http://${CONSUL_API}/v1/health/service/orders?passing'   (Consul clients: CONSUL_HTTP_ADDR=${CONSUL_API})`);
 say(`  NATS:       ${natsUrl}   logs: ${logDir}`);
 if (xdsOn) {
   say(`  xDS (ADS):  ${XDS}   proxyless gRPC: GRPC_XDS_BOOTSTRAP=${xdsBootstrap}, target xds:///<service>`);

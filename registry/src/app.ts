@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { registryIdentity, splitHostPort, type RegistryConfig } from "./config.js";
 import { CatalogState, sameRecord, type AgentInput } from "./core/catalog.js";
 import { effectInterpreter } from "./adapters/effects.js";
+import { buildFrontDoors, type FrontDoors } from "./adapters/front-doors.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
 import { buildHttp, type StatusBody } from "./adapters/http/server.js";
 import { DropLog, startIngest } from "./adapters/nats/ingest.js";
@@ -40,6 +41,8 @@ export interface Registry {
   close(): Promise<void>;
   readonly url: string;
   readonly http: FastifyInstance;
+  /** The DNS interface and the Consul-compatible API (each null when not configured). */
+  readonly frontDoors: FrontDoors;
   readonly core: CatalogState;
   readonly memory: CatalogMemory;
   readonly metrics: RegistryMetrics;
@@ -165,6 +168,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     authConfigured: config.http.auth !== undefined,
   });
 
+  const frontDoors = buildFrontDoors(config, { memory, loaded: () => loaded, ready, logger: log });
   const xds = config.xds
     ? new XdsServer({ config: config.xds, memory, loaded: readyPromise, auth: config.http.auth, logger: log.child({ component: "xds" }), metrics: metrics.registry, registryId })
     : null;
@@ -332,6 +336,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       // After the last write: hand the lease over at once rather than after a ttl.
       await replica?.close();
       await xds?.close();
+      await frontDoors.close();
       await http.close();
       if (bulk && !bulk.isClosed()) await bulk.close().catch(() => undefined);
       if (nc && !nc.isClosed()) {
@@ -357,6 +362,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       url = address.replace("[::1]", "[::1]");
       log.info({ url }, "HTTP listening");
       await xds?.listen();
+      await frontDoors.start();
       connecting = connectAndLoad().catch((err) => {
         if (!stopping.signal.aborted) log.error({ err: String(err) }, "registry start failed");
       });
@@ -367,6 +373,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       return url;
     },
     http,
+    frontDoors,
     get core() {
       return core;
     },

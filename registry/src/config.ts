@@ -1,6 +1,7 @@
 import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "@roster/schemas";
 import { HttpTls, RateLimitConfig } from "./adapters/http/auth.js";
 import { XdsConfig } from "./adapters/xds/config.js";
+import { listenerConfigs } from "./adapters/listeners-config.js";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";
 
@@ -10,6 +11,8 @@ const HostPort = z
   .refine((s) => HOST_PORT_RE.test(s) && Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, {
     error: 'expected "host:port" with a port 0-65535, e.g. "127.0.0.1:7700"',
   });
+
+const { DnsConfig, ConsulApiConfig } = listenerConfigs(HostPort);
 
 const NatsUrl = z
   .string()
@@ -121,6 +124,10 @@ export const RegistryConfig = z
       .default({ enabled: false, ttl: 3000, margin: 1000 }),
     /** xDS (Envoy ADS) server for Envoy and proxyless gRPC clients; absent = off (env ROSTER_XDS sets `listen`). */
     xds: XdsConfig.optional(),
+    /** DNS interface (off unless dns.listen is set): docs/dns-and-consul.md. */
+    dns: DnsConfig,
+    /** Consul-compatible read API (off unless consulApi.listen is set): docs/dns-and-consul.md. */
+    consulApi: ConsulApiConfig,
   })
   .strict();
 export type RegistryConfig = z.output<typeof RegistryConfig>;
@@ -157,13 +164,14 @@ export function splitHostPort(listen: string): { host: string; port: number } {
  * Builds the config input from argv and env (flags win over env, env over the file).
  * Flags: --nats <url> --http <host:port> --config <file.json>; env: ROSTER_NATS_URL, ROSTER_HTTP,
  * ROSTER_NATS_USER/_PASSWORD/_TOKEN/_NKEY_SEED[_FILE]/_CREDS/_TLS* (NATS auth),
- * ROSTER_HTTP_READ_TOKEN / ROSTER_HTTP_WRITE_TOKEN (added to http.auth.tokens).
+ * ROSTER_HTTP_READ_TOKEN / ROSTER_HTTP_WRITE_TOKEN (added to http.auth.tokens),
+ * ROSTER_DNS (dns.listen), ROSTER_CONSUL_API (consulApi.listen).
  * Returns the raw input plus the config file path (read by the caller).
  */
 export function configFromArgs(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-): { configFile?: string; overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[] } } {
+): { configFile?: string; overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } } {
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -175,7 +183,9 @@ export function configFromArgs(
   }
   const natsUrl = flags.get("nats") ?? env.ROSTER_NATS_URL;
   const http = flags.get("http") ?? env.ROSTER_HTTP;
-  const overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[] } = {};
+  const overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } = {};
+  if (env.ROSTER_DNS) overrides.dns = { listen: env.ROSTER_DNS };
+  if (env.ROSTER_CONSUL_API) overrides.consulApi = { listen: env.ROSTER_CONSUL_API };
   const natsAuth = natsAuthFromEnv(env);
   if (natsUrl !== undefined || Object.keys(natsAuth).length) overrides.nats = { ...(natsUrl !== undefined ? { url: natsUrl } : {}), ...natsAuth };
   const tokens = [

@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   ROSTER_TOO_MANY_STREAMS: "the registry already holds streams.maxOpen event streams",
   ROSTER_TOO_MANY_CLIENT_STREAMS: "this client (token, else IP) already holds streams.maxPerClient event streams",
   ROSTER_HOST_NOT_FOUND: "the registry knows no such host (nor a recently forgotten one)",
+  ROSTER_CONSUL_READ_ONLY: "a write to the Consul-compatible API: Roster registers through its agents, never through this API",
+  ROSTER_CONSUL_UNSUPPORTED: "a Consul API path Roster does not serve (KV, sessions, ACL, Connect, ...)",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -39,6 +41,8 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_TOO_MANY_STREAMS: 503,
   ROSTER_TOO_MANY_CLIENT_STREAMS: 429,
   ROSTER_HOST_NOT_FOUND: 404,
+  ROSTER_CONSUL_READ_ONLY: 405,
+  ROSTER_CONSUL_UNSUPPORTED: 404,
   ROSTER_INTERNAL: 500,
 };
 
@@ -108,6 +112,18 @@ export class KvWriteError extends RosterError {
 export class StoreLostError extends RosterError {
   constructor(reason: string, options?: { cause?: unknown }) {
     super("ROSTER_STORE_LOST", `catalog store lost: ${reason}`, options);
+  }
+}
+
+export class ConsulReadOnlyError extends RosterError {
+  constructor(method: string, path: string) {
+    super("ROSTER_CONSUL_READ_ONLY", `${method} ${path}: the Consul-compatible API is read-only; Roster registers services through its agents (roster-agent), see docs/dns-and-consul.md`);
+  }
+}
+
+export class ConsulUnsupportedError extends RosterError {
+  constructor(path: string) {
+    super("ROSTER_CONSUL_UNSUPPORTED", `${path} is not part of Roster's Consul-compatible API (no KV, sessions, ACL or Connect): see docs/dns-and-consul.md`);
   }
 }
 

@@ -24,6 +24,8 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
       ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
   env ROSTER_HTTP_READ_TOKEN, ROSTER_HTTP_WRITE_TOKEN: bearer tokens for the HTTP API
   env ROSTER_XDS: host:port of the xDS (Envoy ADS) server; off unless set (or xds.listen)
+  env ROSTER_DNS: DNS listen address, host:port (UDP+TCP; off unless set)
+  env ROSTER_CONSUL_API: Consul-compatible read API listen address, host:port (off unless set)
 `;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -54,6 +56,8 @@ function loadConfig(): RegistryConfig {
   if (overrides.nats) input.nats = { ...obj(file.nats), ...overrides.nats };
   if (overrides.http) input.http = { ...obj(file.http), ...overrides.http };
   if (process.env.ROSTER_XDS) input.xds = { ...obj(file.xds), listen: process.env.ROSTER_XDS };
+  if (overrides.dns) input.dns = { ...obj(file.dns), ...overrides.dns };
+  if (overrides.consulApi) input.consulApi = { ...obj(file.consulApi), ...overrides.consulApi };
   if (overrides.httpTokens) {
     const http = obj(input.http ?? file.http);
     const auth = obj(http.auth);

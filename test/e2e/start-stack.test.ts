@@ -45,6 +45,8 @@ describe("start-stack", () => {
       ROSTER_XDS: `127.0.0.1:${await freePort()}`,
       ROSTER_NATS_PORT: String(await freePort()),
       ROSTER_NATS_URL: "",
+      ROSTER_DNS: `127.0.0.1:${await freePort()}`,
+      ROSTER_CONSUL_API: `127.0.0.1:${await freePort()}`,
     };
     const stack = spawnNode(join(root, "scripts", "start-stack.mjs"), [], { cwd: root, env });
     try {
@@ -54,6 +56,10 @@ describe("start-stack", () => {
       const body = (await res.json()) as Array<{ status: string }>;
       assert.equal(body[0]?.status, "passing");
       assert.match(stack.output, /xDS \(ADS\): +127\.0\.0\.1:\d+ +proxyless gRPC: GRPC_XDS_BOOTSTRAP=/, "npm start turns xDS on and says how to use it");
+      // DNS and the Consul-compatible API are on, and printed.
+      assert.ok(stack.output.includes(`dig @127.0.0.1 -p ${env.ROSTER_DNS.split(":")[1]} orders.service.roster`), "the DNS line is printed");
+      const consul = await fetch(`http://${env.ROSTER_CONSUL_API}/v1/health/service/orders?passing`);
+      assert.equal(((await consul.json()) as unknown[]).length, 1);
       const pids = (await import("node:child_process"))
         .execFileSync("pgrep", ["-P", String(stack.pid)], { encoding: "utf8" })
         .trim()
