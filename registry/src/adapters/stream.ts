@@ -76,7 +76,8 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
   const maxBuffered = deps.maxBufferedBytes ?? 1 << 20;
   const maxOpen = deps.maxOpen ?? 10_000;
   const open = new Set<() => void>();
-  const unsubscribe = deps.catalog.onChange((c) => ring.record(c));
+  // Stamped on arrival: the dashboard's timelines (http-history.ts) place changes in time.
+  const unsubscribe = deps.catalog.onChange((c) => ring.record({ ...c, at: Date.now() }));
 
   // Open streams would keep server.close() waiting forever: end them first.
   app.addHook("preClose", async () => {
