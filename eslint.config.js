@@ -15,7 +15,7 @@ export default tseslint.config(
   {
     // The dashboard's plain browser script (served as is, no build step).
     files: ["registry/ui/**/*.js"],
-    languageOptions: { sourceType: "script", globals: { document: "readonly", window: "readonly", requestAnimationFrame: "readonly", EventSource: "readonly" } },
+    languageOptions: { sourceType: "script", globals: { document: "readonly", window: "readonly", location: "readonly", Element: "readonly", requestAnimationFrame: "readonly", EventSource: "readonly" } },
   },
   {
     // core/ is pure: no I/O, no clock, no logger. Time comes in as an argument.

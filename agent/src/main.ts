@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { createLogger, LOG_LEVELS } from "@roster/runtime/logger";
+import { versionLine } from "@roster/runtime";
 import { Address } from "@roster/schemas";
 import { build } from "./app.js";
 import { NatsAuthError, natsAuthFromEnv, natsConnectOptions, parseNatsAuth } from "@roster/schemas";
@@ -12,6 +13,8 @@ const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:p
   --nats        NATS server URL(s), comma-separated (env ROSTER_NATS_URL; default nats://127.0.0.1:4222)
   --api         local API listen address, overrides api.listen (e.g. 127.0.0.1:7701)
   --log-level   trace, debug, info, warn, error, fatal (env ROSTER_LOG_LEVEL; default info)
+  --version     print the version and exit
+  --help        print this help and exit
 
   env ROSTER_LOG_PRETTY: 1 = human-readable lines, 0 = JSON even at a terminal
   env ROSTER_AGENT_TOKEN: bearer token the local API requires for writes (overrides api.token)
@@ -31,7 +34,7 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let values: { config?: string; nats?: string; api?: string; "log-level"?: string; help?: boolean };
+  let values: { config?: string; nats?: string; api?: string; "log-level"?: string; help?: boolean; version?: boolean };
   try {
     ({ values } = parseArgs({
       options: {
@@ -40,6 +43,7 @@ async function main(): Promise<void> {
         api: { type: "string" },
         "log-level": { type: "string" },
         help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "v" },
       },
       strict: true,
     }));
@@ -48,6 +52,10 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(USAGE);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(versionLine("roster-agent", new URL("../../package.json", import.meta.url)));
     return;
   }
   if (!values.config) fail(`--config is required\n${USAGE}`);

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { versionLine } from "@roster/runtime";
 import { parseDuration } from "@roster/schemas";
 import { z } from "zod";
 import { deregister, maintenance, register } from "./commands/agent.js";
@@ -21,6 +22,7 @@ const GLOBAL: Record<string, OptionSpec> = {
   timeout: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
 };
 
 export const USAGE = `usage: roster [global options] <command> [options]
@@ -37,6 +39,7 @@ Global options (anywhere on the line):
   --timeout <dur>   per-request timeout (default 10s)
   --json            JSON on stdout for scripts (errors stay on stderr)
   -h, --help        this help
+  -v, --version     print the version and exit
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 registry/agent unreachable, 5 unhealthy.
 `;
@@ -66,6 +69,10 @@ async function dispatch(argv: string[], io: Io): Promise<ExitCode> {
   // First pass, globals only: find the command wherever the global flags are.
   const pre = parseArgs({ args: argv, options: GLOBAL, strict: false, allowPositionals: true });
   let [name, ...rest] = pre.positionals;
+  if (pre.values.version === true) {
+    io.out(versionLine("roster", new URL("../../package.json", import.meta.url)));
+    return EXIT.ok;
+  }
   if (name === undefined) {
     if (pre.values.help) {
       io.out(USAGE);

@@ -1,3 +1,4 @@
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "@roster/schemas";
 import { HttpTls, RateLimitConfig } from "./adapters/http/auth.js";
 import { XdsConfig } from "./adapters/xds/config.js";
@@ -160,9 +161,28 @@ export function splitHostPort(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(i + 1)) };
 }
 
+/** The registry's flags (`node:util` parseArgs); --help and --version are answered by main.ts. */
+export const REGISTRY_FLAGS = {
+  nats: { type: "string" },
+  http: { type: "string" },
+  config: { type: "string", short: "c" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
+} as const satisfies ParseArgsConfig["options"];
+
+/** parseArgs' error as one line naming the flag ("--nats needs a value", "unknown flag --what"). */
+function flagProblem(err: Error & { code?: string }): string {
+  const flag = /'(-[^' ]+)/.exec(err.message)?.[1];
+  const known = Object.keys(REGISTRY_FLAGS).map((f) => `--${f}`).join(", ");
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown flag ${flag ?? ""} (known: ${known})`;
+  if (err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && flag) return `${flag} needs a value`;
+  if (err.code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return `unexpected argument ${/'([^']*)'/.exec(err.message)?.[1] ?? ""} (flags: ${known})`;
+  return err.message.split("\n")[0]!;
+}
+
 /**
  * Builds the config input from argv and env (flags win over env, env over the file).
- * Flags: --nats <url> --http <host:port> --config <file.json>; env: ROSTER_NATS_URL, ROSTER_HTTP,
+ * Flags: --nats <url> --http <host:port> --config <file.yaml|file.json>; env: ROSTER_NATS_URL, ROSTER_HTTP,
  * ROSTER_NATS_USER/_PASSWORD/_TOKEN/_NKEY_SEED[_FILE]/_CREDS/_TLS* (NATS auth),
  * ROSTER_HTTP_READ_TOKEN / ROSTER_HTTP_WRITE_TOKEN (added to http.auth.tokens),
  * ROSTER_DNS (dns.listen), ROSTER_CONSUL_API (consulApi.listen).
@@ -172,15 +192,13 @@ export function configFromArgs(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): { configFile?: string; overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } } {
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const m = /^--(nats|http|config)(?:=(.*))?$/.exec(a);
-    if (!m) throw new ConfigError([`argv: unknown argument "${a}" (expected --nats <url>, --http <host:port>, --config <file.json>)`]);
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) throw new ConfigError([`argv: --${m[1]} needs a value`]);
-    flags.set(m[1]!, value);
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: REGISTRY_FLAGS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new ConfigError([`argv: ${flagProblem(err as Error & { code?: string })}`]);
   }
+  const flags = new Map(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === "string"));
   const natsUrl = flags.get("nats") ?? env.ROSTER_NATS_URL;
   const http = flags.get("http") ?? env.ROSTER_HTTP;
   const overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } = {};

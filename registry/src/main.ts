@@ -4,18 +4,24 @@
  * stack trace.
  */
 import { readFileSync } from "node:fs";
+import { extname } from "node:path";
+import { parseArgs } from "node:util";
+import { parse as parseYaml } from "yaml";
+import { versionLine } from "@roster/runtime";
 import { createLogger } from "@roster/runtime/logger";
 import type { Logger } from "pino";
 import { NatsAuthError, natsConnectOptions } from "@roster/schemas";
 import { build } from "./app.js";
-import { configFromArgs, parseConfig, type RegistryConfig } from "./config.js";
+import { configFromArgs, parseConfig, REGISTRY_FLAGS, type RegistryConfig } from "./config.js";
 import { ConfigError } from "./errors.js";
 
-const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--config <file.json>]
+const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--config <file.yaml|file.json>]
 
   --nats     NATS server URL(s), comma-separated (env ROSTER_NATS_URL; default nats://127.0.0.1:4222)
   --http     HTTP API listen address (env ROSTER_HTTP; default 127.0.0.1:7700)
-  --config   JSON file with the other settings (env ROSTER_REGISTRY_CONFIG; see registry/README.md)
+  --config   YAML or JSON file with the other settings (env ROSTER_REGISTRY_CONFIG; see registry/README.md)
+  --version  print the version and exit
+  --help     print this help and exit
 
   env ROSTER_LOG_LEVEL: trace, debug, info, warn, error, fatal (default info)
   env ROSTER_LOG_PRETTY: 1 = human-readable lines, 0 = JSON even at a terminal
@@ -28,8 +34,14 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
   env ROSTER_CONSUL_API: Consul-compatible read API listen address, host:port (off unless set)
 `;
 
-if (process.argv.includes("--help") || process.argv.includes("-h")) {
+// --help and --version answer even beside a bad flag: parseArgs' tokens, not a second parser.
+const asked = parseArgs({ args: process.argv.slice(2), options: REGISTRY_FLAGS, strict: false, tokens: true }).tokens;
+if (asked.some((t) => t.kind === "option" && t.name === "help")) {
   process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (asked.some((t) => t.kind === "option" && t.name === "version")) {
+  process.stdout.write(versionLine("roster-registry", new URL("../../package.json", import.meta.url)));
   process.exit(0);
 }
 
@@ -43,12 +55,14 @@ function loadConfig(): RegistryConfig {
     } catch (err) {
       throw new ConfigError([`config: cannot read ${configFile}: ${(err as Error).message}`]);
     }
+    // As the agent does: .json is JSON, anything else YAML (which reads JSON too).
+    const format = extname(configFile).toLowerCase() === ".json" ? "JSON" : "YAML";
     try {
-      const parsed: unknown = JSON.parse(text);
-      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("expected a JSON object");
+      const parsed: unknown = format === "JSON" ? JSON.parse(text) : parseYaml(text);
+      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error(`expected a ${format} object (a mapping of settings)`);
       file = parsed as Record<string, unknown>;
     } catch (err) {
-      throw new ConfigError([`config: ${configFile} is not a JSON object: ${(err as Error).message}`]);
+      throw new ConfigError([`config: ${configFile} is not a ${format} object: ${(err as Error).message.split("\n")[0]}`]);
     }
   }
   const obj = (v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {});

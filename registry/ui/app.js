@@ -53,6 +53,9 @@ function render() {
     renderInstances();
     renderChanges();
     renderBanners();
+    renderSparkline();
+    renderTimeline();
+    renderInstancePage();
   });
 }
 
@@ -114,7 +117,7 @@ function renderInstances() {
       "tr",
       { data: { service: i.service, instance: i.id, status: i.status } },
       el("td", { cls: "mono", text: i.service }),
-      el("td", { cls: "mono", text: i.id }),
+      el("td", { cls: "mono" }, instanceLink(i.service, i.id)),
       el("td", {}, statusBadge(i)),
       el("td", { text: i.zone ?? "–" }),
       el("td", { cls: "mono", text: i.host }),
@@ -177,6 +180,220 @@ function renderBanners() {
   live.dataset.state = up ? "live" : "stale";
 }
 
+
+// ---------------------------------------------------------------- changes/s sparkline
+
+const SVG = "http://www.w3.org/2000/svg";
+const RATE_SECONDS = 120;
+const rate = { counts: new Array(RATE_SECONDS).fill(0), second: Math.floor(Date.now() / 1000) };
+
+function svgEl(tag, attrs, title) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (title) {
+    const t = document.createElementNS(SVG, "title");
+    t.textContent = title;
+    e.append(t);
+  }
+  return e;
+}
+
+function rateAdvance() {
+  const now = Math.floor(Date.now() / 1000);
+  const steps = Math.min(RATE_SECONDS, now - rate.second);
+  for (let i = 0; i < steps; i++) {
+    rate.counts.shift();
+    rate.counts.push(0);
+  }
+  if (steps > 0) rate.second = now;
+}
+
+function countChange() {
+  rateAdvance();
+  rate.counts[RATE_SECONDS - 1] += 1;
+}
+
+function renderSparkline() {
+  rateAdvance();
+  const peak = Math.max(...rate.counts);
+  const scale = Math.max(1, peak);
+  const bars = [svgEl("line", { x1: 0, x2: RATE_SECONDS, y1: 31.5, y2: 31.5 })];
+  rate.counts.forEach((n, i) => {
+    if (n === 0) return;
+    const h = Math.max(2, Math.round((30 * n) / scale));
+    bars.push(svgEl("rect", { x: i, y: 32 - h, width: 0.8, height: h }, `${n} change${n === 1 ? "" : "s"} ${RATE_SECONDS - i} s ago`));
+  });
+  const svg = $("sparkline");
+  svg.replaceChildren(...bars);
+  svg.dataset.total = String(rate.counts.reduce((a, b) => a + b, 0));
+  svg.dataset.peak = String(peak);
+  $("rate-now").textContent = String(rate.counts[RATE_SECONDS - 2] ?? 0);
+  $("rate-peak").textContent = String(peak);
+}
+
+// ---------------------------------------------------------------- health timeline (last hour)
+
+const HOUR = 3_600_000;
+const TIMELINE_MAX_SERVICES = 8;
+const history = new Map(); // service -> { data, timer }
+
+function timelineServices() {
+  if (state.selected) return [state.selected];
+  return [...state.services.keys()].sort((a, b) => a.localeCompare(b)).slice(0, TIMELINE_MAX_SERVICES);
+}
+
+async function loadHistory(name) {
+  try {
+    const r = await fetch(`/v1/services/${encodeURIComponent(name)}/history?window=1h`, { cache: "no-store" });
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const entry = history.get(name) ?? {};
+    entry.data = await r.json();
+    history.set(name, entry);
+  } catch {
+    // The banners already say when the registry does not answer; the timeline keeps what it had.
+  }
+  render();
+}
+
+/** Coalesces a burst of changes into one fetch per service. */
+function scheduleHistory(name) {
+  const entry = history.get(name) ?? {};
+  history.set(name, entry);
+  if (entry.timer) return;
+  entry.timer = setTimeout(() => {
+    entry.timer = null;
+    void loadHistory(name);
+  }, 300);
+}
+
+/** [from, to, state, title] spans of one instance over the window. */
+function segmentsOf(h, id, now) {
+  const changes = h.changes.filter((c) => c.id === id);
+  const from = now - HOUR;
+  const current = state.services.get(h.service)?.get(id);
+  let st = changes.length ? "unknown" : current ? (h.complete ? current.status : "unknown") : "gone";
+  let t = from;
+  const out = [];
+  const push = (a, b, s) => {
+    const prev = out[out.length - 1];
+    if (prev && prev[2] === s) prev[1] = b; // a change that kept the status (new output, reason) is one span
+    else out.push([a, b, s]);
+  };
+  for (const c of changes) {
+    if (c.at > t) push(t, c.at, st);
+    st = c.op === "put" ? c.status : "gone";
+    t = Math.max(t, c.at);
+  }
+  if (now > t) push(t, now, st);
+  return out;
+}
+
+function renderTimeline() {
+  const now = Date.now();
+  const blocks = [];
+  for (const name of timelineServices()) {
+    const h = history.get(name)?.data;
+    if (!h) {
+      if (!history.has(name)) scheduleHistory(name);
+      continue;
+    }
+    const ids = new Set([...h.changes.map((c) => c.id), ...(state.services.get(name)?.keys() ?? [])]);
+    if (h.changes.length === 0) continue;
+    const lanes = [...ids].sort().map((id) => {
+      const bar = svgEl("svg", { viewBox: `0 0 ${HOUR / 1000} 1`, preserveAspectRatio: "none" });
+      for (const [a, b, st] of segmentsOf(h, id, now)) {
+        const title = `${st} ${new Date(a).toLocaleTimeString([], { hour12: false })}–${new Date(b).toLocaleTimeString([], { hour12: false })}`;
+        bar.append(svgEl("rect", { x: (a - (now - HOUR)) / 1000, width: Math.max(2, (b - a) / 1000), y: 0, height: 1, class: `seg-${st}`, "data-status": st }, title));
+      }
+      const label = state.services.get(name)?.has(id) ? instanceLink(name, id) : el("span", { cls: "lane-id mono", text: id });
+      return el("div", { cls: "lane", data: { instance: id } }, label, bar);
+    });
+    const axis = el("div", { cls: "axis" }, el("div"), el("div", {}, el("span", { text: "-60 min" }), el("span", { text: "-30 min" }), el("span", { text: "now" })));
+    blocks.push(el("div", { cls: "timeline-service", data: { service: name } }, el("h3", { cls: "mono", text: name }), ...lanes, axis));
+  }
+  $("timeline").replaceChildren(...blocks);
+  $("timeline-empty").hidden = blocks.length > 0;
+  $("timeline-of").textContent = state.selected ? `, ${state.selected}` : "";
+}
+
+// ---------------------------------------------------------------- instance page (#/instance/<service>/<id>)
+
+function instanceLink(service, id) {
+  return el("a", { cls: "mono", text: id, data: { instanceLink: `${service}/${id}` } }, null);
+}
+
+function route() {
+  const m = /^#\/instance\/([^/]+)\/([^/]+)$/.exec(location.hash);
+  return m ? { service: decodeURIComponent(m[1]), id: decodeURIComponent(m[2]) } : null;
+}
+
+function checkHistory(h, id, checkId) {
+  const out = [];
+  let last = null;
+  for (const c of h.changes) {
+    if (c.id !== id) continue;
+    const ck = c.op === "put" ? (c.checks ?? []).find((x) => x.id === checkId) : null;
+    const st = ck ? ck.status : c.op === "delete" ? "deregistered" : null;
+    if (st === null || st === last) continue;
+    last = st;
+    out.push({ at: c.at, status: st, output: ck?.output });
+  }
+  return out;
+}
+
+function renderInstancePage() {
+  const r = route();
+  const page = $("instance-page");
+  page.hidden = !r;
+  if (!r) return;
+  const inst = state.services.get(r.service)?.get(r.id);
+  const h = history.get(r.service)?.data;
+  if (!history.has(r.service)) scheduleHistory(r.service);
+  $("ip-title").textContent = `${r.service}/${r.id}`;
+  page.dataset.instance = r.id;
+  page.dataset.status = inst ? inst.status : "gone";
+  $("ip-summary").replaceChildren(
+    inst
+      ? el("p", {}, statusBadge(inst), el("span", { cls: "mono", text: `  ${inst.address}:${inst.port}  host ${inst.host}${inst.zone ? `  zone ${inst.zone}` : ""}  ` }), ...inst.tags.map((t) => el("span", { cls: "tag", text: t })))
+      : el("p", { cls: "dim", text: "Not in the catalog (deregistered, expired or never registered)." }),
+  );
+  const checks = inst ? inst.checks : [];
+  const rows = checks.map((c) => {
+    const hist = h ? checkHistory(h, r.id, c.id) : [];
+    const list = el(
+      "ol",
+      { cls: "hist" },
+      ...hist.map((e) =>
+        el("li", { data: { status: e.status } }, el("span", { cls: "when mono", text: new Date(e.at).toLocaleTimeString([], { hour12: false }) }), el("span", { cls: `status s-${e.status}`, text: e.status }), e.output ? el("span", { cls: "out", text: ` ${e.output}` }) : null),
+      ),
+    );
+    return el(
+      "tr",
+      { data: { check: c.id, status: c.status } },
+      el("td", { cls: "mono", text: c.id }),
+      el("td", { text: c.type }),
+      el("td", {}, el("span", { cls: `status s-${c.status}`, text: c.status })),
+      el("td", { cls: "dim", text: ago(c.since), title: new Date(c.since).toISOString() }),
+      el("td", { cls: "out", text: c.output ?? "–" }),
+      el("td", {}, hist.length ? list : el("span", { cls: "dim", text: h ? "no change held in the last hour" : "loading…" })),
+    );
+  });
+  $("ip-checks").tBodies[0].replaceChildren(...rows);
+  $("ip-no-checks").hidden = !inst || rows.length > 0;
+  $("ip-note").textContent = h && !h.complete ? "The registry holds a bounded history per service (streams.ringSize): older transitions are not shown." : "";
+}
+
+document.addEventListener("click", (e) => {
+  const a = e.target instanceof Element ? e.target.closest("a[data-instance-link]") : null;
+  if (!a) return;
+  e.preventDefault();
+  location.hash = `#/instance/${a.dataset.instanceLink.split("/").map(encodeURIComponent).join("/")}`;
+});
+window.addEventListener("hashchange", () => {
+  render();
+  if (route()) $("instance-page").scrollIntoView({ block: "start" });
+});
+
 // ---------------------------------------------------------------- data
 
 function describe(prev, next) {
@@ -200,6 +417,8 @@ function applyChange(op, d) {
   if (state.revision === null || d.revision > state.revision) state.revision = d.revision;
   state.changes.unshift({ op, service: d.service, id: d.id, revision: d.revision, text: describe(prev, op === "put" ? d.instance : null), at: new Date(), fresh: true });
   state.changes.length = Math.min(state.changes.length, MAX_CHANGES);
+  countChange();
+  if (timelineServices().includes(d.service) || route()?.service === d.service) scheduleHistory(d.service);
   render();
 }
 
@@ -223,6 +442,7 @@ function connect() {
     const d = JSON.parse(e.data);
     state.services = new Map(d.services.map((s) => [s.name, new Map(s.instances.map((i) => [i.id, i]))]));
     state.revision = d.revision;
+    for (const name of timelineServices()) scheduleHistory(name);
     render();
   });
   for (const op of ["put", "delete"]) {
@@ -252,5 +472,9 @@ $("clear-filter").addEventListener("click", () => {
 connect();
 void pollStatus();
 setInterval(pollStatus, 2000);
-// Keeps the "updated … ago" column honest.
+// Keeps the "updated … ago" column and the timeline's window honest; the sparkline moves each second.
 setInterval(render, 10_000);
+setInterval(renderSparkline, 1000);
+setInterval(() => {
+  for (const name of timelineServices()) scheduleHistory(name);
+}, 30_000);

@@ -5,3 +5,4 @@ export { Backoff, retry, type RetryOptions } from "./backoff.js";
 export { createBucket, openBucket, replicaCandidates, type OpenBucketOptions, type Replicas } from "./kv.js";
 export type { MinimalLogger } from "./log.js";
 export { connectWithRetry, type ConnectRetryOptions } from "./nats.js";
+export { packageVersion, versionLine } from "./version.js";

@@ -1,13 +1,31 @@
 import { z } from "zod";
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNITS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+const ORDER = ["h", "m", "s", "ms"];
+const PART_RE = /(\d+(?:\.\d+)?)(ms|h|m|s)/y;
+/** Longer than any duration anyone types: keeps a hostile config value from costing a long scan. */
+const MAX_LENGTH = 64;
 
-/** Parses "500ms", "1s", "1.5m", "2h" to milliseconds; null when it is not a duration. */
+/**
+ * Parses "500ms", "1s", "1.5m", "2h" and compound forms as Kubernetes, Prometheus and Consul users
+ * type them ("1m30s", "1h2m3.5s") to milliseconds; null when it is not a duration. Units of a
+ * compound form come largest first, each once, so a typo such as "30s1m" is rejected, not guessed.
+ */
 export function parseDuration(text: string): number | null {
-  const m = DURATION_RE.exec(text.trim());
-  if (!m) return null;
-  return Math.round(Number(m[1]) * UNITS[m[2]!]!);
+  const t = text.trim();
+  if (t.length === 0 || t.length > MAX_LENGTH) return null;
+  let total = 0;
+  let last = -1;
+  PART_RE.lastIndex = 0;
+  while (PART_RE.lastIndex < t.length) {
+    const m = PART_RE.exec(t);
+    if (!m) return null;
+    const rank = ORDER.indexOf(m[2]!);
+    if (rank <= last) return null;
+    last = rank;
+    total += Number(m[1]) * UNITS[m[2]!]!;
+  }
+  return Math.round(total);
 }
 
 export function formatDuration(ms: number): string {

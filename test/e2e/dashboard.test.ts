@@ -104,6 +104,43 @@ describe("dashboard (headless Chromium)", () => {
     console.log(`dashboard screenshot: ${shot}`);
   });
 
+  it("dashboard - the health timeline shows the flip, the sparkline counts changes, the instance page has each check's history and last output", async () => {
+    // Timeline (last hour, from the registry's change history): orders-1 passing, then critical to
+    // now. (An instance registers critical until its first check passes: that span comes first.)
+    const lane = page.locator('#timeline [data-service="orders"] .lane[data-instance="orders-1"]');
+    const spans = async (l: typeof lane) => l.locator("rect").evaluateAll((rs) => rs.map((r) => ({ status: r.getAttribute("data-status"), x: Number(r.getAttribute("x")), w: Number(r.getAttribute("width")) })));
+    await waitFor(async () => (await spans(lane)).at(-1)?.status === "critical", { timeoutMs: 10_000, what: "orders-1's last span critical" });
+    const segs = await spans(lane);
+    const last = segs.at(-1)!;
+    assert.ok(last.x + last.w >= 3598, `the critical span runs to now: ${JSON.stringify(segs)}`);
+    assert.equal(segs.at(-2)?.status, "passing", `passing before the flip: ${JSON.stringify(segs)}`);
+    for (let i = 1; i < segs.length; i++) assert.notEqual(segs[i]!.status, segs[i - 1]!.status, "adjacent spans of one status are merged");
+    assert.equal((await spans(page.locator('#timeline .lane[data-instance="orders-2"]'))).at(-1)?.status, "passing", "orders-2 still passing");
+    // Sparkline: the registrations and the flip were counted.
+    const total = Number(await page.locator("#sparkline").getAttribute("data-total"));
+    assert.ok(total >= 1, `sparkline total ${total}`);
+    assert.ok((await page.locator("#sparkline rect").count()) >= 1);
+    let shot = join(ARTIFACTS, "dashboard-timeline.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`dashboard screenshot (timeline, sparkline): ${shot}`);
+    // Instance page: from the instance's link in the table.
+    await row("orders-1").locator("a[data-instance-link]").click();
+    const ip = page.locator("#instance-page");
+    await ip.waitFor({ state: "visible", timeout: 5000 });
+    assert.equal(await page.locator("#ip-title").textContent(), "orders/orders-1");
+    const check = page.locator('#ip-checks tr[data-check="http-0"]');
+    await check.and(page.locator('[data-status="critical"]')).waitFor({ timeout: 10_000 });
+    await check.locator('.hist li[data-status="critical"]').last().waitFor({ timeout: 10_000 });
+    assert.deepEqual((await check.locator(".hist li").evaluateAll((ls) => ls.map((l) => l.getAttribute("data-status")))).slice(-2), ["passing", "critical"]);
+    const output = (await check.locator("td.out").textContent()) ?? "";
+    assert.ok(output.length > 1 && output !== "–", `last output: ${output}`);
+    shot = join(ARTIFACTS, "dashboard-instance.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`dashboard screenshot (instance page): ${shot}`);
+    await page.evaluate('location.hash = ""');
+    await ip.waitFor({ state: "hidden", timeout: 5000 });
+  });
+
   it("dashboard - a registry cut off from NATS shows the stale banner, which clears on reconnect", async () => {
     await nats.stop();
     await page.locator('[data-banner="stale"]').first().waitFor({ timeout: 10_000 });

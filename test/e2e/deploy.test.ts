@@ -382,6 +382,12 @@ describe("deploy - Dockerfile", () => {
     assert.ok(runtime.instructions.some(([k, v]) => k === "COPY" && v.includes("--from=build")), "runtime copies the built tree");
     assert.ok(!runtime.instructions.some(([k, v]) => k === "RUN" && /npm (ci|install)/.test(v)), "no dev install in the runtime stage");
     assert.match(args.get("NODE_IMAGE") ?? "", /^node:\d+-/, "a pinned Node major");
+    // A supported LTS line (even major, 22 or later) that the packages' engines accept.
+    const major = Number(/^node:(\d+)-/.exec(args.get("NODE_IMAGE") ?? "")?.[1]);
+    assert.ok(major >= 22 && major % 2 === 0, `NODE_IMAGE is on Node ${major}, not a supported LTS line`);
+    const engines = (JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { engines: { node: string } }).engines.node;
+    const min = Number(/^>=(\d+)/.exec(engines)?.[1]);
+    assert.ok(major >= min, `NODE_IMAGE Node ${major} is below engines ${engines}`);
   });
 
   it("deploy - Dockerfile: every image runs node under tini as a non-root user, with a health check", () => {

@@ -2,6 +2,7 @@
 // No server is involved (a usage error never reaches the network); the integration test runs the
 // real binary against a real stack.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { COMMANDS, DEFAULT_AGENT, DEFAULT_REGISTRY, USAGE, run } from "../../src/cli.js";
 
@@ -21,6 +22,15 @@ describe("cli (in-process)", () => {
       assert.equal(r.stdout, USAGE);
     }
     for (const c of COMMANDS) assert.match(USAGE, new RegExp(`^  ${c.name} +\\S`, "m"));
+  });
+
+  it("cli - --version and -v print the package's version, with or without a command", async () => {
+    const { version } = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+    for (const args of [["--version"], ["-v"], ["services", "--version"]]) {
+      const r = await cli(args);
+      assert.deepEqual([r.code, r.stderr], [0, ""]);
+      assert.equal(r.stdout, `roster ${version} (node ${process.version})\n`);
+    }
   });
 
   it("cli - every command has --help, -h and `help <command>`, each on stdout with exit 0", async () => {

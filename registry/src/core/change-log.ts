@@ -12,6 +12,8 @@ export interface LoggedChange<R> {
   revision: number;
   prevRevision: number;
   record: R | null;
+  /** When the caller saw the change (epoch ms; the caller's clock, for history views). */
+  at?: number;
 }
 
 interface Ring<R> {
@@ -69,6 +71,15 @@ export class ChangeLog<R> {
       out.push(...part);
     }
     return out.sort((a, b) => a.revision - b.revision);
+  }
+
+  /**
+   * Every change of `service` still held, oldest first, and `floor`: the changes at or below it
+   * are gone (0: the ring holds the service's whole history since this process watched it).
+   */
+  held(service: string): { floor: number; changes: ReadonlyArray<LoggedChange<R>> } {
+    const ring = this.rings.get(service);
+    return ring ? { floor: ring.floor, changes: [...ring.changes] } : { floor: 0, changes: [] };
   }
 
   /** Number of changes held (for status and tests). */

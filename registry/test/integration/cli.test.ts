@@ -1,5 +1,7 @@
 // The roster-registry command line, as a real process.
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
 import { freePort, metricValue, scrape, spawnNode } from "@roster/testkit";
@@ -12,6 +14,48 @@ describe("registry cli", () => {
     const exit = await p.exited;
     assert.equal(exit.code, 0);
     assert.match(p.output, /usage: roster-registry/);
+  });
+
+  it("cli - --version prints the package's version and exits 0", async () => {
+    const p = spawnNode(BIN, ["--version"]);
+    assert.equal((await p.exited).code, 0);
+    const { version } = JSON.parse(readFileSync(join(BIN, "..", "..", "package.json"), "utf8")) as { version: string };
+    assert.equal(p.output.split(" (")[0], `roster-registry ${version}`);
+  });
+
+  it("cli - an unknown flag exits 1 naming it", async () => {
+    const p = spawnNode(BIN, ["--htpp", "127.0.0.1:1"]);
+    assert.equal((await p.exited).code, 1);
+    assert.match(p.output, /argv: unknown flag --htpp/);
+    assert.doesNotMatch(p.output, /\n\s+at /);
+  });
+
+  it("cli - reads a YAML config (compound durations too) and names a bad value in it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "roster-registry-yaml-"));
+    try {
+      const http = `127.0.0.1:${await freePort()}`;
+      const good = join(dir, "registry.yaml");
+      writeFileSync(good, `# YAML, as the agent's config\nhttp:\n  listen: "${http}"\nderegisterAfter: 1m30s\nnats:\n  url: nats://127.0.0.1:${await freePort()}\n`);
+      const p = spawnNode(BIN, ["--config", good], { env: { ...process.env, ROSTER_LOG_LEVEL: "info", ROSTER_LOG_PRETTY: "0" } });
+      try {
+        await p.waitForOutput("NATS not reachable, retrying");
+        assert.equal((await fetch(`http://${http}/healthz`)).status, 200, "listens where the YAML file says");
+      } finally {
+        await p.stop();
+      }
+      const bad = join(dir, "bad.yaml");
+      writeFileSync(bad, "deregisterAfter: 30s1m\n");
+      const b = spawnNode(BIN, ["--config", bad]);
+      assert.equal((await b.exited).code, 1);
+      assert.match(b.output, /deregisterAfter: expected a duration/);
+      const broken = join(dir, "broken.yaml");
+      writeFileSync(broken, "http: [unclosed\n");
+      const c = spawnNode(BIN, ["--config", broken]);
+      assert.equal((await c.exited).code, 1);
+      assert.match(c.output, /broken\.yaml is not a YAML object/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("cli - a bad flag exits 1 naming it, without a stack trace", async () => {

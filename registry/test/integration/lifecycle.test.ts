@@ -99,6 +99,18 @@ describe("registry lifecycle (real nats-server)", () => {
   });
 
   it("lifecycle - blocking query returns on change, times out with the same index; ETag gives 304", async () => {
+    // host-a (epoch 2) keeps beating: 3 silent intervals after its register it would turn
+    // agent-lost, moving the revision under the 300 ms query (seen on Node 22).
+    await agents[1]!.heartbeat();
+    const stopA = agents[1]!.beat();
+    try {
+      await blockingQuery();
+    } finally {
+      stopA();
+    }
+  });
+
+  async function blockingQuery(): Promise<void> {
     const r0 = await instances("orders");
     const index = Number(r0.headers.get("x-roster-index"));
     const etag = r0.headers.get("etag")!;
@@ -121,7 +133,7 @@ describe("registry lifecycle (real nats-server)", () => {
     assert.ok(Date.now() - t1 < 5000, "returned on change, not at the timeout");
     assert.ok(Number(changed.headers.get("x-roster-index")) > index);
     assert.ok((changed.body as Inst[]).some((i) => i.id === "b1"));
-  });
+  }
 
   it("lifecycle - a silent host becomes agent-lost after 3 intervals, then is removed after deregisterAfter", async () => {
     // The other hosts keep beating: otherwise 3 of 3 silent hosts is a mass silence (self-preservation).

@@ -54,6 +54,13 @@ describe("registry config", () => {
     assert.throws(() => configFromArgs(["--nats"], {}), /needs a value/);
   });
 
+  it("config - a bad flag names itself", () => {
+    assert.throws(() => configFromArgs(["--htp", "127.0.0.1:1"], {}), (e: ConfigError) => /^argv: unknown flag --htp \(known: --nats, --http, --config/.test(e.issues[0]!));
+    assert.throws(() => configFromArgs(["--http"], {}), (e: ConfigError) => e.issues[0] === "argv: --http needs a value");
+    assert.throws(() => configFromArgs(["registry.yaml"], {}), (e: ConfigError) => /^argv: unexpected argument registry\.yaml/.test(e.issues[0]!));
+    assert.deepEqual(configFromArgs(["-c", "r.yaml", "--nats=nats://a:1"], {}), { configFile: "r.yaml", overrides: { nats: { url: "nats://a:1" } } });
+  });
+
   it("config - splitHostPort", () => {
     assert.deepEqual(splitHostPort("127.0.0.1:7700"), { host: "127.0.0.1", port: 7700 });
     assert.deepEqual(splitHostPort("[::1]:80"), { host: "::1", port: 80 });

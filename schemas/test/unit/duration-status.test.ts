@@ -13,6 +13,26 @@ describe("duration", () => {
     assert.equal(parseDuration("fast"), null);
   });
 
+  it("duration - compound forms add up, largest unit first", () => {
+    assert.equal(parseDuration("1m30s"), 90_000);
+    assert.equal(parseDuration("1h2m3.5s"), 3_723_500);
+    assert.equal(parseDuration("1h30m"), 5_400_000);
+    assert.equal(parseDuration("2s500ms"), 2500);
+    assert.equal(parseDuration("1h0m0s"), 3_600_000);
+    assert.equal(parseDuration(" 1m30s "), 90_000);
+  });
+
+  it("duration - compound forms out of order, repeated, spaced or partial are not durations", () => {
+    for (const bad of ["30s1m", "1s1s", "1m 30s", "1m30", "m30s", "1m30s5", "1ms1s", "1.m", "-1s", "1m-30s", "", "1".repeat(65) + "s"]) {
+      assert.equal(parseDuration(bad), null, bad);
+    }
+  });
+
+  it("duration - a compound form in a config parses through the zod type", () => {
+    assert.equal(Duration.parse("1m30s"), 90_000);
+    assert.equal(Duration.safeParse("30s1m").success, false);
+  });
+
   it("duration - a bad duration names its path in the error", () => {
     const Config = z.object({ services: z.array(z.object({ checks: z.array(z.object({ interval: Duration })) })) });
     const r = Config.safeParse({ services: [{ checks: [] }, { checks: [{ interval: "soon" }] }] });

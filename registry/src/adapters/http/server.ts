@@ -11,6 +11,7 @@ import { registerDashboard } from "./dashboard.js";
 import { ErrorBody, docSchema, registerOpenApi } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 import { registerStreamRoutes, type StreamOptions } from "./stream.js";
+import { registerHistoryRoutes } from "./history.js";
 import { installHttpSecurity, httpServerOptions, translateHttpError, type HttpSecurity } from "./auth.js";
 
 export interface StatusBody {
@@ -243,7 +244,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
 
   registerCatalogRoutes(app, deps, bodies);
   registerMetricsRoutes(app, deps);
-  registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, clientKey, bodies, ...deps.stream });
+  const ring = registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, clientKey, bodies, ...deps.stream });
+  registerHistoryRoutes(app, { catalog: deps.catalog, ring, requireLoaded });
   registerDashboard(app);
 
   return app;

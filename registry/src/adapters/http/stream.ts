@@ -101,7 +101,7 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
   const perClient = new Map<string, number>();
   // Two slices in the socket at most stay within the allowance, however small it is configured.
   const slice = Math.min(SNAPSHOT_SLICE, Math.max(1024, Math.floor(maxBuffered / 2)));
-  const unsubscribe = deps.catalog.onChange((c) => ring.record(c));
+  const unsubscribe = deps.catalog.onChange((c) => ring.record({ ...c, at: Date.now() }));
 
   // Open streams would keep server.close() waiting forever: end them first.
   app.addHook("preClose", async () => {
