@@ -1,4 +1,17 @@
 // @roster/runtime: what every Roster process shares that is not the wire contract (that stays in
 // @roster/schemas). The pino logger factory is the subpath `@roster/runtime/logger`, so that a
 // library (the gateway client) can use the rest without loading pino.
-export {};
+export {
+  SecretRedactor,
+  SECRET_ENV_NAME,
+  agentTokenFileCandidates,
+  credentialFlags,
+  defaultAgentTokenFile,
+  isLoopbackHost,
+  isMetadataOrLinkLocal,
+  logSecurityWarnings,
+  secretEnvValues,
+  securityWarnings,
+  type Listener,
+  type WarnLogger,
+} from "./security.js";

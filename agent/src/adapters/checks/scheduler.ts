@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { CheckSpec } from "../../config.js";
 import type { CheckResult } from "../../core/check.js";
-import { probeExec } from "./exec.js";
+import { probeExec, type ExecOptions } from "./exec.js";
 import { HttpProber } from "./http.js";
 import { probeTcp } from "./tcp.js";
 
@@ -30,6 +30,8 @@ export class CheckScheduler {
     private readonly sink: ResultSink,
     private readonly log: Logger,
     private readonly observe?: RunObserver,
+    /** Environment, output cap and redaction for exec checks. */
+    private readonly execOptions: ExecOptions = {},
   ) {}
 
   /** Starts (or restarts) the checks of an instance. */
@@ -77,7 +79,7 @@ export class CheckScheduler {
       case "tcp":
         return probeTcp(spec, signal);
       case "exec":
-        return probeExec(spec, signal);
+        return probeExec(spec, signal, this.execOptions);
     }
   }
 
