@@ -7,6 +7,8 @@ import { catalog, health } from "./commands/registry.js";
 import { services } from "./commands/services.js";
 import type { Command, Context, OptionSpec } from "./context.js";
 import { CliError, EXIT, UsageError, formatError, type ExitCode } from "./errors.js";
+import { credentialFlags } from "@roster/runtime";
+import { localAgentToken } from "./token-file.js";
 
 export const COMMANDS: readonly Command[] = [services, instances, register, deregister, maintenance, catalog, health];
 
@@ -113,7 +115,9 @@ async function dispatch(argv: string[], io: Io): Promise<ExitCode> {
     throw new UsageError(`${source}: ${i.message}`, command.name);
   }
   const timeoutMs = parseDuration(s.data.timeout)!;
-  const target = (kind: "registry" | "agent") => ({ kind, baseUrl: kind === command.server ? s.data.url : "", token: s.data.token, timeoutMs });
+  // No token given for the local agent: the one it generated, if this user can read it.
+  const token = s.data.token ?? (command.server === "agent" ? localAgentToken(s.data.url, io.env) : undefined);
+  const target = (kind: "registry" | "agent") => ({ kind, baseUrl: kind === command.server ? s.data.url : "", token, timeoutMs });
   const ctx: Context = {
     registry: target("registry"),
     agent: target("agent"),
@@ -130,16 +134,24 @@ export async function run(argv: string[], io: Io): Promise<ExitCode> {
   try {
     return await dispatch(argv, io);
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.err(formatError(err));
-      io.err(`\n${usageOf(err.command)}`);
-      return EXIT.usage;
-    }
-    if (err instanceof CliError) {
-      io.err(formatError(err));
-      return err.exit;
-    }
-    io.err(`roster: ROSTER_INTERNAL: ${(err as Error)?.stack ?? String(err)}\n`);
-    return EXIT.error;
+    return report(err, io);
+  } finally {
+    // Last, so the command's own error stays the first line on stderr.
+    const flags = credentialFlags(argv);
+    if (flags.length) io.err(`roster: warning: ${flags.join(", ")} on the command line is visible to every local user (ps, /proc/<pid>/cmdline): prefer ROSTER_TOKEN\n`);
   }
+}
+
+function report(err: unknown, io: Io): ExitCode {
+  if (err instanceof UsageError) {
+    io.err(formatError(err));
+    io.err(`\n${usageOf(err.command)}`);
+    return EXIT.usage;
+  }
+  if (err instanceof CliError) {
+    io.err(formatError(err));
+    return err.exit;
+  }
+  io.err(`roster: ROSTER_INTERNAL: ${(err as Error)?.stack ?? String(err)}\n`);
+  return EXIT.error;
 }

@@ -5,10 +5,11 @@
  */
 import { readFileSync } from "node:fs";
 import { createLogger } from "@roster/runtime/logger";
+import { logSecurityWarnings } from "@roster/runtime";
 import type { Logger } from "pino";
 import { NatsAuthError, natsConnectOptions } from "@roster/schemas";
 import { build } from "./app.js";
-import { configFromArgs, parseConfig, type RegistryConfig } from "./config.js";
+import { configFromArgs, parseConfig, splitHostPort, type RegistryConfig } from "./config.js";
 import { ConfigError } from "./errors.js";
 
 const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--config <file.json>]
@@ -86,6 +87,8 @@ try {
   process.stderr.write(`roster-registry: ${(err as Error).message}\n`);
   process.exit(1);
 }
+// One loud line when the HTTP API is open beyond loopback, or credentials came as flags.
+logSecurityWarnings(logger, { listeners: [{ what: "HTTP API", host: splitHostPort(config.http.listen).host, authenticated: config.http.auth !== undefined }], argv: process.argv.slice(2) });
 const registry = build(config, { logger, processMetrics: true });
 
 let stopping = false;
