@@ -52,17 +52,6 @@ export interface Listener {
   authenticated: boolean;
 }
 
-/** `--flag value` and `--flag=value` pairs from an argv (values only for the given flags). */
-function flagValues(argv: readonly string[], flag: string): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === `--${flag}` && i + 1 < argv.length) out.push(argv[i + 1]!);
-    else if (a.startsWith(`--${flag}=`)) out.push(a.slice(flag.length + 3));
-  }
-  return out;
-}
-
 /** URL userinfo (`nats://user:pass@`, `nats://token@`) anywhere in a comma-separated list. */
 const URL_USERINFO = /[a-z][a-z0-9+.-]*:\/\/[^\s/@,]+@/i;
 
