@@ -24,6 +24,7 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
       ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
       ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
   env ROSTER_HTTP_READ_TOKEN, ROSTER_HTTP_WRITE_TOKEN: bearer tokens for the HTTP API
+      (or ROSTER_HTTP_READ_TOKEN_FILE, ROSTER_HTTP_WRITE_TOKEN_FILE: files holding them)
 `;
 
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -59,6 +60,9 @@ function loadConfig(): RegistryConfig {
     input.http = { ...http, auth: { ...auth, tokens: [...(Array.isArray(auth.tokens) ? auth.tokens : []), ...overrides.httpTokens] } };
   }
   const config = parseConfig(input);
+  if (config.http.requireAuth && !config.http.auth) {
+    throw new ConfigError(["http.requireAuth: no HTTP token is configured: set ROSTER_HTTP_READ_TOKEN[_FILE] and ROSTER_HTTP_WRITE_TOKEN[_FILE] (scripts/http-tokens.mjs writes them) or http.auth.tokens"]);
+  }
   // Read the NATS secret files now: a bad one is a config error naming the field, not a retry loop.
   try {
     natsConnectOptions(config.nats.url, config.nats, "nats.");
