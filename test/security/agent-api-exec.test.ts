@@ -42,8 +42,6 @@ describe("security - agent API: exec checks and Host", () => {
       ["--nats", nats.url, "--api", "127.0.0.1:0"],
       cleanEnv({ HOME: home }),
     );
-    // An agent whose operator turned API exec checks on: a token is generated (none configured).
-    execOn = await startAgent(dir, "host: { id: sec-exec }\nheartbeat: { interval: 200ms }\ndrain: { period: 0 }\napi: { allowExecChecks: true }\n", ["--nats", nats.url, "--api", "127.0.0.1:0"], cleanEnv({ HOME: home }), "exec-on.yaml");
   });
 
   after(async () => {
@@ -94,6 +92,8 @@ describe("security - agent API: exec checks and Host", () => {
   });
 
   it("security - legit: with api.allowExecChecks the API needs the generated 0600 token, and the roster CLI finds it by itself", async () => {
+    // An agent whose operator turned API exec checks on: a token is generated (none configured).
+    execOn = await startAgent(dir, "host: { id: sec-exec }\nheartbeat: { interval: 200ms }\ndrain: { period: 0 }\napi: { allowExecChecks: true }\n", ["--nats", nats.url, "--api", "127.0.0.1:0"], cleanEnv({ HOME: home }), "exec-on.yaml");
     const m = /"tokenFile":"([^"]+)"/.exec(execOn.proc.output);
     assert.ok(m, `no tokenFile in the agent's log:\n${execOn.proc.output.slice(-1500)}`);
     const tokenFile = m[1]!;

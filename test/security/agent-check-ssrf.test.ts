@@ -18,9 +18,12 @@ async function listen(handler: (req: IncomingMessage, res: ServerResponse) => vo
   return { server, port: (server.address() as AddressInfo).port };
 }
 
+const COMMON = "heartbeat: { interval: 200ms }\ndrain: { period: 0 }\n";
+
 describe("security - agent API: check targets (SSRF)", () => {
   let nats: NatsServer;
   let cleanup: () => Promise<void>;
+  let dir: string;
   let registry: { proc: ChildProc; url: string };
   let agent: { proc: ChildProc; api: string };
   let open: { proc: ChildProc; api: string };
@@ -38,9 +41,8 @@ describe("security - agent API: check targets (SSRF)", () => {
     own = await listen((_req, res) => res.end("ok"));
     nats = await NatsServer.start();
     registry = await startRegistry(["--nats", nats.url, "--http", "127.0.0.1:0"]);
-    const common = "heartbeat: { interval: 200ms }\ndrain: { period: 0 }\n";
-    agent = await startAgent(t.dir, `host: { id: sec-ssrf }\n${common}`, ["--nats", nats.url, "--api", "127.0.0.1:0"], cleanEnv({ HOME: t.dir }));
-    open = await startAgent(t.dir, `host: { id: sec-open }\n${common}api: { checkTargets: any }\n`, ["--nats", nats.url, "--api", "127.0.0.1:0"], cleanEnv({ HOME: t.dir }), "open.yaml");
+    dir = t.dir;
+    agent = await startAgent(t.dir, `host: { id: sec-ssrf }\n${COMMON}`, ["--nats", nats.url, "--api", "127.0.0.1:0"], cleanEnv({ HOME: t.dir }));
   });
 
   after(async () => {
@@ -90,6 +92,7 @@ describe("security - agent API: check targets (SSRF)", () => {
   });
 
   it("security - legit: with api.checkTargets any in the agent's config, the operator may aim API checks anywhere", async () => {
+    open = await startAgent(dir, `host: { id: sec-open }\n${COMMON}api: { checkTargets: any }\n`, ["--nats", nats.url, "--api", "127.0.0.1:0"], cleanEnv({ HOME: dir }), "open.yaml");
     const r = await raw("PUT", `${open.api}/v1/agent/instances`, { body: { name: "elsewhere", address: "127.0.0.1", port: own.port, checks: [{ type: "http", url: `http://127.0.0.1:${internal.port}/status`, headers: { "x-probe": "1" }, interval: "200ms" }] } });
     assert.equal(r.status, 200, r.text);
     await waitForInstance(registry.url, "elsewhere", (i) => i.status === "passing", "the allowed check passing");
