@@ -28,10 +28,23 @@ export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<v
 /** Starts the registry bin; resolves once it serves HTTP, with its base URL. */
 export async function startRegistry(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<{ proc: ChildProc; url: string }> {
   const proc = spawnNode(REGISTRY, args, { env });
-  await proc.waitForOutput(/"msg":"HTTP listening"/, 30_000);
-  const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"HTTP listening"/.exec(proc.output);
-  assert.ok(m, `no HTTP listening line:\n${proc.output.slice(-2000)}`);
-  return { proc, url: m[1]!.replace("0.0.0.0", "127.0.0.1") };
+  return started(proc, async () => {
+    await proc.waitForOutput(/"msg":"HTTP listening"/, 60_000);
+    const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"HTTP listening"/.exec(proc.output);
+    assert.ok(m, `no HTTP listening line:\n${proc.output.slice(-2000)}`);
+    return { proc, url: m[1]!.replace("0.0.0.0", "127.0.0.1") };
+  });
+}
+
+/** A process that does not come up is killed (a leaked child would keep the test file alive). */
+async function started<T>(proc: ChildProc, ready: () => Promise<T>): Promise<T> {
+  try {
+    return await ready();
+  } catch (err) {
+    proc.kill("SIGKILL");
+    await proc.exited;
+    throw err;
+  }
 }
 
 /** Writes `yaml` as the agent's config and starts the agent bin; resolves with its API URL. */
@@ -39,10 +52,12 @@ export async function startAgent(dir: string, yaml: string, args: string[], env:
   const file = join(dir, name);
   await writeFile(file, yaml);
   const proc = spawnNode(AGENT, ["--config", file, ...args], { env, cwd: dir });
-  await proc.waitForOutput(/"msg":"agent started"/, 30_000);
-  const m = /"api":"(http:\/\/[^"]+)"/.exec(proc.output);
-  assert.ok(m, `no api address in:\n${proc.output.slice(-2000)}`);
-  return { proc, api: m[1]!.replace("0.0.0.0", "127.0.0.1") };
+  return started(proc, async () => {
+    await proc.waitForOutput(/"msg":"agent started"/, 60_000);
+    const m = /"api":"(http:\/\/[^"]+)"/.exec(proc.output);
+    assert.ok(m, `no api address in:\n${proc.output.slice(-2000)}`);
+    return { proc, api: m[1]!.replace("0.0.0.0", "127.0.0.1") };
+  });
 }
 
 export interface Raw {
