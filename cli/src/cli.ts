@@ -131,15 +131,17 @@ async function dispatch(argv: string[], io: Io): Promise<ExitCode> {
 
 /** Runs one command line; never throws: errors are printed on stderr and become the exit code. */
 export async function run(argv: string[], io: Io): Promise<ExitCode> {
+  let code: ExitCode;
   try {
-    return await dispatch(argv, io);
+    code = await dispatch(argv, io);
   } catch (err) {
-    return report(err, io);
-  } finally {
-    // Last, so the command's own error stays the first line on stderr.
-    const flags = credentialFlags(argv);
-    if (flags.length) io.err(`roster: warning: ${flags.join(", ")} on the command line is visible to every local user (ps, /proc/<pid>/cmdline): prefer ROSTER_TOKEN\n`);
+    code = report(err, io);
   }
+  // After the command's own output, so its error stays the first line on stderr (not after a usage
+  // error: the usage text stays last, and nothing was sent).
+  const flags = credentialFlags(argv);
+  if (flags.length && code !== EXIT.usage) io.err(`roster: warning: ${flags.join(", ")} on the command line is visible to every local user (ps, /proc/<pid>/cmdline): prefer ROSTER_TOKEN\n`);
+  return code;
 }
 
 function report(err: unknown, io: Io): ExitCode {
