@@ -40,6 +40,7 @@ export const SCENARIOS = [
   { name: "gateway-fanout", script: "bench/gateway-fanout.mjs", args: [], quickArgs: ["--quick"], what: "1,000 gateway clients x 50 services: sync, steady state, propagation" },
   { name: "cluster-failover", script: "bench/registry-cluster-failover.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of the KV stream leader in a 3-node NATS cluster" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
+  { name: "agent-api-guards", script: "bench/agent-api-guards.mjs", args: [], quickArgs: ["--quick"], what: "the agent API's Host and token checks: ns per call, µs per request" },
 ];
 
 const HARD_LIMIT_MS = (quick ? 5 : 25) * 60_000;
