@@ -62,7 +62,7 @@ describe("security - agent API: check targets (SSRF)", () => {
       ["metadata header", { ...base, checks: [{ type: "http", headers: { "Metadata-Flavor": "Google" }, interval: "100ms" }] }],
       ["POST", { ...base, checks: [{ type: "http", method: "POST", interval: "100ms" }] }],
       ["tcp port scan", { ...base, checks: [{ type: "tcp", port: internal.port, interval: "100ms" }] }],
-      ["tcp other host", { ...base, checks: [{ type: "tcp", host: "127.0.0.2", interval: "100ms" }] }],
+      ["tcp other port on loopback", { ...base, checks: [{ type: "tcp", host: "localhost", port: internal.port, interval: "100ms" }] }],
       ["metadata address", { address: "169.254.169.254", port: 80, checks: [{ type: "http", path: "/latest/meta-data/", interval: "100ms" }] }],
       ["link-local v6", { address: "fe80::1", port: 80, checks: [{ type: "tcp", interval: "100ms" }] }],
       ["metadata name", { address: "metadata.google.internal", port: 80, checks: [{ type: "http", interval: "100ms" }] }],

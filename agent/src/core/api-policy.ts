@@ -1,4 +1,4 @@
-import { isMetadataOrLinkLocal } from "@roster/runtime";
+import { isLoopbackHost, isMetadataOrLinkLocal } from "@roster/runtime";
 import type { ServiceInput } from "../config.js";
 
 /**
@@ -39,9 +39,12 @@ export function checkApiRegistration(input: ServiceInput, address: string, polic
     return refuse("ROSTER_CHECK_TARGET_REFUSED", `address ${address} is link-local or a cloud metadata address: API-registered checks may not probe it; ${TARGET_HINT}`);
   }
   const own = bare(address);
+  // The instance's own port on this host's loopback is the same probe (what `roster register
+  // --check-http http://127.0.0.1:<port>/...` sends): no more reach than registering at 127.0.0.1.
+  const ownHost = (h: string) => bare(h) === own || isLoopbackHost(h);
   for (const [i, c] of input.checks.entries()) {
     if (c.type === "tcp") {
-      if (c.host !== undefined && bare(c.host) !== own) return refuse("ROSTER_CHECK_TARGET_REFUSED", `checks[${i}].host: API-registered tcp checks probe only the instance's own address (${address}); ${TARGET_HINT}`);
+      if (c.host !== undefined && !ownHost(c.host)) return refuse("ROSTER_CHECK_TARGET_REFUSED", `checks[${i}].host: API-registered tcp checks probe only the instance's own address (${address}); ${TARGET_HINT}`);
       if (c.port !== undefined && c.port !== input.port) return refuse("ROSTER_CHECK_TARGET_REFUSED", `checks[${i}].port: API-registered tcp checks probe only the instance's own port (${input.port}); ${TARGET_HINT}`);
     } else if (c.type === "http") {
       if (c.method !== "GET" && c.method !== "HEAD") return refuse("ROSTER_CHECK_TARGET_REFUSED", `checks[${i}].method: API-registered http checks use GET or HEAD; ${TARGET_HINT}`);
@@ -50,7 +53,7 @@ export function checkApiRegistration(input: ServiceInput, address: string, polic
       if (c.url !== undefined) {
         const u = new URL(c.url);
         const port = u.port === "" ? (u.protocol === "https:" ? 443 : 80) : Number(u.port);
-        if (u.username || u.password || bare(u.hostname) !== own || port !== input.port) {
+        if (u.username || u.password || !ownHost(u.hostname) || port !== input.port) {
           return refuse("ROSTER_CHECK_TARGET_REFUSED", `checks[${i}].url: API-registered http checks probe only the instance's own address and port (${address}:${input.port}); use path, or ${TARGET_HINT}`);
         }
       }

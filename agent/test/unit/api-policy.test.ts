@@ -27,6 +27,8 @@ describe("api policy", () => {
       [{ type: "http", url: "http://10.0.0.5:8080/ready", method: "HEAD", headers: { "x-probe": "1" } }],
       [{ type: "http", url: "https://10.0.0.5:8080/" }],
       [{ type: "tcp", host: "10.0.0.5", port: 8080 }],
+      // The own port through this host's loopback is the same probe.
+      [{ type: "http", url: "http://127.0.0.1:8080/health" }, { type: "tcp", host: "localhost", port: 8080 }],
     ]) assert.deepEqual(verdict(checks), { ok: true }, JSON.stringify(checks));
   });
 
