@@ -130,6 +130,7 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
         log.warn({ service: r.value.service, instanceId: r.value.id, code: verdict.code }, "API registration refused by the check policy");
         throw new AgentError(verdict.code, verdict.message);
       }
+      if (policy.checkTargets === "instance") r.value.checks = r.value.checks.map((c) => (c.type === "http" || c.type === "tcp" ? { ...c, guarded: true } : c));
       const replaced = addInstance(r.value, "api");
       log.info({ service: r.value.service, instanceId: r.value.id, replaced }, "instance registered via API");
       return { id: r.value.id, replaced };

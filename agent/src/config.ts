@@ -172,8 +172,9 @@ interface CheckBase {
   successBeforePassing: number;
   failuresBeforeCritical: number;
 }
-export type HttpCheckSpec = CheckBase & { type: "http"; url: string; method: "GET" | "HEAD" | "POST"; headers: Record<string, string>; tlsSkipVerify: boolean };
-export type TcpCheckSpec = CheckBase & { type: "tcp"; host: string; port: number };
+/** `guarded`: registered through the API, so a name resolving to a link-local/metadata address is refused at probe time. */
+export type HttpCheckSpec = CheckBase & { type: "http"; url: string; method: "GET" | "HEAD" | "POST"; headers: Record<string, string>; tlsSkipVerify: boolean; guarded?: boolean };
+export type TcpCheckSpec = CheckBase & { type: "tcp"; host: string; port: number; guarded?: boolean };
 export type ExecCheckSpec = CheckBase & { type: "exec"; command: string[]; cwd: string };
 export type TtlCheckSpec = CheckBase & { type: "ttl"; ttlMs: number };
 export type CheckSpec = HttpCheckSpec | TcpCheckSpec | ExecCheckSpec | TtlCheckSpec;
