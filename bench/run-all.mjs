@@ -46,6 +46,7 @@ export const SCENARIOS = [
   { name: "sse-flood", script: "bench/sse-flood.mjs", args: [], quickArgs: ["--quick"], what: "N clients open /v1/stream and never read: registry RSS against N (attack 5 of the security issue)" },
   { name: "dns-consul", script: "bench/dns-consul.mjs", args: [], quickArgs: ["--quick"], what: "DNS queries/s (dnsperf) and the Consul API's health/service req/s beside the HTTP API; flip → first dig answer without the instance, blocking-query wake-ups" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
+  { name: "agent-api-guards", script: "bench/agent-api-guards.mjs", args: [], quickArgs: ["--quick"], what: "the agent API's Host and token checks: ns per call, µs per request" },
 ];
 
 const HARD_LIMIT_MS = (quick ? 5 : 25) * 60_000;

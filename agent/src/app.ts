@@ -1,10 +1,14 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { logSecurityWarnings, SecretRedactor, secretEnvValues, defaultAgentTokenFile, isLoopbackHost } from "@roster/runtime";
 import type { NatsConnectOptions } from "@roster/schemas";
 import { resolveInstance, type AgentConfig, type InstanceSpec, type ServiceInput } from "./config.js";
 import { CheckScheduler } from "./adapters/checks/scheduler.js";
 import { buildApi, type AgentOps } from "./adapters/api.js";
+import { execEnv } from "./adapters/checks/exec.js";
 import { AgentMetrics } from "./adapters/metrics.js";
+import { ensureTokenFile } from "./adapters/token-file.js";
+import { checkApiRegistration } from "./core/api-policy.js";
 import { NatsLink } from "./adapters/nats.js";
 import type { CheckResult } from "./core/check.js";
 import { HostState, type InstanceView, type Outbound } from "./core/host.js";
@@ -24,6 +28,12 @@ export interface AgentDeps {
   baseDir?: string;
   /** Node process metrics on /metrics (the roster-agent process turns them on; off when embedded). */
   processMetrics?: boolean;
+  /** The agent's environment: exec checks get PATH, LANG and `exec.passEnv` of it; its secret-looking values are redacted. Default process.env. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** More secret values (NATS password, token or seed, read from their files) never to show in a check output. */
+  secrets?: Iterable<string | undefined>;
+  /** The process's command line, for the credentials-on-the-command-line warning. */
+  argv?: readonly string[];
 }
 
 export interface Agent extends AgentOps {
@@ -62,7 +72,17 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
       }
     }
   };
-  const scheduler = new CheckScheduler((instanceId, checkId, result) => publishAll(host.checkResult(instanceId, checkId, result, now())), log.child({ component: "checks" }), (...a) => metrics.checkRun(...a));
+  const env = deps.env ?? process.env;
+  // Check outputs reach the log and the catalog: no secret of the agent's may appear in them.
+  const redactor = new SecretRedactor([...secretEnvValues(env), ...(deps.secrets ?? []), config.api.token]);
+  const redact = (text: string) => redactor.redact(text);
+  const execOptions = { env: execEnv(env, config.exec?.passEnv ?? []), maxOutputBytes: config.exec?.maxOutputBytes ?? 1024, redact };
+  const onResult = (instanceId: string, checkId: string, result: CheckResult) => {
+    const clean = result.output === undefined ? result : { ...result, output: redact(result.output) };
+    publishAll(host.checkResult(instanceId, checkId, clean, now()));
+  };
+  const scheduler = new CheckScheduler(onResult, log.child({ component: "checks" }), (...a) => metrics.checkRun(...a), execOptions);
+  const policy = { allowExecChecks: config.api.allowExecChecks ?? false, checkTargets: config.api.checkTargets ?? "instance" };
   const publishState = () => {
     publishAll([host.register(now()), host.heartbeat(now())]);
   };
@@ -105,6 +125,12 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
         const issues = r.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
         throw Object.assign(new AgentError("ROSTER_BAD_REQUEST", `invalid instance: ${issues.join("; ")}`), { issues });
       }
+      const verdict = checkApiRegistration(input, r.value.address, policy);
+      if (!verdict.ok) {
+        log.warn({ service: r.value.service, instanceId: r.value.id, code: verdict.code }, "API registration refused by the check policy");
+        throw new AgentError(verdict.code, verdict.message);
+      }
+      if (policy.checkTargets === "instance") r.value.checks = r.value.checks.map((c) => (c.type === "http" || c.type === "tcp" ? { ...c, guarded: true } : c));
       const replaced = addInstance(r.value, "api");
       log.info({ service: r.value.service, instanceId: r.value.id, replaced }, "instance registered via API");
       return { id: r.value.id, replaced };
@@ -146,7 +172,18 @@ export function build(config: AgentConfig, deps: AgentDeps): Agent {
       for (const spec of config.services) addInstance(spec, "config");
       link.start();
       heartbeat = setInterval(() => publishAll([host.heartbeat(now())]), config.heartbeatIntervalMs);
-      api = buildApi(ops, log, config.api, metrics.registry);
+      // A token is required beyond loopback and whenever API exec checks are on; none set: generate one.
+      const auth = { ...config.api };
+      if (auth.token === undefined && (!isLoopbackHost(auth.host) || policy.allowExecChecks)) {
+        // The env wins over the config, as ROSTER_AGENT_TOKEN does over api.token.
+        const file = env.ROSTER_AGENT_TOKEN_FILE?.trim() || auth.generatedTokenFile || defaultAgentTokenFile(env);
+        const { token, created } = ensureTokenFile(file);
+        auth.token = token;
+        redactor.add(token);
+        log.info({ tokenFile: file, created }, "local API token: writes need the token in this file (the roster CLI reads it)");
+      }
+      logSecurityWarnings(log, { listeners: [{ what: "local API", host: auth.host, authenticated: auth.token !== undefined }], argv: deps.argv ?? [] });
+      api = buildApi(ops, log, auth, metrics.registry);
       const address = await api.listen({ host: config.api.host, port: config.api.port });
       log.info({ epoch: host.epoch, instances: host.size, api: address }, "agent started");
       return { apiUrl: address };

@@ -137,6 +137,14 @@ export const ConfigInput = z.strictObject({
       tokenFile: SecretFile.optional(),
       /** With a token set: GETs without one are still allowed (a wrong token is refused). */
       openReads: z.boolean().default(true),
+      /** Exec checks may be registered through the API (then writes always need a token). Config-file exec checks always run. */
+      allowExecChecks: z.boolean().default(false),
+      /** API-registered http/tcp checks: "instance" = only the instance's own address:port, no link-local/metadata; "any" = as sent. */
+      checkTargets: z.enum(["instance", "any"], { error: 'expected "instance" or "any"' }).default("instance"),
+      /** Host header names accepted besides loopback ones (localhost, 127.0.0.1, [::1]) and the listen IP (DNS rebinding). */
+      allowedHosts: z.array(z.string().min(1).max(253)).max(64).default([]),
+      /** Where the agent writes the token it generates when one is needed and none is set (env ROSTER_AGENT_TOKEN_FILE). */
+      generatedTokenFile: z.string().min(1).optional(),
     })
     .superRefine((a, ctx) => {
       if (a.token !== undefined && a.tokenFile !== undefined) ctx.addIssue({ code: "custom", path: ["tokenFile"], message: "set token or tokenFile, not both" });
@@ -150,6 +158,15 @@ export const ConfigInput = z.strictObject({
       ...natsAuthFields,
     })
     .superRefine(refineNatsAuth)
+    .prefault({}),
+  /** Exec checks: the environment they get besides PATH and LANG, and how much output is kept. */
+  exec: z
+    .strictObject({
+      /** Names of the agent's environment variables passed to exec checks (PATH and LANG always are). */
+      passEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: "expected an environment variable name" })).max(64).default([]),
+      /** Bytes of stdout+stderr kept (the tail). */
+      maxOutputBytes: z.number().int().min(64).max(LIMITS.maxCheckOutputLength).default(LIMITS.maxCheckOutputLength),
+    })
     .prefault({}),
   services: z.array(ServiceInput).max(LIMITS.maxInstancesPerHost).default([]),
 });
@@ -167,8 +184,9 @@ interface CheckBase {
   successBeforePassing: number;
   failuresBeforeCritical: number;
 }
-export type HttpCheckSpec = CheckBase & { type: "http"; url: string; method: "GET" | "HEAD" | "POST"; headers: Record<string, string>; tlsSkipVerify: boolean };
-export type TcpCheckSpec = CheckBase & { type: "tcp"; host: string; port: number };
+/** `guarded`: registered through the API, so a name resolving to a link-local/metadata address is refused at probe time. */
+export type HttpCheckSpec = CheckBase & { type: "http"; url: string; method: "GET" | "HEAD" | "POST"; headers: Record<string, string>; tlsSkipVerify: boolean; guarded?: boolean };
+export type TcpCheckSpec = CheckBase & { type: "tcp"; host: string; port: number; guarded?: boolean };
 export type GrpcCheckSpec = CheckBase & { type: "grpc"; host: string; port: number; service: string; tls: boolean };
 export type ExecCheckSpec = CheckBase & { type: "exec"; command: string[]; cwd: string };
 export type TtlCheckSpec = CheckBase & { type: "ttl"; ttlMs: number };
@@ -190,10 +208,21 @@ export interface AgentConfig {
   host: { id: string; zone?: string };
   heartbeatIntervalMs: number;
   drainPeriodMs: number;
-  /** `token`: required for writes (and reads unless openReads, default true). */
-  api: { host: string; port: number; token?: string; openReads?: boolean };
+  /** `token`: required for writes (and reads unless openReads, default true). See ApiSecurity. */
+  api: { host: string; port: number; token?: string; openReads?: boolean } & Partial<ApiSecurity>;
+  /** Exec check environment and output cap (defaults: nothing passed through, 1024 bytes). */
+  exec?: { passEnv: string[]; maxOutputBytes: number };
   nats?: { url?: string } & NatsAuth;
   services: InstanceSpec[];
+}
+
+/** The local API's security settings (api.* in the config). */
+export interface ApiSecurity {
+  allowExecChecks: boolean;
+  checkTargets: "instance" | "any";
+  allowedHosts: string[];
+  /** Where a generated token is written; default defaultAgentTokenFile() of @roster/runtime. */
+  generatedTokenFile: string;
 }
 
 /** Facts about the machine used for defaults; injected so tests are deterministic. */
@@ -311,7 +340,13 @@ export function parseConfig(doc: unknown, file: string, facts: HostFacts): Agent
   const token = raw.api.token ?? raw.api.tokenFile;
   if (token !== undefined) api.token = token;
   if (!raw.api.openReads) api.openReads = false;
+  // Set only when not the default (as openReads), so a resolved config stays short.
+  if (raw.api.allowExecChecks) api.allowExecChecks = true;
+  if (raw.api.checkTargets !== "instance") api.checkTargets = raw.api.checkTargets;
+  if (raw.api.allowedHosts.length) api.allowedHosts = raw.api.allowedHosts;
+  if (raw.api.generatedTokenFile !== undefined) api.generatedTokenFile = resolve(facts.baseDir, raw.api.generatedTokenFile);
   const out: AgentConfig = { host, heartbeatIntervalMs: raw.heartbeat.interval, drainPeriodMs: raw.drain.period, api, services };
+  if (raw.exec.passEnv.length || raw.exec.maxOutputBytes !== LIMITS.maxCheckOutputLength) out.exec = raw.exec;
   if (Object.keys(raw.nats).length) out.nats = raw.nats;
   return out;
 }

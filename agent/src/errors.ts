@@ -14,6 +14,9 @@ export const AGENT_ERROR_CODES = {
   ROSTER_CONFLICT: "the instance id is already used by another service on this host",
   ROSTER_LIMIT: "a protocol limit would be exceeded (instances per host)",
   ROSTER_SHUTTING_DOWN: "the agent is draining for shutdown and accepts no new instance",
+  ROSTER_EXEC_CHECKS_DISABLED: "an exec check was sent through the local API, which api.allowExecChecks does not allow",
+  ROSTER_CHECK_TARGET_REFUSED: "an API-registered http/tcp check targets something other than the instance's own address and port (api.checkTargets)",
+  ROSTER_HOST_NOT_ALLOWED: "the request's Host header is not a loopback name, the listen address or one of api.allowedHosts (DNS rebinding)",
   ROSTER_INTERNAL: "an unexpected error in the agent (a bug): see its log",
 } as const;
 export type AgentErrorCode = keyof typeof AGENT_ERROR_CODES;
@@ -29,6 +32,9 @@ export const HTTP_STATUS: Record<AgentErrorCode, number> = {
   ROSTER_CONFLICT: 409,
   ROSTER_LIMIT: 422,
   ROSTER_SHUTTING_DOWN: 503,
+  ROSTER_EXEC_CHECKS_DISABLED: 403,
+  ROSTER_CHECK_TARGET_REFUSED: 403,
+  ROSTER_HOST_NOT_ALLOWED: 403,
   ROSTER_INTERNAL: 500,
 };
 

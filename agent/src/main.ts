@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { createLogger, LOG_LEVELS } from "@roster/runtime/logger";
 import { versionLine } from "@roster/runtime";
@@ -18,6 +19,8 @@ const USAGE = `usage: roster-agent --config <file> [--nats <url>] [--api <host:p
 
   env ROSTER_LOG_PRETTY: 1 = human-readable lines, 0 = JSON even at a terminal
   env ROSTER_AGENT_TOKEN: bearer token the local API requires for writes (overrides api.token)
+  env ROSTER_AGENT_TOKEN_FILE: where a generated API token is written (wins over api.generatedTokenFile;
+      default /run/roster/agent-token when /run/roster is writable, else ~/.roster/agent-token)
   env ROSTER_NATS_USER + ROSTER_NATS_PASSWORD[_FILE], ROSTER_NATS_TOKEN[_FILE],
       ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
       ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
@@ -94,9 +97,30 @@ async function main(): Promise<void> {
     throw err;
   }
   const { servers: nats, ...natsAuth } = natsOptions;
+  // Every secret the agent holds, so that no check output can repeat one (env values are added by build()).
+  const secrets: string[] = [];
+  const fileText = (f: string | undefined) => {
+    try {
+      return f === undefined ? undefined : readFileSync(f, "utf8").trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const natsSecrets = { ...configAuth, ...natsAuthFromEnv(process.env) } as Record<string, string | undefined>;
+  for (const k of ["password", "token", "nkeySeed"]) secrets.push(natsSecrets[k] ?? "");
+  for (const k of ["passwordFile", "tokenFile", "nkeySeedFile"]) secrets.push(fileText(natsSecrets[k]) ?? "");
+  for (const line of (fileText(natsSecrets.credsFile) ?? "").split("\n")) if (/^(SU|ey)[A-Za-z0-9_.=-]{20,}$/.test(line.trim())) secrets.push(line.trim());
+  for (const u of nats) {
+    try {
+      const url = new URL(u);
+      secrets.push(decodeURIComponent(url.password), decodeURIComponent(url.username));
+    } catch {
+      // not a URL: nothing to collect
+    }
+  }
 
   const logger = createLogger({ name: "roster-agent", level, base: { hostId: config.host.id } });
-  const agent = build(config, { logger, nats, natsAuth, defaultAddress: hostAddress, processMetrics: true });
+  const agent = build(config, { logger, nats, natsAuth, defaultAddress: hostAddress, processMetrics: true, env: process.env, secrets, argv: process.argv.slice(2) });
 
   const skip = new AbortController();
   let signals = 0;

@@ -9,6 +9,8 @@ import { host } from "./commands/hosts.js";
 import { services } from "./commands/services.js";
 import type { Command, Context, OptionSpec } from "./context.js";
 import { CliError, EXIT, UsageError, formatError, type ExitCode } from "./errors.js";
+import { credentialFlags } from "@roster/runtime";
+import { localAgentToken } from "./token-file.js";
 
 export const COMMANDS: readonly Command[] = [services, instances, register, deregister, maintenance, catalog, health, host];
 
@@ -121,7 +123,9 @@ async function dispatch(argv: string[], io: Io): Promise<ExitCode> {
     throw new UsageError(`${source}: ${i.message}`, command.name);
   }
   const timeoutMs = parseDuration(s.data.timeout)!;
-  const target = (kind: "registry" | "agent") => ({ kind, baseUrl: kind === command.server ? s.data.url : "", token: s.data.token, timeoutMs });
+  // No token given for the local agent: the one it generated, if this user can read it.
+  const token = s.data.token ?? (command.server === "agent" ? localAgentToken(s.data.url, io.env) : undefined);
+  const target = (kind: "registry" | "agent") => ({ kind, baseUrl: kind === command.server ? s.data.url : "", token, timeoutMs });
   const ctx: Context = {
     registry: target("registry"),
     agent: target("agent"),
@@ -135,19 +139,29 @@ async function dispatch(argv: string[], io: Io): Promise<ExitCode> {
 
 /** Runs one command line; never throws: errors are printed on stderr and become the exit code. */
 export async function run(argv: string[], io: Io): Promise<ExitCode> {
+  let code: ExitCode;
   try {
-    return await dispatch(argv, io);
+    code = await dispatch(argv, io);
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.err(formatError(err));
-      io.err(`\n${usageOf(err.command)}`);
-      return EXIT.usage;
-    }
-    if (err instanceof CliError) {
-      io.err(formatError(err));
-      return err.exit;
-    }
-    io.err(`roster: ROSTER_INTERNAL: ${(err as Error)?.stack ?? String(err)}\n`);
-    return EXIT.error;
+    code = report(err, io);
   }
+  // After the command's own output, so its error stays the first line on stderr (not after a usage
+  // error: the usage text stays last, and nothing was sent).
+  const flags = credentialFlags(argv);
+  if (flags.length && code !== EXIT.usage) io.err(`roster: warning: ${flags.join(", ")} on the command line is visible to every local user (ps, /proc/<pid>/cmdline): prefer ROSTER_TOKEN\n`);
+  return code;
+}
+
+function report(err: unknown, io: Io): ExitCode {
+  if (err instanceof UsageError) {
+    io.err(formatError(err));
+    io.err(`\n${usageOf(err.command)}`);
+    return EXIT.usage;
+  }
+  if (err instanceof CliError) {
+    io.err(formatError(err));
+    return err.exit;
+  }
+  io.err(`roster: ROSTER_INTERNAL: ${(err as Error)?.stack ?? String(err)}\n`);
+  return EXIT.error;
 }

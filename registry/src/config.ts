@@ -49,6 +49,8 @@ export const RegistryConfig = z
         listen: HostPort.default("127.0.0.1:7700"),
         /** Bearer tokens with read/write scopes; absent = no auth (loopback-only setups). */
         auth: HttpAuthConfig.optional(),
+        /** Refuse to start without a token (deploy/ sets it: fail closed when the secrets are missing). */
+        requireAuth: z.boolean().default(false),
         /** HTTPS: certFile + keyFile (+ caFile to require client certificates). */
         tls: HttpTls.optional(),
         /** Requests per client (token, else IP) per window; absent = no limit. */
@@ -191,7 +193,7 @@ function flagProblem(err: Error & { code?: string }): string {
 export function configFromArgs(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
-): { configFile?: string; overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } } {
+): { configFile?: string; overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token?: string; tokenFile?: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } } {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({ args: [...argv], options: REGISTRY_FLAGS, strict: true, allowPositionals: false }));
@@ -201,14 +203,17 @@ export function configFromArgs(
   const flags = new Map(Object.entries(values).filter((e): e is [string, string] => typeof e[1] === "string"));
   const natsUrl = flags.get("nats") ?? env.ROSTER_NATS_URL;
   const http = flags.get("http") ?? env.ROSTER_HTTP;
-  const overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } = {};
+  const overrides: { nats?: Record<string, unknown>; http?: { listen: string }; httpTokens?: { name: string; token?: string; tokenFile?: string; scopes: string[] }[]; dns?: { listen: string }; consulApi?: { listen: string } } = {};
   if (env.ROSTER_DNS) overrides.dns = { listen: env.ROSTER_DNS };
   if (env.ROSTER_CONSUL_API) overrides.consulApi = { listen: env.ROSTER_CONSUL_API };
   const natsAuth = natsAuthFromEnv(env);
   if (natsUrl !== undefined || Object.keys(natsAuth).length) overrides.nats = { ...(natsUrl !== undefined ? { url: natsUrl } : {}), ...natsAuth };
-  const tokens = [
+  const tokens: { name: string; token?: string; tokenFile?: string; scopes: string[] }[] = [
     ...(env.ROSTER_HTTP_READ_TOKEN ? [{ name: "env-read-token", token: env.ROSTER_HTTP_READ_TOKEN, scopes: ["read"] }] : []),
     ...(env.ROSTER_HTTP_WRITE_TOKEN ? [{ name: "env-write-token", token: env.ROSTER_HTTP_WRITE_TOKEN, scopes: ["read", "write"] }] : []),
+    // The same from files (Kubernetes Secrets, systemd credentials): the value never sits in the environment.
+    ...(env.ROSTER_HTTP_READ_TOKEN_FILE ? [{ name: "env-read-token-file", tokenFile: env.ROSTER_HTTP_READ_TOKEN_FILE, scopes: ["read"] }] : []),
+    ...(env.ROSTER_HTTP_WRITE_TOKEN_FILE ? [{ name: "env-write-token-file", tokenFile: env.ROSTER_HTTP_WRITE_TOKEN_FILE, scopes: ["read", "write"] }] : []),
   ];
   if (tokens.length) overrides.httpTokens = tokens;
   if (http !== undefined) overrides.http = { listen: http };

@@ -9,10 +9,11 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { versionLine } from "@roster/runtime";
 import { createLogger } from "@roster/runtime/logger";
+import { logSecurityWarnings } from "@roster/runtime";
 import type { Logger } from "pino";
 import { NatsAuthError, natsConnectOptions } from "@roster/schemas";
 import { build } from "./app.js";
-import { configFromArgs, parseConfig, REGISTRY_FLAGS, type RegistryConfig } from "./config.js";
+import { configFromArgs, parseConfig, REGISTRY_FLAGS, splitHostPort, type RegistryConfig } from "./config.js";
 import { ConfigError } from "./errors.js";
 
 const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--config <file.yaml|file.json>]
@@ -29,6 +30,7 @@ const USAGE = `usage: roster-registry [--nats <url>] [--http <host:port>] [--con
       ROSTER_NATS_NKEY_SEED[_FILE], ROSTER_NATS_CREDS, ROSTER_NATS_TLS=true,
       ROSTER_NATS_TLS_CA, ROSTER_NATS_TLS_CERT, ROSTER_NATS_TLS_KEY: NATS auth and TLS
   env ROSTER_HTTP_READ_TOKEN, ROSTER_HTTP_WRITE_TOKEN: bearer tokens for the HTTP API
+      (or ROSTER_HTTP_READ_TOKEN_FILE, ROSTER_HTTP_WRITE_TOKEN_FILE: files holding them)
   env ROSTER_XDS: host:port of the xDS (Envoy ADS) server; off unless set (or xds.listen)
   env ROSTER_DNS: DNS listen address, host:port (UDP+TCP; off unless set)
   env ROSTER_CONSUL_API: Consul-compatible read API listen address, host:port (off unless set)
@@ -78,6 +80,9 @@ function loadConfig(): RegistryConfig {
     input.http = { ...http, auth: { ...auth, tokens: [...(Array.isArray(auth.tokens) ? auth.tokens : []), ...overrides.httpTokens] } };
   }
   const config = parseConfig(input);
+  if (config.http.requireAuth && !config.http.auth) {
+    throw new ConfigError(["http.requireAuth: no HTTP token is configured: set ROSTER_HTTP_READ_TOKEN[_FILE] and ROSTER_HTTP_WRITE_TOKEN[_FILE] (scripts/http-tokens.mjs writes them) or http.auth.tokens"]);
+  }
   // Read the NATS secret files now: a bad one is a config error naming the field, not a retry loop.
   try {
     natsConnectOptions(config.nats.url, config.nats, "nats.");
@@ -106,6 +111,8 @@ try {
   process.stderr.write(`roster-registry: ${(err as Error).message}\n`);
   process.exit(1);
 }
+// One loud line when the HTTP API is open beyond loopback, or credentials came as flags.
+logSecurityWarnings(logger, { listeners: [{ what: "HTTP API", host: splitHostPort(config.http.listen).host, authenticated: config.http.auth !== undefined }], argv: process.argv.slice(2) });
 const registry = build(config, { logger, processMetrics: true });
 
 let stopping = false;

@@ -6,3 +6,17 @@ export { createBucket, openBucket, replicaCandidates, type OpenBucketOptions, ty
 export type { MinimalLogger } from "./log.js";
 export { connectWithRetry, type ConnectRetryOptions } from "./nats.js";
 export { packageVersion, versionLine } from "./version.js";
+export {
+  SecretRedactor,
+  SECRET_ENV_NAME,
+  agentTokenFileCandidates,
+  credentialFlags,
+  defaultAgentTokenFile,
+  isLoopbackHost,
+  isMetadataOrLinkLocal,
+  logSecurityWarnings,
+  secretEnvValues,
+  securityWarnings,
+  type Listener,
+  type WarnLogger,
+} from "./security.js";

@@ -5,7 +5,7 @@
 // cross-check what the files say against what the binaries actually read.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer, type Server } from "node:http";
 import { basename, dirname, join, posix, resolve } from "node:path";
@@ -39,7 +39,7 @@ const read = (p: string) => readFileSync(p, "utf8");
 const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).status === 0;
 
 /** Environment variables each program reads: what a deploy file may set for it. */
-// e.g. NATS auth (schemas) and the log level (runtime), read for both binaries
+// e.g. NATS auth (schemas), the log level and token file (runtime): read for both binaries
 const shared = new Set([...envReadBy(join(root, "schemas", "src")), ...envReadBy(join(root, "runtime", "src"))]);
 const ENV = {
   registry: new Set([...envReadBy(join(root, "registry", "src")), ...shared, "NODE_ENV"]),
@@ -504,7 +504,7 @@ interface Container {
   name: string;
   image: string;
   args?: string[];
-  env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }>;
+  env?: Array<{ name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string }; secretKeyRef?: { name: string; key: string; optional?: boolean } } }>;
   ports?: Array<{ name?: string; containerPort: number }>;
   readinessProbe?: Probe;
   livenessProbe?: Probe;
@@ -832,6 +832,71 @@ describe("deploy - systemd", () => {
       const stopMs = unitTimeMs(one("TimeoutStopSec"));
       if (program === "registry") assert.ok(stopMs > registryForcedExitMs(), `${name}: TimeoutStopSec`);
       else assert.ok(stopMs > Math.max(example.drainPeriodMs, durationMs("5s")) + 5000, `${name}: TimeoutStopSec does not cover drain.period`);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Auth on by default (SECURITY.md): every deploy flavour runs the registry with HTTP tokens and
+// fails closed without them; agents keep their API on loopback with API exec checks off.
+// ---------------------------------------------------------------------------------------------
+
+describe("deploy - auth", () => {
+  it("deploy - auth: compose, k8s and systemd give the registry its tokens and http.requireAuth; agents stay on loopback", () => {
+    for (const f of [join(deploy, "registry.json"), join(k8sDir, "config", "registry.json")]) {
+      assert.equal(parseRegistryConfig(JSON.parse(read(f))).http.requireAuth, true, `${f}: http.requireAuth`);
+    }
+    const compose = readYaml<Compose>(join(deploy, "docker-compose.yml"));
+    const registries = Object.entries(compose.services).filter(([, s]) => s.build?.target === "registry");
+    for (const [name, svc] of registries) {
+      assert.ok((svc.env_file ?? []).some((e) => (typeof e === "string" ? e : e.path) === "./secrets/registry-http.env"), `${name}: no HTTP token env_file`);
+    }
+    const k8sRegistry = readYamlDocs(join(k8sDir, "registry.yaml")).find((o) => (o as K8sObject).kind === "Deployment") as Workload;
+    const c = k8sRegistry.spec.template.spec.containers[0]!;
+    for (const name of ["ROSTER_HTTP_READ_TOKEN", "ROSTER_HTTP_WRITE_TOKEN"]) {
+      const ref = c.env?.find((e) => e.name === name)?.valueFrom?.secretKeyRef;
+      assert.ok(ref && ref.optional !== true, `k8s registry: ${name} from a required Secret`);
+      assert.ok(ENV.registry.has(name));
+    }
+    const unit = parseUnit(read(join(deploy, "systemd", "roster-registry.service")));
+    assert.ok(unit.get("Service")?.get("EnvironmentFile")?.includes("-/etc/roster/registry-http.env"), "systemd: registry-http.env");
+    const agentConfigs = [join(deploy, "compose", "agent.yaml"), join(k8sDir, "config", "agent.yaml"), join(root, "examples", "agent.yaml")];
+    for (const f of agentConfigs) {
+      const config = parseAgentConfig(read(f), f, { ...FACTS, hostname: "h" });
+      assert.match(config.api.host, /^(127\.|::1$|localhost$)/, `${f}: the agent API beyond loopback`);
+      assert.notEqual(config.api.allowExecChecks, true, `${f}: exec checks through the API`);
+    }
+  });
+
+  it("deploy - auth: scripts/http-tokens.mjs writes 0600 tokens; a registry with requireAuth refuses to start without them and runs closed with them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "roster-http-tokens-"));
+    const procs: Array<ReturnType<typeof spawnNode>> = [];
+    try {
+      const gen = spawnSync(process.execPath, [join(root, "scripts", "http-tokens.mjs"), "--out", join(dir, "secrets")], { encoding: "utf8" });
+      assert.equal(gen.status, 0, gen.stderr);
+      const envFile = join(dir, "secrets", "registry-http.env");
+      assert.equal(statSync(envFile).mode & 0o777, 0o600);
+      const tokens = parseEnvFile(read(envFile));
+      for (const k of tokens.keys()) assert.ok(ENV.registry.has(k), `the registry does not read ${k}`);
+      const registryBin = join(root, "registry", "bin", "roster-registry.js");
+      const args = ["--nats", `nats://127.0.0.1:${await freePort()}`, "--http", "127.0.0.1:0", "--config", join(deploy, "registry.json")];
+      const bare = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ROSTER_")));
+      const open = spawnNode(registryBin, args, { env: bare });
+      procs.push(open);
+      assert.equal((await open.exited).code, 1);
+      assert.match(open.output, /http\.requireAuth: no HTTP token is configured/);
+      const closed = spawnNode(registryBin, args, { env: { ...bare, ...Object.fromEntries(tokens) } });
+      procs.push(closed);
+      await closed.waitForOutput(/"msg":"HTTP listening"/, 30_000);
+      const url = /"url":"(http:\/\/[^"]+)"/.exec(closed.output)![1]!;
+      assert.equal((await fetch(`${url}/v1/services`)).status, 401);
+      // With the read token: past auth (503 ROSTER_NOT_READY here: no NATS), not 401.
+      const withToken = await fetch(`${url}/v1/services`, { headers: { authorization: `Bearer ${tokens.get("ROSTER_HTTP_READ_TOKEN")}` } });
+      assert.notEqual(withToken.status, 401);
+    } finally {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.exited));
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

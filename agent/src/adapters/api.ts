@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { z } from "zod";
+import { isLoopbackHost } from "@roster/runtime";
 import { BearerAuth, bearerAuthHook, formatIssues, LIMITS, Name, RosterError } from "@roster/schemas";
 import { ServiceInput } from "../config.js";
 import type { InstanceView } from "../core/host.js";
@@ -37,13 +38,47 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.
  * The agent's local HTTP API (bound to loopback by default). Bodies are validated with zod;
  * every error is JSON `{ code, message }` with the status from errors.ts.
  */
-export function buildApi(ops: AgentOps, log: Logger, auth: { token?: string; openReads?: boolean } = {}, metrics?: Registry): FastifyInstance {
+/** `host:port`, `[v6]:port` or `host` → the host part, lower-cased, brackets off. */
+function hostOf(header: string): string {
+  const h = header.trim().toLowerCase();
+  if (h.startsWith("[")) return h.slice(1, h.indexOf("]") >>> 0);
+  const i = h.lastIndexOf(":");
+  return i >= 0 && h.indexOf(":") === i ? h.slice(0, i) : h;
+}
+
+/**
+ * The Host names the API answers (DNS rebinding: a page on attacker.example whose name is made
+ * to resolve to 127.0.0.1 sends `Host: attacker.example`): loopback names, the listen address
+ * when it is a specific one, and `allowedHosts`.
+ */
+export function hostAllowed(header: string | undefined, listenHost: string | undefined, allowedHosts: readonly string[] = []): boolean {
+  if (!header) return false;
+  const h = hostOf(header);
+  if (isLoopbackHost(h)) return true;
+  if (listenHost && h === listenHost.toLowerCase() && listenHost !== "0.0.0.0" && listenHost !== "::") return true;
+  return allowedHosts.some((a) => hostOf(a) === h);
+}
+
+export interface ApiAuth {
+  token?: string | undefined;
+  openReads?: boolean | undefined;
+  /** The listen host (its own literal is an accepted Host). */
+  host?: string | undefined;
+  allowedHosts?: readonly string[] | undefined;
+}
+
+export function buildApi(ops: AgentOps, log: Logger, auth: ApiAuth = {}, metrics?: Registry): FastifyInstance {
   const app = Fastify({
     // Request lines are info-level: keep them out of the agent's log, errors stay.
     loggerInstance: log.child({ component: "api" }, { level: log.isLevelEnabled("debug") ? "debug" : "warn" }) as FastifyBaseLogger,
     bodyLimit: 256 * 1024,
     // A malformed URL (bad %-escape) is answered by the router itself: keep the { code, message } shape.
     frameworkErrors: (err, _req, reply) => void (reply as FastifyReply).status(400).send({ code: "ROSTER_BAD_REQUEST", message: err.message }),
+  });
+  // First of all, before the token: a forged Host is refused whatever the route.
+  app.addHook("onRequest", async (req, reply) => {
+    if (hostAllowed(req.headers.host, auth.host, auth.allowedHosts)) return;
+    return reply.status(403).send({ code: "ROSTER_HOST_NOT_ALLOWED", message: `Host "${String(req.headers.host ?? "").slice(0, 100)}" is not accepted: use localhost or 127.0.0.1, or add the name to api.allowedHosts in the agent's config` });
   });
   // Same bearer check as the registry: with a token, writes need it; reads too unless openReads.
   if (auth.token !== undefined) {

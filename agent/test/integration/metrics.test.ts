@@ -21,7 +21,8 @@ describe("agent /metrics (real nats-server, real checks)", () => {
     upstream = createServer((_req, res) => res.end("ok"));
     await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
     port = (upstream.address() as { port: number }).port;
-    const config: AgentConfig = { host: { id: HOST }, heartbeatIntervalMs: 100, drainPeriodMs: 0, api: { host: "127.0.0.1", port: 0 }, services: [] };
+    // A tcp check on another port than the instance's: allowed through the API by checkTargets "any" only.
+    const config: AgentConfig = { host: { id: HOST }, heartbeatIntervalMs: 100, drainPeriodMs: 0, api: { host: "127.0.0.1", port: 0, checkTargets: "any" }, services: [] };
     agent = build(config, { logger: pino({ level: "silent" }), nats: nats.url, processMetrics: true });
     base = (await agent.start()).apiUrl;
     await waitFor(() => agent.link.isConnected, { timeoutMs: 5000, what: "agent connected" });

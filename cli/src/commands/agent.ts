@@ -68,8 +68,9 @@ the agent's config (see agent/README.md).
   --tag <tag>             a tag; repeat for more
   --meta key=value        a meta entry; repeat for more
   --weight <n>            balancing weight, ${LIMITS.minWeight}-${LIMITS.maxWeight} (default 100)
-  --check-http <url>      an http check on this URL
-  --check-tcp <host:port> a tcp check
+  --check-http <url>      an http check on this URL (the instance's own address and port, unless the
+                          agent's config sets api.checkTargets: any)
+  --check-tcp <host:port> a tcp check (same rule)
   --check-ttl <dur>       a ttl check (the service reports pass/warn/fail to the agent)
   --check-interval <dur>  how often the http/tcp check runs (default 10s)
   --check-timeout <dur>   its timeout (default min(interval, 10s))

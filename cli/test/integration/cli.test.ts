@@ -89,6 +89,8 @@ describe("roster CLI", () => {
         "host: { id: cli-host, zone: zone-a }",
         "heartbeat: { interval: 200ms }",
         "drain: { period: 0ms }",
+        // The register test's check probes the registry, not the instance's own port: allowed by the operator.
+        "api: { checkTargets: any }",
         "services:",
         "  - { name: web, id: web-1, port: 8081, address: 127.0.0.1, tags: [blue] }",
         "  - { name: web, id: web-2, port: 8082, address: 127.0.0.1 }",

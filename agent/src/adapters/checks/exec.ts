@@ -1,24 +1,45 @@
 import { spawn } from "node:child_process";
 import type { ExecCheckSpec } from "../../config.js";
-import { truncateOutput, type CheckResult } from "../../core/check.js";
+import type { CheckResult } from "../../core/check.js";
 import { errorText } from "./util.js";
 
-const OUTPUT_BYTES = 1024;
+export interface ExecOptions {
+  /** The whole environment of the command (see `execEnv`); default `execEnv(process.env)`. */
+  env?: Record<string, string>;
+  /** Bytes of output kept (the tail); default 1024. */
+  maxOutputBytes?: number;
+  /** Applied to the output before it is cut to size, so a cut never leaves half a secret. */
+  redact?: (text: string) => string;
+}
+
+/** PATH and LANG (defaults when unset) plus the named variables of `from`: nothing else of the agent's environment. */
+export function execEnv(from: Readonly<Record<string, string | undefined>>, passEnv: readonly string[] = []): Record<string, string> {
+  const env: Record<string, string> = { PATH: from.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", LANG: from.LANG ?? "C.UTF-8" };
+  for (const name of passEnv) {
+    const v = from[name];
+    if (v !== undefined) env[name] = v;
+  }
+  return env;
+}
 
 /**
- * Exec check: the command runs without a shell, in its own process group; exit 0 passing,
- * 1 warning, anything else critical. At its timeout the whole group gets SIGKILL. Output is
- * the last ~1 KiB of stdout and stderr interleaved.
+ * Exec check: the command runs without a shell, in its own process group, with a minimal
+ * environment (`execEnv`); exit 0 passing, 1 warning, anything else critical. At its timeout the
+ * whole group gets SIGKILL. Output is the last `maxOutputBytes` of stdout and stderr interleaved,
+ * redacted; at most 4 × that is ever held in memory however much the command writes.
  */
-export function probeExec(spec: Pick<ExecCheckSpec, "command" | "cwd" | "timeoutMs">, signal?: AbortSignal): Promise<CheckResult> {
+export function probeExec(spec: Pick<ExecCheckSpec, "command" | "cwd" | "timeoutMs">, signal?: AbortSignal, opts: ExecOptions = {}): Promise<CheckResult> {
+  const maxBytes = opts.maxOutputBytes ?? 1024;
+  const redact = opts.redact ?? ((t: string) => t);
   return new Promise((resolve) => {
     const [file, ...args] = spec.command;
-    let output = "";
+    let output = Buffer.alloc(0);
     let settled = false;
     let killedFor: string | undefined;
-    const child = spawn(file!, args, { cwd: spec.cwd, stdio: ["ignore", "pipe", "pipe"], detached: true, env: process.env });
+    const child = spawn(file!, args, { cwd: spec.cwd, stdio: ["ignore", "pipe", "pipe"], detached: true, env: opts.env ?? execEnv(process.env) });
     const keep = (d: Buffer) => {
-      output = (output + d.toString("utf8")).slice(-OUTPUT_BYTES * 4);
+      output = Buffer.concat([output, d]);
+      if (output.length > maxBytes * 4) output = output.subarray(output.length - maxBytes * 4);
     };
     child.stdout.on("data", keep);
     child.stderr.on("data", keep);
@@ -54,7 +75,7 @@ export function probeExec(spec: Pick<ExecCheckSpec, "command" | "cwd" | "timeout
     const settle = () => {
       if (!exitInfo) return;
       const { code, sig } = exitInfo;
-      const tail = truncateOutput(output.trim(), OUTPUT_BYTES - 64);
+      const tail = tailBytes(redact(output.toString("utf8")).trim(), maxBytes - 64);
       if (killedFor) return finish({ status: "critical", output: tail ? `${killedFor}\n${tail}` : killedFor });
       const status = code === 0 ? "passing" : code === 1 ? "warning" : "critical";
       const note = code === null ? `killed by ${sig}` : `exit ${code}`;
@@ -66,4 +87,13 @@ export function probeExec(spec: Pick<ExecCheckSpec, "command" | "cwd" | "timeout
     });
     child.once("close", settle);
   });
+}
+
+/** The last `max` bytes of `text`, starting on a character boundary. */
+function tailBytes(text: string, max: number): string {
+  const buf = Buffer.from(text, "utf8");
+  if (buf.length <= max) return text;
+  let start = buf.length - max;
+  while (start < buf.length && (buf[start]! & 0xc0) === 0x80) start += 1;
+  return buf.subarray(start).toString("utf8");
 }

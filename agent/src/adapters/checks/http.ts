@@ -1,6 +1,7 @@
 import { Agent, request, type Dispatcher } from "undici";
 import type { HttpCheckSpec } from "../../config.js";
 import type { CheckResult } from "../../core/check.js";
+import { guardedLookup } from "./guarded-lookup.js";
 import { errorText } from "./util.js";
 
 /**
@@ -8,17 +9,18 @@ import { errorText } from "./util.js";
  * connection errors. One keep-alive agent per TLS mode, shared by every http check.
  */
 export class HttpProber {
-  private readonly strict: Agent;
-  private insecure: Agent | undefined;
-
-  constructor() {
-    this.strict = new Agent({ keepAliveTimeout: 4000, connections: 64 });
-  }
+  /** One keep-alive agent per (TLS verification, guarded lookup) pair, made when first needed. */
+  private readonly agents = new Map<string, Agent>();
 
   private dispatcher(spec: HttpCheckSpec): Dispatcher {
-    if (!spec.tlsSkipVerify) return this.strict;
-    this.insecure ??= new Agent({ keepAliveTimeout: 4000, connections: 64, connect: { rejectUnauthorized: false } });
-    return this.insecure;
+    const key = `${spec.tlsSkipVerify ? "insecure" : "strict"}-${spec.guarded ? "guarded" : "any"}`;
+    let agent = this.agents.get(key);
+    if (!agent) {
+      const connect = { ...(spec.tlsSkipVerify ? { rejectUnauthorized: false } : {}), ...(spec.guarded ? { lookup: guardedLookup } : {}) };
+      agent = new Agent({ keepAliveTimeout: 4000, connections: 64, connect });
+      this.agents.set(key, agent);
+    }
+    return agent;
   }
 
   /**
@@ -67,6 +69,6 @@ export class HttpProber {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.strict.destroy(), this.insecure?.destroy()]);
+    await Promise.all([...this.agents.values()].map((a) => a.destroy()));
   }
 }

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { CheckSpec } from "../../config.js";
 import type { CheckResult } from "../../core/check.js";
-import { probeExec } from "./exec.js";
+import { probeExec, type ExecOptions } from "./exec.js";
 import type { GrpcProber } from "./grpc.js";
 import { HttpProber } from "./http.js";
 import { probeTcp } from "./tcp.js";
@@ -33,6 +33,8 @@ export class CheckScheduler {
     private readonly sink: ResultSink,
     private readonly log: Logger,
     private readonly observe?: RunObserver,
+    /** Environment, output cap and redaction for exec checks. */
+    private readonly execOptions: ExecOptions = {},
   ) {}
 
   /** Starts (or restarts) the checks of an instance. */
@@ -84,7 +86,7 @@ export class CheckScheduler {
         this.grpc ??= import("./grpc.js").then((m) => new m.GrpcProber());
         return this.grpc.then((p) => p.probe(spec, signal));
       case "exec":
-        return probeExec(spec, signal);
+        return probeExec(spec, signal, this.execOptions);
     }
   }
 

@@ -1,13 +1,14 @@
 import { connect } from "node:net";
 import type { TcpCheckSpec } from "../../config.js";
 import type { CheckResult } from "../../core/check.js";
+import { guardedLookup } from "./guarded-lookup.js";
 import { errorText } from "./util.js";
 
 /** TCP check: a connection accepted within the timeout is passing, anything else critical. */
-export function probeTcp(spec: Pick<TcpCheckSpec, "host" | "port" | "timeoutMs">, signal?: AbortSignal): Promise<CheckResult> {
+export function probeTcp(spec: Pick<TcpCheckSpec, "host" | "port" | "timeoutMs" | "guarded">, signal?: AbortSignal): Promise<CheckResult> {
   return new Promise((resolve) => {
     let done = false;
-    const socket = connect({ host: spec.host, port: spec.port });
+    const socket = connect({ host: spec.host, port: spec.port, ...(spec.guarded ? { lookup: guardedLookup } : {}) });
     const finish = (r: CheckResult) => {
       if (done) return;
       done = true;

@@ -91,6 +91,15 @@ export function routesOf(app: FastifyInstance): RouteEntry[] {
 }
 
 /**
+ * The Content-Security-Policy of every /docs response: the page loads its scripts and styles from
+ * /docs/static only (no inline script; Swagger UI sets inline styles), talks to this origin only,
+ * and cannot be framed. Not the plugin's default policy: its `upgrade-insecure-requests` breaks
+ * the page on a plain-HTTP registry.
+ */
+export const DOCS_CSP =
+  "default-src 'self'; base-uri 'self'; connect-src 'self'; font-src 'self' data:; form-action 'self'; frame-ancestors 'none'; img-src 'self' data:; object-src 'none'; script-src 'self'; script-src-attr 'none'; style-src 'self' 'unsafe-inline'";
+
+/**
  * Registers @fastify/swagger (document at /docs/json, /docs/yaml) and @fastify/swagger-ui
  * (page at /docs, assets from the package: works offline). Call before adding routes.
  */
@@ -125,5 +134,5 @@ export function registerOpenApi(app: FastifyInstance, info: { title: string; ver
   // plugins, which the direct call above does not add.
   // (Typed as a callback plugin, it is an async function: await it.)
   const ui = fastifySwaggerUi as unknown as (docs: FastifyInstance, opts: FastifySwaggerUiOptions) => Promise<void>;
-  void app.register(async (docs) => ui(docs, { routePrefix: "/docs", uiConfig: { docExpansion: "list", deepLinking: false } }));
+  void app.register(async (docs) => ui(docs, { routePrefix: "/docs", uiConfig: { docExpansion: "list", deepLinking: false }, staticCSP: DOCS_CSP }));
 }
