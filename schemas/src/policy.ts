@@ -205,6 +205,17 @@ export const PolicySnapshot = z.object({
 });
 export type PolicySnapshot = z.infer<typeof PolicySnapshot>;
 
+/** The value stored in KV bucket `roster_policy` under the service's name. */
+export const PolicyRecord = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  service: Name,
+  /** The document as the operator wrote it (validated with PolicySpec before it was stored). */
+  policy: PolicyBody,
+  /** When it was written (epoch ms, the writing registry's clock: for people). */
+  updatedAt: z.number().int().nonnegative(),
+});
+export type PolicyRecord = z.infer<typeof PolicyRecord>;
+
 /** KV bucket of policies: key = service name (one token, so it cannot collide with a catalog key). */
 export const POLICY_BUCKET = "roster_policy";
 
