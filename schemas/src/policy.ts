@@ -150,6 +150,9 @@ function buildPolicy(obj: ObjectMaker) {
       seen.add(e.subset);
     });
     if (p.split && !p.split.some((e) => e.weight > 0)) ctx.addIssue({ code: "custom", path: ["split"], message: "at least one weight must be above 0" });
+    if (p.affinity && p.balancer !== undefined && p.balancer !== "ring-hash") {
+      ctx.addIssue({ code: "custom", path: ["balancer"], message: "an affinity needs consistent hashing: balancer ring-hash, or leave balancer out" });
+    }
     p.routes?.forEach((r, i) => {
       if (!defined.has(r.subset)) ctx.addIssue({ code: "custom", path: ["routes", i, "subset"], message: `unknown subset "${r.subset}" (not in subsets)` });
     });

@@ -12,7 +12,7 @@ const issueExample = {
   affinity: { header: "x-user-id" },
   timeouts: { try: "500ms", deadline: "2s" },
   retries: { max: 2 },
-  balancer: "p2c-peak-ewma",
+  balancer: "ring-hash",
   throttle: { adaptive: true },
   rateLimit: { perSecond: 500, burst: 100 },
   fallback: { status: 503, body: '{"error":"try later"}', headers: { "retry-after": "2" } },
@@ -41,6 +41,7 @@ describe("policy schema", () => {
     assert.match(issues({ ...issueExample, fallback: {} }).join(), /fallback/);
     assert.match(issues({ ...issueExample, fallback: { body: "x" } }).join(), /fallback\.status/);
     assert.match(issues({ ...issueExample, affinity: { header: "X-Upper" } }).join(), /affinity/);
+    assert.match(issues({ ...issueExample, balancer: "round-robin" }).join(), /balancer: an affinity needs/);
   });
 
   it("policy schema - unknown fields: rejected from an operator, dropped by a receiver", () => {
@@ -48,7 +49,7 @@ describe("policy schema", () => {
     assert.match(issues({ ...issueExample, retries: { max: 1, maxx: 2 } }).join(), /maxx/);
     const loose = Policy.parse({ ...issueExample, future: { x: 1 } }) as Record<string, unknown>;
     assert.equal(loose.future, undefined);
-    assert.equal(loose.balancer, "p2c-peak-ewma");
+    assert.equal(loose.balancer, "ring-hash");
   });
 
   it("policy schema - weights of any scale, blue/green as 100/0", () => {
