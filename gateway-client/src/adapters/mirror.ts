@@ -37,6 +37,7 @@ import {
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
 import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
 import { childLogger, type Logger } from "./logger.js";
+import { PolicyLkgEntry, PolicyMirror } from "./policy-mirror.js";
 
 export interface MirrorOptions {
   /** Services to subscribe to at once (others are subscribed on first use). */
@@ -140,6 +141,8 @@ const LkgFile = z.object({
   services: z.array(
     z.object({ service: z.string().regex(NAME_PATTERN), revision: z.number().int().nonnegative(), known: z.boolean(), instances: z.array(CatalogInstance) }),
   ),
+  /** Traffic policies (policy-mirror.ts); absent in files written before them. */
+  policies: z.array(PolicyLkgEntry).optional(),
 });
 
 /**
@@ -179,6 +182,8 @@ export class CatalogMirror extends EventEmitter {
   /** performance.now() until which page requests carry no deadline. */
   private deadlineOffUntil = 0;
   private readonly slotWaiters: Array<() => void> = [];
+  /** Traffic policies of the followed services: a separate adapter driven by the hooks marked "policy hook". */
+  readonly policies: PolicyMirror;
 
   constructor(options: MirrorOptions = {}) {
     super();
@@ -204,6 +209,8 @@ export class CatalogMirror extends EventEmitter {
       maxMs: Math.max(this.opts.snapshotRequestTimeoutMs, this.opts.snapshotRequestMaxTimeoutMs),
     });
     this.log = childLogger(options.logger, "mirror");
+    this.policies = new PolicyMirror({ requestTimeoutMs: this.opts.snapshotRequestTimeoutMs, logger: options.logger, random: this.opts.random }); // policy hook
+    this.policies.on("change", () => this.scheduleLastKnownGood()); // policy hook
     for (const s of options.services ?? []) this.ensure(s);
   }
 
@@ -262,6 +269,7 @@ export class CatalogMirror extends EventEmitter {
     this.presenceTimer = setInterval(() => this.checkPresence(), tick);
     this.presenceTimer.unref();
     void this.watchStatus(nc);
+    this.policies.attach(nc); // policy hook
     const bulk = this.states.size > 1;
     for (const st of this.states.values()) {
       this.subscribe(st);
@@ -289,6 +297,7 @@ export class CatalogMirror extends EventEmitter {
       waiters: new Set(),
     };
     this.states.set(service, st);
+    this.policies.follow(service); // policy hook
     if (this.nc) {
       this.subscribe(st);
       void this.sync(st);
@@ -366,7 +375,8 @@ export class CatalogMirror extends EventEmitter {
       this.emit("change", st.name, st.revision);
       this.wakeWaiters(st);
     }
-    this.log.info({ file, services: loaded, savedAt: parsed.data.savedAt }, "loaded last-known-good catalog");
+    const policies = this.policies.loadLastKnownGood(parsed.data.policies ?? []); // policy hook
+    this.log.info({ file, services: loaded, policies, savedAt: parsed.data.savedAt }, "loaded last-known-good catalog");
     return loaded;
   }
 
@@ -376,6 +386,7 @@ export class CatalogMirror extends EventEmitter {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     this.presenceSub?.unsubscribe();
     this.stopStatus?.(); // a caller-owned connection outlives us: stop listening to it
+    this.policies.close(); // policy hook
     for (const st of this.states.values()) {
       st.sub?.unsubscribe();
       st.wake?.();
@@ -739,6 +750,7 @@ export class CatalogMirror extends EventEmitter {
   }
 
   private resyncAll(): Promise<void> {
+    void this.policies.resyncAll(); // policy hook
     const bulk = this.states.size > 1;
     return Promise.allSettled([...this.states.values()].map((st) => {
       // A sync already in its backoff retries now; a new one starts after its jitter.
@@ -798,7 +810,7 @@ export class CatalogMirror extends EventEmitter {
     const services = [...this.states.values()]
       .filter((s) => s.ready)
       .map((s) => ({ service: s.name, revision: s.revision, known: s.known, instances: s.list }));
-    const body = JSON.stringify({ v: 1, savedAt: Date.now(), services });
+    const body = JSON.stringify({ v: 1, savedAt: Date.now(), services, policies: this.policies.toLastKnownGood() }); // policy hook
     const tmp = `${file}.${process.pid}.tmp`;
     this.lkgWriting = this.lkgWriting.then(async () => {
       try {

@@ -11,3 +11,4 @@ export * from "./retry-after.js";
 export * from "./fallback.js";
 export * from "./resolve.js";
 export * from "./runtime.js";
+export * from "./policy-chain.js";
