@@ -116,6 +116,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       registryId,
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
+      policies: { ready: policies.ready, count: policies.list().filter((e) => e.policy !== null).length, ...policies.stats },
       ...counters,
       ...(replica
         ? { ...replica.status(acting()), takeovers: replica.takeovers }

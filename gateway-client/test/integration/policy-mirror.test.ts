@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { POLICY_BUCKET, PolicyRecord, encode } from "@roster/schemas";
+import { POLICY_BUCKET, PolicyRecord, encode, policySubject } from "@roster/schemas";
 import { NatsServer, waitFor } from "@roster/testkit";
 import type { Registry } from "@roster/registry";
 import { CatalogMirror } from "../../src/adapters/mirror.js";
@@ -61,6 +61,14 @@ describe("policy mirror", () => {
       assert.equal(mirror.policies.view("orders")!.policy, null);
       assert.deepEqual(seen, [second, removed]);
       assert.deepEqual([mirror.policies.stats.gaps, mirror.policies.stats.deltasApplied], [0, 2]);
+      // Hostile or broken deltas are dropped and counted; the policy in force stays.
+      nc.publish(policySubject("orders"), "not json");
+      nc.publish(policySubject("orders"), JSON.stringify({ v: 1, kind: "policy-delta", op: "put", service: "payments", revision: 999, prevRevision: removed, policy: {} }));
+      nc.publish(policySubject("orders"), JSON.stringify({ v: 1, kind: "policy-delta", op: "put", service: "orders", revision: 998, prevRevision: removed, policy: { split: "all" } }));
+      await nc.flush();
+      await waitFor(() => mirror.policies.stats.invalid === 1 && Object.values(mirror.policies.stats.dropped).reduce((a, b) => a + b, 0) === 2, { what: "drops counted" });
+      assert.deepEqual(mirror.policies.stats.dropped, { "policy-delta:not-json": 1, "policy-delta:wrong-service": 1 });
+      assert.equal(mirror.policies.view("orders")!.policy, null, "the invalid policy was not applied");
       // A service without a policy is ready with none.
       mirror.ensure("payments");
       const none = await mirror.policies.waitReady("payments", 5000);
