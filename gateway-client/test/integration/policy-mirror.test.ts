@@ -60,7 +60,8 @@ describe("policy mirror", () => {
       await waitFor(() => mirror.policies.view("orders")?.revision === removed, { what: "the removal" });
       assert.equal(mirror.policies.view("orders")!.policy, null);
       assert.deepEqual(seen, [second, removed]);
-      assert.deepEqual([mirror.policies.stats.gaps, mirror.policies.stats.deltasApplied], [0, 2]);
+      // (A delta may also arrive during a resync and be applied with its snapshot: no count asserted.)
+      assert.equal(mirror.policies.stats.gaps, 0);
       // Hostile or broken deltas are dropped and counted; the policy in force stays.
       nc.publish(policySubject("orders"), "not json");
       nc.publish(policySubject("orders"), JSON.stringify({ v: 1, kind: "policy-delta", op: "put", service: "payments", revision: 999, prevRevision: removed, policy: {} }));

@@ -31,6 +31,7 @@ describe("registry policies (real nats-server)", () => {
   let nc: NatsConnection;
   let registry: Registry;
   let agent: FakeAgent;
+  let stopBeat = () => {};
   const deltas: PolicyDelta[] = [];
 
   const call = (method: string, path: string, opts: { token?: string; body?: unknown; headers?: Record<string, string>; base?: string } = {}) =>
@@ -54,6 +55,7 @@ describe("registry policies (real nats-server)", () => {
   });
 
   after(async () => {
+    stopBeat();
     await registry?.close();
     await agent?.close().catch(() => undefined);
     await nc?.close().catch(() => undefined);
@@ -97,6 +99,7 @@ describe("registry policies (real nats-server)", () => {
       inst("s2", { tags: ["v1"], port: 8002 }),
       inst("c1", { meta: { version: "2.0.0" }, port: 8003 }),
     ]);
+    stopBeat = agent.beat(); // else the host is declared lost on a slow machine, and nothing is usable
     await waitFor(() => registry.memory.service("orders").instances.length === 3, { what: "instances" });
     const put = await call("PUT", "/v1/services/orders/policy", { token: WRITE, body: canary });
     assert.equal(put.status, 200, JSON.stringify(put.body));
