@@ -344,6 +344,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       kv = store;
       dispatch(core.loaded(records, now()));
     }
+    // Before presence goes out: a client that sees this registry asks for policies at once.
+    await policies.attach(conn, stopping.signal);
     loaded = true;
     subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
     subs.push(startSnapshotResponder(conn));
@@ -372,7 +374,6 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         }
       }, config.presenceInterval),
     );
-    await policies.attach(conn, stopping.signal);
     log.info({ url, instances: memory.instanceCount, revision: memory.revision, role: acting() ? "leader" : "standby" }, "registry ready");
     resolveReady();
   };

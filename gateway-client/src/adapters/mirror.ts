@@ -209,7 +209,7 @@ export class CatalogMirror extends EventEmitter {
       maxMs: Math.max(this.opts.snapshotRequestTimeoutMs, this.opts.snapshotRequestMaxTimeoutMs),
     });
     this.log = childLogger(options.logger, "mirror");
-    this.policies = new PolicyMirror({ requestTimeoutMs: this.opts.snapshotRequestTimeoutMs, logger: options.logger, random: this.opts.random }); // policy hook
+    this.policies = new PolicyMirror({ requestTimeoutMs: this.opts.snapshotRequestTimeoutMs, syncJitterMs: this.opts.syncJitterMs, maxInFlight: this.opts.maxSnapshotRequestsInFlight, logger: options.logger, random: this.opts.random }); // policy hook
     this.policies.on("change", () => this.scheduleLastKnownGood()); // policy hook
     for (const s of options.services ?? []) this.ensure(s);
   }

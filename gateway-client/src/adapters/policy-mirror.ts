@@ -17,6 +17,10 @@ export interface PolicyMirrorOptions {
   /** Full-jitter backoff between failed snapshot requests (default base 50 ms, cap 2000 ms). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** Syncs started in bulk (attach, reconnect, new registry epoch) each wait uniform [0, this) ms first (default 100). */
+  syncJitterMs?: number;
+  /** Snapshot requests in flight at once (default 4), so a herd of clients does not hit the registry at once. */
+  maxInFlight?: number;
   logger?: Logger;
   random?: () => number;
 }
@@ -71,6 +75,8 @@ export class PolicyMirror extends EventEmitter {
   private closed = false;
   private readonly log: Logger;
   private readonly opts: Required<Omit<PolicyMirrorOptions, "logger">>;
+  private inFlight = 0;
+  private readonly slotWaiters: Array<() => void> = [];
 
   constructor(options: PolicyMirrorOptions = {}) {
     super();
@@ -78,6 +84,8 @@ export class PolicyMirror extends EventEmitter {
       requestTimeoutMs: options.requestTimeoutMs ?? 1000,
       backoffBaseMs: options.backoffBaseMs ?? 50,
       backoffMaxMs: options.backoffMaxMs ?? 2000,
+      syncJitterMs: Math.max(0, options.syncJitterMs ?? 100),
+      maxInFlight: Math.max(1, Math.floor(options.maxInFlight ?? 4)),
       random: options.random ?? Math.random,
     };
     this.log = childLogger(options.logger, "policy-mirror");
@@ -87,9 +95,10 @@ export class PolicyMirror extends EventEmitter {
   attach(nc: NatsConnection): void {
     if (this.closed || this.nc) return;
     this.nc = nc;
+    const bulk = this.states.size > 1;
     for (const st of this.states.values()) {
       this.subscribe(st);
-      void this.sync(st);
+      void this.sync(st, bulk);
     }
   }
 
@@ -106,7 +115,8 @@ export class PolicyMirror extends EventEmitter {
 
   /** Hook: reconnect, new registry epoch, recovery from stale: fetch every policy again. */
   resyncAll(): Promise<void> {
-    return Promise.allSettled([...this.states.values()].map((st) => this.sync(st))).then(() => undefined);
+    const bulk = this.states.size > 1;
+    return Promise.allSettled([...this.states.values()].map((st) => this.sync(st, bulk))).then(() => undefined);
   }
 
   /** The policy of a followed service, or undefined until its snapshot (or last-known-good copy) arrived. */
@@ -161,6 +171,7 @@ export class PolicyMirror extends EventEmitter {
       st.sub?.unsubscribe();
       st.wake?.();
     }
+    for (const w of this.slotWaiters.splice(0)) w();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -209,13 +220,14 @@ export class PolicyMirror extends EventEmitter {
   }
 
   /** One sync at a time per service; a sync asked for while one runs runs once more after it. */
-  private sync(st: State): Promise<void> {
+  private sync(st: State, jitter = false): Promise<void> {
     if (this.closed || !this.nc) return Promise.resolve();
     if (st.syncing) {
       st.again = true;
       return st.syncing;
     }
     st.syncing = (async () => {
+      if (jitter && this.opts.syncJitterMs > 0) await this.pause(st, this.opts.random() * this.opts.syncJitterMs);
       do {
         st.again = false;
         await this.fetch(st);
@@ -229,8 +241,13 @@ export class PolicyMirror extends EventEmitter {
   private async fetch(st: State): Promise<void> {
     for (let attempt = 0; !this.closed && this.nc; attempt++) {
       st.chain.beginSync();
+      await this.acquireSlot();
       try {
-        const reply = await this.nc.request(policySnapshotSubject(st.name), new Uint8Array(0), { timeout: this.opts.requestTimeoutMs });
+        if (this.closed || !this.nc) {
+          this.releaseSlot();
+          return;
+        }
+        const reply = await this.nc.request(policySnapshotSubject(st.name), new Uint8Array(0), { timeout: this.opts.requestTimeoutMs }).finally(() => this.releaseSlot());
         const r = decode(PolicySnapshot, reply.data);
         if (!r.ok || r.value.service !== st.name) throw new Error(r.ok ? "snapshot of another service" : `${r.reason}: ${r.error}`);
         const invalidBefore = st.chain.counters.invalid;
@@ -260,20 +277,41 @@ export class PolicyMirror extends EventEmitter {
         }
         if (attempt === 0 || attempt % 20 === 0) this.log.debug({ service: st.name, err: String(err), attempt }, "policy snapshot failed, retrying");
         const cap = Math.min(this.opts.backoffMaxMs, this.opts.backoffBaseMs * 2 ** Math.min(attempt, 20));
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            st.wake = null;
-            resolve();
-          }, this.opts.random() * cap);
-          t.unref?.();
-          st.wake = () => {
-            clearTimeout(t);
-            st.wake = null;
-            resolve();
-          };
-        });
+        await this.pause(st, this.opts.random() * cap);
       }
     }
+  }
+
+  /** A sleep that close() cuts short. */
+  private pause(st: State, ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        st.wake = null;
+        resolve();
+      }, ms);
+      t.unref?.();
+      st.wake = () => {
+        clearTimeout(t);
+        st.wake = null;
+        resolve();
+      };
+    });
+  }
+
+  private acquireSlot(): Promise<void> {
+    if (this.inFlight < this.opts.maxInFlight || this.closed) {
+      this.inFlight++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.slotWaiters.push(() => {
+      this.inFlight++;
+      resolve();
+    }));
+  }
+
+  private releaseSlot(): void {
+    this.inFlight--;
+    this.slotWaiters.shift()?.();
   }
 }
 
