@@ -41,6 +41,7 @@ export const SCENARIOS = [
   { name: "gateway-slow-instance", script: "bench/gateway-slow-instance.mjs", args: [], quickArgs: ["--quick"], what: "one slow instance of five: p2c-peak-ewma vs round-robin" },
   { name: "gateway-fanout", script: "bench/gateway-fanout.mjs", args: [], quickArgs: ["--quick"], what: "1,000 gateway clients x 50 services: sync, steady state, propagation" },
   { name: "cluster-failover", script: "bench/registry-cluster-failover.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of the KV stream leader in a 3-node NATS cluster" },
+  { name: "policy", script: "bench/policy.mjs", args: [], quickArgs: ["--quick"], what: "traffic policy: split accuracy over 10,000 picks; PUT …/policy → the last of 100 gateway clients applying it (p50/p99)" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
 ];
 

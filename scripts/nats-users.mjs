@@ -31,7 +31,7 @@ function permissions(role, hostId) {
   switch (role) {
     case "registry":
       return {
-        publish: { allow: [`${P}.catalog.>`, `${P}.registry.>`, "$JS.API.>", "$KV.roster_catalog.>", "$KV.roster_leader.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
+        publish: { allow: [`${P}.catalog.>`, `${P}.policy.>`, `${P}.registry.>`, "$JS.API.>", "$KV.roster_catalog.>", "$KV.roster_leader.>", "$KV.roster_policy.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
         subscribe: { allow: [`${P}.>`, "_INBOX.>"] },
       };
     case "agent":
@@ -41,8 +41,8 @@ function permissions(role, hostId) {
       };
     case "gateway":
       return {
-        publish: { allow: [`${P}.registry.snapshot.>`], deny: ["$JS.>", "$KV.>"] },
-        subscribe: { allow: [`${P}.catalog.>`, `${P}.registry.presence`, "_INBOX.>"] },
+        publish: { allow: [`${P}.registry.snapshot.>`, `${P}.registry.policy.>`], deny: ["$JS.>", "$KV.>"] },
+        subscribe: { allow: [`${P}.catalog.>`, `${P}.policy.>`, `${P}.registry.presence`, "_INBOX.>"] },
       };
     default:
       throw new Error(`unknown role ${role}`);

@@ -3,12 +3,13 @@ import { parseDuration } from "@roster/schemas";
 import { z } from "zod";
 import { deregister, maintenance, register } from "./commands/agent.js";
 import { instances } from "./commands/instances.js";
+import { policy } from "./commands/policy.js";
 import { catalog, health } from "./commands/registry.js";
 import { services } from "./commands/services.js";
 import type { Command, Context, OptionSpec } from "./context.js";
 import { CliError, EXIT, UsageError, formatError, type ExitCode } from "./errors.js";
 
-export const COMMANDS: readonly Command[] = [services, instances, register, deregister, maintenance, catalog, health];
+export const COMMANDS: readonly Command[] = [services, instances, register, deregister, maintenance, catalog, health, policy];
 
 export const DEFAULT_REGISTRY = "http://127.0.0.1:7700";
 export const DEFAULT_AGENT = "http://127.0.0.1:7701";

@@ -32,6 +32,7 @@ export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
 const EXIT_OF_SERVER_CODE: Record<string, ExitCode> = {
   ROSTER_SERVICE_NOT_FOUND: EXIT.notFound,
   ROSTER_NOT_FOUND: EXIT.notFound,
+  ROSTER_POLICY_NOT_FOUND: EXIT.notFound,
 };
 
 /** An error to print as `roster: CODE: message (hint)` and exit with `exit`. */

@@ -29,6 +29,8 @@ import { KvCatalog } from "./adapters/kv-catalog.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
 import { Replica } from "./adapters/replica.js";
 import { SnapshotPages, deadlinePassed } from "./adapters/snapshot-pages.js";
+import { PolicyStore } from "./adapters/policy-store.js";
+import { registerPolicyRoutes } from "./adapters/http-policy.js";
 
 export interface RegistryDeps {
   logger: Logger;
@@ -114,6 +116,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       registryId,
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
+      policies: { ready: policies.ready, count: policies.list().filter((e) => e.policy !== null).length, ...policies.stats },
       ...counters,
       ...(replica
         ? { ...replica.status(acting()), takeovers: replica.takeovers }
@@ -149,6 +152,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     metrics: metrics.registry,
     security: config.http,
   });
+
+  // Traffic policies (policy-store.ts): their own bucket, watched by every replica.
+  const policies = new PolicyStore({ replicas: config.kvReplicas, logger: log.child({ component: "policy" }) });
+  registerPolicyRoutes(http, { store: () => policies, catalog: memory });
 
   const dispatch = (effects: Effect[]) => {
     metrics.dispatched(effects);
@@ -337,6 +344,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       kv = store;
       dispatch(core.loaded(records, now()));
     }
+    // Before presence goes out: a client that sees this registry asks for policies at once.
+    await policies.attach(conn, stopping.signal);
     loaded = true;
     subs.push(startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" })));
     subs.push(startSnapshotResponder(conn));
@@ -379,6 +388,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       // After the last write: hand the lease over at once rather than after a ttl.
       await replica?.close();
+      await policies.close();
       await http.close();
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.

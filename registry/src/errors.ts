@@ -16,6 +16,9 @@ export const ERROR_CODES = {
   ROSTER_RATE_LIMITED: "the client (token, else IP) sent more requests than http.rateLimit allows",
   ROSTER_PAYLOAD_TOO_LARGE: "the request body is larger than http.bodyLimit",
   ROSTER_TOO_MANY_STREAMS: "the registry already holds streams.maxOpen event streams",
+  ROSTER_POLICY_INVALID: "a traffic policy sent to PUT /v1/services/:name/policy failed validation",
+  ROSTER_POLICY_NOT_FOUND: "the service has no traffic policy",
+  ROSTER_PRECONDITION_FAILED: "If-Match named another revision than the current one",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -33,6 +36,9 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_RATE_LIMITED: 429,
   ROSTER_PAYLOAD_TOO_LARGE: 413,
   ROSTER_TOO_MANY_STREAMS: 503,
+  ROSTER_POLICY_INVALID: 400,
+  ROSTER_POLICY_NOT_FOUND: 404,
+  ROSTER_PRECONDITION_FAILED: 412,
   ROSTER_INTERNAL: 500,
 };
 
@@ -83,6 +89,26 @@ export class KvWriteError extends RosterError {
 export class PayloadTooLargeError extends RosterError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ROSTER_PAYLOAD_TOO_LARGE", message, options);
+  }
+}
+
+export class PolicyInvalidError extends RosterError {
+  readonly issues: string[];
+  constructor(issues: string[]) {
+    super("ROSTER_POLICY_INVALID", `invalid policy: ${issues.join("; ")}`);
+    this.issues = issues;
+  }
+}
+
+export class PolicyNotFoundError extends RosterError {
+  constructor(service: string) {
+    super("ROSTER_POLICY_NOT_FOUND", `service "${service}" has no traffic policy`);
+  }
+}
+
+export class PreconditionFailedError extends RosterError {
+  constructor(service: string, expected: number, current: number) {
+    super("ROSTER_PRECONDITION_FAILED", `policy of "${service}" is at revision ${current}, not ${expected} (If-Match)`);
   }
 }
 
