@@ -239,6 +239,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
           isStale: () => this.mirror.isStale,
           revision: (service) => this.mirror.revision(service),
           errors: this.requestErrors,
+          policyCounters: (service) => this.traffic.counters(service),
         });
       } catch (err) {
         throw new InvalidOptionsError([`name: ${(err as Error).message}`]);

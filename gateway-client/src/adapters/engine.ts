@@ -88,7 +88,7 @@ export interface TrafficHooks {
    */
   plan?(service: string, request: Readonly<RequestOptions>, plan: RequestPlan): Promise<Dispatcher.ResponseData> | void;
   /** Every try's outcome, after the balancer has it (`response`: the try's answer, if any). */
-  onOutcome?(service: string, endpoint: Endpoint, outcome: Outcome, response?: Dispatcher.ResponseData): void;
+  onOutcome?(service: string, endpoint: Endpoint, outcome: Outcome, response?: Dispatcher.ResponseData, request?: Readonly<RequestOptions>): void;
   /**
    * Every try failed (the error, or the failing status about to be returned): a response to give
    * the caller instead (a fallback), or undefined.
@@ -530,7 +530,7 @@ export class Engine {
       if (balancer.ejectionsTotal !== ejections) ctl.trace?.event("ejection", { "roster.instance.id": h.ep.id });
     }
     const hooks = this.host.hooks;
-    if (hooks?.onOutcome) hooks.onOutcome(ctl.service, h.ep, outcome, res);
+    if (hooks?.onOutcome) hooks.onOutcome(ctl.service, h.ep, outcome, res, ctl.opts);
   }
 
   /** undici's answer to a try: bookkeeping, then the result to whoever waits. */

@@ -184,6 +184,11 @@ export class PolicyTraffic implements TrafficHooks {
     return { ...this.runtimes.inForce(service), liveSplit: st.rt.shares(usable), counters: { ...st.rt.counters } };
   }
 
+  /** The service's policy counters for the metrics (undefined before any request or instance of it). */
+  counters(service: string): Readonly<Record<string, number>> | undefined {
+    return this.states.get(service)?.rt.counters;
+  }
+
   plan(service: string, req: Readonly<RequestOptions>, plan: RequestPlan): Promise<Dispatcher.ResponseData> | void {
     const st = this.state(service);
     if (st.active) {
@@ -215,9 +220,10 @@ export class PolicyTraffic implements TrafficHooks {
     return this.user?.plan?.(service, req, plan);
   }
 
-  onOutcome(service: string, endpoint: Endpoint, outcome: Outcome, response?: Dispatcher.ResponseData): void {
+  onOutcome(service: string, endpoint: Endpoint, outcome: Outcome, response?: Dispatcher.ResponseData, request?: Readonly<RequestOptions>): void {
     const st = this.states.get(service);
     if (st?.active) {
+      if (request && response && st.rt.resolved.fallback?.stale) this.keepForStale(st.rt, request, response);
       const ra = response?.headers["retry-after"];
       st.rt.onResult(Date.now(), endpoint.id, {
         kind: outcome.kind,
@@ -225,7 +231,37 @@ export class PolicyTraffic implements TrafficHooks {
         retryAfter: Array.isArray(ra) ? ra[0] : ra,
       });
     }
-    this.user?.onOutcome?.(service, endpoint, outcome, response);
+    this.user?.onOutcome?.(service, endpoint, outcome, response, request);
+  }
+
+  /**
+   * Keeps a good answer for the stale fallback while the caller reads it: undici pushes each
+   * chunk into the body stream, so a wrapped push sees them without changing how it flows.
+   */
+  private keepForStale(rt: ServicePolicyRuntime, request: Readonly<RequestOptions>, response: Dispatcher.ResponseData): void {
+    const one = (name: string): string | undefined => {
+      const v = response.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const length = one("content-length");
+    const preq = policyRequest(request);
+    const key = rt.staleKeyFor(preq, response.statusCode, length === undefined ? undefined : Number(length), one);
+    if (key === undefined) return;
+    const body = response.body as unknown as { push(chunk: unknown, encoding?: BufferEncoding): boolean };
+    const push = body.push.bind(body);
+    const chunks: Buffer[] = [];
+    const headers: Record<string, string> = {};
+    for (const k of ["content-type", "cache-control", "etag", "last-modified"]) {
+      const v = one(k);
+      if (v !== undefined) headers[k] = v;
+    }
+    body.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (chunk === null) {
+        rt.remember(key, response.statusCode, headers, Buffer.concat(chunks), Date.now());
+        body.push = push;
+      } else chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+      return push(chunk, encoding);
+    };
   }
 
   onNoInstance(service: string, reasons: NoHealthyReasons, request?: Readonly<RequestOptions>): Promise<Dispatcher.ResponseData> | undefined {

@@ -29,8 +29,7 @@ describe("policy engine", () => {
   }
 
   /** Instances of `service`: `spec` maps a name prefix to [count, tags]. */
-  async function deploy(service: string, spec: Record<string, [number, string[]]>, handler?: ConstructorParameters<typeof Object>[0]): Promise<Map<string, Upstream[]>> {
-    void handler;
+  async function deploy(service: string, spec: Record<string, [number, string[]]>): Promise<Map<string, Upstream[]>> {
     const out = new Map<string, Upstream[]>();
     const regs = [];
     for (const [prefix, [n, tags]] of Object.entries(spec)) {
@@ -39,7 +38,8 @@ describe("policy engine", () => {
       out.set(prefix, ups);
       for (const u of ups) regs.push(registration(service, u.name, u.port, { tags }));
     }
-    const agent = await FakeAgent.connect(nats.url, `host-${service}`);
+    // Heartbeats every 2 s: on a loaded machine 200 ms ones arrive late and mark instances critical.
+    const agent = await FakeAgent.connect(nats.url, `host-${service}`, 2000);
     cleanups.push(() => agent.close());
     await agent.register(regs);
     return out;
@@ -83,7 +83,28 @@ describe("policy engine", () => {
       assert.ok(Math.abs(share - 5) <= 1, `${front}: canary share ${share}% (want 5 ± 1) ${JSON.stringify(gw.policy("split").counters)} ${JSON.stringify(gw.stats("split"))}`);
     }
     const split = gw.policy("split").liveSplit;
-    assert.deepEqual(split.map((s) => [s.subset, Math.round(s.share * 100)]), [["stable", 95], ["canary", 5]]);
+    assert.deepEqual(split.map((s) => [s.subset, Math.round(s.configured * 100)]), [["stable", 95], ["canary", 5]]);
+  });
+
+  test("policy engine - a subset with no usable instance gives its share to the rest of the split (event, metric), never no healthy upstream", async () => {
+    const ups = await deploy("redis", { s: [2, ["v1"]], c: [1, ["v2"]] });
+    const rev = await putPolicy("redis", { subsets: { stable: { tags: ["v1"] }, canary: { tags: ["v2"] } }, split: [{ subset: "stable", weight: 50 }, { subset: "canary", weight: 50 }] });
+    const gw = await createGateway({ nats: nats.url, services: ["redis"], logger: silent, metrics: true, name: "redis-test" });
+    cleanups.push(() => gw.close());
+    await waitFor(() => gw.instances("redis").length === 3 && gw.policy("redis").revision === rev, { timeoutMs: 5000, what: "instances and policy" });
+    const events: string[] = [];
+    gw.on("redistributed", (service, wanted) => events.push(`${service}:${wanted}`));
+    await ups.get("c")![0]!.kill();
+    for (let i = 0; i < 60; i++) {
+      const r = await (i % 2 ? via.fetch : via.request)(gw, "redis");
+      assert.equal(r.status, 200);
+      assert.match(r.upstream!, /^redis-s/);
+    }
+    assert.ok(events.length >= 20, `${events.length} redistribution events`);
+    assert.deepEqual(gw.policy("redis").liveSplit.map((s) => [s.subset, s.share, s.usable]), [["stable", 1, true], ["canary", 0, false]]);
+    const text = await gw.metrics!.metrics();
+    const m = /roster_gateway_policy_events_total\{gateway="redis-test",service="redis",kind="redistributed"\} (\d+)/.exec(text);
+    assert.ok(m && Number(m[1]) === gw.policy("redis").counters.redistributed && Number(m[1]) >= 20, text.split("\n").filter((l) => l.includes("policy_events")).join("\n"));
   });
 
   test("policy engine - blue/green: 100/0 flipped to 0/100 by PUT and back, header route wins over the split", async () => {
@@ -130,6 +151,21 @@ describe("policy engine", () => {
     await waitFor(() => gw.policy("canfail").revision === rev2, { what: "policy without fallback" });
     const plain = await via.fetch(gw, "canfail");
     assert.deepEqual([plain.status, plain.fallback], [503, undefined]);
+  });
+
+  test("policy engine - stale fallback (opt-in): the last good answer of the same GET when nothing serves, through fetch and request()", async () => {
+    const ups = await deploy("stale", { a: [1, []] });
+    const rev = await putPolicy("stale", { retries: { max: 0 }, fallback: { stale: { maxAge: "30s" } } });
+    const gw = await gateway("stale", 1, rev);
+    const good = await via.fetch(gw, "stale");
+    assert.deepEqual([good.status, good.fallback], [200, undefined]);
+    await ups.get("a")![0]!.kill();
+    for (const front of ["fetch", "request"] as const) {
+      const s = await via[front](gw, "stale");
+      assert.deepEqual([s.status, s.fallback, s.text], [200, "stale", good.text], front);
+    }
+    // Another path was never answered: the error stays.
+    await assert.rejects(gw.request("stale", { path: "/other" }), (e: { code?: string }) => e.code?.startsWith("ROSTER_") === true);
   });
 
   test("policy engine - affinity by header through fetch and by cookie through request(): a key stays on its instance, few keys move when one goes", async () => {
