@@ -35,6 +35,7 @@ export const SCENARIOS = [
   { name: "registry-load", script: "bench/registry-load.mjs", args: [], quickArgs: ["--hosts=200", "--duration=5", "--settle=2"], what: "registry CPU/RSS under 1,000 hosts heartbeating" },
   { name: "death-to-status", script: "bench/death-to-status.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of a service → critical in the registry and the mirror" },
   { name: "gateway-throughput", script: "bench/gateway-throughput.mjs", args: [], quickArgs: ["--quick"], what: "gw.request vs a raw undici Pool, in process" },
+  { name: "policy-engine", script: "bench/policy-engine.mjs", args: [], quickArgs: [], what: "request path with a traffic policy in force vs none, request() and fetch" },
   { name: "gateway-overhead", script: "bench/gateway-overhead.mjs", args: [], quickArgs: ["--quick"], what: "gateway CPU per request over a stubbed pool: tracing off / OTel API without provider / recording" },
   { name: "gateway-fetch", script: "bench/gateway-fetch.mjs", args: [], quickArgs: ["--quick"], what: "fetch via gw.dispatcher vs a plain undici Agent; tracing off / OTel API without provider / recording" },
   { name: "gateway-profile", script: "bench/gateway-profile.mjs", args: [], quickArgs: ["--quick"], what: "CPU profile of the request path" },

@@ -276,3 +276,17 @@ describe("policy core", () => {
     assert.equal(rt.fallback(req({}), 0), undefined, "no policy, no fallback: the error stands");
   });
 });
+
+describe("adaptive throttle in flight", () => {
+  it("adaptive throttle - requests in flight do not count before they complete (no collapse at cold start)", () => {
+    const rt = new ServicePolicyRuntime(resolvePolicy({ balancer: "p2c-peak-ewma", tryTimeout: 1000, deadline: 2000, maxRetries: 2 }, { throttle: { adaptive: true } }, 1), () => 0.5);
+    const now = 1_000_000;
+    for (let i = 0; i < 32; i++) assert.equal(rt.admit(now).ok, true, `request ${i} of a burst in flight`);
+    for (let i = 0; i < 32; i++) rt.onResult(now + 5, `e${i % 2}`, { kind: "success", statusCode: 200 });
+    assert.equal(rt.admit(now + 6).ok, true);
+    assert.equal(rt.throttleState(now + 6)!.rejectProbability, 0);
+    // An upstream that refuses everything: rejections start once answers say so.
+    for (let i = 0; i < 200; i++) if (rt.admit(now + 10).ok) rt.onResult(now + 10, "e0", { kind: "failure", statusCode: 503 });
+    assert.ok(rt.counters.throttled > 50, `${rt.counters.throttled} throttled`);
+  });
+});

@@ -37,6 +37,27 @@ export class AdaptiveThrottle {
     return Math.max(0, (requests - this.options.k * accepts) / (requests + 1));
   }
 
+  /**
+   * Says whether to reject a request locally; a rejected one is counted now, a sent one only when
+   * it completes (`completed`). Counting sent requests at start would make a burst in flight (no
+   * answer yet) look refused: at cold start 32 requests in flight gave p ≈ 0.97, and the rejections
+   * (counted as requests) kept it there.
+   */
+  rejectOrSend(now: number, random: Random): boolean {
+    const p = this.rejectProbability(now);
+    if (p > 0 && random() < p) {
+      this.requests.add(now);
+      return true;
+    }
+    return false;
+  }
+
+  /** A sent request completed: counted, and as accepted unless the upstream refused it. */
+  completed(now: number, accepted: boolean): void {
+    this.requests.add(now);
+    if (accepted) this.accepts.add(now);
+  }
+
   /** Counts a request and says whether to reject it locally (true: do not send it). */
   shouldReject(now: number, random: Random): boolean {
     const p = this.rejectProbability(now);

@@ -120,7 +120,7 @@ export class ServicePolicyRuntime {
       this.counters.rateLimited++;
       return { ok: false, reason: "rate-limited", retryAfterMs: this.bucket.waitMs(now) };
     }
-    if (this.throttle && this.throttle.shouldReject(now, this.random)) {
+    if (this.throttle && this.throttle.rejectOrSend(now, this.random)) {
       this.counters.throttled++;
       return { ok: false, reason: "throttled", retryAfterMs: 0 };
     }
@@ -170,7 +170,7 @@ export class ServicePolicyRuntime {
 
   /** After each sent try: feeds adaptive throttling and per-instance Retry-After back-off. */
   onResult(now: number, endpointId: string, outcome: PolicyOutcome): void {
-    if (this.throttle && isAccepted(outcome)) this.throttle.accepted(now);
+    if (this.throttle && outcome.kind !== "cancelled") this.throttle.completed(now, isAccepted(outcome));
     if (outcome.statusCode !== undefined && this.signals.note(endpointId, outcome.statusCode, outcome.retryAfter, now) !== undefined) this.counters.loadSignals++;
   }
 
