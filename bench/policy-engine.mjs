@@ -30,9 +30,10 @@ const POLICY = {
   fallback: { status: 503, body: "later" },
 };
 
-async function policyResponder(natsUrl) {
+/** Answers policy snapshot requests for `policies` ([service, policy | null]): a stand-in for the registry. */
+export async function policyResponder(natsUrl, policies = [["plain", null], ["pol", POLICY]]) {
   const nc = await connect({ servers: natsUrl });
-  for (const [service, policy] of [["plain", null], ["pol", POLICY]]) {
+  for (const [service, policy] of policies) {
     nc.subscribe(policySnapshotSubject(service), { callback: (_e, msg) => msg.respond(encode(PolicySnapshot, { v: 1, kind: "policy-snapshot", service, revision: policy ? 1 : 0, policy })) });
   }
   await nc.flush();
@@ -108,7 +109,9 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err?.stack ?? err}\n`);
-  process.exit(1);
-});
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    process.stderr.write(`${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
+}

@@ -36,6 +36,7 @@ export const SCENARIOS = [
   { name: "death-to-status", script: "bench/death-to-status.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of a service → critical in the registry and the mirror" },
   { name: "gateway-throughput", script: "bench/gateway-throughput.mjs", args: [], quickArgs: ["--quick"], what: "gw.request vs a raw undici Pool, in process" },
   { name: "policy-engine", script: "bench/policy-engine.mjs", args: [], quickArgs: [], what: "request path with a traffic policy in force vs none, request() and fetch" },
+  { name: "policy-overload", script: "bench/policy-overload.mjs", args: [], quickArgs: ["--requests=1000", "--seconds=2"], what: "failing canary (failures with/without retries, fallback, split moved back); upstream of 300 req/s offered 1,000 req/s with/without adaptive throttling" },
   { name: "gateway-overhead", script: "bench/gateway-overhead.mjs", args: [], quickArgs: ["--quick"], what: "gateway CPU per request over a stubbed pool: tracing off / OTel API without provider / recording" },
   { name: "gateway-fetch", script: "bench/gateway-fetch.mjs", args: [], quickArgs: ["--quick"], what: "fetch via gw.dispatcher vs a plain undici Agent; tracing off / OTel API without provider / recording" },
   { name: "gateway-profile", script: "bench/gateway-profile.mjs", args: [], quickArgs: ["--quick"], what: "CPU profile of the request path" },
