@@ -35,6 +35,8 @@ export const SCENARIOS = [
   { name: "registry-load", script: "bench/registry-load.mjs", args: [], quickArgs: ["--hosts=200", "--duration=5", "--settle=2"], what: "registry CPU/RSS under 1,000 hosts heartbeating" },
   { name: "death-to-status", script: "bench/death-to-status.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of a service → critical in the registry and the mirror" },
   { name: "gateway-throughput", script: "bench/gateway-throughput.mjs", args: [], quickArgs: ["--quick"], what: "gw.request vs a raw undici Pool, in process" },
+  { name: "policy-engine", script: "bench/policy-engine.mjs", args: [], quickArgs: [], what: "request path with a traffic policy in force vs none, request() and fetch" },
+  { name: "policy-overload", script: "bench/policy-overload.mjs", args: [], quickArgs: ["--requests=1000", "--seconds=2"], what: "failing canary (failures with/without retries, fallback, split moved back); upstream of 300 req/s offered 1,000 req/s with/without adaptive throttling" },
   { name: "gateway-overhead", script: "bench/gateway-overhead.mjs", args: [], quickArgs: ["--quick"], what: "gateway CPU per request over a stubbed pool: tracing off / OTel API without provider / recording" },
   { name: "gateway-fetch", script: "bench/gateway-fetch.mjs", args: [], quickArgs: ["--quick"], what: "fetch via gw.dispatcher vs a plain undici Agent; tracing off / OTel API without provider / recording" },
   { name: "gateway-profile", script: "bench/gateway-profile.mjs", args: [], quickArgs: ["--quick"], what: "CPU profile of the request path" },
@@ -45,6 +47,7 @@ export const SCENARIOS = [
   { name: "catalog-core", script: "bench/catalog-core.mjs", args: [], quickArgs: ["--quick"], what: "the catalog reducer alone: CPU per register (per instance) and per matching heartbeat" },
   { name: "sse-flood", script: "bench/sse-flood.mjs", args: [], quickArgs: ["--quick"], what: "N clients open /v1/stream and never read: registry RSS against N (attack 5 of the security issue)" },
   { name: "dns-consul", script: "bench/dns-consul.mjs", args: [], quickArgs: ["--quick"], what: "DNS queries/s (dnsperf) and the Consul API's health/service req/s beside the HTTP API; flip → first dig answer without the instance, blocking-query wake-ups" },
+  { name: "policy", script: "bench/policy.mjs", args: [], quickArgs: ["--quick"], what: "traffic policy: split accuracy over 10,000 picks; PUT …/policy → the last of 100 gateway clients applying it (p50/p99)" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
   { name: "agent-api-guards", script: "bench/agent-api-guards.mjs", args: [], quickArgs: ["--quick"], what: "the agent API's Host and token checks: ns per call, µs per request" },
 ];

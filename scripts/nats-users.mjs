@@ -40,7 +40,7 @@ function permissions(role, hostId, name) {
     case "registry":
       // Publishes to every inbox: it answers the clients' snapshot requests.
       return {
-        publish: { allow: [`${P}.catalog.>`, `${P}.registry.>`, "$JS.API.>", "$KV.roster_catalog.>", "$KV.roster_leader.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
+        publish: { allow: [`${P}.catalog.>`, `${P}.policy.>`, `${P}.registry.>`, "$JS.API.>", "$KV.roster_catalog.>", "$KV.roster_leader.>", "$KV.roster_policy.>", "$JS.ACK.>", "$JS.FC.>", "_INBOX.>"] },
         subscribe: { allow: [`${P}.>`, inbox] },
       };
     case "agent":
@@ -50,8 +50,8 @@ function permissions(role, hostId, name) {
       };
     case "gateway":
       return {
-        publish: { allow: [`${P}.registry.snapshot.>`], deny: ["$JS.>", "$KV.>"] },
-        subscribe: { allow: [`${P}.catalog.>`, `${P}.registry.presence`, inbox] },
+        publish: { allow: [`${P}.registry.snapshot.>`, `${P}.registry.policy.>`], deny: ["$JS.>", "$KV.>"] },
+        subscribe: { allow: [`${P}.catalog.>`, `${P}.policy.>`, `${P}.registry.presence`, inbox] },
       };
     default:
       throw new Error(`unknown role ${role}`);

@@ -4,6 +4,7 @@ import { parseDuration } from "@roster/schemas";
 import { z } from "zod";
 import { deregister, maintenance, register } from "./commands/agent.js";
 import { instances } from "./commands/instances.js";
+import { policy } from "./commands/policy.js";
 import { catalog, health } from "./commands/registry.js";
 import { host } from "./commands/hosts.js";
 import { services } from "./commands/services.js";
@@ -12,7 +13,7 @@ import { CliError, EXIT, UsageError, formatError, type ExitCode } from "./errors
 import { credentialFlags } from "@roster/runtime";
 import { localAgentToken } from "./token-file.js";
 
-export const COMMANDS: readonly Command[] = [services, instances, register, deregister, maintenance, catalog, health, host];
+export const COMMANDS: readonly Command[] = [services, instances, register, deregister, maintenance, catalog, health, host, policy];
 
 export const DEFAULT_REGISTRY = "http://127.0.0.1:7700";
 export const DEFAULT_AGENT = "http://127.0.0.1:7701";

@@ -51,6 +51,8 @@ export interface RequestOptions<S extends z.ZodType> {
   okStatuses?: number[];
   /** Overrides the target's timeout (blocking queries wait longer). */
   timeoutMs?: number;
+  /** Extra request headers (If-Match). */
+  headers?: Record<string, string>;
   /** Aborts the request (Ctrl-C during --watch); the caller decides what an abort means. */
   signal?: AbortSignal;
   schema: S;
@@ -67,6 +69,7 @@ export async function request<S extends z.ZodType>(target: Target, path: string,
   const headers: Record<string, string> = { accept: "application/json" };
   if (target.token) headers.authorization = `Bearer ${target.token}`;
   if (opts.body !== undefined) headers["content-type"] = "application/json";
+  Object.assign(headers, opts.headers);
   const timeoutMs = opts.timeoutMs ?? target.timeoutMs;
   const signals = [AbortSignal.timeout(timeoutMs), ...(opts.signal ? [opts.signal] : [])];
   let res: Response;

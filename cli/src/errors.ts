@@ -33,6 +33,7 @@ const EXIT_OF_SERVER_CODE: Record<string, ExitCode> = {
   ROSTER_SERVICE_NOT_FOUND: EXIT.notFound,
   ROSTER_NOT_FOUND: EXIT.notFound,
   ROSTER_HOST_NOT_FOUND: EXIT.notFound,
+  ROSTER_POLICY_NOT_FOUND: EXIT.notFound,
 };
 
 /** An error to print as `roster: CODE: message (hint)` and exit with `exit`. */

@@ -55,3 +55,13 @@ export const ErrorBody = z.looseObject({
   message: z.string(),
   issues: z.array(z.string()).optional(),
 });
+
+/** GET/PUT /v1/services/:name/policy (registry/src/adapters/http-policy.ts). */
+export const PolicyAnswer = z.looseObject({
+  service: z.string(),
+  revision: Int.nonnegative(),
+  updatedAt: Int.optional(),
+  policy: z.record(z.string(), z.unknown()),
+  split: z.array(z.looseObject({ subset: z.string(), weight: z.number(), configured: z.number(), share: z.number(), usable: z.boolean(), instances: Int.optional(), usableInstances: Int.optional() })).default([]),
+});
+export const PolicyRemoved = z.looseObject({ service: z.string(), revision: Int.nonnegative() });

@@ -148,4 +148,7 @@ export const ERROR_CODES = [
   "ROSTER_ABORTED",
   "ROSTER_CLOSED",
   "ROSTER_INVALID_OPTIONS",
+  // policy-errors.ts
+  "ROSTER_THROTTLED",
+  "ROSTER_LOCAL_RATE_LIMITED",
 ] as const;

@@ -17,6 +17,7 @@ import { backoffDelay } from "./core/backoff.js";
 import { childLogger, type Logger } from "./adapters/logger.js";
 import { RequestErrors } from "./adapters/request-errors.js";
 import { GatewayDispatcher, type FetchDispatcher } from "./adapters/dispatcher.js";
+import { PolicyTraffic } from "./adapters/policy-traffic.js";
 import { Engine, originOf, type RequestOptions, type ServiceRuntime, type TrafficHooks, type UpstreamPool } from "./adapters/engine.js";
 import { defaultPoolFactory, UpstreamPools, type PoolFactory } from "./adapters/pools.js";
 import { Tracing, type TracerProviderLike } from "./adapters/tracing.js";
@@ -102,6 +103,8 @@ export interface GatewayEvents {
   panic: [service: string, panic: boolean];
   /** The registry entered or left its degraded mode. */
   degraded: [degraded: boolean, info?: RegistryDegraded | null];
+  /** A request's subset (`wanted`) had no usable instance: another subset of the policy took its share. */
+  redistributed: [service: string, wanted: string | undefined, via: "route" | "split"];
 }
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
@@ -128,13 +131,14 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
 export class Gateway extends EventEmitter<GatewayEvents> {
   /** An undici Dispatcher for `fetch(url, { dispatcher })` and `undici.request`: the URL's host is the service. */
   readonly dispatcher: GatewayDispatcher & FetchDispatcher;
-  /** @internal */ readonly policy: GatewayPolicy;
+  /** @internal The gateway-local options (the defaults a service policy overrides). */ readonly options: GatewayPolicy;
   /** @internal */ readonly mirror: CatalogFollower;
   /** @internal */ readonly engine: Engine;
   /** @internal */ readonly pools: UpstreamPools;
   /** @internal */ readonly log: Logger;
   /** @internal */ tracing: Tracing | undefined = undefined;
   /** @internal */ readonly hooks: TrafficHooks | undefined;
+  /** @internal Service traffic policies in the engine (adapters/policy-traffic.ts). */ readonly traffic: PolicyTraffic;
   private nc: NatsConnection | null = null;
   private readonly ownsNc: boolean;
   private readonly runtimes = new Map<string, ServiceRuntime>();
@@ -154,7 +158,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   private constructor(options: GatewayOptions) {
     super();
     const { nats, natsAuth, balancerOptions, logger, random, metrics: _metrics, name: _name, tracing: _tracing, poolFactory, traffic, ...policyInput } = options;
-    this.policy = parsePolicy(policyInput);
+    this.options = parsePolicy(policyInput);
     if (typeof nats === "string" || Array.isArray(nats)) {
       try {
         this.dialOptions = natsConnectOptions(nats, parseNatsAuth(natsAuth, "natsAuth."), "natsAuth.");
@@ -165,22 +169,21 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     }
     this.log = childLogger(logger, "gateway");
     this.random = random ?? Math.random;
-    this.hooks = traffic;
-    this.balancerOptions = { ...balancerOptions, balancer: this.policy.balancer, zone: this.policy.zone };
+    this.balancerOptions = { ...balancerOptions, balancer: this.options.balancer, zone: this.options.zone };
     try {
       new ServiceBalancer(this.balancerOptions); // fails fast on bad tuning
     } catch (err) {
       throw new InvalidOptionsError([`balancerOptions.${(err as Error).message}`]);
     }
-    const p = this.policy.pool;
+    const p = this.options.pool;
     this.pools = new UpstreamPools(poolFactory ?? defaultPoolFactory, { connections: p.connections, keepAliveTimeout: p.keepAliveTimeout, connect: { timeout: p.connectTimeout } });
     this.engine = new Engine(this);
     this.ownsNc = typeof nats === "string" || Array.isArray(nats);
     this.mirror = new CatalogFollower({
-      services: this.policy.services,
-      snapshotTimeoutMs: this.policy.snapshotTimeout,
-      snapshotRequestTimeoutMs: this.policy.snapshotRequestTimeout,
-      lastKnownGoodFile: this.policy.lastKnownGoodFile,
+      services: this.options.services,
+      snapshotTimeoutMs: this.options.snapshotTimeout,
+      snapshotRequestTimeoutMs: this.options.snapshotRequestTimeout,
+      lastKnownGoodFile: this.options.lastKnownGoodFile,
       logger,
       random: this.random,
     });
@@ -188,6 +191,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       this.onCatalogChange(service);
       this.emit("change", service, revision);
     });
+    this.traffic = new PolicyTraffic(
+      this.mirror.policies,
+      { balancer: this.options.balancer, tryTimeout: this.options.tryTimeout, deadline: this.options.deadline, maxRetries: this.options.maxRetries },
+      this.balancerOptions,
+      this.random,
+      { redistributed: (service, wanted, via) => this.emit("redistributed", service, wanted, via) },
+      traffic,
+    );
+    this.hooks = this.traffic;
     this.mirror.on("stale", (stale: boolean, reason?: StaleReason) => this.emit("stale", stale, reason));
     this.mirror.on("degraded", (on: boolean, info?: RegistryDegraded) => this.emit("degraded", on, info));
     this.dispatcher = new GatewayDispatcher(this) as GatewayDispatcher & FetchDispatcher;
@@ -206,8 +218,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       gw.nc = options.nats as NatsConnection;
       gw.mirror.attach(gw.nc);
     } else await gw.connectFirst(gw.dialOptions!.servers);
-    if (gw.policy.services.length > 0) {
-      await Promise.allSettled(gw.policy.services.map((s) => gw.mirror.waitReady(s)));
+    if (gw.options.services.length > 0) {
+      await Promise.allSettled(gw.options.services.map((s) => gw.mirror.waitReady(s)));
     }
     return gw;
   }
@@ -227,6 +239,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
           isStale: () => this.mirror.isStale,
           revision: (service) => this.mirror.revision(service),
           errors: this.requestErrors,
+          policyCounters: (service) => this.traffic.counters(service),
         });
       } catch (err) {
         throw new InvalidOptionsError([`name: ${(err as Error).message}`]);
@@ -266,6 +279,15 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.mirror.view(service)?.instances ?? [];
   }
 
+  /**
+   * What is in force for `service`: the gateway's options overridden by the service's traffic
+   * policy (docs/traffic-policy.md), where each value comes from, the live split and the
+   * policy's counters (admitted, throttled, rate limited, redistributed, fallbacks).
+   */
+  policy(service: string): ReturnType<PolicyTraffic["inForce"]> {
+    return this.traffic.inForce(service);
+  }
+
   stats(service: string): ServiceStats | undefined {
     const rt = this.runtimes.get(service);
     if (!rt) return undefined;
@@ -283,7 +305,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   // NATS
 
   private async connectFirst(servers: string | string[]): Promise<void> {
-    const deadline = Date.now() + this.policy.connectTimeout;
+    const deadline = Date.now() + this.options.connectTimeout;
     let attempt = 0;
     for (;;) {
       try {
@@ -338,7 +360,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   runtime(service: string): ServiceRuntime {
     let rt = this.runtimes.get(service);
     if (rt) return rt;
-    const p = this.policy;
+    const p = this.options;
     rt = {
       name: service,
       balancer: new ServiceBalancer(this.balancerOptions, this.random),
@@ -376,7 +398,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /** @internal Waits (bounded) for the service's catalog and returns its runtime. */
-  async ready(service: string, timeoutMs = this.policy.snapshotTimeout): Promise<ServiceRuntime> {
+  async ready(service: string, timeoutMs = this.options.snapshotTimeout): Promise<ServiceRuntime> {
     if (this.closed) throw new GatewayClosedError();
     let view = this.mirror.view(service);
     if (!view) {
@@ -406,6 +428,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   private setInstances(rt: ServiceRuntime, instances: readonly CatalogInstance[], known: boolean): void {
     rt.balancer.setInstances(instances, Date.now());
+    this.traffic.setInstances(rt.name, instances);
     rt.routable = known || instances.length > 0;
     rt.origins = new Set(instances.map((i) => originOf(i)));
     rt.poolOf.clear();
@@ -445,7 +468,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** @internal Full-jitter backoff before retry number `retry`. */
   backoff(retry: number): number {
-    return backoffDelay(retry, this.random, { baseMs: this.policy.backoff.base, capMs: this.policy.backoff.max });
+    return backoffDelay(retry, this.random, { baseMs: this.options.backoff.base, capMs: this.options.backoff.max });
   }
 
   // -------------------------------------------------------------------------------------
@@ -500,6 +523,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     this.closeAc.abort(new GatewayClosedError());
     this.engine.abortAll(new GatewayClosedError());
     this.detachMetrics?.();
+    this.traffic.close();
     await this.mirror.close();
     await this.connecting?.catch(() => {});
     // Requests were aborted above, so pools close at once; a body nobody reads is destroyed after 2 s.

@@ -31,3 +31,7 @@ export {
 /** NATS auth from ROSTER_NATS_* env variables, for the `natsAuth` option. */
 export { natsAuthFromEnv } from "@roster/schemas";
 export type { NatsAuthInput } from "@roster/schemas";
+// Traffic policy (docs/traffic-policy.md): errors the request engine throws, and what mirror.policies holds.
+export { ThrottledError, LocalRateLimitedError } from "./policy-errors.js";
+export type { PolicyView, PolicyMirrorStats } from "./adapters/policy-mirror.js";
+export type { PolicyInForce } from "./adapters/policy-runtimes.js";

@@ -23,6 +23,8 @@ import { Replica } from "./adapters/store/replica.js";
 import { XdsServer } from "./adapters/xds/server.js";
 import { registerHostRoutes } from "./adapters/http/hosts.js";
 import { NotReadyError } from "./errors.js";
+import { PolicyStore } from "./adapters/store/policy-store.js";
+import { registerPolicyRoutes } from "./adapters/http/policy.js";
 
 export interface RegistryDeps {
   logger: Logger;
@@ -120,6 +122,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
       store: { available: storeAvailable(), losses: guard?.losses ?? 0, recreations: guard?.recreations ?? 0, lostAt: guard?.lostAt ?? null },
+      policies: { ready: policies.ready, count: policies.list().filter((e) => e.policy !== null).length, ...policies.stats },
       ...counters,
       ...(replica
         ? { ...replica.status(acting()), takeovers: replica.takeovers }
@@ -167,6 +170,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     },
     authConfigured: config.http.auth !== undefined,
   });
+
+  // Traffic policies (policy-store.ts): their own bucket, watched by every replica.
+  const policies = new PolicyStore({ replicas: config.kvReplicas, logger: log.child({ component: "policy" }) });
+  registerPolicyRoutes(http, { store: () => policies, catalog: memory });
 
   const frontDoors = buildFrontDoors(config, { memory, loaded: () => loaded, ready, logger: log });
   const xds = config.xds
@@ -296,6 +303,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       },
     });
     guard.start();
+    // Before presence goes out: a client that sees this registry asks for policies at once.
+    await policies.attach(conn, stopping.signal);
     loaded = true;
     subs.push(...startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" }), bulk ?? conn));
     subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
@@ -337,6 +346,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       await replica?.close();
       await xds?.close();
       await frontDoors.close();
+      await policies.close();
       await http.close();
       if (bulk && !bulk.isClosed()) await bulk.close().catch(() => undefined);
       if (nc && !nc.isClosed()) {

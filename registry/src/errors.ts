@@ -21,6 +21,9 @@ export const ERROR_CODES = {
   ROSTER_HOST_NOT_FOUND: "the registry knows no such host (nor a recently forgotten one)",
   ROSTER_CONSUL_READ_ONLY: "a write to the Consul-compatible API: Roster registers through its agents, never through this API",
   ROSTER_CONSUL_UNSUPPORTED: "a Consul API path Roster does not serve (KV, sessions, ACL, Connect, ...)",
+  ROSTER_POLICY_INVALID: "a traffic policy sent to PUT /v1/services/:name/policy failed validation",
+  ROSTER_POLICY_NOT_FOUND: "the service has no traffic policy",
+  ROSTER_PRECONDITION_FAILED: "If-Match named another revision than the current one",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -43,6 +46,9 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_HOST_NOT_FOUND: 404,
   ROSTER_CONSUL_READ_ONLY: 405,
   ROSTER_CONSUL_UNSUPPORTED: 404,
+  ROSTER_POLICY_INVALID: 400,
+  ROSTER_POLICY_NOT_FOUND: 404,
+  ROSTER_PRECONDITION_FAILED: 412,
   ROSTER_INTERNAL: 500,
 };
 
@@ -130,6 +136,26 @@ export class ConsulUnsupportedError extends RosterError {
 export class PayloadTooLargeError extends RosterError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("ROSTER_PAYLOAD_TOO_LARGE", message, options);
+  }
+}
+
+export class PolicyInvalidError extends RosterError {
+  readonly issues: string[];
+  constructor(issues: string[]) {
+    super("ROSTER_POLICY_INVALID", `invalid policy: ${issues.join("; ")}`);
+    this.issues = issues;
+  }
+}
+
+export class PolicyNotFoundError extends RosterError {
+  constructor(service: string) {
+    super("ROSTER_POLICY_NOT_FOUND", `service "${service}" has no traffic policy`);
+  }
+}
+
+export class PreconditionFailedError extends RosterError {
+  constructor(service: string, expected: number, current: number) {
+    super("ROSTER_PRECONDITION_FAILED", `policy of "${service}" is at revision ${current}, not ${expected} (If-Match)`);
   }
 }
 

@@ -11,6 +11,7 @@ const state = {
   streamUp: false,
   status: null,
   statusError: null,
+  policies: [], // GET /v1/policies: { service, revision, policy, split: [{ subset, configured, share, usable, ... }] }
 };
 const MAX_CHANGES = 100;
 const $ = (id) => document.getElementById(id);
@@ -52,6 +53,7 @@ function render() {
     renderServices();
     renderInstances();
     renderChanges();
+    renderPolicies();
     renderBanners();
     renderSparkline();
     renderTimeline();
@@ -145,6 +147,50 @@ function renderChanges() {
   for (const c of state.changes) c.fresh = false;
   $("changes").replaceChildren(...items);
   $("changes-empty").hidden = items.length > 0;
+}
+
+const pct = (x) => `${Math.round(x * 1000) / 10}%`;
+
+function describeSettings(p) {
+  const out = [];
+  if (p.affinity) out.push(`affinity: ${p.affinity.header ? `header ${p.affinity.header}` : `cookie ${p.affinity.cookie}`}`);
+  if (p.balancer) out.push(`balancer: ${p.balancer}`);
+  if (p.timeouts) out.push(`timeouts: ${[p.timeouts.try !== undefined && `try ${p.timeouts.try}`, p.timeouts.deadline !== undefined && `deadline ${p.timeouts.deadline}`].filter(Boolean).join(", ")}`);
+  if (p.retries) out.push(`retries: ${p.retries.max}`);
+  if (p.throttle) out.push(`throttle: ${p.throttle.adaptive ? `adaptive, k ${p.throttle.k ?? 2}` : "off"}`);
+  if (p.rateLimit) out.push(`rate limit: ${p.rateLimit.perSecond}/s, burst ${p.rateLimit.burst ?? p.rateLimit.perSecond}`);
+  if (p.fallback) out.push(`fallback: ${[p.fallback.stale && `stale ≤ ${p.fallback.stale.maxAge}`, p.fallback.status !== undefined && `static ${p.fallback.status}`].filter(Boolean).join(", then ")}`);
+  return out;
+}
+
+function renderPolicies() {
+  const rows = state.policies.map((a) => {
+    const split = el("div", { cls: "split" });
+    const moved = a.split.some((s) => s.weight > 0 && !s.usable);
+    for (const s of a.split) {
+      const bar = el("span", { cls: "sbar" }, el("span"));
+      bar.firstChild.style.width = pct(s.share);
+      split.append(
+        el("span", { cls: `mono${s.usable ? "" : " down"}`, text: s.subset, title: `${s.usableInstances}/${s.instances} instances usable` }),
+        bar,
+        el("span", { cls: "mono", text: `${pct(s.configured)} → ${pct(s.share)}`, data: { subset: s.subset, share: pct(s.share) } }),
+      );
+    }
+    const routes = (a.policy.routes ?? []).map((r) =>
+      el("span", { cls: "setting mono", text: `${Object.entries(r.match.headers).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(", ")} → ${r.subset}` }),
+    );
+    return el(
+      "tr",
+      { data: { service: a.service } },
+      el("td", { cls: "mono", text: a.service }),
+      el("td", { cls: "r mono", text: a.revision }),
+      el("td", {}, a.split.length ? split : el("span", { cls: "dim", text: "no split" }), moved ? el("span", { cls: "moved", text: "share moved: a subset has no usable instance", data: { moved: "1" } }) : null),
+      el("td", {}, ...routes),
+      el("td", {}, ...describeSettings(a.policy).map((t) => el("span", { cls: "setting", text: t }))),
+    );
+  });
+  $("policies").tBodies[0].replaceChildren(...rows);
+  $("policies-empty").hidden = rows.length > 0;
 }
 
 function banner(kind, title, text) {
@@ -419,6 +465,8 @@ function applyChange(op, d) {
   state.changes.length = Math.min(state.changes.length, MAX_CHANGES);
   countChange();
   if (timelineServices().includes(d.service) || route()?.service === d.service) scheduleHistory(d.service);
+  // A changed instance may move a policy's split: ask again (coalesced).
+  if (state.policies.some((p) => p.service === d.service)) schedulePolicies();
   render();
 }
 
@@ -465,6 +513,24 @@ async function pollStatus() {
   render();
 }
 
+let policiesTimer = null;
+function schedulePolicies() {
+  if (policiesTimer === null) policiesTimer = setTimeout(() => void pollPolicies(), 150);
+}
+
+async function pollPolicies() {
+  if (policiesTimer !== null) clearTimeout(policiesTimer);
+  policiesTimer = null;
+  try {
+    const r = await fetch("/v1/policies", { cache: "no-store" });
+    // A registry without policies (older, or not ready yet) just shows none.
+    if (r.ok) state.policies = await r.json();
+  } catch {
+    // the status poll already says the registry does not answer
+  }
+  render();
+}
+
 $("clear-filter").addEventListener("click", () => {
   state.selected = null;
   render();
@@ -472,6 +538,8 @@ $("clear-filter").addEventListener("click", () => {
 connect();
 void pollStatus();
 setInterval(pollStatus, 2000);
+void pollPolicies();
+setInterval(pollPolicies, 2000);
 // Keeps the "updated … ago" column and the timeline's window honest; the sparkline moves each second.
 setInterval(render, 10_000);
 setInterval(renderSparkline, 1000);

@@ -8,3 +8,4 @@ export * from "./codec.js";
 export * from "./status.js";
 export * from "./nats-auth.js";
 export * from "./http-auth.js";
+export * from "./policy.js";

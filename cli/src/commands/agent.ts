@@ -27,7 +27,8 @@ function withListHint(ctx: Context) {
   };
 }
 
-async function readDefinition(path: string): Promise<Record<string, unknown>> {
+/** Reads one JSON or YAML mapping from a file (also `roster policy set --file`). */
+export async function readDefinition(path: string, what = "one service definition (a mapping with name, port, ...)", help = "see roster register --help"): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -43,7 +44,7 @@ async function readDefinition(path: string): Promise<Record<string, unknown>> {
     throw new CliError("ROSTER_CLI_FILE", `${path} is not valid JSON or YAML: ${(err as Error).message.split("\n")[0]}`);
   }
   if (!doc || typeof doc !== "object" || Array.isArray(doc)) {
-    throw new CliError("ROSTER_CLI_FILE", `${path} must hold one service definition (a mapping with name, port, ...)`, { hint: "see roster register --help" });
+    throw new CliError("ROSTER_CLI_FILE", `${path} must hold ${what}`, { hint: help });
   }
   return doc as Record<string, unknown>;
 }

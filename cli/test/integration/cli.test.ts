@@ -15,7 +15,7 @@ const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathna
 const CLI = join(root, "cli", "bin", "roster.js");
 const AGENT = join(root, "agent", "bin", "roster-agent.js");
 const REGISTRY = join(root, "registry", "bin", "roster-registry.js");
-const COMMANDS = ["services", "instances", "register", "deregister", "maintenance", "catalog", "health"];
+const COMMANDS = ["services", "instances", "register", "deregister", "maintenance", "catalog", "health", "policy"];
 
 interface Run {
   code: number | null;

@@ -133,7 +133,7 @@ function toRecord(headers: Dispatcher.DispatchOptions["headers"]): Record<string
 
 export class GatewayDispatcher extends Dispatcher {
   /** @internal */
-  constructor(private readonly gw: { readonly engine: Engine; readonly policy: { deadline: number } }) {
+  constructor(private readonly gw: { readonly engine: Engine; readonly options: { deadline: number } }) {
     super();
   }
 

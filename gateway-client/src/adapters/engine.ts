@@ -66,9 +66,12 @@ export interface RequestOptions {
  * from the gateway's policy and the request's options, then lets `TrafficHooks.plan` change
  * it (per-service traffic policies: subsets, affinity, timeouts...).
  */
+/** What picks the instances of a request: the service's balancer, or a policy's subset picker. */
+export type PlanBalancer = Pick<ServiceBalancer, "pick" | "onStart" | "onResult" | "ejectionsTotal">;
+
 export interface RequestPlan {
   /** Picks the instance of each try; a subset's own balancer narrows the candidates. */
-  balancer: ServiceBalancer;
+  balancer: PlanBalancer;
   hashKey: string | undefined;
   tryTimeout: number;
   /** ms from the request's start. */
@@ -79,15 +82,23 @@ export interface RequestPlan {
 
 /** The seam for per-service traffic policies (see docs/architecture.md, "the request engine"). @experimental */
 export interface TrafficHooks {
-  /** Adjusts the plan of a request (once, before its first try). Must be cheap: it runs on every request. */
-  plan?(service: string, request: Readonly<RequestOptions>, plan: RequestPlan): void;
-  /** Every try's outcome, after the balancer has it. */
-  onOutcome?(service: string, endpoint: Endpoint, outcome: Outcome): void;
+  /**
+   * Adjusts the plan of a request (once, before its first try). Must be cheap: it runs on every
+   * request. May throw (the request fails) or return a response to answer without any try.
+   */
+  plan?(service: string, request: Readonly<RequestOptions>, plan: RequestPlan): Promise<Dispatcher.ResponseData> | void;
+  /** Every try's outcome, after the balancer has it (`response`: the try's answer, if any). */
+  onOutcome?(service: string, endpoint: Endpoint, outcome: Outcome, response?: Dispatcher.ResponseData, request?: Readonly<RequestOptions>): void;
+  /**
+   * Every try failed (the error, or the failing status about to be returned): a response to give
+   * the caller instead (a fallback), or undefined.
+   */
+  onGiveUp?(service: string, request: Readonly<RequestOptions>, failure: unknown): Promise<Dispatcher.ResponseData> | undefined;
   /**
    * No instance can serve (nothing to pick, before any try): return a response to give the
    * caller instead (a fallback), or undefined for the NoHealthyUpstreamError.
    */
-  onNoInstance?(service: string, reasons: NoHealthyReasons): Promise<Dispatcher.ResponseData> | undefined;
+  onNoInstance?(service: string, reasons: NoHealthyReasons, request?: Readonly<RequestOptions>): Promise<Dispatcher.ResponseData> | undefined;
 }
 
 /** The part of a pool the engine uses (undici's Pool, or what an injected pool factory makes). */
@@ -111,7 +122,7 @@ export interface ServiceRuntime {
 
 /** @internal What the engine needs from the gateway that owns it. */
 export interface EngineHost {
-  readonly policy: GatewayPolicy;
+  readonly options: GatewayPolicy;
   readonly log: Logger;
   readonly requestErrors: RequestErrorSink;
   readonly tracing: Tracing | undefined;
@@ -122,7 +133,7 @@ export interface EngineHost {
   /** Same, or the runtime of a service the mirror holds; throws UnknownServiceError; undefined: must wait. */
   readyNow(service: string): ServiceRuntime | undefined;
   ready(service: string, timeoutMs: number): Promise<ServiceRuntime>;
-  pickFor(rt: ServiceRuntime, balancer: ServiceBalancer, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined, now: number): PickResult;
+  pickFor(rt: ServiceRuntime, balancer: PlanBalancer, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined, now: number): PickResult;
   poolFor(rt: ServiceRuntime, ep: Endpoint): UpstreamPool;
   revision(service: string): number;
   backoff(retry: number): number;
@@ -180,7 +191,7 @@ export class Engine {
     if (host.isClosed()) return Promise.reject(new GatewayClosedError());
     let ctl: RequestCtl | undefined;
     try {
-      const p = host.policy;
+      const p = host.options;
       const deadlineMs = requestDeadline(opts.deadline, opts.headers?.[DEADLINE_HEADER], p.deadline);
       ctl = new RequestCtl(this, service, opts, deadlineMs);
       if (control) {
@@ -191,6 +202,7 @@ export class Engine {
       if (rt !== undefined && !ctl.aborted && rt.limiter.tryTake()) {
         ctl.slot = rt.limiter;
         this.prepare(ctl, rt);
+        if (ctl.answer) return this.requestSlow(ctl);
         // Fast path: no async function, one promise; the first try's callback settles it.
         const fast = ctl;
         if (!fast.hedging) return new Promise<Dispatcher.ResponseData>((resolve, reject) => this.firstTry(fast, resolve, reject));
@@ -210,7 +222,7 @@ export class Engine {
     const host = this.host;
     try {
       if (!ctl.rt) {
-        const rt = host.readyNow(service) ?? (await ctl.race(host.ready(service, Math.min(host.policy.snapshotTimeout, ctl.deadlineMs))));
+        const rt = host.readyNow(service) ?? (await ctl.race(host.ready(service, Math.min(host.options.snapshotTimeout, ctl.deadlineMs))));
         if (rt.limiter.tryTake()) ctl.slot = rt.limiter;
         else {
           const wait = ctl.waitSignal();
@@ -228,7 +240,7 @@ export class Engine {
         if (ctl.aborted) throw ctl.reason;
         this.prepare(ctl, rt);
       }
-      const res = await this.execute(ctl, undefined);
+      const res = ctl.answer ? await ctl.answer : await this.execute(ctl, undefined);
       ctl.holdUntilClosed(res);
       return res;
     } catch (err) {
@@ -250,7 +262,7 @@ export class Engine {
   /** Per-request plan, and the request counted (slot held). */
   private prepare(ctl: RequestCtl, rt: ServiceRuntime): void {
     const opts = ctl.opts;
-    const p = this.host.policy;
+    const p = this.host.options;
     const method = opts.method ?? "GET";
     const replayable = isReplayable(opts.body);
     ctl.rt = rt;
@@ -262,7 +274,7 @@ export class Engine {
     ctl.hedging = p.hedge.enabled && ctl.idempotent;
     ctl.tryTimeout = opts.timeout ?? p.tryTimeout;
     const hooks = this.host.hooks;
-    if (hooks?.plan) hooks.plan(rt.name, opts, ctl);
+    if (hooks?.plan) ctl.answer = hooks.plan(rt.name, opts, ctl) ?? undefined;
     if (!replayable) {
       ctl.maxRetries = 0;
       ctl.hedging = false;
@@ -276,7 +288,7 @@ export class Engine {
 
   /** Nothing to pick for a request's first try: the traffic hook's fallback, or the error. */
   private noInstance(ctl: RequestCtl, reasons: NoHealthyReasons): Promise<Dispatcher.ResponseData> | undefined {
-    const fallback = this.host.hooks?.onNoInstance?.(ctl.service, reasons);
+    const fallback = this.host.hooks?.onNoInstance?.(ctl.service, reasons, ctl.opts);
     if (fallback) return fallback;
     throw new NoHealthyUpstreamError(ctl.service, this.host.revision(ctl.service), reasons);
   }
@@ -398,6 +410,16 @@ export class Engine {
 
   /** No more tries: the last try's response is returned, or the error that says why. */
   private async stop(ctl: RequestCtl, result: TryResult, why: StopReason): Promise<Dispatcher.ResponseData> {
+    try {
+      return await this.stopWith(ctl, result, why);
+    } catch (err) {
+      const fallback = why === "aborted" ? undefined : this.host.hooks?.onGiveUp?.(ctl.service, ctl.opts, err);
+      if (fallback) return fallback;
+      throw err;
+    }
+  }
+
+  private async stopWith(ctl: RequestCtl, result: TryResult, why: StopReason): Promise<Dispatcher.ResponseData> {
     const rt = ctl.rt!;
     if (why === "budget") {
       rt.counters.budgetExhausted++;
@@ -407,7 +429,13 @@ export class Engine {
       if (result.kind === "status") await this.dropStatus(ctl, result);
       throw ctl.reason;
     }
-    if (result.kind !== "error") return result.res;
+    if (result.kind !== "error") {
+      if (result.kind !== "status") return result.res;
+      const fallback = this.host.hooks?.onGiveUp?.(ctl.service, ctl.opts, result.res);
+      if (!fallback) return result.res;
+      await this.dropStatus(ctl, result);
+      return fallback;
+    }
     if (why === "budget") throw new RetryBudgetExhaustedError(rt.name, ctl.tries, { cause: result.err });
     if (why === "deadline") {
       ctl.abort(ctl.deadlineError());
@@ -496,7 +524,7 @@ export class Engine {
   }
 
   /** Feeds a try's outcome back: the balancer, the hedge's latencies, the trace, the traffic hook. */
-  private report(ctl: RequestCtl, h: TryHandle, outcome: Outcome, status: number | undefined, now: number): void {
+  private report(ctl: RequestCtl, h: TryHandle, outcome: Outcome, status: number | undefined, now: number, res?: Dispatcher.ResponseData): void {
     const balancer = ctl.balancer!;
     const ejections = balancer.ejectionsTotal;
     balancer.onResult(h.ep.id, outcome, now);
@@ -506,7 +534,7 @@ export class Engine {
       if (balancer.ejectionsTotal !== ejections) ctl.trace?.event("ejection", { "roster.instance.id": h.ep.id });
     }
     const hooks = this.host.hooks;
-    if (hooks?.onOutcome) hooks.onOutcome(ctl.service, h.ep, outcome);
+    if (hooks?.onOutcome) hooks.onOutcome(ctl.service, h.ep, outcome, res, ctl.opts);
   }
 
   /** undici's answer to a try: bookkeeping, then the result to whoever waits. */
@@ -528,10 +556,10 @@ export class Engine {
       const status = res.statusCode;
       if (RETRYABLE_STATUS.has(status)) {
         const outcome: Outcome = { kind: "failure", reason: "status", statusCode: status, latencyMs };
-        this.report(ctl, h, outcome, status, now);
+        this.report(ctl, h, outcome, status, now, res);
         result = { kind: "status", res, ep, outcome, h };
       } else {
-        this.report(ctl, h, status >= 500 ? { kind: "failure", reason: "status", statusCode: status, latencyMs } : { kind: "success", latencyMs }, status, now);
+        this.report(ctl, h, status >= 500 ? { kind: "failure", reason: "status", statusCode: status, latencyMs } : { kind: "success", latencyMs }, status, now, res);
         if (h.settle === undefined) {
           // The fast path's first try answered: the request is done.
           return this.returned(ctl, res);
@@ -725,11 +753,13 @@ export class RequestCtl implements RequestPlan {
   method = "GET";
   idempotent = true;
   // RequestPlan
-  balancer!: ServiceBalancer;
+  balancer!: PlanBalancer;
   hashKey: string | undefined = undefined;
   maxRetries = 0;
   hedging = false;
   tryTimeout = 0;
+  /** An answer the traffic hook gave instead of any try (a fallback). */
+  answer: Promise<Dispatcher.ResponseData> | undefined = undefined;
   /** The fast path's promise. */
   resolve: ((res: Dispatcher.ResponseData) => void) | undefined = undefined;
   reject: ((err: unknown) => void) | undefined = undefined;

@@ -21,6 +21,8 @@ export interface GatewayMetricsSource {
   isStale(): boolean;
   revision(service: string): number;
   readonly errors: RequestErrors;
+  /** The service's traffic policy counters (docs/traffic-policy.md), if a policy ever applied. */
+  policyCounters?(service: string): Readonly<Record<string, number>> | undefined;
 }
 
 const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
@@ -87,6 +89,19 @@ function defineMetrics(registry: Registry, sources: Map<string, GatewayMetricsSo
       for (const { gateway, service, rt } of rows()) this.inc({ gateway, service, outcome: "response" }, rt.counters.responses);
       for (const src of sources.values()) {
         for (const [service, codes] of src.errors.byService) for (const [outcome, n] of codes) this.inc({ gateway: src.name, service, outcome }, n);
+      }
+    },
+  });
+  new Counter({
+    name: "roster_gateway_policy_events_total",
+    help: "Traffic policy decisions by kind: redistributed (a subset with no usable instance gave its share away), routed, throttled, rateLimited, fallbackStatic, fallbackStale, loadSignals (429/503 with Retry-After)",
+    labelNames: ["gateway", "service", "kind"],
+    registers,
+    collect() {
+      this.reset();
+      for (const { gateway, service, src } of rows()) {
+        const c = src.policyCounters?.(service);
+        if (c) for (const kind of ["redistributed", "routed", "throttled", "rateLimited", "fallbackStatic", "fallbackStale", "loadSignals"]) this.inc({ gateway, service, kind }, c[kind] ?? 0);
       }
     },
   });

@@ -37,6 +37,7 @@ import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
 import { SnapshotPager } from "./snapshot-pager.js";
 import { ServiceMirror, type ServiceView } from "../core/service-mirror.js";
 import { childLogger, type Logger } from "./logger.js";
+import { PolicyLkgEntry, PolicyMirror } from "./policy-mirror.js";
 
 export interface MirrorOptions {
   /** Services to subscribe to at once (others are subscribed on first use). */
@@ -120,6 +121,8 @@ const LkgFile = z.object({
   services: z.array(
     z.object({ service: z.string().regex(NAME_PATTERN), revision: z.number().int().nonnegative(), known: z.boolean(), instances: z.array(CatalogInstance) }),
   ),
+  /** Traffic policies (policy-mirror.ts); absent in files written before them. */
+  policies: z.array(PolicyLkgEntry).optional(),
 });
 
 /**
@@ -153,6 +156,8 @@ export class CatalogFollower extends EventEmitter {
   private lkgWriting: Promise<void> = Promise.resolve();
   /** Snapshot requests: pages, adaptive timeout, in-flight cap, deadlines. */
   private readonly pager: SnapshotPager;
+  /** Traffic policies of the followed services: a separate adapter driven by the hooks marked "policy hook". */
+  readonly policies: PolicyMirror;
 
   constructor(options: MirrorOptions = {}) {
     super();
@@ -185,6 +190,8 @@ export class CatalogFollower extends EventEmitter {
       this.log,
       { connection: () => (this.closed ? null : this.nc), drop: (kind, reason, detail) => this.drop(kind, reason, detail) },
     );
+    this.policies = new PolicyMirror({ requestTimeoutMs: this.opts.snapshotRequestTimeoutMs, syncJitterMs: this.opts.syncJitterMs, maxInFlight: this.opts.maxSnapshotRequestsInFlight, logger: options.logger, random: this.opts.random }); // policy hook
+    this.policies.on("change", () => this.scheduleLastKnownGood()); // policy hook
     for (const s of options.services ?? []) this.ensure(s);
   }
 
@@ -241,6 +248,7 @@ export class CatalogFollower extends EventEmitter {
     this.presenceTimer = setInterval(() => this.checkPresence(), tick);
     this.presenceTimer.unref();
     void this.watchStatus(nc);
+    this.policies.attach(nc); // policy hook
     const bulk = this.states.size > 1;
     for (const st of this.states.values()) {
       this.subscribe(st);
@@ -262,6 +270,7 @@ export class CatalogFollower extends EventEmitter {
       waiters: new Set(),
     };
     this.states.set(service, st);
+    this.policies.follow(service); // policy hook
     if (this.nc) {
       this.subscribe(st);
       void this.sync(st);
@@ -334,7 +343,8 @@ export class CatalogFollower extends EventEmitter {
       this.emit("change", st.name, st.m.revision);
       this.wakeWaiters(st);
     }
-    this.log.info({ file, services: loaded, savedAt: parsed.data.savedAt }, "loaded last-known-good catalog");
+    const policies = this.policies.loadLastKnownGood(parsed.data.policies ?? []); // policy hook
+    this.log.info({ file, services: loaded, policies, savedAt: parsed.data.savedAt }, "loaded last-known-good catalog");
     return loaded;
   }
 
@@ -344,6 +354,7 @@ export class CatalogFollower extends EventEmitter {
     if (this.presenceTimer) clearInterval(this.presenceTimer);
     this.presenceSub?.unsubscribe();
     this.stopStatus?.(); // a caller-owned connection outlives us: stop listening to it
+    this.policies.close(); // policy hook
     for (const st of this.states.values()) {
       st.sub?.unsubscribe();
       st.wake?.();
@@ -535,6 +546,7 @@ export class CatalogFollower extends EventEmitter {
   }
 
   private resyncAll(): Promise<void> {
+    void this.policies.resyncAll(); // policy hook
     const bulk = this.states.size > 1;
     return Promise.allSettled([...this.states.values()].map((st) => {
       // A sync already in its backoff retries now; a new one starts after its jitter.
@@ -594,7 +606,7 @@ export class CatalogFollower extends EventEmitter {
     const services = [...this.states.values()]
       .filter((s) => s.m.ready)
       .map((s) => ({ service: s.name, revision: s.m.revision, known: s.m.known, instances: s.m.list }));
-    const body = JSON.stringify({ v: 1, savedAt: Date.now(), services });
+    const body = JSON.stringify({ v: 1, savedAt: Date.now(), services, policies: this.policies.toLastKnownGood() }); // policy hook
     this.lkgWriting = this.lkgWriting.then(async () => {
       try {
         await writeFileSecurely(file, body);

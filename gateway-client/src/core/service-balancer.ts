@@ -327,6 +327,13 @@ export class ServiceBalancer {
     return { ok: true, endpoint: chosen.endpoint, panic: view.panic };
   }
 
+  /** True when a pick now would find a usable endpoint outside panic (a policy's subset can serve). */
+  hasUsable(now: number): boolean {
+    this.touch(now);
+    const view = this.currentView(now);
+    return !view.panic && view.local.length + view.remote.length > 0;
+  }
+
   /** A request to this endpoint starts (in-flight + 1). */
   onStart(endpointId: string, now: number): void {
     this.touch(now);
