@@ -91,7 +91,7 @@ function natsUrlHosts(urls: string): Array<{ host: string; port: number }> {
 
 describe("deploy", () => {
   it("deploy - the routes the probes use exist in the registry and agent sources", () => {
-    const registryHttp = read(join(root, "registry", "src", "adapters", "http.ts"));
+    const registryHttp = read(join(root, "registry", "src", "adapters", "http", "server.ts"));
     for (const route of Object.values(ROUTES.registry)) assert.match(registryHttp, new RegExp(`app\\.get\\("${route}"`), `registry has no GET ${route}`);
     const agentApi = read(join(root, "agent", "src", "adapters", "api.ts"));
     assert.match(agentApi, new RegExp(`app\\.get\\("${ROUTES.agent.live}"`));
