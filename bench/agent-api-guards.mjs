@@ -7,7 +7,7 @@
 import { performance } from "node:perf_hooks";
 import { Pool } from "undici";
 import { pino } from "pino";
-import { BearerAuth } from "@roster/schemas";
+import { BearerAuth } from "roster-schemas";
 import { buildApi, hostAllowed } from "../agent/dist/src/adapters/api.js";
 import { commandLine, numberOption } from "./lib/options.mjs";
 import { printReport } from "./lib/table.mjs";

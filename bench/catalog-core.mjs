@@ -7,7 +7,7 @@
 //        [--root=<another checkout, built>]   (its registry/dist is measured instead of this one's)
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { instanceDigest } from "@roster/schemas";
+import { instanceDigest } from "roster-schemas";
 import { commandLine, numberOption, stringOption } from "./lib/options.mjs";
 import { defer, runBench } from "./lib/run.mjs";
 import { fmt, percentile } from "./lib/stats.mjs";

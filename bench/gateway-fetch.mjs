@@ -9,8 +9,8 @@
 //
 // Needs `npm run build` first.
 import { Agent, Pool, fetch as undiciFetch } from "undici";
-import { NatsServer } from "@roster/testkit";
-import { createGateway, parsePolicy } from "@roster/gateway-client";
+import { NatsServer } from "roster-testkit";
+import { createGateway, parsePolicy } from "roster-gateway-client";
 import { BasicTracerProvider, NoopSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { numberOption, commandLine } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";

@@ -11,7 +11,7 @@
 //   node bench/gateway-overhead.mjs [--requests=200000] [--rounds=7] [--old=gateway-client/dist/old/src/index.js]
 import { Readable } from "node:stream";
 import { Pool } from "undici";
-import { NatsServer } from "@roster/testkit";
+import { NatsServer } from "roster-testkit";
 import { BasicTracerProvider, NoopSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { numberOption, stringOption, commandLine } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";
@@ -49,7 +49,7 @@ async function timeIt(once) {
 async function main() {
   const nats = await NatsServer.start({ jetstream: false });
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: 9 }]);
-  const mod = await import("@roster/gateway-client");
+  const mod = await import("roster-gateway-client");
   const gws = [];
   const make = async (m, opts) => {
     const gw = await m.createGateway({ nats: nats.url, services: ["bench"], ...opts });

@@ -8,9 +8,9 @@
 //   node bench/policy-engine.mjs [--concurrency=32] [--duration=2] [--rounds=3]
 // Needs `npm run build` first.
 import { connect } from "@nats-io/transport-node";
-import { NatsServer } from "@roster/testkit";
-import { PolicySnapshot, encode, policySnapshotSubject } from "@roster/schemas";
-import { createGateway } from "@roster/gateway-client";
+import { NatsServer } from "roster-testkit";
+import { PolicySnapshot, encode, policySnapshotSubject } from "roster-schemas";
+import { createGateway } from "roster-gateway-client";
 import { closedLoop, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";

@@ -11,8 +11,8 @@
 //
 //   node bench/policy-overload.mjs [--requests=4000] [--capacity=300] [--rate=1000] [--seconds=5]
 import { createServer } from "node:http";
-import { NatsServer } from "@roster/testkit";
-import { createGateway } from "@roster/gateway-client";
+import { NatsServer } from "roster-testkit";
+import { createGateway } from "roster-gateway-client";
 import { startCatalog, startUpstream } from "./gateway-throughput.mjs";
 import { policyResponder } from "./policy-engine.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";

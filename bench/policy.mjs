@@ -11,8 +11,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
-import { PolicyDelta, decode, policySubject } from "@roster/schemas";
-import { NatsServer } from "@roster/testkit";
+import { PolicyDelta, decode, policySubject } from "roster-schemas";
+import { NatsServer } from "roster-testkit";
 import { SubsetSplitter } from "../gateway-client/dist/src/core/policy/index.js";
 import { forkHelper } from "./lib/fork-helper.mjs";
 import { progress } from "./lib/log.mjs";

@@ -10,8 +10,8 @@
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@nats-io/transport-node";
-import { HealthMessage, agentSubject, encode, instanceDigest } from "@roster/schemas";
-import { NatsServer, freePort } from "@roster/testkit";
+import { HealthMessage, agentSubject, encode, instanceDigest } from "roster-schemas";
+import { NatsServer, freePort } from "roster-testkit";
 import { forkHelper } from "./lib/fork-helper.mjs";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";

@@ -20,7 +20,7 @@ import {
   SecretFile,
   type CheckType,
   type NatsAuth,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { ConfigError } from "./errors.js";
 
 // ---------------------------------------------------------------------------
@@ -221,7 +221,7 @@ export interface ApiSecurity {
   allowExecChecks: boolean;
   checkTargets: "instance" | "any";
   allowedHosts: string[];
-  /** Where a generated token is written; default defaultAgentTokenFile() of @roster/runtime. */
+  /** Where a generated token is written; default defaultAgentTokenFile() of roster-runtime. */
   generatedTokenFile: string;
 }
 

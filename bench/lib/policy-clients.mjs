@@ -4,7 +4,7 @@
 //   { cmd: "create" } → { type: "synced", at } once every gateway holds the service's policy
 //   { cmd: "report" } → { type: "report", times: { [revision]: number[] } }
 //   { cmd: "close" }  close every gateway and exit
-import { createGateway } from "@roster/gateway-client";
+import { createGateway } from "roster-gateway-client";
 import { argvOption as opt } from "./wire-fleet.mjs";
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");

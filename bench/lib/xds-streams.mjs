@@ -11,7 +11,7 @@
 //            { type: "seen", k, xdsFirst, xdsLast, delta }     flip k reached every stream / the delta
 import * as grpc from "@grpc/grpc-js";
 import { connect } from "@nats-io/transport-node";
-import { CatalogDelta, catalogSubject, decode } from "@roster/schemas";
+import { CatalogDelta, catalogSubject, decode } from "roster-schemas";
 import { loadXdsProtos } from "../../registry/dist/src/adapters/xds/protos.js";
 import { argvOption } from "./wire-fleet.mjs";
 

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
-import { versionLine } from "@roster/runtime";
-import { parseDuration } from "@roster/schemas";
+import { versionLine } from "roster-runtime";
+import { parseDuration } from "roster-schemas";
 import { z } from "zod";
 import { deregister, maintenance, register } from "./commands/agent.js";
 import { instances } from "./commands/instances.js";
@@ -10,7 +10,7 @@ import { host } from "./commands/hosts.js";
 import { services } from "./commands/services.js";
 import type { Command, Context, OptionSpec } from "./context.js";
 import { CliError, EXIT, UsageError, formatError, type ExitCode } from "./errors.js";
-import { credentialFlags } from "@roster/runtime";
+import { credentialFlags } from "roster-runtime";
 import { localAgentToken } from "./token-file.js";
 
 export const COMMANDS: readonly Command[] = [services, instances, register, deregister, maintenance, catalog, health, host, policy];

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { agentTokenFileCandidates, isLoopbackHost } from "@roster/runtime";
+import { agentTokenFileCandidates, isLoopbackHost } from "roster-runtime";
 
 /**
  * The token the local agent generated (see agent/README.md, api.generatedTokenFile), when the

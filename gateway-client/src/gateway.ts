@@ -6,7 +6,7 @@
 import { EventEmitter } from "node:events";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Dispatcher } from "undici";
-import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "@roster/schemas";
+import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "roster-schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
 import type { Endpoint, EndpointStats, NoHealthyReasons, Outcome } from "./core/types.js";
 import { CatalogFollower, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";

@@ -1,4 +1,4 @@
-// Public surface of @roster/gateway-client.
+// Public surface of roster-gateway-client.
 export { createGateway, Gateway, DEADLINE_HEADER } from "./gateway.js";
 export type { GatewayOptions, GatewayEvents, MetricsRegistry, RequestOptions, RequestBody, RequestPlan, TrafficHooks, UpstreamPool, Picked, ServiceStats } from "./gateway.js";
 export { GatewayDispatcher } from "./adapters/dispatcher.js";
@@ -29,8 +29,8 @@ export {
   ERROR_CODES,
 } from "./errors.js";
 /** NATS auth from ROSTER_NATS_* env variables, for the `natsAuth` option. */
-export { natsAuthFromEnv } from "@roster/schemas";
-export type { NatsAuthInput } from "@roster/schemas";
+export { natsAuthFromEnv } from "roster-schemas";
+export type { NatsAuthInput } from "roster-schemas";
 // Traffic policy (docs/traffic-policy.md): errors the request engine throws, and what mirror.policies holds.
 export { ThrottledError, LocalRateLimitedError } from "./policy-errors.js";
 export type { PolicyView, PolicyMirrorStats } from "./adapters/policy-mirror.js";

@@ -1,6 +1,6 @@
 // Errors of the traffic policy (docs/traffic-policy.md): requests refused by this process before
 // they are sent. Listed in ERROR_CODES (errors.ts) and README.md like every other code.
-import { RosterError } from "@roster/schemas";
+import { RosterError } from "roster-schemas";
 
 /** Adaptive throttling (policy `throttle`) rejected the request locally: the upstream refuses much of what it gets. */
 export class ThrottledError extends RosterError {

@@ -1,6 +1,6 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { connectWithRetry, retry } from "@roster/runtime";
-import { CATALOG_BUCKET, catalogKey, natsAuthMethod, natsConnectOptions, redactServers, redactUrl } from "@roster/schemas";
+import { connectWithRetry, retry } from "roster-runtime";
+import { CATALOG_BUCKET, catalogKey, natsAuthMethod, natsConnectOptions, redactServers, redactUrl } from "roster-schemas";
 import type { FastifyInstance } from "fastify";
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";

@@ -1,5 +1,5 @@
 /**
- * Process-level security helpers every Roster process shares (`@roster/runtime/security`):
+ * Process-level security helpers every Roster process shares (`roster-runtime/security`):
  * what counts as loopback, the one loud start-up warning about exposed listeners and credentials
  * on the command line, a redactor for secret values in free text (check outputs), and where the
  * agent's generated API token lives by default (the agent writes it, the CLI reads it).

@@ -7,8 +7,8 @@ import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { HealthMessage, RegisterMessage, agentSubject, encode, type InstanceRegistration } from "@roster/schemas";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { HealthMessage, RegisterMessage, agentSubject, encode, type InstanceRegistration } from "roster-schemas";
+import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
 import { chromium, type Browser, type Page } from "playwright-core";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");

@@ -10,7 +10,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NatsServer, waitFor, type ChildProc } from "@roster/testkit";
+import { NatsServer, waitFor, type ChildProc } from "roster-testkit";
 import { CLI, catalogInstances, cleanEnv, killAll, raw, startAgent, startRegistry, tempDir, waitForInstance } from "./agent-support.js";
 
 describe("security - agent API: exec checks and Host", () => {

@@ -9,7 +9,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NatsServer, type ChildProc } from "@roster/testkit";
+import { NatsServer, type ChildProc } from "roster-testkit";
 import { catalogInstances, cleanEnv, killAll, raw, startAgent, startRegistry, tempDir, waitForInstance } from "./agent-support.js";
 
 async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; port: number }> {

@@ -7,7 +7,7 @@
 // capped (exec.maxOutputBytes).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { startSecuredNats, type ChildProc, type SecuredNats } from "@roster/testkit";
+import { startSecuredNats, type ChildProc, type SecuredNats } from "roster-testkit";
 import { cleanEnv, killAll, startAgent, startRegistry, tempDir, waitForInstance } from "./agent-support.js";
 
 const HOST = "sec-secrets";

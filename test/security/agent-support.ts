@@ -6,7 +6,7 @@ import { request } from "node:http";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ChildProc, spawnNode, waitFor } from "@roster/testkit";
+import { ChildProc, spawnNode, waitFor } from "roster-testkit";
 
 export const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 export const AGENT = join(root, "agent", "bin", "roster-agent.js");

@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection, type Status } from "@nats-io/transport-node";
-import { createGateway, type Gateway } from "@roster/gateway-client";
-import { Snapshot, decode, natsAuthFromEnv, natsConnectOptions, snapshotSubject } from "@roster/schemas";
-import { startSecuredNats, waitFor, type ChildProc, type SecuredNats } from "@roster/testkit";
+import { createGateway, type Gateway } from "roster-gateway-client";
+import { Snapshot, decode, natsAuthFromEnv, natsConnectOptions, snapshotSubject } from "roster-schemas";
+import { startSecuredNats, waitFor, type ChildProc, type SecuredNats } from "roster-testkit";
 import { instancesOf, startAgentProc, startRegistryProc, type RegistryProc } from "./registry-support.js";
 
 /** Connects as a generated user with its env file's settings (its own inbox prefix included). */

@@ -10,7 +10,7 @@ import { existsSync, statSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { freePort, type ChildProc } from "@roster/testkit";
+import { freePort, type ChildProc } from "roster-testkit";
 import { chromium } from "playwright-core";
 import { cleanEnv, killAll, raw, startAgent, startRegistry, tempDir } from "./agent-support.js";
 

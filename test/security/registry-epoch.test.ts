@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { NatsServer, spawnNode, waitFor, type ChildProc } from "@roster/testkit";
+import { NatsServer, spawnNode, waitFor, type ChildProc } from "roster-testkit";
 import { CLI_BIN, forgeRegister, instance, instancesOf, startAgentProc, startRegistryProc, statusOf, type RegistryProc } from "./registry-support.js";
 
 const READ = "read-token-0123456789abcdef";

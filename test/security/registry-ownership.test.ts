@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
-import { startSecuredNats, waitFor, type ChildProc, type SecuredNats } from "@roster/testkit";
+import { startSecuredNats, waitFor, type ChildProc, type SecuredNats } from "roster-testkit";
 import { instancesOf, startAgentProc, startRegistryProc, statusOf, type RegistryProc } from "./registry-support.js";
 
 describe("security: instance ownership (attack 3, real processes)", () => {

@@ -5,8 +5,8 @@ import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { RegisterMessage, agentSubject, encode, type InstanceRegistration } from "@roster/schemas";
-import { ChildProc, spawnNode, waitFor } from "@roster/testkit";
+import { RegisterMessage, agentSubject, encode, type InstanceRegistration } from "roster-schemas";
+import { ChildProc, spawnNode, waitFor } from "roster-testkit";
 
 export const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 export const REGISTRY_BIN = join(root, "registry", "bin", "roster-registry.js");

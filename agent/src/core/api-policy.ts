@@ -1,4 +1,4 @@
-import { isLoopbackHost, isMetadataOrLinkLocal } from "@roster/runtime";
+import { isLoopbackHost, isMetadataOrLinkLocal } from "roster-runtime";
 import type { ServiceInput } from "../config.js";
 
 /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
-import { freePort } from "@roster/testkit";
+import { freePort } from "roster-testkit";
 import type { GrpcCheckSpec } from "../../src/config.js";
 import { resolveInstance } from "../../src/config.js";
 import { GrpcProber } from "../../src/adapters/checks/grpc.js";

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, NatsServer, freePort, spawnNode } from "@roster/testkit";
+import { ChildProc, NatsServer, freePort, spawnNode } from "roster-testkit";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", "..", "..");
 const CLI = join(root, "cli", "bin", "roster.js");

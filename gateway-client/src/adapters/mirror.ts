@@ -32,7 +32,7 @@ import {
   catalogSubject,
   decode,
   formatIssues,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
 import { SnapshotPager } from "./snapshot-pager.js";
 import { ServiceMirror, type ServiceView } from "../core/service-mirror.js";

@@ -6,7 +6,7 @@
 // can be re-wired independently.
 import { EventEmitter } from "node:events";
 import { errors, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
-import { NAME_PATTERN, Policy, PolicyDelta, PolicySnapshot, decode, policySnapshotSubject, policySubject } from "@roster/schemas";
+import { NAME_PATTERN, Policy, PolicyDelta, PolicySnapshot, decode, policySnapshotSubject, policySubject } from "roster-schemas";
 import { z } from "zod";
 import { PolicyChain } from "../core/policy/policy-chain.js";
 import { childLogger, type Logger } from "./logger.js";

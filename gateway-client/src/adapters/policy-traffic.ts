@@ -6,7 +6,7 @@
 // Outcomes feed throttling and Retry-After back-off; fallbacks answer when nothing can serve.
 import { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import { ServiceBalancer, toEndpoint, type BalancerOptionsInput } from "../core/service-balancer.js";
 import type { Endpoint, NoHealthyReasons, Outcome, PickContext, PickResult } from "../core/types.js";
 import type { ServicePolicyRuntime, PolicyRequest } from "../core/policy/runtime.js";

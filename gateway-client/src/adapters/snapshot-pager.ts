@@ -4,7 +4,7 @@
 // See docs/architecture.md, "Snapshot herds". Split out of the follower (adapters/mirror.ts),
 // which decides when to sync; this only fetches.
 import { errors, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { PROTOCOL_VERSION, Snapshot, SnapshotRequest, decode, encode, snapshotSubject, type CatalogInstance } from "@roster/schemas";
+import { PROTOCOL_VERSION, Snapshot, SnapshotRequest, decode, encode, snapshotSubject, type CatalogInstance } from "roster-schemas";
 import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
 import { GatewayClosedError } from "../errors.js";
 import type { Logger } from "./logger.js";

@@ -142,7 +142,7 @@ interface OtelApi {
   SpanStatusCode: { ERROR: number };
 }
 
-const TRACER_NAME = "@roster/gateway-client";
+const TRACER_NAME = "roster-gateway-client";
 const TRACER_VERSION = "0.1.0";
 
 function traceparentOf(sc: OtelSpanContext): string {

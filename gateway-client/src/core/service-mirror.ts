@@ -3,7 +3,7 @@
 // (paging, timeouts, backoff are the adapter's) and last-known-good copies, and acts on what it
 // returns: start a sync on a gap, back off and fetch again when a snapshot is older than a
 // delta held, emit `change`, count drops. No I/O, no clock.
-import type { CatalogDelta, CatalogInstance, Snapshot } from "@roster/schemas";
+import type { CatalogDelta, CatalogInstance, Snapshot } from "roster-schemas";
 
 /** Snapshots in a row at the same revision that still leave a buffered delta unchained before it is dropped. */
 export const MAX_SAME_SNAPSHOT_GAPS = 3;

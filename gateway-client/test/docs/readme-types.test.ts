@@ -1,5 +1,5 @@
 // Every TypeScript block of the package README type-checks against the package's published
-// types (dist/src/*.d.ts through "@roster/gateway-client", as a user's project would see them),
+// types (dist/src/*.d.ts through "roster-gateway-client", as a user's project would see them),
 // with @types/node and strict settings, and without skipLibCheck for our own declarations.
 // Names a snippet uses as placeholders for the reader's own code are declared below.
 import { test } from "node:test";
@@ -66,7 +66,7 @@ test("readme - every TypeScript block type-checks against the published types", 
 
 test("readme - fetch(url, { dispatcher: gw.dispatcher }) compiles against Node's global fetch and undici's", () => {
   const src = `
-import { createGateway } from "@roster/gateway-client";
+import { createGateway } from "roster-gateway-client";
 import { fetch as undiciFetch, request } from "undici";
 const gw = await createGateway({ nats: "nats://127.0.0.1:4222" });
 const a: Response = await fetch("http://orders/x", { dispatcher: gw.dispatcher });

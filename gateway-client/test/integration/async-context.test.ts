@@ -8,7 +8,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { AsyncLocalStorage } from "node:async_hooks";
 import { Pool, request as undiciRequest, fetch as undiciFetch, type Dispatcher } from "undici";
-import { waitFor } from "@roster/testkit";
+import { waitFor } from "roster-testkit";
 import { createGateway, type Gateway } from "../../src/index.js";
 import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 

@@ -4,7 +4,7 @@ import { lstat, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { NatsServer, waitFor } from "roster-testkit";
 import { CatalogFollower } from "../../src/adapters/mirror.js";
 import { writeFileSecurely } from "../../src/adapters/lkg-file.js";
 import { FakeRegistry, makeInstance } from "./helpers.js";

@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { POLICY_BUCKET, PolicyRecord, encode, policySubject } from "@roster/schemas";
-import { NatsServer, waitFor } from "@roster/testkit";
-import type { Registry } from "@roster/registry";
+import { POLICY_BUCKET, PolicyRecord, encode, policySubject } from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
+import type { Registry } from "roster-registry";
 import { CatalogFollower } from "../../src/adapters/mirror.js";
 import { startRegistry } from "./helpers.js";
 

@@ -7,7 +7,7 @@ import diagnostics_channel from "node:diagnostics_channel";
 import { trace } from "@opentelemetry/api";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { request as undiciRequest } from "undici";
-import { waitFor } from "@roster/testkit";
+import { waitFor } from "roster-testkit";
 import { createGateway, REQUEST_CHANNEL, TRY_END_CHANNEL, type Gateway, type GatewayOptions, type RequestChannelMessage, type TryChannelMessage } from "../../src/index.js";
 import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 

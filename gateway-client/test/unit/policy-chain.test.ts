@@ -1,7 +1,7 @@
 // The gateway's per-service policy chain: snapshot + full-state deltas, gaps, buffering, LKG.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { PolicyDelta } from "@roster/schemas";
+import type { PolicyDelta } from "roster-schemas";
 import { PolicyChain } from "../../src/core/policy/policy-chain.js";
 
 const doc = (tryMs: string) => ({ timeouts: { try: tryMs } });

@@ -2,7 +2,7 @@
 // Retry-After, fallbacks, resolvePolicy and the per-service runtime. Injected clock and RNG.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Policy } from "@roster/schemas";
+import { Policy } from "roster-schemas";
 import {
   AdaptiveThrottle,
   LoadSignals,

@@ -2,7 +2,7 @@
 // sync, snapshots older than a held delta, unchainable deltas, last-known-good copies.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import type { CatalogDelta, CatalogInstance, Snapshot } from "@roster/schemas";
+import type { CatalogDelta, CatalogInstance, Snapshot } from "roster-schemas";
 import { MAX_SAME_SNAPSHOT_GAPS, ServiceMirror } from "../../src/core/service-mirror.js";
 
 const inst = (id: string, port = 1000): CatalogInstance => ({

@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { ConflictMessage, PROTOCOL_VERSION, ResyncMessage, encode, resyncSubject } from "@roster/schemas";
+import { ConflictMessage, PROTOCOL_VERSION, ResyncMessage, encode, resyncSubject } from "roster-schemas";
 import type { Logger } from "pino";
 import type { Effect } from "../core/catalog.js";
 import type { RegistryMetrics } from "./metrics.js";

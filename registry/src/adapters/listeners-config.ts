@@ -3,7 +3,7 @@
  * API (docs/dns-and-consul.md). Both are off unless their `listen` is set. A factory because the
  * `host:port` schema lives in config.ts, which imports this file.
  */
-import { Duration, NAME_PATTERN } from "@roster/schemas";
+import { Duration, NAME_PATTERN } from "roster-schemas";
 import { z } from "zod";
 
 const DOMAIN_RE = /^(?=.{1,200}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;

@@ -13,7 +13,7 @@
  */
 import dnsPacket from "dns-packet";
 import type { Answer, DecodedPacket, Packet, Question } from "dns-packet";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 export type Rcode = keyof typeof RCODE;

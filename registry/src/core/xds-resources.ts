@@ -6,7 +6,7 @@
  * client resolving `xds:///<service>` asks for), that RouteConfiguration, a Cluster of type EDS,
  * and its ClusterLoadAssignment with the instances, their health, zone and weight.
  */
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 
 export const TYPE_URL = {
   listener: "type.googleapis.com/envoy.config.listener.v3.Listener",

@@ -7,7 +7,7 @@ import { Resolver } from "node:dns/promises";
 import { after, before, describe, it } from "node:test";
 import dnsPacket from "dns-packet";
 import fc from "fast-check";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { assertDigInstalled, dig } from "./dig.js";
 import { build } from "../../src/app.js";

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { CATALOG_BUCKET } from "@roster/schemas";
-import { NatsCluster, NatsServer, freePort, repoRoot, spawnNode, waitFor } from "@roster/testkit";
+import { CATALOG_BUCKET } from "roster-schemas";
+import { NatsCluster, NatsServer, freePort, repoRoot, spawnNode, waitFor } from "roster-testkit";
 import { LEASE_BUCKET } from "../../src/adapters/store/lease-kv.js";
 import { FakeAgent, getJson, inst, startRegistry } from "./helpers.js";
 

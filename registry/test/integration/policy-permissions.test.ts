@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection, type Status } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { POLICY_BUCKET, PolicyDelta, PolicySnapshot, decode, natsConnectOptions, policySnapshotSubject, policySubject } from "@roster/schemas";
-import { startSecuredNats, waitFor, type SecuredNats } from "@roster/testkit";
+import { POLICY_BUCKET, PolicyDelta, PolicySnapshot, decode, natsConnectOptions, policySnapshotSubject, policySubject } from "roster-schemas";
+import { startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { startRegistry } from "./helpers.js";
 

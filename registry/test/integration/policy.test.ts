@@ -4,8 +4,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { POLICY_BUCKET, PolicyDelta, PolicySnapshot, decode, policySnapshotSubject, policySubject } from "@roster/schemas";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { POLICY_BUCKET, PolicyDelta, PolicySnapshot, decode, policySnapshotSubject, policySubject } from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry } from "./helpers.js";
 

@@ -10,8 +10,8 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { CATALOG_BUCKET, CatalogInstance, PRESENCE_SUBJECT, decode } from "@roster/schemas";
-import { ChildProc, NatsServer, freePort, metricValue, repoRoot, scrape, spawnNode, waitFor } from "@roster/testkit";
+import { CATALOG_BUCKET, CatalogInstance, PRESENCE_SUBJECT, decode } from "roster-schemas";
+import { ChildProc, NatsServer, freePort, metricValue, repoRoot, scrape, spawnNode, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { getJson, startRegistry, type Inst } from "./helpers.js";
 

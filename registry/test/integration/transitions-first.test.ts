@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { spawn } from "node:child_process";
-import { agentSubject } from "@roster/schemas";
-import { NatsServer, repoRoot, waitFor } from "@roster/testkit";
+import { agentSubject } from "roster-schemas";
+import { NatsServer, repoRoot, waitFor } from "roster-testkit";
 import { FakeAgent, inst, startRegistry } from "./helpers.js";
 
 const BACKLOG = 40_000;

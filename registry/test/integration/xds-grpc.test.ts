@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, NatsServer, freePort, repoRoot, spawnNode, waitFor } from "@roster/testkit";
+import { ChildProc, NatsServer, freePort, repoRoot, spawnNode, waitFor } from "roster-testkit";
 import type { CatalogChange } from "../../src/adapters/store/catalog-memory.js";
 import type { Registry } from "../../src/app.js";
 import { startRegistry } from "./helpers.js";

@@ -3,7 +3,7 @@ import { HealthImplementation, type ServingStatus } from "grpc-health-check";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { repoRoot, spawnNode, type ChildProc } from "@roster/testkit";
+import { repoRoot, spawnNode, type ChildProc } from "roster-testkit";
 
 export const XDS_CLIENT = join(repoRoot, "registry/test/fixtures/xds-grpc-client.mjs");
 export const XDS_PY_CLIENT = join(repoRoot, "registry/test/fixtures/xds_grpc_client.py");

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
-import { NatsServer, freePort, metricValue, scrape, selfSignedCert, waitFor } from "@roster/testkit";
+import { NatsServer, freePort, metricValue, scrape, selfSignedCert, waitFor } from "roster-testkit";
 import { loadXdsProtos } from "../../src/adapters/xds/protos.js";
 import { ADS_METHOD, DELTA_ADS_METHOD } from "../../src/adapters/xds/server.js";
 import { TYPE_URL } from "../../src/core/xds-resources.js";

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { instanceDigest, type CatalogInstance, type InstanceRegistration, type RegisterMessage } from "@roster/schemas";
+import { instanceDigest, type CatalogInstance, type InstanceRegistration, type RegisterMessage } from "roster-schemas";
 import { CatalogState, type AgentInput, type Effect } from "../../src/core/catalog.js";
 
 const HB = 1000;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import dnsPacket from "dns-packet";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import { answerDns, hexToIp, ipToHex, parseName, qualifies, type DnsAnswerOptions, type DnsLookup } from "../../src/core/dns-answer.js";
 import { RatePerSource } from "../../src/core/rate-per-source.js";
 

@@ -3,7 +3,7 @@
 // test/security/stream-flood.test.ts, against the real registry process).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import { pino } from "pino";
 import { CatalogMemory, type CatalogReader } from "../../src/adapters/store/catalog-memory.js";
 import { buildHttp, type StatusBody } from "../../src/adapters/http/server.js";

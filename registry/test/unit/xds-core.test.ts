@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import { TYPE_URL, buildLoadAssignment, buildResource, healthOf } from "../../src/core/xds-resources.js";
 import { XdsStreamState, type XdsRequest } from "../../src/core/xds-stream.js";
 

@@ -1,5 +1,5 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from "node:dns";
-import { isMetadataOrLinkLocal } from "@roster/runtime";
+import { isMetadataOrLinkLocal } from "roster-runtime";
 
 type Callback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 

@@ -1,4 +1,4 @@
-import type { Policy } from "@roster/schemas";
+import type { Policy } from "roster-schemas";
 import type { HeaderLookup } from "./headers.js";
 
 export type PolicyFallback = NonNullable<Policy["fallback"]>;

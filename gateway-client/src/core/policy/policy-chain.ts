@@ -1,4 +1,4 @@
-import { parsePolicyBody, type Policy, type PolicyDelta } from "@roster/schemas";
+import { parsePolicyBody, type Policy, type PolicyDelta } from "roster-schemas";
 
 /** What became of one delta. */
 export type DeltaVerdict =

@@ -1,4 +1,4 @@
-import type { Policy, SubsetSelector } from "@roster/schemas";
+import type { Policy, SubsetSelector } from "roster-schemas";
 import type { BalancerName } from "../types.js";
 import { DEFAULT_ADAPTIVE_THROTTLE, type AdaptiveThrottleOptions } from "./adaptive-throttle.js";
 import type { PolicyAffinity } from "./affinity.js";

@@ -1,4 +1,4 @@
-import { splitShares, type SplitShare } from "@roster/schemas";
+import { splitShares, type SplitShare } from "roster-schemas";
 import { hashUnit } from "../hash.js";
 import type { Random } from "../balancers/balancer.js";
 

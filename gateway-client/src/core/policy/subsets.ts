@@ -1,4 +1,4 @@
-import { inSubset, type SubsetSelector } from "@roster/schemas";
+import { inSubset, type SubsetSelector } from "roster-schemas";
 import type { Endpoint } from "../types.js";
 
 /**

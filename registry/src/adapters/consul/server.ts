@@ -8,11 +8,11 @@
  * route needs the read scope; every write is refused with 405 ROSTER_CONSUL_READ_ONLY.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { BearerAuth, formatIssues, parseDuration } from "@roster/schemas";
+import { BearerAuth, formatIssues, parseDuration } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, ConsulReadOnlyError, ConsulUnsupportedError, HTTP_STATUS, NotReadyError, httpStatusOf, type RegistryErrorCode } from "../../errors.js";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import { BodyCache } from "../http/body-cache.js";
 import type { CatalogReader } from "../store/catalog-memory.js";
 import { httpServerOptions, installHttpSecurity, translateHttpError, type HttpSecurity } from "../http/auth.js";

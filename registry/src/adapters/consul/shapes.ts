@@ -8,7 +8,7 @@
  * Roster keeps no per-instance index: CreateIndex/ModifyIndex are the service's revision.
  */
 import { createHash } from "node:crypto";
-import type { CatalogInstance, CheckState } from "@roster/schemas";
+import type { CatalogInstance, CheckState } from "roster-schemas";
 
 export type ConsulStatus = "passing" | "warning" | "critical";
 

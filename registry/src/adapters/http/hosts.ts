@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { Name, formatIssues } from "@roster/schemas";
+import { Name, formatIssues } from "roster-schemas";
 import { z } from "zod";
 import { BadRequestError, ForbiddenError, HostNotFoundError } from "../../errors.js";
 import { ErrorBody, docSchema } from "./openapi.js";

@@ -1,7 +1,7 @@
 // HTTP routes of traffic policies. Reads need the `read` scope (or openReads), PUT and DELETE the
 // `write` scope: the bearer hook of http-auth.ts decides by method, before any body is read.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { Name, POLICY_LIMITS, PolicySpec, formatIssues, inSubset, splitShares, type CatalogInstance } from "@roster/schemas";
+import { Name, POLICY_LIMITS, PolicySpec, formatIssues, inSubset, splitShares, type CatalogInstance } from "roster-schemas";
 import { z } from "zod";
 import { BadRequestError, NotReadyError, PayloadTooLargeError, PolicyInvalidError, PolicyNotFoundError } from "../../errors.js";
 import type { CatalogReader } from "../store/catalog-memory.js";

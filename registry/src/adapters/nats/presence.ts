@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { PRESENCE_SUBJECT, PROTOCOL_VERSION, PresenceMessage, encode } from "@roster/schemas";
+import { PRESENCE_SUBJECT, PROTOCOL_VERSION, PresenceMessage, encode } from "roster-schemas";
 import type { Logger } from "pino";
 
 export interface PresenceDeps {

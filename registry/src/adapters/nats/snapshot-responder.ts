@@ -1,5 +1,5 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { NAME_PATTERN, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, SnapshotRequest, decode } from "@roster/schemas";
+import { NAME_PATTERN, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, SnapshotRequest, decode } from "roster-schemas";
 import type { Logger } from "pino";
 import type { DropLog } from "./ingest.js";
 import { deadlinePassed, type SnapshotPages } from "./snapshot-pages.js";

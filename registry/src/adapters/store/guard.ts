@@ -1,6 +1,6 @@
 import { JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { createBucket, type Replicas } from "@roster/runtime";
+import { createBucket, type Replicas } from "roster-runtime";
 import type { Logger } from "pino";
 import { StoreLostError } from "../../errors.js";
 

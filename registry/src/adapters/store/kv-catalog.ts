@@ -11,8 +11,8 @@ import {
   decode,
   encode,
   parseCatalogKey,
-} from "@roster/schemas";
-import { openBucket, type Replicas } from "@roster/runtime";
+} from "roster-schemas";
+import { openBucket, type Replicas } from "roster-runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KvWriteError } from "../../errors.js";

@@ -1,8 +1,8 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { openBucket, type Replicas } from "@roster/runtime";
-import { decode, encode } from "@roster/schemas";
+import { openBucket, type Replicas } from "roster-runtime";
+import { decode, encode } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { LeaseState, type LeaseAction, type LeaseEvent, type LeaseRole, type LeaseValue } from "../../core/lease.js";

@@ -23,8 +23,8 @@ import {
   encode,
   policySubject,
   type PolicyDocument,
-} from "@roster/schemas";
-import { openBucket, type Replicas } from "@roster/runtime";
+} from "roster-schemas";
+import { openBucket, type Replicas } from "roster-runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NotReadyError, PolicyNotFoundError, PreconditionFailedError } from "../../errors.js";

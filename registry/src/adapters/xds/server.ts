@@ -10,7 +10,7 @@
  * so N streams watching one service cost one encode per change.
  */
 import * as grpc from "@grpc/grpc-js";
-import { BearerAuth, type HttpAuthConfig } from "@roster/schemas";
+import { BearerAuth, type HttpAuthConfig } from "roster-schemas";
 import type { Logger } from "pino";
 import type protobuf from "protobufjs";
 import { performance } from "node:perf_hooks";
