@@ -14,7 +14,7 @@ import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { NatsServer, waitFor } from "roster-testkit";
 import { forkHelper } from "./lib/fork-helper.mjs";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";

@@ -3,7 +3,7 @@
 //   nats-server (test kit) ← roster-registry (bin) ← roster-agent (bin; an http check every
 //   1 s, timeout 500 ms, failuresBeforeCritical 2, on each upstream) → 3 upstreams
 //   (bench/lib/fault-upstream.mjs, each its own process on a fixed port)
-// and the load generator in this process: `gw.request` from @roster/gateway-client, open
+// and the load generator in this process: `gw.request` from roster-gateway-client, open
 // loop at a fixed rate (default 1,000 GET/s), whatever the answers take.
 //
 // Timeline per client (each window runs until the faulted instance is passing again in the
@@ -32,8 +32,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
-import { createGateway } from "@roster/gateway-client";
-import { ChildProc, NatsServer, freePort, waitFor } from "@roster/testkit";
+import { createGateway } from "roster-gateway-client";
+import { ChildProc, NatsServer, freePort, waitFor } from "roster-testkit";
 import { startAgent } from "./lib/agent.mjs";
 import { closeHttp } from "./lib/http.mjs";
 import { startNginx } from "./lib/nginx.mjs";

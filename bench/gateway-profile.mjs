@@ -38,8 +38,8 @@ function summarize(file, top = 40) {
 
 async function main() {
   const { startUpstream, startCatalog, closedLoop } = await import("./gateway-throughput.mjs");
-  const { NatsServer } = await import("@roster/testkit");
-  const { createGateway, parsePolicy } = await import("@roster/gateway-client");
+  const { NatsServer } = await import("roster-testkit");
+  const { createGateway, parsePolicy } = await import("roster-gateway-client");
   const { Pool } = await import("undici");
   const { printReport } = await import("./lib/table.mjs");
   const { commandLine } = await import("./lib/options.mjs");

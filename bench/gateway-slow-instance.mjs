@@ -7,8 +7,8 @@
 //   node bench/gateway-slow-instance.mjs [--concurrency=32] [--duration=4] [--rounds=3] [--slow-ms=25]
 //
 // Needs `npm run build` first.
-import { NatsServer } from "@roster/testkit";
-import { createGateway } from "@roster/gateway-client";
+import { NatsServer } from "roster-testkit";
+import { createGateway } from "roster-gateway-client";
 import { numberOption, commandLine } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";

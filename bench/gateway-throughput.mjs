@@ -13,9 +13,9 @@
 import { performance } from "node:perf_hooks";
 import { connect } from "@nats-io/transport-node";
 import { Pool } from "undici";
-import { ChildProc, NatsServer } from "@roster/testkit";
-import { PRESENCE_SUBJECT, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, encode, PresenceMessage, Snapshot } from "@roster/schemas";
-import { createGateway, parsePolicy } from "@roster/gateway-client";
+import { ChildProc, NatsServer } from "roster-testkit";
+import { PRESENCE_SUBJECT, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, encode, PresenceMessage, Snapshot } from "roster-schemas";
+import { createGateway, parsePolicy } from "roster-gateway-client";
 import { numberOption, commandLine } from "./lib/options.mjs";
 import { fmt, percentile } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";

@@ -23,8 +23,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
-import { HeartbeatMessage, SUBJECT_PREFIX, agentSubject, encode } from "@roster/schemas";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { HeartbeatMessage, SUBJECT_PREFIX, agentSubject, encode } from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
 import { watchCatalog } from "./lib/catalog-watch.mjs";
 import { forkHelper } from "./lib/fork-helper.mjs";
 import { closeHttp } from "./lib/http.mjs";

@@ -7,7 +7,7 @@
 //
 // Each size is one run of bench/gateway-fanout.mjs (real processes: nats-server, the registry,
 // a simulated fleet speaking the real agent wire, client processes each holding real
-// @roster/gateway-client instances, and a process of HTTP watchers), with 50 services whose
+// roster-gateway-client instances, and a process of HTTP watchers), with 50 services whose
 // instances are spread over `size / 50` simulated hosts; flips touch svc-000 only; each client
 // mirrors svc-000 and svc-001 (svc-000 alone above 20,000 instances, created 5 at a time per process:
 // see argsFor). Writes bench/results/propagation.json (both sizes) besides each

@@ -12,7 +12,7 @@
 // The catalog is a stand-in registry (snapshots + presence over NATS, as in
 // gateway-throughput): the request path is what differs, not the discovery. Needs `npm run build`.
 import { fileURLToPath } from "node:url";
-import { NatsServer } from "@roster/testkit";
+import { NatsServer } from "roster-testkit";
 import { startCatalog, startUpstream } from "./gateway-throughput.mjs";
 import { forkHelper } from "./lib/fork-helper.mjs";
 import { progress } from "./lib/log.mjs";

@@ -58,8 +58,8 @@ import {
   encode,
   instanceDigest,
   resyncSubject,
-} from "@roster/schemas";
-import { NatsCluster, waitFor } from "@roster/testkit";
+} from "roster-schemas";
+import { NatsCluster, waitFor } from "roster-testkit";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";

@@ -11,7 +11,7 @@
 import { fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { NatsServer, waitFor } from "roster-testkit";
 import { watchCatalog } from "./lib/catalog-watch.mjs";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";

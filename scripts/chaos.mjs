@@ -8,7 +8,7 @@
 // Set-up: a 3-node NATS cluster (test kit), 2 registry replicas (their bin, kvReplicas 3,
 // lease enabled with its default ttl), 3 agents (their bin) each watching 2 real demo service
 // processes (bench/lib/demo-service.mjs) of service "chaos", and a gateway client
-// (@roster/gateway-client) sending idempotent GETs at a steady rate the whole time.
+// (roster-gateway-client) sending idempotent GETs at a steady rate the whole time.
 // Faults, in turn (each round): kill -9 of each NATS node (restarted after 2 s), kill -9 of the
 // registry replica holding the lease (restarted once the other took over), kill -9 of an agent
 // (restarted after 1 s; its services keep running).
@@ -26,9 +26,9 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Kvm } from "@nats-io/kv";
 import { connect } from "@nats-io/transport-node";
-import { CATALOG_BUCKET, CatalogInstance, decode } from "@roster/schemas";
-import { createGateway } from "@roster/gateway-client";
-import { NatsCluster, freePort, waitFor } from "@roster/testkit";
+import { CATALOG_BUCKET, CatalogInstance, decode } from "roster-schemas";
+import { createGateway } from "roster-gateway-client";
+import { NatsCluster, freePort, waitFor } from "roster-testkit";
 import { startAgent } from "../bench/lib/agent.mjs";
 import { closeHttp, getJson, instancesOf } from "../bench/lib/http.mjs";
 import { progress } from "../bench/lib/log.mjs";

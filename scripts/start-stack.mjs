@@ -9,7 +9,7 @@ import { connect as tcpConnect, createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createLogger } from "@roster/runtime/logger";
+import { createLogger } from "roster-runtime/logger";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const stateDir = process.env.ROSTER_STATE_DIR ?? join(root, ".roster");

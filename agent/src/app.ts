@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
-import type { NatsConnectOptions } from "@roster/schemas";
+import type { NatsConnectOptions } from "roster-schemas";
 import { resolveInstance, type AgentConfig, type InstanceSpec, type ServiceInput } from "./config.js";
 import { CheckScheduler } from "./adapters/checks/scheduler.js";
 import { buildApi, type AgentOps } from "./adapters/api.js";
@@ -14,7 +14,7 @@ export interface AgentDeps {
   logger: Logger;
   /** NATS server URL(s). */
   nats: string | string[];
-  /** Authenticator and TLS for NATS (natsConnectOptions of @roster/schemas). */
+  /** Authenticator and TLS for NATS (natsConnectOptions of roster-schemas). */
   natsAuth?: Omit<NatsConnectOptions, "servers">;
   /** Clock (epoch ms); default Date.now. */
   now?: () => number;

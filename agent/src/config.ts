@@ -20,7 +20,7 @@ import {
   SecretFile,
   type CheckType,
   type NatsAuth,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { ConfigError } from "./errors.js";
 
 // ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-import { RosterError } from "@roster/schemas";
+import { RosterError } from "roster-schemas";
 
 /**
  * Every error code the agent can raise. Each is documented in agent/README.md (errors table);

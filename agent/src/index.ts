@@ -1,4 +1,4 @@
-// Public surface of @roster/agent: embed an agent (tests, tools) or reuse its config schema.
+// Public surface of roster-agent: embed an agent (tests, tools) or reuse its config schema.
 export { build, type Agent, type AgentDeps } from "./app.js";
 export {
   CheckInput,

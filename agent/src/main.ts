@@ -1,9 +1,9 @@
 import { parseArgs } from "node:util";
-import { createLogger, LOG_LEVELS } from "@roster/runtime/logger";
-import { versionLine } from "@roster/runtime";
-import { Address } from "@roster/schemas";
+import { createLogger, LOG_LEVELS } from "roster-runtime/logger";
+import { versionLine } from "roster-runtime";
+import { Address } from "roster-schemas";
 import { build } from "./app.js";
-import { NatsAuthError, natsAuthFromEnv, natsConnectOptions, parseNatsAuth } from "@roster/schemas";
+import { NatsAuthError, natsAuthFromEnv, natsConnectOptions, parseNatsAuth } from "roster-schemas";
 import { loadConfigFile, primaryIPv4 } from "./config.js";
 import { ConfigError } from "./errors.js";
 

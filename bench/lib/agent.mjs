@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ChildProc, freePort } from "@roster/testkit";
+import { ChildProc, freePort } from "roster-testkit";
 
 export const AGENT_BIN = fileURLToPath(new URL("../../agent/bin/roster-agent.js", import.meta.url));
 

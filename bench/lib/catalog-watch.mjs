@@ -2,7 +2,7 @@
 // stream's own counters (the ground truth of how many writes happened).
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connect } from "@nats-io/transport-node";
-import { CATALOG_BUCKET, CATALOG_WILDCARD, SUBJECT_PREFIX } from "@roster/schemas";
+import { CATALOG_BUCKET, CATALOG_WILDCARD, SUBJECT_PREFIX } from "roster-schemas";
 
 export async function watchCatalog(natsUrl) {
   const nc = await connect({ servers: natsUrl, name: "bench-observer" });

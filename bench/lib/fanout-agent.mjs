@@ -15,7 +15,7 @@
 // Child → parent: { type: "ready" }, { type: "registered" }, { type: "flipped", sent, lateTicks },
 //                 { type: "stats", heartbeats, registers, resyncs, health }.
 import { connect } from "@nats-io/transport-node";
-import { HealthMessage, agentSubject, encode, instanceDigest } from "@roster/schemas";
+import { HealthMessage, agentSubject, encode, instanceDigest } from "roster-schemas";
 import { argvOption as opt, wireFleet } from "./wire-fleet.mjs";
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");

@@ -14,7 +14,7 @@
 //   { cmd: "report" }   → { type: "report", times: { [revision]: number[] }, revisions, stats, ... }
 //   { cmd: "close" }    close every gateway and exit
 // Child → parent also: { type: "ready", rssMiB }, { type: "progress", created, ready }.
-import { createGateway } from "@roster/gateway-client";
+import { createGateway } from "roster-gateway-client";
 import { argvOption as opt } from "./wire-fleet.mjs";
 
 

@@ -10,7 +10,7 @@
 //                 { cmd: "close" }
 // Child → parent: { type: "ready" }, { type: "setup-done" }, { type: "error", message }.
 import { Pool } from "undici";
-import { createGateway } from "@roster/gateway-client";
+import { createGateway } from "roster-gateway-client";
 
 const send = (m) => process.send?.(m);
 let call = null;

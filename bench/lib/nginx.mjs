@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ChildProc, freePort, waitFor } from "@roster/testkit";
+import { ChildProc, freePort, waitFor } from "roster-testkit";
 import { progress } from "./log.mjs";
 
 const CANDIDATES = ["/usr/sbin/nginx", "/usr/bin/nginx"];

@@ -1,6 +1,6 @@
 // The registry as a real child process (its bin), on a free HTTP port.
 import { fileURLToPath } from "node:url";
-import { ChildProc, freePort, waitFor } from "@roster/testkit";
+import { ChildProc, freePort, waitFor } from "roster-testkit";
 import { getJson } from "./http.mjs";
 
 export const REGISTRY_BIN = fileURLToPath(new URL("../../registry/bin/roster-registry.js", import.meta.url));

@@ -12,7 +12,7 @@
 // host), { cmd: "interval", ms } (a new heartbeat interval for every host), { cmd: "stop" }.
 // Child → parent: { type: "ready" }, { type: "registered", ms }, { type: "stats", ... }.
 import { connect } from "@nats-io/transport-node";
-import { instanceDigest } from "@roster/schemas";
+import { instanceDigest } from "roster-schemas";
 import { argvOption as opt, wireFleet } from "./wire-fleet.mjs";
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");

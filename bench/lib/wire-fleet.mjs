@@ -10,7 +10,7 @@ import {
   agentSubject,
   decode,
   encode,
-} from "@roster/schemas";
+} from "roster-schemas";
 
 /**
  * `--name=value` from argv only: a forked child inherits the parent's env, where BENCH_* may be

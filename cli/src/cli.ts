@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
-import { versionLine } from "@roster/runtime";
-import { parseDuration } from "@roster/schemas";
+import { versionLine } from "roster-runtime";
+import { parseDuration } from "roster-schemas";
 import { z } from "zod";
 import { deregister, maintenance, register } from "./commands/agent.js";
 import { instances } from "./commands/instances.js";

@@ -1,4 +1,4 @@
-import { formatIssues } from "@roster/schemas";
+import { formatIssues } from "roster-schemas";
 import type { z } from "zod";
 import { CliError, EXIT } from "./errors.js";
 import { ErrorBody } from "./wire.js";

@@ -1,4 +1,4 @@
-import { RosterError } from "@roster/schemas";
+import { RosterError } from "roster-schemas";
 
 /** Exit codes of `roster` (the table is in cli/README.md). */
 export const EXIT = {

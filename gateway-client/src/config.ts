@@ -3,7 +3,7 @@
 // locality, panic threshold) is passed through to the core's ServiceBalancer, which checks
 // its own ranges.
 import { z } from "zod";
-import { Duration, Name, formatIssues } from "@roster/schemas";
+import { Duration, Name, formatIssues } from "roster-schemas";
 import { InvalidOptionsError } from "./errors.js";
 
 const BALANCERS = ["p2c-peak-ewma", "least-request", "round-robin", "random", "ring-hash"] as const;

@@ -1,6 +1,6 @@
 // Every error the gateway client throws. Codes are stable and listed in README.md
 // ("Errors"); the lower error, when there is one, is in `cause`.
-import { RosterError } from "@roster/schemas";
+import { RosterError } from "roster-schemas";
 import type { NoHealthyReasons } from "./core/types.js";
 
 export { RosterError };

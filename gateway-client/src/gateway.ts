@@ -6,7 +6,7 @@ import { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Pool, type Dispatcher } from "undici";
-import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "@roster/schemas";
+import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "roster-schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
 import type { Endpoint, EndpointStats, Outcome } from "./core/types.js";
 import { CatalogMirror, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";

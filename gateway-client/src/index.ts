@@ -1,4 +1,4 @@
-// Public surface of @roster/gateway-client.
+// Public surface of roster-gateway-client.
 export { createGateway, Gateway, DEADLINE_HEADER } from "./gateway.js";
 export type { GatewayOptions, RequestOptions, RequestBody, Picked, ServiceStats } from "./gateway.js";
 export { GatewayDispatcher } from "./adapters/dispatcher.js";
@@ -25,5 +25,5 @@ export {
   ERROR_CODES,
 } from "./errors.js";
 /** NATS auth from ROSTER_NATS_* env variables, for the `natsAuth` option. */
-export { natsAuthFromEnv } from "@roster/schemas";
-export type { NatsAuthInput } from "@roster/schemas";
+export { natsAuthFromEnv } from "roster-schemas";
+export type { NatsAuthInput } from "roster-schemas";

@@ -15,7 +15,7 @@ import {
   redactServers,
   redactUrl,
   resyncSubject,
-} from "@roster/schemas";
+} from "roster-schemas";
 import type { FastifyInstance } from "fastify";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "@roster/schemas";
+import { Duration, HttpAuthConfig, formatIssues, natsAuthFields, natsAuthFromEnv, refineNatsAuth } from "roster-schemas";
 import { HttpTls, RateLimitConfig } from "./adapters/http-auth.js";
 import { z } from "zod";
 import { ConfigError } from "./errors.js";

@@ -1,4 +1,4 @@
-import { RosterError } from "@roster/schemas";
+import { RosterError } from "roster-schemas";
 
 /**
  * Every error code the registry produces. The HTTP status of each code lives in ONE place

@@ -1,5 +1,5 @@
 /**
- * The one place the Roster processes build their pino logger (`@roster/runtime/logger`, a
+ * The one place the Roster processes build their pino logger (`roster-runtime/logger`, a
  * subpath so the gateway client, which only takes a logger, never loads pino through it).
  * JSON lines on stdout; credentials redacted; level from the env var ROSTER_LOG_LEVEL; pino-pretty only
  * for a human at a terminal, and only when it is installed (it is an optional dependency).

@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
 import { chromium, type Browser, type Page } from "playwright-core";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");

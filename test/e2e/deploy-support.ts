@@ -3,7 +3,7 @@
 // only the constructs the files in deploy/ use, and fails loudly on anything else.
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
-import { filesUnder } from "@roster/testkit";
+import { filesUnder } from "roster-testkit";
 import { parseAllDocuments } from "yaml";
 
 /** Every YAML document of a file, as plain JS; throws on any parse error or warning. */

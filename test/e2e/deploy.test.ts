@@ -14,9 +14,9 @@ import { DCLinter } from "dclint";
 import { validate as validateDockerfile } from "dockerfile-utils";
 import * as k8s from "kubernetes-models";
 import { parseDocument } from "yaml";
-import { parseConfigText as parseAgentConfig, type AgentConfig } from "@roster/agent";
-import { RegistryConfig, parseConfig as parseRegistryConfig } from "@roster/registry";
-import { NatsServer, assertNatsServerInstalled, filesUnder, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { parseConfigText as parseAgentConfig, type AgentConfig } from "roster-agent";
+import { RegistryConfig, parseConfig as parseRegistryConfig } from "roster-registry";
+import { NatsServer, assertNatsServerInstalled, filesUnder, freePort, spawnNode, waitFor } from "roster-testkit";
 import {
   dockerIgnored,
   envReadBy,

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { filesUnder } from "@roster/testkit";
+import { filesUnder } from "roster-testkit";
 import { describe, it } from "node:test";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");

@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createGateway, type Gateway } from "@roster/gateway-client";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { createGateway, type Gateway } from "roster-gateway-client";
+import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 const AGENT = join(root, "agent", "bin", "roster-agent.js");

@@ -10,8 +10,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { createGateway, type Gateway } from "@roster/gateway-client";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { createGateway, type Gateway } from "roster-gateway-client";
+import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, NatsServer, freePort, waitFor } from "@roster/testkit";
+import { ChildProc, NatsServer, freePort, waitFor } from "roster-testkit";
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");

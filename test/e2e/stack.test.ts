@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 const AGENT = join(root, "agent", "bin", "roster-agent.js");

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, describe, it } from "node:test";
-import { assertNatsServerInstalled, freePort, spawnNode } from "@roster/testkit";
+import { assertNatsServerInstalled, freePort, spawnNode } from "roster-testkit";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 

@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { z } from "zod";
-import { BearerAuth, bearerAuthHook, formatIssues, LIMITS, Name, RosterError } from "@roster/schemas";
+import { BearerAuth, bearerAuthHook, formatIssues, LIMITS, Name, RosterError } from "roster-schemas";
 import { ServiceInput } from "../config.js";
 import type { InstanceView } from "../core/host.js";
 import { AgentError, HTTP_STATUS, type AgentErrorCode } from "../errors.js";

@@ -1,6 +1,6 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "pino";
-import { AgentMessage, agentSubject, decode, encode, redactServers, redactUrl, resyncSubject, ResyncMessage, ValidationError, type NatsConnectOptions } from "@roster/schemas";
+import { AgentMessage, agentSubject, decode, encode, redactServers, redactUrl, resyncSubject, ResyncMessage, ValidationError, type NatsConnectOptions } from "roster-schemas";
 import type { Outbound } from "../core/host.js";
 
 export interface NatsLinkOptions {

@@ -1,5 +1,5 @@
-import type { CheckState, CheckStatus, CheckType } from "@roster/schemas";
-import { LIMITS } from "@roster/schemas";
+import type { CheckState, CheckStatus, CheckType } from "roster-schemas";
+import { LIMITS } from "roster-schemas";
 
 /** What one run of a check (or one TTL report, or a TTL expiry) says. */
 export interface CheckResult {

@@ -9,7 +9,7 @@ import {
   type InstanceRegistration,
   type InstanceStatus,
   type RegisterMessage,
-} from "@roster/schemas";
+} from "roster-schemas";
 import type { CheckSpec, InstanceSpec } from "../config.js";
 import { AgentError } from "../errors.js";
 import { applyResult, checkState, initialCheck, type CheckResult, type CheckRuntime } from "./check.js";

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { natsConnectOptions } from "@roster/schemas";
-import { ChildProc, freePort, spawnNode, startSecuredNats, waitFor, type SecuredNats } from "@roster/testkit";
+import { natsConnectOptions } from "roster-schemas";
+import { ChildProc, freePort, spawnNode, startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
 import { AGENT_BIN, tempConfig } from "./helpers.js";
 
 const TOKEN = "agent-token-0123456789";

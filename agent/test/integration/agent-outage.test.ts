@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, freePort, NatsServer, spawnNode, waitFor } from "@roster/testkit";
+import { ChildProc, freePort, NatsServer, spawnNode, waitFor } from "roster-testkit";
 import { AGENT_BIN, tempConfig, Wire } from "./helpers.js";
 
 /**

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, freePort, NatsServer, spawnNode, waitFor } from "@roster/testkit";
+import { ChildProc, freePort, NatsServer, spawnNode, waitFor } from "roster-testkit";
 import { AGENT_BIN, DEMO_SERVICE, httpJson, tempConfig, Wire } from "./helpers.js";
 
 // The agent as a real process, via its bin, against a real nats-server and a real demo service.

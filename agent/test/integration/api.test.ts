@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { NatsServer, waitFor } from "roster-testkit";
 import { pino } from "pino";
-import { encode, ResyncMessage, resyncSubject } from "@roster/schemas";
+import { encode, ResyncMessage, resyncSubject } from "roster-schemas";
 import { build, type Agent } from "../../src/app.js";
 import type { AgentConfig } from "../../src/config.js";
 import { AGENT_ERROR_CODES } from "../../src/errors.js";

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ChildProc } from "@roster/testkit";
+import { ChildProc } from "roster-testkit";
 import type { HttpCheckSpec } from "../../src/config.js";
 import { HttpProber } from "../../src/adapters/checks/http.js";
 

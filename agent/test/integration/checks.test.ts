@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { freePort, waitFor } from "@roster/testkit";
+import { freePort, waitFor } from "roster-testkit";
 import { pino } from "pino";
 import type { CheckSpec, HttpCheckSpec } from "../../src/config.js";
 import { probeExec } from "../../src/adapters/checks/exec.js";

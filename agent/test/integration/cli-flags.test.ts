@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
-import { spawnNode } from "@roster/testkit";
+import { spawnNode } from "roster-testkit";
 
 const PKG = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", "..");
 const BIN = join(PKG, "bin", "roster-agent.js");

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { AgentMessage, decode } from "@roster/schemas";
+import { AgentMessage, decode } from "roster-schemas";
 
 /** Repository root (tests run from agent/dist/test/integration). */
 export const ROOT = fileURLToPath(new URL("../../../../", import.meta.url));

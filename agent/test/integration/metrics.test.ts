@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import { after, before, describe, it } from "node:test";
-import { NatsServer, freePort, metricValue, scrape, waitFor } from "@roster/testkit";
+import { NatsServer, freePort, metricValue, scrape, waitFor } from "roster-testkit";
 import { pino } from "pino";
 import { build, type Agent } from "../../src/app.js";
 import type { AgentConfig } from "../../src/config.js";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { RosterError } from "@roster/schemas";
+import { RosterError } from "roster-schemas";
 import { AGENT_ERROR_CODES, AgentError, ConfigError, HTTP_STATUS } from "../../src/errors.js";
 
 const readme = readFileSync(fileURLToPath(new URL("../../../README.md", import.meta.url)), "utf8");

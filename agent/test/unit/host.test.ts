@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { AgentMessage, DeregisterMessage, encode, HealthMessage, HeartbeatMessage, instanceDigest, LIMITS, RegisterMessage } from "@roster/schemas";
+import { AgentMessage, DeregisterMessage, encode, HealthMessage, HeartbeatMessage, instanceDigest, LIMITS, RegisterMessage } from "roster-schemas";
 import type { CheckSpec, InstanceSpec } from "../../src/config.js";
 import { HostState, type Outbound } from "../../src/core/host.js";
 import { AgentError } from "../../src/errors.js";

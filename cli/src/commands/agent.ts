@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { LIMITS, Name } from "@roster/schemas";
+import { LIMITS, Name } from "roster-schemas";
 import { request } from "../client.js";
 import { jsonText, type Command, type Context, type Values } from "../context.js";
 import { registerBody, type RegisterFlags } from "../core/register.js";

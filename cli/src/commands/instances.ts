@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Name, parseDuration } from "@roster/schemas";
+import { Name, parseDuration } from "roster-schemas";
 import { z } from "zod";
 import { request } from "../client.js";
 import { jsonText, type Command, type Context } from "../context.js";

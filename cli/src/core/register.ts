@@ -1,4 +1,4 @@
-import { Address, Meta, Name, Port, Tags, Weight, formatIssues, parseDuration } from "@roster/schemas";
+import { Address, Meta, Name, Port, Tags, Weight, formatIssues, parseDuration } from "roster-schemas";
 import { z } from "zod";
 
 /** The flags of `roster register` as parseArgs gives them (strings, repeatable ones as arrays). */

@@ -9,7 +9,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "@roster/testkit";
+import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", "..", "..");
 const CLI = join(root, "cli", "bin", "roster.js");

@@ -33,7 +33,7 @@ import {
   encode,
   formatIssues,
   snapshotSubject,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
 import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
 import { childLogger, type Logger } from "./logger.js";

@@ -1,4 +1,4 @@
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import type { Balancer, Candidate, LoadSource, Random, RingHashOptions } from "./balancers/index.js";
 import { createBalancer } from "./balancers/index.js";
 import type { BreakerOptions } from "./breaker.js";

@@ -1,6 +1,6 @@
 // The contract between the pure core (balancing, ejection, budgets) and the adapters
 // (mirror, undici request path). Everything here is time-injected: `now` is epoch ms.
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 
 export type BalancerName = "p2c-peak-ewma" | "least-request" | "round-robin" | "random" | "ring-hash";
 

@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { filesUnder } from "@roster/testkit";
+import { filesUnder } from "roster-testkit";
 import { ERROR_CODES, InvalidOptionsError, createGateway } from "../../src/index.js";
 
 const pkg = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", "..");

@@ -4,9 +4,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "@nats-io/transport-node";
-import { RegisterMessage, agentSubject, encode, natsConnectOptions } from "@roster/schemas";
-import { build, parseConfig, type Registry } from "@roster/registry";
-import { freePort, startSecuredNats, waitFor, type SecuredNats } from "@roster/testkit";
+import { RegisterMessage, agentSubject, encode, natsConnectOptions } from "roster-schemas";
+import { build, parseConfig, type Registry } from "roster-registry";
+import { freePort, startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
 import { InvalidOptionsError, createGateway, natsAuthFromEnv } from "../../src/index.js";
 import { Upstream, registration, silent } from "./helpers.js";
 

@@ -2,7 +2,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { fetch as undiciFetch, request as undiciRequest } from "undici";
-import { waitFor } from "@roster/testkit";
+import { waitFor } from "roster-testkit";
 import { createGateway, type Gateway, type GatewayOptions } from "../../src/index.js";
 import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 

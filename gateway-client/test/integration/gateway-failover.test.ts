@@ -2,8 +2,8 @@
 // real node:http upstreams.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { NatsServer, waitFor } from "@roster/testkit";
-import type { Registry } from "@roster/registry";
+import { NatsServer, waitFor } from "roster-testkit";
+import type { Registry } from "roster-registry";
 import { createGateway, NoHealthyUpstreamError, type Gateway } from "../../src/index.js";
 import { FakeAgent, Upstream, registration, silent, startRegistry } from "./helpers.js";
 

@@ -5,7 +5,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { waitFor } from "@roster/testkit";
+import { waitFor } from "roster-testkit";
 import { createGateway, GatewayClosedError, RequestAbortedError, TryTimeoutError, type Gateway, type GatewayOptions } from "../../src/index.js";
 import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 

@@ -6,9 +6,9 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "@nats-io/transport-node";
-import { NatsServer, freePort, waitFor } from "@roster/testkit";
-import { CatalogDelta, catalogSubject, encode } from "@roster/schemas";
-import type { Registry } from "@roster/registry";
+import { NatsServer, freePort, waitFor } from "roster-testkit";
+import { CatalogDelta, catalogSubject, encode } from "roster-schemas";
+import type { Registry } from "roster-registry";
 import { createGateway } from "../../src/index.js";
 import { FakeAgent, FakeRegistry, Upstream, makeInstance, registration, silent, startRegistry } from "./helpers.js";
 

@@ -3,7 +3,7 @@
 // real NATS so each test controls its instances exactly.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { waitFor } from "@roster/testkit";
+import { waitFor } from "roster-testkit";
 import {
   createGateway,
   DeadlineExceededError,

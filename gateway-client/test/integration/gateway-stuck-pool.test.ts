@@ -7,7 +7,7 @@ import { after, afterEach, before, beforeEach, describe, test } from "node:test"
 import assert from "node:assert/strict";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { request as undiciRequest, type Dispatcher } from "undici";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { NatsServer, waitFor } from "roster-testkit";
 import {
   createGateway,
   DeadlineExceededError,

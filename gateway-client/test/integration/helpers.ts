@@ -1,5 +1,5 @@
 import { after, before } from "node:test";
-import { NatsServer } from "@roster/testkit";
+import { NatsServer } from "roster-testkit";
 // Test-side helpers: a small catalog publisher speaking the real wire (used where the real
 // registry would get in the way, e.g. to inject gaps and bad messages), and node:http
 // upstreams with injectable faults.
@@ -7,8 +7,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { connect, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { pino } from "pino";
-import { build, parseConfig, type Registry } from "@roster/registry";
-import { HeartbeatMessage, RegisterMessage, HealthMessage, agentSubject, instanceDigest, type InstanceRegistration } from "@roster/schemas";
+import { build, parseConfig, type Registry } from "roster-registry";
+import { HeartbeatMessage, RegisterMessage, HealthMessage, agentSubject, instanceDigest, type InstanceRegistration } from "roster-schemas";
 import {
   CatalogDelta,
   PRESENCE_SUBJECT,
@@ -19,7 +19,7 @@ import {
   catalogSubject,
   encode,
   type CatalogInstance,
-} from "@roster/schemas";
+} from "roster-schemas";
 
 export function makeInstance(service: string, id: string, port: number, extra: Partial<CatalogInstance> = {}): CatalogInstance {
   const now = Date.now();

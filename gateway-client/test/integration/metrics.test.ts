@@ -2,7 +2,7 @@
 // test-side publisher on real NATS).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { metricValue, parsePrometheus, waitFor, type Sample } from "@roster/testkit";
+import { metricValue, parsePrometheus, waitFor, type Sample } from "roster-testkit";
 import { Registry, register as globalRegister } from "prom-client";
 import { createGateway, InvalidOptionsError, type Gateway, type GatewayOptions } from "../../src/index.js";
 import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";

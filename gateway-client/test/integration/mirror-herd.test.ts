@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { createServer, connect as tcpConnect, type Server, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { NatsServer, waitFor } from "@roster/testkit";
-import type { Registry } from "@roster/registry";
-import { SNAPSHOT_WILDCARD } from "@roster/schemas";
+import { NatsServer, waitFor } from "roster-testkit";
+import type { Registry } from "roster-registry";
+import { SNAPSHOT_WILDCARD } from "roster-schemas";
 import { CatalogMirror } from "../../src/adapters/mirror.js";
 import { FakeAgent, FakeRegistry, registration, silent, startRegistry } from "./helpers.js";
 

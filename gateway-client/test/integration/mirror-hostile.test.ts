@@ -5,8 +5,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import fc from "fast-check";
-import { CatalogDelta, LIMITS, PRESENCE_SUBJECT, PresenceMessage, catalogSubject, decode } from "@roster/schemas";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { CatalogDelta, LIMITS, PRESENCE_SUBJECT, PresenceMessage, catalogSubject, decode } from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
 import { CatalogMirror } from "../../src/adapters/mirror.js";
 import { FakeRegistry, makeInstance } from "./helpers.js";
 

@@ -2,8 +2,8 @@
 // mirror reassembles it (real nats-server, real registry, fake agents on the real wire).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { NatsServer, waitFor } from "@roster/testkit";
-import type { Registry } from "@roster/registry";
+import { NatsServer, waitFor } from "roster-testkit";
+import type { Registry } from "roster-registry";
 import { createGateway } from "../../src/index.js";
 import { FakeAgent, registration, silent, startRegistry } from "./helpers.js";
 

@@ -8,8 +8,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { NatsServer, waitFor } from "@roster/testkit";
-import { build, parseConfig, type Registry } from "@roster/registry";
+import { NatsServer, waitFor } from "roster-testkit";
+import { build, parseConfig, type Registry } from "roster-registry";
 import {
   HeartbeatMessage,
   RegisterMessage,
@@ -19,7 +19,7 @@ import {
   encode,
   instanceDigest,
   type InstanceRegistration,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { createGateway, type Gateway } from "../../src/index.js";
 import { Upstream, registration, silent } from "./helpers.js";
 

@@ -7,7 +7,7 @@
 import { after, afterEach, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { request as undiciRequest } from "undici";
-import { ChildProc, NatsServer, freePort, waitFor } from "@roster/testkit";
+import { ChildProc, NatsServer, freePort, waitFor } from "roster-testkit";
 import { createGateway, TryTimeoutError, type Gateway } from "../../src/index.js";
 import { FakeRegistry, makeInstance, silent } from "./helpers.js";
 

@@ -1,5 +1,5 @@
 // Shared fixtures of the core unit tests: catalog instances and a seeded random source.
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 
 /** mulberry32: a small, fast, seedable PRNG (public domain) so distributions are reproducible. */
 export function seeded(seed: number): () => number {

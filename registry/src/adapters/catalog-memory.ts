@@ -1,4 +1,4 @@
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 
 export interface ServiceView {
   known: boolean;

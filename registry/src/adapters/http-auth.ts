@@ -1,12 +1,12 @@
 /**
  * Who may call the registry's HTTP API, and how much: bearer tokens with read/write scopes
- * (the shared BearerAuth of @roster/schemas), HTTPS, a rate limit per client and a body limit.
+ * (the shared BearerAuth of roster-schemas), HTTPS, a rate limit per client and a body limit.
  * `installHttpSecurity` is called once from buildHttp, before any route, so every route —
  * including those other modules add later — is default-deny; a route opts out with
  * `config: { auth: "open" }` or names its scope with `config: { auth: "read" | "write" }`.
  */
 import rateLimit from "@fastify/rate-limit";
-import { BearerAuth, Duration, bearerAuthHook, type HttpAuthConfig } from "@roster/schemas";
+import { BearerAuth, Duration, bearerAuthHook, type HttpAuthConfig } from "roster-schemas";
 import { readFileSync } from "node:fs";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";

@@ -1,5 +1,5 @@
 import type { FastifyInstance, preHandlerHookHandler } from "fastify";
-import { CheckState, InstanceStatus, Name, StatusReason, formatIssues, parseDuration, type CatalogInstance } from "@roster/schemas";
+import { CheckState, InstanceStatus, Name, StatusReason, formatIssues, parseDuration, type CatalogInstance } from "roster-schemas";
 import { z } from "zod";
 import type { ChangeLog } from "../core/change-log.js";
 import { BadRequestError } from "../errors.js";

@@ -3,7 +3,7 @@
  * `GET /v1/prometheus/targets` (Prometheus `http_sd` service discovery from the catalog).
  */
 import type { FastifyInstance } from "fastify";
-import { Name, formatIssues, type CatalogInstance } from "@roster/schemas";
+import { Name, formatIssues, type CatalogInstance } from "roster-schemas";
 import type { Registry as PromRegistry } from "prom-client";
 import { z } from "zod";
 import { BadRequestError, NotReadyError } from "../errors.js";

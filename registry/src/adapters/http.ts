@@ -1,5 +1,5 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
-import { Name, formatIssues, parseDuration } from "@roster/schemas";
+import { Name, formatIssues, parseDuration } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../errors.js";

@@ -9,7 +9,7 @@ import {
   decode,
   parseAgentSubject,
   type AgentMessageKind,
-} from "@roster/schemas";
+} from "roster-schemas";
 import type { Logger } from "pino";
 import type { AgentInput } from "../core/catalog.js";
 

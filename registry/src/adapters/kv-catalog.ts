@@ -11,7 +11,7 @@ import {
   decode,
   encode,
   parseCatalogKey,
-} from "@roster/schemas";
+} from "roster-schemas";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KvWriteError } from "../errors.js";

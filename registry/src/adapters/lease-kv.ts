@@ -1,7 +1,7 @@
 import { JetStreamApiCodes, JetStreamApiError, jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { decode, encode } from "@roster/schemas";
+import { decode, encode } from "roster-schemas";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";

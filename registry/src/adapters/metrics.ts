@@ -7,7 +7,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { AgentMessageKind, CatalogDelta } from "@roster/schemas";
+import type { AgentMessageKind, CatalogDelta } from "roster-schemas";
 import type { CatalogCounters, Effect } from "../core/catalog.js";
 import type { DropLog } from "./ingest.js";
 import type { KvCatalogStats } from "./kv-catalog.js";

@@ -1,4 +1,4 @@
-import { CatalogInstance } from "@roster/schemas";
+import { CatalogInstance } from "roster-schemas";
 import type { z } from "zod";
 
 /** The public shape of an instance over HTTP (the stored record less agent bookkeeping). */

@@ -1,5 +1,5 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { LeaseEvent, LeaseRole } from "../core/lease.js";

@@ -1,4 +1,4 @@
-import { LIMITS, PROTOCOL_VERSION, Snapshot, encode, type CatalogInstance } from "@roster/schemas";
+import { LIMITS, PROTOCOL_VERSION, Snapshot, encode, type CatalogInstance } from "roster-schemas";
 import type { ServiceView } from "./catalog-memory.js";
 
 /** Room left in a page for the envelope (service, revision, page numbers, brackets). */

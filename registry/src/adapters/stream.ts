@@ -1,12 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerHookHandler } from "fastify";
-import { Name, formatIssues } from "@roster/schemas";
+import { Name, formatIssues } from "roster-schemas";
 import { z } from "zod";
 import { ChangeLog, type LoggedChange } from "../core/change-log.js";
 import { BadRequestError, TooManyStreamsError } from "../errors.js";
 import type { CatalogChange, CatalogReader } from "./catalog-memory.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 
 /**
  * Live catalog changes over HTTP as server-sent events, for consumers that do not speak NATS

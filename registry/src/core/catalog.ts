@@ -47,7 +47,7 @@ import {
   type HeartbeatMessage,
   type RegisterMessage,
   type ResyncReason,
-} from "@roster/schemas";
+} from "roster-schemas";
 
 export type { ResyncReason };
 

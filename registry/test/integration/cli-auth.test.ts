@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ChildProc, freePort, spawnNode, startSecuredNats, type SecuredNats } from "@roster/testkit";
+import { ChildProc, freePort, spawnNode, startSecuredNats, type SecuredNats } from "roster-testkit";
 
 const BIN = join(resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", ".."), "bin", "roster-registry.js");
 const READ = "cli-read-token-0123456789";

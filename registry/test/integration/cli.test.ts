@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { describe, it } from "node:test";
-import { freePort, metricValue, scrape, spawnNode } from "@roster/testkit";
+import { freePort, metricValue, scrape, spawnNode } from "roster-testkit";
 
 const BIN = join(resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", ".."), "bin", "roster-registry.js");
 

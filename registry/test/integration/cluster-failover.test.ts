@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { CATALOG_BUCKET, CatalogDelta, CatalogInstance, catalogKey, decode, resyncSubject } from "@roster/schemas";
-import { NatsCluster, waitFor } from "@roster/testkit";
+import { CATALOG_BUCKET, CatalogDelta, CatalogInstance, catalogKey, decode, resyncSubject } from "roster-schemas";
+import { NatsCluster, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry, type Inst } from "./helpers.js";
 

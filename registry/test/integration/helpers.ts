@@ -12,7 +12,7 @@ import {
   instanceDigest,
   type InstanceRegistration,
   type InstanceStatus,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { pino } from "pino";
 import { build, type Registry } from "../../src/app.js";
 import { parseConfig, type RegistryConfigInput } from "../../src/config.js";

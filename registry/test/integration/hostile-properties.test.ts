@@ -23,8 +23,8 @@ import {
   encode,
   instanceDigest,
   type InstanceRegistration,
-} from "@roster/schemas";
-import { NatsServer, waitFor } from "@roster/testkit";
+} from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { inst, startRegistry } from "./helpers.js";
 

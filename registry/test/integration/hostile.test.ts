@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { AGENT_MESSAGE_KINDS, RegisterMessage, agentSubject, encode } from "@roster/schemas";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { AGENT_MESSAGE_KINDS, RegisterMessage, agentSubject, encode } from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry } from "./helpers.js";
 

@@ -7,7 +7,7 @@ import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { selfSignedCert } from "@roster/testkit";
+import { selfSignedCert } from "roster-testkit";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { CatalogMemory } from "../../src/adapters/catalog-memory.js";

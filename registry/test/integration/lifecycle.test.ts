@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { PRESENCE_SUBJECT, PresenceMessage, ResyncMessage, Snapshot, decode, resyncSubject, snapshotSubject } from "@roster/schemas";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { PRESENCE_SUBJECT, PresenceMessage, ResyncMessage, Snapshot, decode, resyncSubject, snapshotSubject } from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, collectDeltas, getJson, inst, startRegistry, type Inst } from "./helpers.js";
 

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { agentSubject, snapshotSubject } from "@roster/schemas";
-import { NatsServer, metricValue, scrape, waitFor, type Sample } from "@roster/testkit";
+import { agentSubject, snapshotSubject } from "roster-schemas";
+import { NatsServer, metricValue, scrape, waitFor, type Sample } from "roster-testkit";
 import { register as globalRegister } from "prom-client";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry } from "./helpers.js";

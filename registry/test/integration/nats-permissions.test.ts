@@ -7,8 +7,8 @@ import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection, type Status } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { CATALOG_BUCKET, Snapshot, catalogSubject, decode, natsConnectOptions, snapshotSubject } from "@roster/schemas";
-import { startSecuredNats, waitFor, type SecuredNats } from "@roster/testkit";
+import { CATALOG_BUCKET, Snapshot, catalogSubject, decode, natsConnectOptions, snapshotSubject } from "roster-schemas";
+import { startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, inst, startRegistry } from "./helpers.js";
 

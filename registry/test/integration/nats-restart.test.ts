@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NatsServer, waitFor } from "@roster/testkit";
+import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry, type Inst } from "./helpers.js";
 

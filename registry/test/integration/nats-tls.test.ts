@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect } from "@nats-io/transport-node";
-import { natsConnectOptions } from "@roster/schemas";
-import { NatsServer, selfSignedCert } from "@roster/testkit";
+import { natsConnectOptions } from "roster-schemas";
+import { NatsServer, selfSignedCert } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { startRegistry } from "./helpers.js";
 

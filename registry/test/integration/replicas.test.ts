@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm, type KV } from "@nats-io/kv";
-import { CATALOG_BUCKET, CatalogInstance, catalogKey, decode, resyncSubject } from "@roster/schemas";
-import { NatsCluster, freePort, spawnNode, waitFor, type ChildProc } from "@roster/testkit";
+import { CATALOG_BUCKET, CatalogInstance, catalogKey, decode, resyncSubject } from "roster-schemas";
+import { NatsCluster, freePort, spawnNode, waitFor, type ChildProc } from "roster-testkit";
 import { FakeAgent, getJson, inst, type Inst } from "./helpers.js";
 
 const BIN = fileURLToPath(new URL("../../../bin/roster-registry.js", import.meta.url));

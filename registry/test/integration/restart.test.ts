@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { ResyncMessage, decode, resyncSubject } from "@roster/schemas";
-import { NatsServer, freePort, spawnNode, waitFor, type ChildProc } from "@roster/testkit";
+import { ResyncMessage, decode, resyncSubject } from "roster-schemas";
+import { NatsServer, freePort, spawnNode, waitFor, type ChildProc } from "roster-testkit";
 import { FakeAgent, collectDeltas, getJson, inst, type Inst } from "./helpers.js";
 
 const BIN = fileURLToPath(new URL("../../../bin/roster-registry.js", import.meta.url));

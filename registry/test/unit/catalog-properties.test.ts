@@ -9,7 +9,7 @@ import {
   AgentMessage,
   CatalogInstance,
   type InstanceRegistration,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { CatalogState, type AgentInput, type Effect } from "../../src/core/catalog.js";
 
 const OPTS = {

@@ -8,7 +8,7 @@ import {
   type HeartbeatMessage,
   type InstanceRegistration,
   type RegisterMessage,
-} from "@roster/schemas";
+} from "roster-schemas";
 import { CatalogState, sameRecord, type Effect } from "../../src/core/catalog.js";
 
 const OPTS = {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import { pino } from "pino";
 import { CatalogMemory } from "../../src/adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "../../src/adapters/http.js";

@@ -2,8 +2,8 @@
 // ring; a read-scope route (401 without a token when auth is on); bad windows are 400.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import type { CatalogInstance } from "@roster/schemas";
-import { HttpAuthConfig } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
+import { HttpAuthConfig } from "roster-schemas";
 import { pino } from "pino";
 import { CatalogMemory } from "../../src/adapters/catalog-memory.js";
 import { buildHttp, type StatusBody } from "../../src/adapters/http.js";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { encode, HeartbeatMessage } from "@roster/schemas";
+import { encode, HeartbeatMessage } from "roster-schemas";
 import { pino } from "pino";
 import { DropLog, decodeAgentMessage } from "../../src/adapters/ingest.js";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import SwaggerParser from "@apidevtools/swagger-parser";
-import type { CatalogInstance } from "@roster/schemas";
+import type { CatalogInstance } from "roster-schemas";
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { z } from "zod";

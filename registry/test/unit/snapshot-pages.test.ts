@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Snapshot, decode, type CatalogInstance } from "@roster/schemas";
+import { Snapshot, decode, type CatalogInstance } from "roster-schemas";
 import { SNAPSHOT_PAGE_BUDGET, SnapshotPages, paginate } from "../../src/adapters/snapshot-pages.js";
 import type { ServiceView } from "../../src/adapters/catalog-memory.js";
 
