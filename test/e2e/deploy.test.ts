@@ -39,7 +39,8 @@ const read = (p: string) => readFileSync(p, "utf8");
 const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).status === 0;
 
 /** Environment variables each program reads: what a deploy file may set for it. */
-const shared = envReadBy(join(root, "schemas", "src")); // e.g. NATS auth, read for both binaries
+// e.g. NATS auth (schemas) and the logger's ROSTER_LOG_LEVEL / ROSTER_LOG_PRETTY (runtime), read for both binaries
+const shared = new Set([...envReadBy(join(root, "schemas", "src")), ...envReadBy(join(root, "runtime", "src"))]);
 const ENV = {
   registry: new Set([...envReadBy(join(root, "registry", "src")), ...shared, "NODE_ENV"]),
   agent: new Set([...envReadBy(join(root, "agent", "src")), ...shared, "NODE_ENV"]),
