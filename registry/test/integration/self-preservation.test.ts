@@ -88,9 +88,12 @@ describe("registry self-preservation (real nats-server)", () => {
     const entered = lines.filter((l) => typeof l.msg === "string" && l.msg.startsWith("catalog degraded"));
     assert.equal(entered.length, 1, "one line on entry");
     assert.deepEqual(
-      { silentHosts: entered[0]!.silentHosts, hosts: entered[0]!.hosts, threshold: entered[0]!.threshold, windowMs: entered[0]!.windowMs, reason: entered[0]!.reason },
-      { silentHosts: 4, hosts: 4, threshold: 0.3, windowMs: 15_000, reason: "mass-silence" },
+      { hosts: entered[0]!.hosts, threshold: entered[0]!.threshold, windowMs: entered[0]!.windowMs, reason: entered[0]!.reason },
+      { hosts: 4, threshold: 0.3, windowMs: 15_000, reason: "mass-silence" },
     );
+    // It trips at minHosts (3) silent: the fourth host, registered last, may still be inside its
+    // timeout at that moment when the machine is loaded (seen in full runs on Node 22 and 24).
+    assert.ok([3, 4].includes(entered[0]!.silentHosts as number), `silentHosts ${String(entered[0]!.silentHosts)}`);
     // The partition heals: agents answer the resync with their registration.
     for (const a of agents) {
       await a.heartbeat();
