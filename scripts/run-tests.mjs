@@ -40,9 +40,12 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.ROSTER_TEST_CONCURRENCY ?? "2";
+// A test that hangs (a setup waiting on something that never comes) fails after this instead of
+// holding CI until its time limit.
+const testTimeoutMs = process.env.ROSTER_TEST_TIMEOUT_MS ?? "300000";
 const child = spawn(
   process.execPath,
-  ["--test", `--test-concurrency=${concurrency}`, "--test-reporter=spec", ...files],
+  ["--test", `--test-concurrency=${concurrency}`, `--test-timeout=${testTimeoutMs}`, "--test-reporter=spec", ...files],
   { cwd: root, stdio: "inherit", env: { ...process.env, NODE_ENV: "test" } },
 );
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -11,7 +11,7 @@ import type { Registry } from "../../src/app.js";
 import { startRegistry } from "./helpers.js";
 
 async function connectAs(nats: SecuredNats, user: string): Promise<{ nc: NatsConnection; violations: string[] }> {
-  const nc = await connect({ ...natsConnectOptions(nats.url, { nkeySeedFile: nats.seedFile(user) }), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  const nc = await connect({ ...natsConnectOptions(nats.url, nats.auth(user)), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
   const violations: string[] = [];
   void (async () => {
     for await (const s of nc.status() as AsyncIterable<Status>) {
@@ -28,7 +28,7 @@ describe("policy NATS permissions (generated users, real nats-server)", () => {
 
   before(async () => {
     nats = await startSecuredNats({ hosts: ["host-a"], gateways: 1 });
-    registry = await startRegistry(nats.url, { nats: { url: nats.url, reconnectWait: 100, nkeySeedFile: nats.seedFile("registry") } });
+    registry = await startRegistry(nats.url, { nats: { url: nats.url, reconnectWait: 100, ...nats.auth("registry") } });
   });
   after(async () => {
     for (const c of closers.reverse()) await c().catch(() => undefined);
