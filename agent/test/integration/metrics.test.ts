@@ -46,7 +46,7 @@ describe("agent /metrics (real nats-server, real checks)", () => {
       address: "127.0.0.1",
       port,
       checks: [
-        { type: "http", interval: "100ms" },
+        { type: "http", interval: "100ms", timeout: "2s" }, // a loaded test machine can take longer than the interval to answer
         { type: "tcp", port: closed, interval: "100ms", timeout: "200ms" },
       ],
     });
