@@ -83,7 +83,8 @@ export class KvCatalogFollower {
           for await (const e of iter as AsyncIterable<KvWatchEntry>) {
             if (this.stopped) break;
             if (e.revision <= this.lastRevision) continue;
-            this.store.applyEntry(e);
+            // Once caught up, each entry is a change: event streams and blocking queries hear it.
+            this.store.applyEntry(e, { live: this.caughtUp });
             this.lastRevision = e.revision;
             this.applied++;
             this.progressAt = Date.now();
