@@ -11,11 +11,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { BearerAuth, formatIssues, parseDuration } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BadRequestError, ConsulReadOnlyError, ConsulUnsupportedError, HTTP_STATUS, NotReadyError, httpStatusOf, type RegistryErrorCode } from "../../errors.js";
+import { BadRequestError, ConsulReadOnlyError, ConsulUnsupportedError, NotReadyError } from "../../errors.js";
 import type { CatalogInstance } from "roster-schemas";
 import { BodyCache } from "../http/body-cache.js";
 import type { CatalogReader } from "../store/catalog-memory.js";
-import { httpServerOptions, installHttpSecurity, translateHttpError, type HttpSecurity } from "../http/auth.js";
+import { httpServerOptions, installHttpSecurity, type HttpSecurity } from "../http/auth.js";
+import { installErrorHandler } from "../http/error-handler.js";
 import { allPassing, catalogService, consulNode, healthChecks, serviceEntry } from "./shapes.js";
 
 export interface ConsulApiDeps {
@@ -106,24 +107,11 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
     });
   }
 
-  app.setErrorHandler((fastifyErr, request, reply) => {
-    const err = translateHttpError(fastifyErr);
-    const e = err as { code?: unknown; statusCode?: unknown; message?: string };
-    let code: RegistryErrorCode;
-    let status: number;
-    if (typeof e.code === "string" && e.code in HTTP_STATUS) {
-      code = e.code as RegistryErrorCode;
-      status = httpStatusOf(err);
-    } else if (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500) {
-      code = "ROSTER_BAD_REQUEST";
-      status = e.statusCode;
-    } else {
-      code = "ROSTER_INTERNAL";
-      status = 500;
-      request.log.error({ err }, "unhandled error in the Consul API");
-    }
-    if (status === 405) void reply.header("Allow", "GET, HEAD");
-    void reply.code(status).send({ code, message: status === 500 ? "internal error" : (e.message ?? code) });
+  installErrorHandler(app, {
+    what: "the Consul API",
+    onStatus: (status, reply) => {
+      if (status === 405) void reply.header("Allow", "GET, HEAD");
+    },
   });
 
   // Routes match GET only: any other method on any path is a write Consul would accept.
