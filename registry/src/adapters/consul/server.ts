@@ -167,24 +167,25 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
     return out;
   });
 
-  app.get("/v1/catalog/service/:name", { preHandler: meta }, async (req, reply) => {
+  /** The three per-service reads: parse, block until the index moves, read, set X-Consul-Index. */
+  const readService = async <S extends typeof BlockingQuery>(req: FastifyRequest, reply: FastifyReply, query: S) => {
     const name = parse(Name, (req.params as { name: string }).name, "service name");
-    const q = parse(ServiceQuery, req.query, "query");
+    const q = parse(query, req.query, "query");
     await block(reply, q, () => serviceIndex(name), waitForService(name));
     const view = deps.catalog.service(name);
     const index = view.known ? view.revision : deps.catalog.revision;
     setIndex(reply, index);
+    return { name, q, view, index };
+  };
+
+  app.get("/v1/catalog/service/:name", { preHandler: meta }, async (req, reply) => {
+    const { name, q, view, index } = await readService(req, reply, ServiceQuery);
     if (!view.known) return []; // Consul answers an unknown service with an empty list
     return json(reply, bodies.get(name, index, `catalog|${JSON.stringify(q.tag)}`, () => view.instances.filter(withTags(q.tag)).map((i) => catalogService(i, deps.datacenter, Math.max(1, index)))));
   });
 
   app.get("/v1/health/service/:name", { preHandler: meta }, async (req, reply) => {
-    const name = parse(Name, (req.params as { name: string }).name, "service name");
-    const q = parse(ServiceQuery, req.query, "query");
-    await block(reply, q, () => serviceIndex(name), waitForService(name));
-    const view = deps.catalog.service(name);
-    const index = view.known ? view.revision : deps.catalog.revision;
-    setIndex(reply, index);
+    const { name, q, view, index } = await readService(req, reply, ServiceQuery);
     if (!view.known) return [];
     return json(
       reply,
@@ -198,12 +199,7 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
   });
 
   app.get("/v1/health/checks/:name", { preHandler: meta }, async (req, reply) => {
-    const name = parse(Name, (req.params as { name: string }).name, "service name");
-    const q = parse(BlockingQuery, req.query, "query");
-    await block(reply, q, () => serviceIndex(name), waitForService(name));
-    const view = deps.catalog.service(name);
-    const index = view.known ? view.revision : deps.catalog.revision;
-    setIndex(reply, index);
+    const { view, index } = await readService(req, reply, BlockingQuery);
     return view.instances.flatMap((i) => healthChecks(i, Math.max(1, index)).filter((c) => c.CheckID !== "serfHealth"));
   });
 
