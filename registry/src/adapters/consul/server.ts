@@ -11,11 +11,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { BearerAuth, formatIssues, parseDuration } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BadRequestError, ConsulReadOnlyError, ConsulUnsupportedError, HTTP_STATUS, NotReadyError, httpStatusOf, type RegistryErrorCode } from "../../errors.js";
+import { BadRequestError, ConsulReadOnlyError, ConsulUnsupportedError, NotReadyError } from "../../errors.js";
 import type { CatalogInstance } from "roster-schemas";
 import { BodyCache } from "../http/body-cache.js";
 import type { CatalogReader } from "../store/catalog-memory.js";
-import { httpServerOptions, installHttpSecurity, translateHttpError, type HttpSecurity } from "../http/auth.js";
+import { httpServerOptions, installHttpSecurity, type HttpSecurity } from "../http/auth.js";
+import { installErrorHandler } from "../http/error-handler.js";
 import { allPassing, catalogService, consulNode, healthChecks, serviceEntry } from "./shapes.js";
 
 export interface ConsulApiDeps {
@@ -106,24 +107,11 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
     });
   }
 
-  app.setErrorHandler((fastifyErr, request, reply) => {
-    const err = translateHttpError(fastifyErr);
-    const e = err as { code?: unknown; statusCode?: unknown; message?: string };
-    let code: RegistryErrorCode;
-    let status: number;
-    if (typeof e.code === "string" && e.code in HTTP_STATUS) {
-      code = e.code as RegistryErrorCode;
-      status = httpStatusOf(err);
-    } else if (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500) {
-      code = "ROSTER_BAD_REQUEST";
-      status = e.statusCode;
-    } else {
-      code = "ROSTER_INTERNAL";
-      status = 500;
-      request.log.error({ err }, "unhandled error in the Consul API");
-    }
-    if (status === 405) void reply.header("Allow", "GET, HEAD");
-    void reply.code(status).send({ code, message: status === 500 ? "internal error" : (e.message ?? code) });
+  installErrorHandler(app, {
+    what: "the Consul API",
+    onStatus: (status, reply) => {
+      if (status === 405) void reply.header("Allow", "GET, HEAD");
+    },
   });
 
   // Routes match GET only: any other method on any path is a write Consul would accept.
@@ -179,24 +167,25 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
     return out;
   });
 
-  app.get("/v1/catalog/service/:name", { preHandler: meta }, async (req, reply) => {
+  /** The three per-service reads: parse, block until the index moves, read, set X-Consul-Index. */
+  const readService = async <S extends typeof BlockingQuery>(req: FastifyRequest, reply: FastifyReply, query: S) => {
     const name = parse(Name, (req.params as { name: string }).name, "service name");
-    const q = parse(ServiceQuery, req.query, "query");
+    const q = parse(query, req.query, "query");
     await block(reply, q, () => serviceIndex(name), waitForService(name));
     const view = deps.catalog.service(name);
     const index = view.known ? view.revision : deps.catalog.revision;
     setIndex(reply, index);
+    return { name, q, view, index };
+  };
+
+  app.get("/v1/catalog/service/:name", { preHandler: meta }, async (req, reply) => {
+    const { name, q, view, index } = await readService(req, reply, ServiceQuery);
     if (!view.known) return []; // Consul answers an unknown service with an empty list
     return json(reply, bodies.get(name, index, `catalog|${JSON.stringify(q.tag)}`, () => view.instances.filter(withTags(q.tag)).map((i) => catalogService(i, deps.datacenter, Math.max(1, index)))));
   });
 
   app.get("/v1/health/service/:name", { preHandler: meta }, async (req, reply) => {
-    const name = parse(Name, (req.params as { name: string }).name, "service name");
-    const q = parse(ServiceQuery, req.query, "query");
-    await block(reply, q, () => serviceIndex(name), waitForService(name));
-    const view = deps.catalog.service(name);
-    const index = view.known ? view.revision : deps.catalog.revision;
-    setIndex(reply, index);
+    const { name, q, view, index } = await readService(req, reply, ServiceQuery);
     if (!view.known) return [];
     return json(
       reply,
@@ -210,12 +199,7 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
   });
 
   app.get("/v1/health/checks/:name", { preHandler: meta }, async (req, reply) => {
-    const name = parse(Name, (req.params as { name: string }).name, "service name");
-    const q = parse(BlockingQuery, req.query, "query");
-    await block(reply, q, () => serviceIndex(name), waitForService(name));
-    const view = deps.catalog.service(name);
-    const index = view.known ? view.revision : deps.catalog.revision;
-    setIndex(reply, index);
+    const { view, index } = await readService(req, reply, BlockingQuery);
     return view.instances.flatMap((i) => healthChecks(i, Math.max(1, index)).filter((c) => c.CheckID !== "serfHealth"));
   });
 

@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { Name, formatIssues, parseDuration } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BadRequestError, HTTP_STATUS, NotReadyError, RouteNotFoundError, ServiceNotFoundError, httpStatusOf, type RegistryErrorCode } from "../../errors.js";
+import { BadRequestError, NotReadyError, RouteNotFoundError, ServiceNotFoundError } from "../../errors.js";
 import { BodyCache } from "./body-cache.js";
 import type { CatalogReader } from "../store/catalog-memory.js";
 import { registerCatalogRoutes } from "./catalog.js";
@@ -12,7 +12,8 @@ import { ErrorBody, docSchema, registerOpenApi } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 import { registerStreamRoutes, type StreamOptions } from "./stream.js";
 import { registerHistoryRoutes } from "./history.js";
-import { installHttpSecurity, httpServerOptions, translateHttpError, type HttpSecurity } from "./auth.js";
+import { installHttpSecurity, httpServerOptions, type HttpSecurity } from "./auth.js";
+import { installErrorHandler } from "./error-handler.js";
 
 export interface StatusBody {
   revision: number;
@@ -128,24 +129,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   registerOpenApi(app, { title: "Roster registry", version: "1", description: "Service catalog of the Roster registry. Errors are {code, message} with a ROSTER_... code." });
 
   // One place maps error codes to statuses and shapes the body.
-  app.setErrorHandler((fastifyErr, request, reply) => {
-    const err = translateHttpError(fastifyErr);
-    const e = err as { code?: unknown; statusCode?: unknown; message?: string };
-    let code: RegistryErrorCode;
-    let status: number;
-    if (typeof e.code === "string" && e.code in HTTP_STATUS) {
-      code = e.code as RegistryErrorCode;
-      status = httpStatusOf(err);
-    } else if (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500) {
-      code = "ROSTER_BAD_REQUEST";
-      status = e.statusCode;
-    } else {
-      code = "ROSTER_INTERNAL";
-      status = 500;
-      request.log.error({ err }, "unhandled error in HTTP handler");
-    }
-    void reply.code(status).send({ code, message: status === 500 ? "internal error" : (e.message ?? code) });
-  });
+  installErrorHandler(app, { what: "HTTP handler" });
 
   app.setNotFoundHandler((request) => {
     throw new RouteNotFoundError(request.method, request.url.split("?")[0] ?? "");

@@ -18,7 +18,10 @@ export interface CatalogReader {
    * `timeoutMs` or when `signal` aborts. No polling: woken by `apply*`.
    */
   waitForChange(service: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
-  /** Calls `listener` after each KV-confirmed change (not for records loaded at start); returns an unsubscribe. */
+  /**
+   * Calls `listener` after each KV-confirmed change: the writer's own writes and, on a standby, each
+   * change its mirror applies once caught up (not records loaded at start); returns an unsubscribe.
+   */
   onChange(listener: (change: CatalogChange) => void): () => void;
 }
 
@@ -78,8 +81,7 @@ export class CatalogMemory implements CatalogReader {
 
   /**
    * Calls `listener` with the service after every change to memory: this replica's own writes,
-   * records loaded at start and a standby's mirror alike (`onChange` sees only the writer's own
-   * KV writes). For consumers that re-read the service (the xDS server); returns an unsubscribe.
+   * records loaded at start and a standby's mirror alike (`onChange` leaves out what is loaded). For consumers that re-read the service (the xDS server); returns an unsubscribe.
    */
   onTouch(listener: (service: string) => void): () => void {
     this.touchListeners.add(listener);

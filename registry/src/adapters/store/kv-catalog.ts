@@ -112,7 +112,7 @@ export class KvCatalog {
       for await (const e of iter as AsyncIterable<KvWatchEntry>) {
         clearTimeout(timer);
         timer = setTimeout(() => iter.stop(), idleTimeoutMs);
-        this.applyEntry(e, records);
+        this.applyEntry(e, { records });
         // The last of the initial values is flagged isUpdate (see KV watch): stop there.
         if (e.isUpdate) {
           complete = true;
@@ -133,28 +133,35 @@ export class KvCatalog {
     return this.kv;
   }
 
-  /** Applies one KV entry (a load or a mirror watch) to memory and to the CAS expectations. */
-  applyEntry(e: KvWatchEntry, records: CatalogInstance[] = []): void {
+  /**
+   * Applies one KV entry (a load or a mirror watch) to memory and to the CAS expectations. `live`:
+   * a change a caught-up standby's mirror saw happen, which memory's change listeners (event
+   * streams, their ring, blocking queries) hear as they do the writer's own writes; a value loaded
+   * at start is not a change.
+   */
+  applyEntry(e: KvWatchEntry, opts: { records?: CatalogInstance[]; live?: boolean } = {}): void {
     const parsed = parseCatalogKey(e.key);
     if (!parsed) {
       this.stats.corruptRecords++;
       this.log.warn({ key: e.key }, "ignoring a catalog key that is not <service>.<instanceId>");
       return;
     }
+    const put = (record: CatalogInstance | null) =>
+      opts.live ? this.memory.apply(parsed.service, parsed.instanceId, e.revision, record) : this.memory.load(parsed.service, parsed.instanceId, e.revision, record);
     this.keyRev.set(e.key, e.revision);
     if (e.operation !== "PUT") {
-      this.memory.load(parsed.service, parsed.instanceId, e.revision, null);
+      put(null);
       return;
     }
     const r = decode(CatalogInstance, e.value);
     if (!r.ok || r.value.service !== parsed.service || r.value.id !== parsed.instanceId) {
       this.stats.corruptRecords++;
       this.log.warn({ key: e.key, error: r.ok ? "key/record mismatch" : r.error }, "ignoring a corrupt catalog record");
-      this.memory.load(parsed.service, parsed.instanceId, e.revision, null);
+      put(null);
       return;
     }
-    this.memory.load(parsed.service, parsed.instanceId, e.revision, r.value);
-    records.push(r.value);
+    put(r.value);
+    opts.records?.push(r.value);
   }
 
   /** Queues a put (record) or delete (null); returns at once. */

@@ -1,7 +1,6 @@
-import type { KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "pino";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { KvCatalog } from "./kv-catalog.js";
+import { watchKv, type KvWatchLoop } from "./kv-watch-loop.js";
 
 /**
  * A standby registry's copy of the catalog: a KV watch of the whole bucket applied to the same
@@ -18,10 +17,8 @@ export class KvCatalogFollower {
   private readonly store: KvCatalog;
   private readonly log: Logger;
   private stopped = false;
-  private stopWatch: (() => void) | null = null;
-  private lastRevision = 0;
+  private watch: KvWatchLoop | null = null;
   private caughtUp = false;
-  private loop: Promise<void> | null = null;
   private progressAt = Date.now();
   private watchdog: NodeJS.Timeout | null = null;
   private checking = false;
@@ -40,11 +37,12 @@ export class KvCatalogFollower {
     this.checking = true;
     try {
       const last = (await this.store.bucket.status()).streamInfo.state.last_seq;
-      if (last > this.lastRevision && Date.now() - this.progressAt > this.stallMs && this.stopWatch) {
+      const applied = this.watch?.lastRevision ?? 0;
+      if (last > applied && Date.now() - this.progressAt > this.stallMs && this.watch?.watching) {
         this.restarts++;
-        this.log.warn({ streamLastSeq: last, applied: this.lastRevision }, "catalog mirror watch stalled: restarting it");
+        this.log.warn({ streamLastSeq: last, applied }, "catalog mirror watch stalled: restarting it");
         this.progressAt = Date.now();
-        this.stopWatch();
+        this.watch.restart();
       }
     } catch {
       // no stream info during an election: the next check tells
@@ -61,52 +59,26 @@ export class KvCatalogFollower {
   /** Starts watching; resolves once the mirror holds every current value (or it is stopped). */
   start(): Promise<void> {
     this.watchdog = setInterval(() => void this.checkStall(), 1000);
-    let resolveCaughtUp!: () => void;
-    const caughtUp = new Promise<void>((r) => (resolveCaughtUp = r));
-    const markCaughtUp = () => {
-      if (!this.caughtUp) {
+    this.watch = watchKv(this.store.bucket, {
+      what: "catalog mirror watch",
+      log: this.log,
+      apply: (e) => {
+        // Once caught up, each entry is a change: event streams and blocking queries hear it.
+        this.store.applyEntry(e, { live: this.caughtUp });
+        this.applied++;
+        this.progressAt = Date.now();
+      },
+      onCaughtUp: () => {
         this.caughtUp = true;
-        this.log.info({ revision: this.lastRevision }, "catalog mirror caught up");
-      }
-      resolveCaughtUp();
-    };
-    this.loop = (async () => {
-      let delay = 100;
-      while (!this.stopped) {
-        try {
-          const kv = this.store.bucket;
-          if (this.lastRevision === 0 && (await kv.status()).values === 0) markCaughtUp();
-          const iter = await kv.watch(this.lastRevision > 0 ? { key: ">", resumeFromRevision: this.lastRevision + 1 } : { key: ">" });
-          if (this.lastRevision > 0) markCaughtUp();
-          this.stopWatch = () => iter.stop();
-          if (this.stopped) iter.stop();
-          for await (const e of iter as AsyncIterable<KvWatchEntry>) {
-            if (this.stopped) break;
-            if (e.revision <= this.lastRevision) continue;
-            this.store.applyEntry(e);
-            this.lastRevision = e.revision;
-            this.applied++;
-            this.progressAt = Date.now();
-            if (e.isUpdate) markCaughtUp();
-            delay = 100;
-          }
-        } catch (err) {
-          if (!this.stopped) this.log.warn({ err: String(err), retryInMs: delay }, "catalog mirror watch failed, resuming");
-        }
-        this.stopWatch = null;
-        if (this.stopped) break;
-        await sleep(delay);
-        delay = Math.min(delay * 2, 2000);
-      }
-      resolveCaughtUp();
-    })();
-    return caughtUp;
+        this.log.info({ revision: this.watch?.lastRevision ?? 0 }, "catalog mirror caught up");
+      },
+    });
+    return this.watch.caughtUp;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.watchdog) clearInterval(this.watchdog);
-    this.stopWatch?.();
-    await this.loop?.catch(() => undefined);
+    await this.watch?.stop();
   }
 }

@@ -7,7 +7,7 @@
 // behind it, so a compare-and-set on the key's revision is all the coordination it needs (two
 // writers conflict, never overwrite blindly), and policies stay writable during a failover.
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
-import { type KV, type KvEntry, type KvWatchEntry } from "@nats-io/kv";
+import { type KV, type KvEntry } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import {
   NAME_PATTERN,
@@ -26,8 +26,8 @@ import {
 } from "roster-schemas";
 import { openBucket, type Replicas } from "roster-runtime";
 import type { Logger } from "pino";
-import { setTimeout as sleep } from "node:timers/promises";
 import { NotReadyError, PolicyNotFoundError, PreconditionFailedError } from "../../errors.js";
+import { watchKv, type KvWatchLoop } from "./kv-watch-loop.js";
 
 /** One service's policy as the registry knows it. `policy` is null after a delete (the revision stays). */
 export interface PolicyEntry {
@@ -64,9 +64,7 @@ export class PolicyStore {
   private kv: KV | null = null;
   private nc: NatsConnection | null = null;
   private sub: Subscription | null = null;
-  private stopWatch: (() => void) | null = null;
-  private loop: Promise<void> | null = null;
-  private lastRevision = 0;
+  private watchLoop: KvWatchLoop | null = null;
   private caughtUp = false;
   private stopped = false;
   readonly stats: PolicyStats = { writes: 0, conflicts: 0, deltasPublished: 0, snapshotsServed: 0, corruptRecords: 0, watched: 0 };
@@ -89,7 +87,7 @@ export class PolicyStore {
     // The shared bucket opener: "auto" replicas, retried with backoff while JetStream is unavailable.
     this.kv = await openBucket(nc, POLICY_BUCKET, { replicas: this.opts.replicas, history: 1, signal, logger: this.log }).catch(() => null);
     if (!this.kv || signal.aborted || this.stopped) return;
-    await this.watch();
+    await this.watch(this.kv);
     this.sub = nc.subscribe(POLICY_SNAPSHOT_WILDCARD, { queue: REGISTRY_QUEUE, callback: (err, m) => {
       if (err || !m.reply) return;
       const service = m.subject.slice(m.subject.lastIndexOf(".") + 1);
@@ -104,40 +102,9 @@ export class PolicyStore {
   }
 
   /** Watches the whole bucket from the start (then from the last revision applied): resolves once caught up. */
-  private watch(): Promise<void> {
-    let resolveCaughtUp!: () => void;
-    const caughtUp = new Promise<void>((r) => (resolveCaughtUp = r));
-    const markCaughtUp = () => {
-      this.caughtUp = true;
-      resolveCaughtUp();
-    };
-    this.loop = (async () => {
-      let delay = 100;
-      while (!this.stopped && this.kv) {
-        try {
-          if (this.lastRevision === 0 && (await this.kv.status()).values === 0) markCaughtUp();
-          const iter = await this.kv.watch(this.lastRevision > 0 ? { key: ">", resumeFromRevision: this.lastRevision + 1 } : { key: ">" });
-          if (this.lastRevision > 0) markCaughtUp();
-          this.stopWatch = () => iter.stop();
-          if (this.stopped) iter.stop();
-          for await (const e of iter as AsyncIterable<KvWatchEntry>) {
-            if (this.stopped) break;
-            if (e.revision > this.lastRevision) this.lastRevision = e.revision;
-            this.applyEntry(e);
-            if (e.isUpdate) markCaughtUp();
-            delay = 100;
-          }
-        } catch (err) {
-          if (!this.stopped) this.log.warn({ err: String(err), retryInMs: delay }, "policy watch failed, resuming");
-        }
-        this.stopWatch = null;
-        if (this.stopped) break;
-        await sleep(delay);
-        delay = Math.min(delay * 2, 2000);
-      }
-      resolveCaughtUp();
-    })();
-    return caughtUp;
+  private watch(kv: KV): Promise<void> {
+    this.watchLoop = watchKv(kv, { what: "policy watch", log: this.log, apply: (e) => this.applyEntry(e), onCaughtUp: () => (this.caughtUp = true) });
+    return this.watchLoop.caughtUp;
   }
 
   private applyEntry(e: KvEntry): void {
@@ -277,8 +244,8 @@ export class PolicyStore {
   async close(): Promise<void> {
     this.stopped = true;
     this.sub?.unsubscribe();
-    this.stopWatch?.();
+    const watchStopped = this.watchLoop?.stop();
     await Promise.allSettled([...this.chains.values()]);
-    await this.loop?.catch(() => undefined);
+    await watchStopped;
   }
 }
