@@ -11,8 +11,9 @@
  * Semantics (also in registry/README.md):
  *   - A register is the host's FULL instance set: instances of that host absent from it are deleted.
  *     A newer epoch (agent restarted) replaces the host's set; an older epoch is stale and ignored.
- *   - Per (host, epoch), a message whose seq is not greater than the last one seen is a duplicate or
- *     a reorder and is ignored. The epoch/seq gate applies to every kind.
+ *   - Per (host, epoch), a message whose seq is not greater than the last one seen of its stream
+ *     (heartbeats apart from transitions) is a duplicate or a reorder and is ignored. The epoch/seq
+ *     gate applies to every kind.
  *   - health: sets the check and the instance status from `instanceStatus`; an unknown instance
  *     makes the registry ask the host for a resync.
  *   - heartbeat: refreshes lastSeen; an unknown host, or a digest different from the registry's

@@ -18,7 +18,9 @@ describe("registry hostile input (real nats-server)", () => {
     nats = await NatsServer.start();
     reg = await startRegistry(nats.url);
     nc = await connect({ servers: nats.url });
-    agent = await FakeAgent.connect(nats.url, "good-host");
+    // 60 s heartbeat (the registry's maxHeartbeatInterval): this agent never beats, and with the
+    // default 200 ms it went silent mid-test under load (agent-lost moved the revision).
+    agent = await FakeAgent.connect(nats.url, "good-host", 1, 60_000);
     await agent.register([inst("g1")]);
     await waitFor(() => reg.memory.instanceCount === 1, { what: "baseline instance" });
   });
