@@ -96,6 +96,25 @@ describe("policy mirror", () => {
     }
   });
 
+  test("policy mirror - a gateway that started while the registry was down gets the policy from the first presence it hears", async () => {
+    await registry.close();
+    const kv = await new Kvm(nc).open(POLICY_BUCKET);
+    const rev = await kv.put("ledger", encode(PolicyRecord, { v: 1, service: "ledger", policy: { retries: { max: 0 } }, updatedAt: Date.now() }));
+    // A presence-lost window far longer than the test: only the first presence can heal it, never recovery from stale.
+    const mirror = new CatalogFollower({ presenceIntervalMs: 200, presenceMissFactor: 1000, services: ["ledger"] });
+    try {
+      mirror.attach(nc);
+      // No registry answers: ready without a policy.
+      const none = await mirror.policies.waitReady("ledger", 5000);
+      assert.deepEqual([none?.revision, none?.policy], [0, null]);
+      registry = await startRegistry(nats.url);
+      await waitFor(() => mirror.policies.view("ledger")?.revision === rev, { timeoutMs: 10_000, what: "the resync on the first presence" });
+      assert.equal(mirror.policies.view("ledger")!.policy!.retries!.max, 0);
+    } finally {
+      await mirror.close();
+    }
+  });
+
   test("policy mirror - the last-known-good file keeps the policies and serves them while NATS is unreachable", async () => {
     const file = join(dir, "lkg.json");
     const rev = await putPolicy(registry, "search", { ...canary, timeouts: { try: "250ms" } });
