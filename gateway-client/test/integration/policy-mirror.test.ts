@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { POLICY_BUCKET, PolicyRecord, encode, policySubject } from "roster-schemas";
+import { POLICY_BUCKET, PRESENCE_SUBJECT, PolicyRecord, encode, policySubject } from "roster-schemas";
 import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "roster-registry";
 import { CatalogFollower } from "../../src/adapters/mirror.js";
@@ -80,10 +80,14 @@ describe("policy mirror", () => {
   });
 
   test("policy mirror - a change the mirror never heard of arrives with the resync on a new registry epoch", async () => {
-    const mirror = new CatalogFollower({ presenceIntervalMs: 200, services: ["billing"] });
+    // A presence-lost window far longer than the test: the new epoch heals it, not recovery from stale.
+    const mirror = new CatalogFollower({ presenceIntervalMs: 200, presenceMissFactor: 1000, services: ["billing"] });
     try {
+      // The mirror shares this connection: once the test hears a presence after attach, so did the mirror.
+      const heard = nc.subscribe(PRESENCE_SUBJECT, { max: 1 });
       mirror.attach(nc);
       await mirror.policies.waitReady("billing", 5000);
+      for await (const _ of heard) break;
       await registry.close();
       // Written straight into KV while no registry runs: no delta was ever published.
       const kv = await new Kvm(nc).open(POLICY_BUCKET);
