@@ -625,8 +625,8 @@ export class CatalogFollower extends EventEmitter {
   }
 }
 
-/** Slack for the presence's transit and our event loop (errs towards a resync, which is cheap). */
-const FIRST_PRESENCE_SLACK_MS = 1000;
+/** Slack for timer granularity: the registry takes its epoch before it answers anything, and a presence late in transit only shortens the uptime seen (towards a resync). Kept small so a gateway attaching soon after a registry start does not refetch everything. */
+const FIRST_PRESENCE_SLACK_MS = 250;
 
 /** True when the registry behind `p` may have started after `attachedAt` (its uptime is shorter than our time since attach). */
 export function startedSinceAttach(p: { epoch: number; sentAt: number }, attachedAt: number, now = Date.now()): boolean {
