@@ -143,6 +143,8 @@ export class CatalogFollower extends EventEmitter {
   private presenceSub: Subscription | null = null;
   private presenceTimer: ReturnType<typeof setInterval> | null = null;
   private lastPresenceAt = 0;
+  /** When attach() ran (this process's clock): the first presence is judged against it. */
+  private attachedAt = 0;
   private presenceIntervalMs: number;
   private registry: string | null = null;
   private natsConnected = false;
@@ -242,6 +244,7 @@ export class CatalogFollower extends EventEmitter {
     this.nc = nc;
     this.natsConnected = !nc.isClosed();
     this.lastPresenceAt = Date.now();
+    this.attachedAt = this.lastPresenceAt;
     this.presenceMissing = false;
     this.presenceSub = nc.subscribe(PRESENCE_SUBJECT, { callback: (err, msg) => { if (!err) this.onPresence(msg); } });
     const tick = Math.max(50, Math.min(500, Math.floor(this.presenceIntervalMs / 2)));
@@ -492,7 +495,11 @@ export class CatalogFollower extends EventEmitter {
     this.lastPresenceAt = Date.now();
     this.presenceIntervalMs = p.intervalMs;
     const who = `${p.registryId}#${p.epoch}`;
-    const newRegistry = this.registry !== null && this.registry !== who;
+    // The first presence seen says nothing of the registry that answered our snapshots, unless that
+    // registry was already up when we attached: one that started since (a restart quicker than the
+    // presence-lost window, before we ever heard the old one) never sent the changes we missed.
+    // Its uptime and our time since attach are each read on one clock, so no skew enters.
+    const newRegistry = this.registry === null ? startedSinceAttach(p, this.attachedAt) : this.registry !== who;
     this.registry ??= who;
     if (newRegistry) {
       // Not necessarily a problem (replicas, restarts), but cheap insurance against a lost last delta.
@@ -616,4 +623,12 @@ export class CatalogFollower extends EventEmitter {
     });
     return this.lkgWriting;
   }
+}
+
+/** Slack for timer granularity: the registry takes its epoch before it answers anything, and a presence late in transit only shortens the uptime seen (towards a resync). Kept small so a gateway attaching soon after a registry start does not refetch everything. */
+const FIRST_PRESENCE_SLACK_MS = 250;
+
+/** True when the registry behind `p` may have started after `attachedAt` (its uptime is shorter than our time since attach). */
+export function startedSinceAttach(p: { epoch: number; sentAt: number }, attachedAt: number, now = Date.now()): boolean {
+  return p.sentAt - p.epoch <= now - attachedAt + FIRST_PRESENCE_SLACK_MS;
 }

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { POLICY_BUCKET, PolicyRecord, encode, policySubject } from "roster-schemas";
+import { POLICY_BUCKET, PRESENCE_SUBJECT, PolicyRecord, encode, policySubject } from "roster-schemas";
 import { NatsServer, waitFor } from "roster-testkit";
 import type { Registry } from "roster-registry";
 import { CatalogFollower } from "../../src/adapters/mirror.js";
@@ -80,10 +80,14 @@ describe("policy mirror", () => {
   });
 
   test("policy mirror - a change the mirror never heard of arrives with the resync on a new registry epoch", async () => {
-    const mirror = new CatalogFollower({ presenceIntervalMs: 200, services: ["billing"] });
+    // A presence-lost window far longer than the test: the new epoch heals it, not recovery from stale.
+    const mirror = new CatalogFollower({ presenceIntervalMs: 200, presenceMissFactor: 1000, services: ["billing"] });
     try {
+      // The mirror shares this connection: once the test hears a presence after attach, so did the mirror.
+      const heard = nc.subscribe(PRESENCE_SUBJECT, { max: 1 });
       mirror.attach(nc);
       await mirror.policies.waitReady("billing", 5000);
+      for await (const _ of heard) break;
       await registry.close();
       // Written straight into KV while no registry runs: no delta was ever published.
       const kv = await new Kvm(nc).open(POLICY_BUCKET);
@@ -91,6 +95,25 @@ describe("policy mirror", () => {
       registry = await startRegistry(nats.url);
       await waitFor(() => mirror.policies.view("billing")?.revision === rev, { timeoutMs: 10_000, what: "the resync after the new registry epoch" });
       assert.equal(mirror.policies.view("billing")!.policy!.retries!.max, 0);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  test("policy mirror - a gateway that started while the registry was down gets the policy from the first presence it hears", async () => {
+    await registry.close();
+    const kv = await new Kvm(nc).open(POLICY_BUCKET);
+    const rev = await kv.put("ledger", encode(PolicyRecord, { v: 1, service: "ledger", policy: { retries: { max: 0 } }, updatedAt: Date.now() }));
+    // A presence-lost window far longer than the test: only the first presence can heal it, never recovery from stale.
+    const mirror = new CatalogFollower({ presenceIntervalMs: 200, presenceMissFactor: 1000, services: ["ledger"] });
+    try {
+      mirror.attach(nc);
+      // No registry answers: ready without a policy.
+      const none = await mirror.policies.waitReady("ledger", 5000);
+      assert.deepEqual([none?.revision, none?.policy], [0, null]);
+      registry = await startRegistry(nats.url);
+      await waitFor(() => mirror.policies.view("ledger")?.revision === rev, { timeoutMs: 10_000, what: "the resync on the first presence" });
+      assert.equal(mirror.policies.view("ledger")!.policy!.retries!.max, 0);
     } finally {
       await mirror.close();
     }
