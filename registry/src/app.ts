@@ -259,6 +259,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         onError: (err) => kvLog.warn({ err: String(err) }, "catalog load failed, retrying"),
       }).catch(() => null);
     let records: Awaited<ReturnType<typeof loadRecords>> = [];
+    const listenToAgents = () => subs.push(...startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" }), bulk ?? conn));
     if (config.lease.enabled) {
       kv = store;
       replica = new Replica(store, {
@@ -278,12 +279,17 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           writerReady = false;
         },
       });
+      // Agents are heard before the lease is decided (a standby drops them, see onAgentMessage): a
+      // new writer asks every host to resync as it takes over, and the answers must not arrive
+      // before anyone listens (the start-up awaits below would otherwise swallow them).
+      listenToAgents();
       if (!(await replica.start(conn))) return;
     } else {
       records = await loadRecords();
       if (!records || stopping.signal.aborted) return;
       kv = store;
       dispatch(core.loaded(records, now()));
+      listenToAgents();
     }
     guard = new StoreGuard(conn, {
       buckets: [
@@ -306,7 +312,6 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     // Before presence goes out: a client that sees this registry asks for policies at once.
     await policies.attach(conn, stopping.signal);
     loaded = true;
-    subs.push(...startIngest(conn, drops, onAgentMessage, log.child({ component: "ingest" }), bulk ?? conn));
     subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
     timers.push(
       setInterval(() => {

@@ -101,6 +101,11 @@ describe("registry HA defaults", () => {
         await second.exited;
       }
     } finally {
+      // A failure before the kill -9 must not leave the first registry running.
+      if (first.alive) {
+        first.kill("SIGKILL");
+        await first.exited;
+      }
       stopBeat();
       await agent.close();
       await rm(dir, { recursive: true, force: true });
