@@ -5,7 +5,8 @@
  * differs from what the client holds, and names of resources that went away.
  * Same flow control as `xds-stream.ts`: one response per type in flight.
  */
-import { XDS_KINDS, kindOf, type XdsKind } from "./xds-resources.js";
+import { XDS_KINDS, type XdsKind } from "./xds-resources.js";
+import { XdsStreamBase } from "./xds-nonces.js";
 
 export interface XdsDeltaRequest {
   typeUrl: string;
@@ -37,14 +38,9 @@ interface KindState {
   all: boolean;
 }
 
-export class XdsDeltaState {
-  private readonly kinds = new Map<XdsKind, KindState>();
-  private nonceSeq = 0;
-  readonly counts = { requests: 0, acks: 0, nacks: 0, stale: 0, responses: 0 };
-
+export class XdsDeltaState extends XdsStreamBase<KindState> {
   request(req: XdsDeltaRequest): DeltaOutcome {
-    this.counts.requests++;
-    const kind = kindOf(req.typeUrl);
+    const kind = this.requested(req.typeUrl);
     if (!kind) return { type: "unknown-type" };
     let st = this.kinds.get(kind);
     const first = !st;
@@ -123,16 +119,11 @@ export class XdsDeltaState {
     return version === null ? held !== undefined : held !== version;
   }
 
-  /** A response goes out: `versions` of the resources sent, `removed` names; returns its nonce. */
-  sent(kind: XdsKind, versions: ReadonlyMap<string, string>, removed: readonly string[]): string {
-    const st = this.kinds.get(kind);
-    if (!st) throw new Error(`no subscription for ${kind}`);
+  /** A response goes out: `versions` of the resources sent, `removed` names, `nonce` as in XdsStreamBase; returns the nonce. */
+  sent(kind: XdsKind, versions: ReadonlyMap<string, string>, removed: readonly string[], nonce?: number): string {
+    const { st, nonce: sentNonce } = this.markSent(kind, nonce);
     for (const [n, v] of versions) st.held.set(n, v);
     for (const n of removed) st.held.delete(n);
-    const nonce = `d${++this.nonceSeq}`;
-    st.nonce = nonce;
-    st.inFlight = true;
-    this.counts.responses++;
-    return nonce;
+    return sentNonce;
   }
 }

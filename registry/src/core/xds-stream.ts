@@ -10,7 +10,8 @@
  * the client on its last good version, and nothing is re-sent until the catalog or the
  * subscription changes: sending the same thing again would only be rejected again.
  */
-import { XDS_KINDS, kindOf, type XdsKind } from "./xds-resources.js";
+import { XDS_KINDS, type XdsKind } from "./xds-resources.js";
+import { XdsStreamBase } from "./xds-nonces.js";
 
 /** The fields of a DiscoveryRequest the state machine reads. */
 export interface XdsRequest {
@@ -50,15 +51,9 @@ interface KindState {
 /** Listeners and clusters: every state-of-the-world response lists all of them (absence = deleted). */
 const FULL_STATE: ReadonlySet<XdsKind> = new Set(["listener", "cluster"]);
 
-export class XdsStreamState {
-  private readonly kinds = new Map<XdsKind, KindState>();
-  private nonceSeq = 0;
-  /** Counters for status and metrics. */
-  readonly counts = { requests: 0, acks: 0, nacks: 0, stale: 0, responses: 0 };
-
+export class XdsStreamState extends XdsStreamBase<KindState> {
   request(req: XdsRequest): RequestOutcome {
-    this.counts.requests++;
-    const kind = kindOf(req.typeUrl);
+    const kind = this.requested(req.typeUrl);
     if (!kind) return { type: "unknown-type" };
     let st = this.kinds.get(kind);
     if (!st || req.responseNonce === "" || st.nonce === null) {
@@ -143,16 +138,11 @@ export class XdsStreamState {
     return out;
   }
 
-  /** A response of `kind` at `version` goes out; returns its nonce. */
-  sent(kind: XdsKind, version: string): string {
-    const st = this.kinds.get(kind);
-    if (!st) throw new Error(`no subscription for ${kind}`);
-    const nonce = String(++this.nonceSeq);
-    st.nonce = nonce;
-    st.version = version;
-    st.inFlight = true;
-    this.counts.responses++;
-    return nonce;
+  /** A response of `kind` at `version` goes out with `nonce` (see XdsStreamBase); returns the nonce. */
+  sent(kind: XdsKind, version: string, nonce?: number): string {
+    const out = this.markSent(kind, nonce);
+    out.st.version = version;
+    return out.nonce;
   }
 
   /** Per kind: subscribed names (or "*"), the version last sent and the one last ACKed. */

@@ -32,6 +32,8 @@ class RawAds {
   private readonly client: grpc.Client;
   readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
   private readonly queue: Response[] = [];
+  /** Every response as it came off the wire. */
+  readonly raw: Buffer[] = [];
   private waiters: Array<(r: Response) => void> = [];
   status: grpc.StatusObject | null = null;
   constructor(port: number, opts: { token?: string; creds?: grpc.ChannelCredentials } = {}) {
@@ -41,6 +43,7 @@ class RawAds {
     const id = (b: Buffer) => b;
     this.call = this.client.makeBidiStreamRequest(ADS_METHOD, id, id, md);
     this.call.on("data", (b: Buffer) => {
+      this.raw.push(b);
       const r = Res.toObject(Res.decode(b), { defaults: true }) as Response;
       const w = this.waiters.shift();
       if (w) w(r);
@@ -188,6 +191,37 @@ describe("xDS - protocol (raw ADS stream)", () => {
       assert.equal(statusOf(r2, "g2"), "UNHEALTHY");
     } finally {
       ads.close();
+    }
+  });
+
+  it("xDS - a push is encoded once: every stream gets the same bytes and nonce, and each ACK of that nonce counts", async () => {
+    const streams = [new RawAds(registry.xds!.port), new RawAds(registry.xds!.port), new RawAds(registry.xds!.port)];
+    try {
+      for (const a of streams) a.send(TYPE_URL.endpoint, ["greeter"]);
+      for (const a of streams) {
+        const r = await a.next();
+        a.send(TYPE_URL.endpoint, ["greeter"], r.version_info, r.nonce);
+      }
+      await new Promise((res) => setTimeout(res, 200)); // the ACKs are in
+      const encodes0 = registry.xds!.stats.responseEncodes;
+      await agent.health("g1", "critical", "greeter");
+      const pushed = await Promise.all(streams.map((a) => a.next()));
+      assert.equal(registry.xds!.stats.responseEncodes - encodes0, 1, "one DiscoveryResponse encoded for the three streams");
+      const [first, ...rest] = streams.map((a) => a.raw.at(-1)!);
+      for (const b of rest) assert.ok(b.equals(first!), "byte-identical responses");
+      assert.equal(new Set(pushed.map((r) => r.nonce)).size, 1);
+      // Each stream's ACK of the shared nonce is an ACK: the next change reaches every stream.
+      for (const [i, a] of streams.entries()) a.send(TYPE_URL.endpoint, ["greeter"], pushed[i]!.version_info, pushed[i]!.nonce);
+      await agent.health("g1", "passing", "greeter");
+      const healthy = await Promise.all(streams.map((x) => x.next()));
+      for (const r of healthy) assert.equal(statusOf(r, "g1"), "HEALTHY");
+      // A resubscription at the same revision is the same response, under a nonce new on that stream.
+      streams[0]!.send(TYPE_URL.endpoint, ["greeter"]);
+      const again = await streams[0]!.next();
+      assert.equal(again.version_info, healthy[0]!.version_info);
+      assert.ok(Number(again.nonce) > Number(healthy[0]!.nonce), "nonces rise on a stream");
+    } finally {
+      for (const a of streams) a.close();
     }
   });
 });

@@ -144,4 +144,17 @@ describe("xDS stream state - versions, nonces, ACK and NACK", () => {
     s.take("cluster");
     assert.notEqual(s.sent("listener", "1"), s.sent("cluster", "1"));
   });
+
+  it("xDS stream state - a shared nonce is taken only if it is above every nonce sent on the stream", () => {
+    const s = new XdsStreamState();
+    s.request(req(TYPE_URL.endpoint, { resourceNames: ["a"] }));
+    s.request(req(TYPE_URL.cluster, { resourceNames: ["a"] }));
+    s.take("endpoint");
+    assert.equal(s.sent("endpoint", "1", 40), "40", "the push's nonce, shared with other streams");
+    assert.equal(s.acceptsNonce(40), false);
+    assert.equal(s.acceptsNonce(41), true);
+    s.take("cluster");
+    assert.throws(() => s.sent("cluster", "1", 39), /not above 40/, "an older push's nonce would not be unique on this stream");
+    assert.equal(s.sent("cluster", "1"), "41", "without one, the stream's next");
+  });
 });

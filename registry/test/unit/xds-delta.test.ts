@@ -51,4 +51,16 @@ describe("xDS delta state - incremental subscriptions and versions", () => {
     d.changed(["x"], new Set(["x"]));
     assert.deepEqual(d.take("cluster"), { names: ["x"], all: false, wildcard: true });
   });
+
+  it("xDS delta state - a shared nonce must rise on the stream", () => {
+    const d = new XdsDeltaState();
+    d.request(req(TYPE_URL.endpoint, { subscribe: ["a"] }));
+    d.take("endpoint");
+    const n = d.sent("endpoint", new Map([["a", "1"]]), [], 7);
+    assert.equal(n, "7");
+    assert.deepEqual(d.request(req(TYPE_URL.endpoint, { responseNonce: "7" })), { type: "ack", kind: "endpoint" });
+    d.changed(["a"], new Set());
+    d.take("endpoint");
+    assert.throws(() => d.sent("endpoint", new Map([["a", "2"]]), [], 7));
+  });
 });

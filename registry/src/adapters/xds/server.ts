@@ -6,8 +6,9 @@
  * time as the NATS delta, with no extra hop, process or subscription to operate.
  *
  * Transport only: what each stream subscribed to and what it ACKed is `core/xds-stream.ts`;
- * the resources are `core/xds-resources.ts`; encoded resources are cached per service revision
- * so N streams watching one service cost one encode per change.
+ * the resources are `core/xds-resources.ts`; encoded resources are cached per service revision,
+ * and each DiscoveryResponse of a push is encoded once, nonce included, and the same bytes are
+ * written to every stream it goes to: N streams watching one service cost one encode per change.
  */
 import * as grpc from "@grpc/grpc-js";
 import { BearerAuth, type HttpAuthConfig } from "roster-schemas";
@@ -19,6 +20,7 @@ import { splitHostPort } from "../../config.js";
 import { TYPE_URL, XDS_KINDS, buildResource, type XdsKind, type XdsResourceOptions } from "../../core/xds-resources.js";
 import { XdsStreamState, type RequestOutcome } from "../../core/xds-stream.js";
 import { XdsDeltaState, type DeltaOutcome } from "../../core/xds-delta.js";
+import type { InFlight, XdsStreamBase } from "../../core/xds-nonces.js";
 import type { CatalogMemory } from "../store/catalog-memory.js";
 import type { XdsConfig } from "./config.js";
 import { loadXdsProtos } from "./protos.js";
@@ -64,8 +66,45 @@ export interface XdsStats {
   responses: number;
   nacks: number;
   stale: number;
+  /** Resources encoded (each once per service revision, whatever the number of streams). */
   encodes: number;
+  /** DiscoveryResponses encoded (each once per push, whatever the number of streams it goes to). */
+  responseEncodes: number;
 }
+
+interface SharedResponse {
+  nonce: number;
+  bytes: Buffer;
+}
+
+/** The fields of a decoded DiscoveryRequest read here (protobufjs, keepCase: absent fields read as defaults). */
+interface WireRequest {
+  node: { id?: string } | null;
+  version_info: string;
+  resource_names: string[];
+  type_url: string;
+  response_nonce: string;
+  error_detail: { code?: number; message?: string } | null;
+}
+
+interface WireDeltaRequest {
+  node: { id?: string } | null;
+  type_url: string;
+  resource_names_subscribe: string[];
+  resource_names_unsubscribe: string[];
+  initial_resource_versions: Record<string, string>;
+  response_nonce: string;
+  error_detail: { code?: number; message?: string } | null;
+}
+
+/** A NACK's message (error_detail set), or undefined for an ACK or a subscription. */
+function errorOf(req: { error_detail: { code?: number; message?: string } | null }): string | undefined {
+  const e = req.error_detail;
+  return e ? e.message || `code ${e.code ?? 0}` : undefined;
+}
+
+/** Bound on the shared-response cache (a push uses a few; entries of older pushes are dropped). */
+const MAX_SHARED_BODIES = 64;
 
 export class XdsServer {
   private readonly deps: XdsServerDeps;
@@ -90,15 +129,17 @@ export class XdsServer {
   private flushScheduled = false;
   /** When the oldest change not yet pushed was seen (performance.now), for the push-time histogram. */
   private touchedAt = 0;
-  /** A response body without its nonce, per (type, names, version): shared by every stream of one push. */
-  private readonly bodies = new Map<string, Buffer>();
+  /** Encoded responses (nonce included) by (type, version, what they carry): shared by every stream of a push. */
+  private readonly bodies = new Map<string, SharedResponse>();
+  /** The last nonce handed out; shared by every stream that gets the same encoded response. */
+  private nonceSeq = 0;
   private pushTime: Histogram | null = null;
   private isLoaded = false;
   private nextId = 0;
   private boundPort = 0;
   private unsubscribe: (() => void) | null = null;
   private closing = false;
-  readonly stats: XdsStats = { streams: 0, streamsOpened: 0, refused: {}, responses: 0, nacks: 0, stale: 0, encodes: 0 };
+  readonly stats: XdsStats = { streams: 0, streamsOpened: 0, refused: {}, responses: 0, nacks: 0, stale: 0, encodes: 0, responseEncodes: 0 };
   private readonly nackCounter: Counter<"type"> | null = null;
 
   constructor(deps: XdsServerDeps) {
@@ -222,6 +263,7 @@ export class XdsServer {
       }
     }
     if (!this.isLoaded) return;
+    // A new catalog revision: responses encoded for older ones will not be sent again.
     this.bodies.clear();
     let wrote = false;
     for (const st of this.streams.values()) {
@@ -233,7 +275,6 @@ export class XdsServer {
         if (this.pump(st)) wrote = true;
       }
     }
-    this.bodies.clear();
     if (wrote) this.pushTime?.observe((performance.now() - this.touchedAt) / 1000);
   }
 
@@ -279,44 +320,53 @@ export class XdsServer {
     call.on("close", done);
   }
 
-  private onRequest(st: Stream, buf: Buffer): void {
-    let req: Record<string, unknown>;
+  /**
+   * Decodes a request, or ends the stream with INVALID_ARGUMENT (undecodable, or more than
+   * MAX_NAMES names). The decoded message is read directly: its absent fields read as their
+   * defaults, and no plain-object copy is made of every ACK.
+   */
+  private decodeRequest<T extends { node?: { id?: string } | null }>(st: Stream, buf: Buffer, type: protobuf.Type, nameCount: (req: T) => number): T | null {
+    let req: T;
     try {
-      req = this.reqType.toObject(this.reqType.decode(buf), { defaults: false }) as Record<string, unknown>;
+      req = type.decode(buf) as unknown as T;
     } catch (err) {
-      this.log.warn({ stream: st.id, err: String(err) }, "undecodable DiscoveryRequest: closing the stream");
-      st.call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: "ROSTER_BAD_REQUEST: undecodable DiscoveryRequest" });
-      return;
+      this.log.warn({ stream: st.id, err: String(err) }, `undecodable ${type.name}: closing the stream`);
+      st.call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: `ROSTER_BAD_REQUEST: undecodable ${type.name}` });
+      return null;
     }
-    const names = (req.resource_names as string[] | undefined) ?? [];
-    if (names.length > MAX_NAMES) {
+    if (nameCount(req) > MAX_NAMES) {
       st.call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: `ROSTER_BAD_REQUEST: more than ${MAX_NAMES} resource names` });
-      return;
+      return null;
     }
-    const node = req.node as { id?: string; cluster?: string } | undefined;
-    if (node?.id && !st.node) st.node = node.id.slice(0, 200);
-    const errorDetail = req.error_detail as { message?: string; code?: number } | undefined;
+    if (req.node?.id && !st.node) st.node = req.node.id.slice(0, 200);
+    return req;
+  }
+
+  private noteNack(st: Stream, fields: Record<string, unknown> & { type: XdsKind; error: string }): void {
+    this.stats.nacks++;
+    this.nackCounter?.inc({ type: fields.type });
+    this.log.warn({ stream: st.id, node: st.node, peer: st.peer, ...fields, error: fields.error.slice(0, 2000) }, "xDS client rejected a response (NACK): it stays on its last good version");
+  }
+
+  private onRequest(st: Stream, buf: Buffer): void {
+    const req = this.decodeRequest<WireRequest>(st, buf, this.reqType, (r) => r.resource_names.length);
+    if (!req) return;
     const outcome: RequestOutcome = st.state.request({
-      typeUrl: String(req.type_url ?? ""),
-      versionInfo: String(req.version_info ?? ""),
-      responseNonce: String(req.response_nonce ?? ""),
-      resourceNames: names,
-      errorMessage: errorDetail ? (errorDetail.message ?? `code ${errorDetail.code ?? 0}`) : undefined,
+      typeUrl: req.type_url,
+      versionInfo: req.version_info,
+      responseNonce: req.response_nonce,
+      resourceNames: req.resource_names,
+      errorMessage: errorOf(req),
     });
     switch (outcome.type) {
       case "unknown-type":
-        this.log.debug({ stream: st.id, typeUrl: String(req.type_url ?? "").slice(0, 200) }, "xDS request for a type not served: ignored");
+        this.log.debug({ stream: st.id, typeUrl: req.type_url.slice(0, 200) }, "xDS request for a type not served: ignored");
         return;
       case "stale":
         this.stats.stale++;
         return;
       case "nack":
-        this.stats.nacks++;
-        this.nackCounter?.inc({ type: outcome.kind });
-        this.log.warn(
-          { stream: st.id, node: st.node, peer: st.peer, type: outcome.kind, rejected: outcome.rejected, kept: outcome.kept, error: outcome.message.slice(0, 2000) },
-          "xDS client rejected a response (NACK): it stays on its last good version",
-        );
+        this.noteNack(st, { type: outcome.kind, rejected: outcome.rejected, kept: outcome.kept, error: outcome.message });
         break;
       default:
         break;
@@ -325,39 +375,19 @@ export class XdsServer {
   }
 
   private onDeltaRequest(st: Stream, buf: Buffer): void {
-    let req: Record<string, unknown>;
-    try {
-      req = this.deltaReqType.toObject(this.deltaReqType.decode(buf), { defaults: false }) as Record<string, unknown>;
-    } catch (err) {
-      this.log.warn({ stream: st.id, err: String(err) }, "undecodable DeltaDiscoveryRequest: closing the stream");
-      st.call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: "ROSTER_BAD_REQUEST: undecodable DeltaDiscoveryRequest" });
-      return;
-    }
-    const sub = (req.resource_names_subscribe as string[] | undefined) ?? [];
-    const unsub = (req.resource_names_unsubscribe as string[] | undefined) ?? [];
-    const initial = (req.initial_resource_versions as Record<string, string> | undefined) ?? {};
-    if (sub.length + unsub.length + Object.keys(initial).length > MAX_NAMES) {
-      st.call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details: `ROSTER_BAD_REQUEST: more than ${MAX_NAMES} resource names` });
-      return;
-    }
-    const node = req.node as { id?: string } | undefined;
-    if (node?.id && !st.node) st.node = node.id.slice(0, 200);
-    const errorDetail = req.error_detail as { message?: string; code?: number } | undefined;
+    const req = this.decodeRequest<WireDeltaRequest>(st, buf, this.deltaReqType, (r) => r.resource_names_subscribe.length + r.resource_names_unsubscribe.length + Object.keys(r.initial_resource_versions).length);
+    if (!req) return;
     const outcome: DeltaOutcome = st.delta!.request({
-      typeUrl: String(req.type_url ?? ""),
-      subscribe: sub,
-      unsubscribe: unsub,
-      initialVersions: initial,
-      responseNonce: String(req.response_nonce ?? ""),
-      errorMessage: errorDetail ? (errorDetail.message ?? `code ${errorDetail.code ?? 0}`) : undefined,
+      typeUrl: req.type_url,
+      subscribe: req.resource_names_subscribe,
+      unsubscribe: req.resource_names_unsubscribe,
+      initialVersions: req.initial_resource_versions,
+      responseNonce: req.response_nonce,
+      errorMessage: errorOf(req),
     });
     if (outcome.type === "unknown-type") return;
     if (outcome.type === "stale") this.stats.stale++;
-    if (outcome.type === "nack") {
-      this.stats.nacks++;
-      this.nackCounter?.inc({ type: outcome.kind });
-      this.log.warn({ stream: st.id, node: st.node, peer: st.peer, type: outcome.kind, delta: true, error: outcome.message.slice(0, 2000) }, "xDS client rejected a response (NACK): it stays on its last good version");
-    }
+    if (outcome.type === "nack") this.noteNack(st, { type: outcome.kind, delta: true, error: outcome.message });
     this.pumpDelta(st);
   }
 
@@ -385,15 +415,11 @@ export class XdsServer {
         } else removed.push(n);
       }
       if (resources.length === 0 && removed.length === 0) continue;
-      const nonce = d.sent(kind, versions, removed);
-      const msg = this.deltaResType.fromObject({ system_version_info: String(this.deps.memory.revision), resources, type_url: TYPE_URL[kind], removed_resources: removed, nonce });
-      this.stats.responses++;
-      try {
-        st.call.write(Buffer.from(this.deltaResType.encode(msg).finish()));
-        wrote = true;
-      } catch (err) {
-        this.log.debug({ stream: st.id, err: String(err) }, "xDS write failed");
-      }
+      const systemVersion = String(this.deps.memory.revision);
+      const key = `delta\n${kind}\n${systemVersion}\n${[...versions].join(",")}\n${removed.join(",")}`;
+      const body = this.shared(key, d, (nonce) => this.deltaResType.encode(this.deltaResType.fromObject({ system_version_info: systemVersion, resources, type_url: TYPE_URL[kind], removed_resources: removed, nonce })).finish());
+      d.sent(kind, versions, removed, body.nonce);
+      if (this.write(st, body.bytes)) wrote = true;
     }
     return wrote;
   }
@@ -414,34 +440,44 @@ export class XdsServer {
       // Routes and endpoints are sent only when there is something: their absence means nothing.
       if (resources.length === 0 && (kind === "route" || kind === "endpoint")) continue;
       const version = String(this.deps.memory.revision);
-      const nonce = st.state.sent(kind, version);
-      this.stats.responses++;
-      try {
-        st.call.write(this.responseBody(kind, names, resources, version, nonce));
-        wrote = true;
-      } catch (err) {
-        this.log.debug({ stream: st.id, err: String(err) }, "xDS write failed");
-      }
+      const key = `sotw\n${kind}\n${version}\n${names.join(",")}`;
+      const body = this.shared(key, st.state, (nonce) =>
+        this.resType.encode(this.resType.fromObject({ version_info: version, resources, type_url: TYPE_URL[kind], nonce, control_plane: { identifier: `roster-registry/${this.deps.registryId}` } })).finish(),
+      );
+      st.state.sent(kind, version, body.nonce);
+      if (this.write(st, body.bytes)) wrote = true;
     }
     return wrote;
   }
 
   /**
-   * The encoded DiscoveryResponse. Everything but the nonce is the same for every stream of one
-   * push, so it is encoded once and the nonce appended: concatenated protobuf encodings merge,
-   * and each field appears once.
+   * The encoded response for `key` (type, version, what it carries), nonce included: encoded once
+   * and written as the same bytes to every stream of a push. A stream that already saw a later
+   * nonce (it got this response before, or a newer one) gets a fresh encoding with a new nonce,
+   * so nonces stay unique per stream (XdsStreamBase).
    */
-  private responseBody(kind: XdsKind, names: readonly string[], resources: { type_url: string; value: Uint8Array }[], version: string, nonce: string): Buffer {
-    const key = `${kind}\n${version}\n${names.join(",")}`;
+  private shared(key: string, stream: XdsStreamBase<InFlight>, encode: (nonce: string) => Uint8Array): SharedResponse {
     let body = this.bodies.get(key);
-    if (!body) {
-      const msg = this.resType.fromObject({ version_info: version, resources, type_url: TYPE_URL[kind], control_plane: { identifier: `roster-registry/${this.deps.registryId}` } });
-      body = Buffer.from(this.resType.encode(msg).finish());
-      if (this.bodies.size > 64) this.bodies.clear();
+    if (!body || !stream.acceptsNonce(body.nonce)) {
+      const nonce = ++this.nonceSeq;
+      const u8 = encode(String(nonce));
+      body = { nonce, bytes: Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength) };
+      this.stats.responseEncodes++;
+      if (this.bodies.size >= MAX_SHARED_BODIES) this.bodies.clear();
       this.bodies.set(key, body);
     }
-    const tail = Buffer.from(this.resType.encode(this.resType.create({ nonce })).finish());
-    return Buffer.concat([body, tail], body.length + tail.length);
+    return body;
+  }
+
+  private write(st: Stream, bytes: Buffer): boolean {
+    this.stats.responses++;
+    try {
+      st.call.write(bytes);
+      return true;
+    } catch (err) {
+      this.log.debug({ stream: st.id, err: String(err) }, "xDS write failed");
+      return false;
+    }
   }
 
   /** The Any of resource `kind` named `service` at the service's current revision (cached). */
