@@ -42,6 +42,7 @@ import { commandLine, numberOption } from "./lib/options.mjs";
 import { ProcSampler, cpuSeconds, rssMiB } from "./lib/procstat.mjs";
 import { startRegistry } from "./lib/registry.mjs";
 import { forkHelper } from "./lib/fork-helper.mjs";
+import { startXdsLoad } from "./lib/xds-load.mjs";
 import { defer, runBench } from "./lib/run.mjs";
 import { fmt, percentile, summarize } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
@@ -65,9 +66,10 @@ const reconnectCount = numberOption("reconnects", 0);
 const flipServices = Math.max(1, Math.min(services, numberOption("flip-services", services)));
 const clientServices = Math.max(1, Math.min(services, numberOption("client-services", services)));
 const watchers = numberOption("watchers", 0);
-// --xds-streams: N xDS (ADS) streams on svc-000 held by a load process (bench/lib/xds-streams.mjs)
+// --xds-streams: N xDS (ADS) streams on svc-000 held by --xds-procs load processes (bench/lib/xds-load.mjs)
 // during the flips: the flip → last-stream time is one more leg beside the gateway clients'.
 const xdsStreams = numberOption("xds-streams", 0);
+const xdsProcs = Math.max(1, numberOption("xds-procs", 4));
 const httpRate = Math.max(0.1, numberOption("http-rate", 5));
 const httpSeconds = numberOption("http-seconds", quick ? 10 : 40);
 const instances = replicas * services;
@@ -207,12 +209,11 @@ await runBench("gateway-fanout", maxSeconds, async () => {
 
   let xdsLoad = null;
   if (xdsStreams > 0) {
-    xdsLoad = forkHelper(fileURLToPath(new URL("./lib/xds-streams.mjs", import.meta.url)), [`--nats=${nats.url}`, "--flip-service=svc-000"], "xds-load");
-    defer(() => xdsLoad.stop({ type: "exit" }));
-    await xdsLoad.next("ready", 60_000, { seen: true });
-    xdsLoad.send({ type: "open", tag: "fanout", port: xdsPort, n: xdsStreams, names: ["svc-000"], minEndpoints: replicas });
-    await xdsLoad.next("opened", 120_000);
-    progress(`${xdsStreams} xDS streams hold svc-000`);
+    const load = await startXdsLoad({ natsUrl: nats.url, flipService: "svc-000", procs: xdsProcs });
+    xdsLoad = load;
+    defer(() => load.stop());
+    await load.open({ tag: "fanout", port: xdsPort, n: xdsStreams, names: ["svc-000"], minEndpoints: replicas });
+    progress(`${xdsStreams} xDS streams over ${load.procs} load processes hold svc-000`);
   }
 
   // Phase 3: propagation of health flips.
@@ -258,9 +259,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   // xDS: a stream has flip R once it got an EDS response of version (catalog revision) >= R.
   const xdsAll = [];
   if (xdsLoad) {
-    const p = xdsLoad.next("report", 60_000);
-    xdsLoad.send({ type: "report", tag: "fanout" });
-    const streams = (await p).streams;
+    const streams = await xdsLoad.report("fanout");
     for (const [rev, f] of flips.entries()) {
       if (f.service !== "svc-000" || rev <= (truthBefore.get("svc-000") ?? 0)) continue;
       let last = -Infinity;
@@ -422,7 +421,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
     clients: totalClients,
     syncMs,
     propagation: { everyClient: summ(allClients), perDelivery: summ(all), toDelta: summ(toDelta), flips: flipRevs.length, missing: expected - seen, notEveryClient },
-    ...(xdsLoad ? { xds: { streams: xdsStreams, everyStream: summ(xdsAll) } } : {}),
+    ...(xdsLoad ? { xds: { streams: xdsStreams, loadProcs: xdsLoad.procs, everyStream: summ(xdsAll) } } : {}),
     http: http && { watchers: http.watchers, flips: http.flips, everyWatcher: summ(http.everyWatcher), perAnswer: summ(http.each), missing: http.missing, registryCpuPct: http.cpuPct },
   };
 
@@ -481,7 +480,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
         headers: ["leg", "n", "min (ms)", "p50 (ms)", "p99 (ms)", "p99.9 (ms)", "max (ms)"],
         rows: [
           [`per transition: agent publish → the LAST of the ${totalClients} clients' mirrors reflects it`, ...latencyRow(allClients)],
-          ...(xdsLoad ? [[`per transition of svc-000: agent publish → the LAST of ${xdsStreams} xDS (ADS) streams has it`, ...latencyRow(xdsAll)]] : []),
+          ...(xdsLoad ? [[`per transition of svc-000: agent publish → the LAST of ${xdsStreams} xDS (ADS) streams (${xdsLoad.procs} load processes) has it`, ...latencyRow(xdsAll)]] : []),
           ["agent publish → client mirror `change` (every client x transition)", ...lat],
           ["agent publish → first client of each process `change`", ...latencyRow(firstInProc)],
           ["spread within a process: its first → its last client `change`", ...latencyRow(spreadInProc)],

@@ -88,7 +88,7 @@ const row = (r) => {
   const p = f.propagation.everyClient;
   const h = f.http?.everyWatcher;
   const x = f.xds?.everyStream;
-  return [r.size, f.clients, `${p.n}`, fmt(p.p50, 1), fmt(p.p99, 1), fmt(p.max, 1), h ? `${h.n} (${f.http.watchers} watchers)` : "n/a", h ? fmt(h.p50, 1) : "", h ? fmt(h.p99, 1) : "", h ? fmt(h.max, 1) : "", x ? `${x.n} (${f.xds.streams} streams)` : "n/a", x ? `${fmt(x.p50, 1)} / ${fmt(x.p99, 1)}` : ""];
+  return [r.size, f.clients, `${p.n}`, fmt(p.p50, 1), fmt(p.p99, 1), fmt(p.max, 1), h ? `${h.n} (${f.http.watchers} watchers)` : "n/a", h ? fmt(h.p50, 1) : "", h ? fmt(h.p99, 1) : "", h ? fmt(h.max, 1) : "", x ? `${x.n} (${f.xds.streams} streams, ${f.xds.loadProcs ?? 1} load procs)` : "n/a", x ? `${fmt(x.p50, 1)} / ${fmt(x.p99, 1)}` : ""];
 };
 const m = machineInfo();
 const out = [

@@ -8,7 +8,9 @@
 //            (every EDS response's version and receive time, per stream: bench/gateway-fanout.mjs
 //            matches them to its flips' catalog revisions, since version_info is the revision)
 //   IPC out: { type: "opened", tag, firstAt, lastAt, bytes } every stream holds the EDS of names
-//            { type: "seen", k, xdsFirst, xdsLast, delta }     flip k reached every stream / the delta
+//            { type: "seen", k, xdsFirst, xdsLast, decodedLast, delta }
+//                                    flip k reached every stream (arrived; decoded) / the delta
+// bench/lib/xds-load.mjs spreads N streams over several of these processes.
 import * as grpc from "@grpc/grpc-js";
 import { connect } from "@nats-io/transport-node";
 import { CatalogDelta, catalogSubject, decode } from "roster-schemas";
@@ -76,7 +78,7 @@ nc.subscribe(catalogSubject(flipService), {
 function maybeDone() {
   const e = expect;
   if (!e || !e.delta || e.seen.size < e.n) return;
-  process.send({ type: "seen", k: e.k, xdsFirst: e.first, xdsLast: e.last, delta: e.delta });
+  process.send({ type: "seen", k: e.k, xdsFirst: e.first, xdsLast: e.last, decodedLast: e.decodedLast, delta: e.delta });
   expect = null;
 }
 
@@ -105,6 +107,9 @@ process.on("message", (m) => {
             e.seen.add(s);
             e.first ||= at;
             e.last = at;
+            // Arrival (at) is when grpc-js handed the response over; decoded is after this
+            // stream's ClusterLoadAssignment was decoded and read, as a client must.
+            e.decodedLast = now();
             maybeDone();
           }
         }),
@@ -113,7 +118,7 @@ process.on("message", (m) => {
     groups.set(m.tag, streams);
   } else if (m.type === "expect") {
     const n = [...groups.values()].reduce((a, g) => a + g.filter((s) => s.watchesFlip).length, 0);
-    expect = { k: m.k, service: m.service, id: m.id, status: m.status, want: m.want, seen: new Set(), first: 0, last: 0, delta: 0, n: m.n ?? n };
+    expect = { k: m.k, service: m.service, id: m.id, status: m.status, want: m.want, seen: new Set(), first: 0, last: 0, decodedLast: 0, delta: 0, n: m.n ?? n };
   } else if (m.type === "close") {
     for (const s of groups.get(m.tag) ?? []) {
       s.call.cancel();

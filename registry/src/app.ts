@@ -20,7 +20,7 @@ import { StoreGuard } from "./adapters/store/guard.js";
 import { KvCatalog } from "./adapters/store/kv-catalog.js";
 import { LEASE_BUCKET } from "./adapters/store/lease-kv.js";
 import { Replica } from "./adapters/store/replica.js";
-import { XdsServer } from "./adapters/xds/server.js";
+import type { XdsServer } from "./adapters/xds/server.js";
 import { registerHostRoutes } from "./adapters/http/hosts.js";
 import { NotReadyError } from "./errors.js";
 import { PolicyStore } from "./adapters/store/policy-store.js";
@@ -175,10 +175,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const policies = new PolicyStore({ replicas: config.kvReplicas, logger: log.child({ component: "policy" }) });
   registerPolicyRoutes(http, { store: () => policies, catalog: memory });
 
-  const frontDoors = buildFrontDoors(config, { memory, loaded: () => loaded, ready, logger: log });
-  const xds = config.xds
-    ? new XdsServer({ config: config.xds, memory, loaded: readyPromise, auth: config.http.auth, logger: log.child({ component: "xds" }), metrics: metrics.registry, registryId })
-    : null;
+  const frontDoors = buildFrontDoors(config, { memory, loaded: () => loaded, ready, whenReady: readyPromise, metrics: metrics.registry, registryId, logger: log });
 
   const dispatch = effectInterpreter({ kv: () => kv, nc: () => nc, drops, metrics, counters, logger: log });
 
@@ -349,7 +346,6 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       // After the last write: hand the lease over at once rather than after a ttl.
       await replica?.close();
-      await xds?.close();
       await frontDoors.close();
       await policies.close();
       await http.close();
@@ -376,7 +372,6 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       const address = await http.listen({ host, port });
       url = address.replace("[::1]", "[::1]");
       log.info({ url }, "HTTP listening");
-      await xds?.listen();
       await frontDoors.start();
       connecting = connectAndLoad().catch((err) => {
         if (!stopping.signal.aborted) log.error({ err: String(err) }, "registry start failed");
@@ -394,7 +389,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     },
     memory,
     metrics,
-    xds,
+    xds: frontDoors.xds,
     status,
     ready,
     handle: onAgentMessage,

@@ -1,14 +1,17 @@
 /**
- * The DNS interface and the Consul-compatible read API, built and started together from config:
- * app.ts only calls start() after its HTTP listener and close() before it. Both read `memory`,
- * the same KV-confirmed view every replica (writer or standby) keeps.
+ * The read-only front doors beside the HTTP API: the xDS (Envoy ADS) server, the DNS interface
+ * and the Consul-compatible read API, built and started together from config: app.ts only calls
+ * start() after its HTTP listener and close() before it. All read `memory`, the same KV-confirmed
+ * view every replica (writer or standby) keeps.
  */
 import type { Logger } from "pino";
+import type { Registry as PromRegistry } from "prom-client";
 import type { RegistryConfig } from "../config.js";
 import { splitHostPort } from "../config.js";
 import type { CatalogMemory } from "./store/catalog-memory.js";
 import { buildConsulApi } from "./consul/server.js";
 import { DnsServer } from "./dns/server.js";
+import { XdsServer } from "./xds/server.js";
 
 export interface FrontDoors {
   start(): Promise<void>;
@@ -18,12 +21,29 @@ export interface FrontDoors {
   /** Base URL of the Consul-compatible API, or null when off. */
   readonly consulUrl: string | null;
   readonly dns: DnsServer | null;
+  /** The xDS server (config `xds`), or null when off. */
+  readonly xds: XdsServer | null;
 }
 
 export function buildFrontDoors(
   config: RegistryConfig,
-  deps: { memory: CatalogMemory; loaded: () => boolean; ready: () => boolean; logger: Logger },
+  deps: {
+    memory: CatalogMemory;
+    loaded: () => boolean;
+    ready: () => boolean;
+    /** Resolves once the catalog is loaded: xDS holds its first responses until then. */
+    whenReady: Promise<void>;
+    /** The registry's metrics registry (xDS metrics go on it). */
+    metrics: PromRegistry;
+    /** This replica's id (xDS `control_plane.identifier`). */
+    registryId: string;
+    logger: Logger;
+  },
 ): FrontDoors {
+  const xdsCfg = config.xds;
+  const xds = xdsCfg
+    ? new XdsServer({ config: xdsCfg, memory: deps.memory, loaded: deps.whenReady, auth: config.http.auth, logger: deps.logger.child({ component: "xds" }), metrics: deps.metrics, registryId: deps.registryId })
+    : null;
   const dnsCfg = config.dns;
   const dns = dnsCfg.listen
     ? new DnsServer(
@@ -59,6 +79,7 @@ export function buildFrontDoors(
       const named = (what: string, listen: string | undefined) => (err: unknown) => {
         throw new Error(`${what} (${listen}): ${(err as Error).message}`, { cause: err });
       };
+      if (xds) await xds.listen().catch(named("cannot start the xDS listener", xdsCfg?.listen));
       if (dns) {
         const address = await dns.start().catch(named("cannot start the DNS listener", dnsCfg.listen));
         deps.logger.info({ dns: address, domain: dnsCfg.domain }, "DNS listening (UDP and TCP)");
@@ -74,7 +95,7 @@ export function buildFrontDoors(
       }
     },
     async close() {
-      await Promise.all([dns?.close(), consul?.close()]);
+      await Promise.all([xds?.close(), dns?.close(), consul?.close()]);
     },
     get dnsAddress() {
       return dns?.address || null;
@@ -83,5 +104,6 @@ export function buildFrontDoors(
       return consulUrl;
     },
     dns,
+    xds,
   };
 }
