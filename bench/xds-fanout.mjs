@@ -89,9 +89,12 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
   await load.open({ tag: "flip", port: xdsPort, n: STREAMS, names: [FLIP_SERVICE], minEndpoints: FLIP_ENDPOINTS });
   await sleep(3000);
   const rss1 = rssMiB(registry.pid);
+  const loadCpu = () => load.pids().reduce((a, pid) => a + cpuSeconds(pid), 0);
   const cpuIdle1 = cpuSeconds(registry.pid);
+  const loadIdle1 = loadCpu();
   await sleep(5000);
   const idleCpu1 = (cpuSeconds(registry.pid) - cpuIdle1) / 5;
+  const loadIdleCpu = (loadCpu() - loadIdle1) / 5;
   progress(`xds-fanout: ${STREAMS} streams open; registry RSS ${fmt(rss0, 1)} → ${fmt(rss1, 1)} MiB`);
 
   // Flips: one instance of svc-flip at a time, critical then passing, every FLIP_GAP_MS.
@@ -106,6 +109,7 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
   };
   const push0 = await pushOf();
   const cpuFlip0 = cpuSeconds(registry.pid);
+  const loadCpu0 = loadCpu();
   for (let k = 0; k < FLIPS; k++) {
     const host = hosts[k % HOSTS];
     const inst = host.instances[FLIP_IN === "big" ? 1 : 0];
@@ -128,6 +132,7 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
     await sleep(FLIP_GAP_MS);
   }
   const flipCpu = cpuSeconds(registry.pid) - cpuFlip0;
+  const loadFlipCpu = loadCpu() - loadCpu0;
   const push1 = await pushOf();
   const pushMeanMs = ((push1.sum - push0.sum) / (push1.count - push0.count)) * 1000;
   await load.close("flip");
@@ -151,6 +156,9 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
   // The flip phase's CPU minus what the idle streams cost over the same time, per flip per stream.
   const flipSeconds = FLIPS * (FLIP_GAP_MS + 20) / 1000;
   const perUpdateUs = ((flipCpu - idleCpu1 * flipSeconds) / (FLIPS * STREAMS)) * 1e6;
+  // What the client side spends per stream per update (receive, decode, ACK): a process holding
+  // S streams spends S times this before its last stream's response is handled.
+  const loadPerUpdateUs = ((loadFlipCpu - loadIdleCpu * flipSeconds) / (FLIPS * STREAMS)) * 1e6;
   printReport({
     title: `xDS fan-out: health flip → the last of ${STREAMS} ADS streams (${LOAD_PROCS} load processes), beside the catalog delta`,
     command: commandLine("bench/xds-fanout.mjs"),
@@ -176,6 +184,7 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
           ["CPU of the flip phase per flip, all streams (ms)", fmt((flipCpu / FLIPS) * 1000, 2)],
           ["CPU per stream per update, at-rest CPU subtracted (µs)", fmt(perUpdateUs, 1)],
           [`registry push time: change in memory → written to all ${STREAMS} streams, mean (ms)`, fmt(pushMeanMs, 2)],
+          [`load processes' CPU per stream per update: receive, decode, ACK (µs, at-rest CPU subtracted; ${Math.ceil(STREAMS / LOAD_PROCS)} streams per process)`, fmt(loadPerUpdateUs, 1)],
         ],
       },
       {
@@ -190,7 +199,7 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
       "Arrived: grpc-js handed the response to the stream's handler (before decoding). Decoded: that stream's ClusterLoadAssignment decoded. A load process handles its streams' responses one after the other, so with fewer processes the last stream also waits for the others' decoding: real clients decode in their own processes.",
       "The machine is shared with other engineers' builds and tests: the load average above is part of the result.",
     ],
-    figures: { loadProcs: LOAD_PROCS, flipIn: FLIP_SERVICE, xds: x, xdsDecoded: xd, delta: d, spread: s, rss0, rss1, perStreamKiB: ((rss1 - rss0) * 1024) / STREAMS, idleCpu0, idleCpu1, perUpdateUs, flipCpuPerFlipMs: (flipCpu / FLIPS) * 1000, pushMeanMs, big: b, bigFirst: bFirst, bigBytes: bigRuns[0]?.bytes },
+    figures: { loadProcs: LOAD_PROCS, flipIn: FLIP_SERVICE, xds: x, xdsDecoded: xd, delta: d, spread: s, rss0, rss1, perStreamKiB: ((rss1 - rss0) * 1024) / STREAMS, idleCpu0, idleCpu1, perUpdateUs, loadPerUpdateUs, flipCpuPerFlipMs: (flipCpu / FLIPS) * 1000, pushMeanMs, big: b, bigFirst: bFirst, bigBytes: bigRuns[0]?.bytes },
   });
   if (x.n < FLIPS * 0.9) throw new Error(`only ${x.n} of ${FLIPS} flips reached every stream`);
 });

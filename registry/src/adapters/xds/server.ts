@@ -159,27 +159,13 @@ export class XdsServer {
     this.opts = { warningAs: deps.config.warning === "degraded" ? "DEGRADED" : "HEALTHY" };
     this.auth = deps.auth ? new BearerAuth({ tokens: deps.auth.tokens, openReads: deps.auth.openReads }) : null;
     if (deps.metrics) this.nackCounter = this.installMetrics(deps.metrics);
+    // Bytes in, bytes out: requests are decoded here, and responses arrive encoded (shared by streams).
+    const bidiBytes = (path: string) => {
+      const same = (b: Buffer) => b;
+      return { path, requestStream: true, responseStream: true, requestSerialize: same, requestDeserialize: same, responseSerialize: same, responseDeserialize: same };
+    };
     this.server.addService(
-      {
-        StreamAggregatedResources: {
-          path: ADS_METHOD,
-          requestStream: true,
-          responseStream: true,
-          requestSerialize: (b: Buffer) => b,
-          requestDeserialize: (b: Buffer) => b,
-          responseSerialize: (b: Buffer) => b,
-          responseDeserialize: (b: Buffer) => b,
-        },
-        DeltaAggregatedResources: {
-          path: DELTA_ADS_METHOD,
-          requestStream: true,
-          responseStream: true,
-          requestSerialize: (b: Buffer) => b,
-          requestDeserialize: (b: Buffer) => b,
-          responseSerialize: (b: Buffer) => b,
-          responseDeserialize: (b: Buffer) => b,
-        },
-      },
+      { StreamAggregatedResources: bidiBytes(ADS_METHOD), DeltaAggregatedResources: bidiBytes(DELTA_ADS_METHOD) },
       {
         StreamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call, false),
         DeltaAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.onStream(call, true),
