@@ -5,7 +5,7 @@
 //   node bench/gateway-fanout.mjs [--quick] [--clients=1000] [--procs=4] [--services=50]
 //     [--replicas=10] [--concurrency=50] [--steady-seconds=5] [--rate=10] [--flip-seconds=30]
 //     [--reconnects=0] [--flip-services=N] [--client-services=N] [--watchers=0]
-//     [--http-rate=5] [--http-seconds=40]
+//     [--http-rate=5] [--http-seconds=40] [--xds-streams=0] [--xds-procs=4]
 // --flip-services: flips touch only the first N services (svc-000 ...); --client-services: each
 // gateway mirrors only the first N services; --watchers: N HTTP blocking-query watchers
 // (bench/lib/index-watchers.mjs, a separate process) on svc-000, measured in a phase of their

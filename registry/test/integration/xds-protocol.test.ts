@@ -175,6 +175,38 @@ describe("xDS - protocol (raw ADS stream)", () => {
     }
   });
 
+  it("xDS - incremental (delta) ADS: a push is encoded once for every stream it goes to", async () => {
+    const id = (b: Buffer) => b;
+    const open = () => {
+      const client = new grpc.Client(`127.0.0.1:${registry.xds!.port}`, grpc.credentials.createInsecure());
+      const call = client.makeBidiStreamRequest(DELTA_ADS_METHOD, id, id);
+      const raw: Buffer[] = [];
+      call.on("data", (b: Buffer) => raw.push(b));
+      call.on("error", () => undefined);
+      const send = (o: Record<string, unknown>) => call.write(Buffer.from(DReq.encode(DReq.fromObject({ type_url: TYPE_URL.endpoint, ...o })).finish()));
+      const nonceOf = (b: Buffer) => (DRes.decode(b) as unknown as { nonce: string }).nonce;
+      return { raw, send, nonceOf, close: () => (call.cancel(), client.close()) };
+    };
+    const streams = [open(), open()];
+    try {
+      for (const d of streams) d.send({ node: { id: "delta-shared" }, resource_names_subscribe: ["greeter"] });
+      await waitFor(() => streams.every((d) => d.raw.length === 1), { timeoutMs: 5000, what: "the first delta responses" });
+      for (const d of streams) d.send({ response_nonce: d.nonceOf(d.raw[0]!) });
+      await new Promise((res) => setTimeout(res, 200));
+      const encodes0 = registry.xds!.stats.responseEncodes;
+      await agent.health("g2", "critical", "greeter");
+      await waitFor(() => streams.every((d) => d.raw.length === 2), { timeoutMs: 5000, what: "a delta response after the flip on both streams" });
+      assert.equal(registry.xds!.stats.responseEncodes - encodes0, 1, "one DeltaDiscoveryResponse encoded for both streams");
+      assert.ok(streams[0]!.raw[1]!.equals(streams[1]!.raw[1]!), "byte-identical");
+      // The shared nonce is each stream's ACK: the next flip reaches both.
+      for (const d of streams) d.send({ response_nonce: d.nonceOf(d.raw[1]!) });
+      await agent.health("g2", "passing", "greeter");
+      await waitFor(() => streams.every((d) => d.raw.length === 3), { timeoutMs: 5000, what: "the next flip on both streams" });
+    } finally {
+      for (const d of streams) d.close();
+    }
+  });
+
   it("xDS - a NACK is logged and counted, and the rejected version is not pushed again", async () => {
     const ads = new RawAds(registry.xds!.port);
     try {
