@@ -5,14 +5,17 @@
 // spans dropped by a no-op processor). A raw undici Pool is the reference. One upstream in a
 // child process; closed loop, fixed concurrency, clients alternated per round, medians.
 //
-//   node bench/gateway-fetch.mjs [--concurrency=32] [--duration=2] [--rounds=5]
+// `--old=<index.js of another build>` adds fetch through that build's dispatcher (and its
+// gw.request) to the same rounds: before / after in one run.
+//
+//   node bench/gateway-fetch.mjs [--concurrency=32] [--duration=2] [--rounds=5] [--old=<path>]
 //
 // Needs `npm run build` first.
 import { Agent, Pool, fetch as undiciFetch } from "undici";
 import { NatsServer } from "roster-testkit";
 import { createGateway, parsePolicy } from "roster-gateway-client";
 import { BasicTracerProvider, NoopSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { numberOption, commandLine } from "./lib/options.mjs";
+import { numberOption, stringOption, commandLine } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
 import { closedLoop, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
@@ -21,6 +24,7 @@ const quick = Boolean(process.env.BENCH_QUICK) || process.argv.includes("--quick
 const CONCURRENCY = numberOption("concurrency", 32);
 const DURATION_S = numberOption("duration", quick ? 1.5 : 2);
 const ROUNDS = numberOption("rounds", quick ? 3 : 5);
+const OLD = stringOption("old", "");
 
 async function main() {
   const nats = await NatsServer.start({ jetstream: false });
@@ -34,6 +38,7 @@ async function main() {
   const gwNoProvider = await createGateway({ nats: nats.url, services: ["bench"] });
   const provider = new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor()] });
   const gwTraced = await createGateway({ nats: nats.url, services: ["bench"], tracing: { tracerProvider: provider } });
+  const gwOld = OLD ? await (await import(new URL(OLD, `file://${process.cwd()}/`).href)).createGateway({ nats: nats.url, services: ["bench"], tracing: false }) : undefined;
   const ok = (status) => {
     if (status !== 200) throw new Error(`status ${status}`);
   };
@@ -58,6 +63,16 @@ async function main() {
       await res.arrayBuffer();
       ok(res.status);
     },
+    ...(gwOld
+      ? {
+          "fetch + gw.dispatcher, --old build": async () => {
+            const res = await undiciFetch("http://bench/", { dispatcher: gwOld.dispatcher });
+            await res.arrayBuffer();
+            ok(res.status);
+          },
+          "gw.request, tracing off, --old build": viaGw(gwOld),
+        }
+      : {}),
     "gw.request, tracing off": viaGw(gwOff),
     "gw.request, OTel API, no provider": viaGw(gwNoProvider),
     "gw.request, OTel provider recording": viaGw(gwTraced),
@@ -81,7 +96,7 @@ async function main() {
     printReport({
       title: "fetch through the gateway's dispatcher vs a plain undici Agent; tracing off / API without provider / recording",
       command: commandLine("bench/gateway-fetch.mjs"),
-      params: { concurrency: CONCURRENCY, duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes" },
+      params: { concurrency: CONCURRENCY, duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", old: OLD || "—" },
       tables: [
         {
           caption: "Medians over rounds",
@@ -95,7 +110,7 @@ async function main() {
       ],
     });
   } finally {
-    await Promise.all([gwOff.close(), gwNoProvider.close(), gwTraced.close()]);
+    await Promise.all([gwOff.close(), gwNoProvider.close(), gwTraced.close(), gwOld?.close()]);
     await pool.close();
     await agent.close();
     await catalog.close();

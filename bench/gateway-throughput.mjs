@@ -7,7 +7,14 @@
 // timeout 1 s, pipelining 1). Per round: the ratio of requests/s, the added p99 and the
 // client process's CPU time per request; then the medians.
 //
-//   node bench/gateway-throughput.mjs [--concurrency=32] [--duration=2] [--rounds=5]
+// Two legs, each its own alternated rounds: requests/s at `--concurrency` (32: the throughput
+// target, ≥ 95 % of the raw Pool) and latency at `--p99-concurrency` (1: the added-p99 target,
+// ≤ 20 µs). At 32 in flight on 2 cores shared with the upstream, p99 is the scheduler's (±2 ms
+// between rounds); one request at a time, p99 is the request path's own. `--old=<index.js of
+// another build>` adds that build's gw.request as a third client in the same rounds (before /
+// after in one run).
+//
+//   node bench/gateway-throughput.mjs [--concurrency=32] [--p99-concurrency=1] [--duration=2] [--rounds=7] [--old=<path>]
 //
 // Needs `npm run build` first (imports the compiled gateway-client and test kit).
 import { performance } from "node:perf_hooks";
@@ -16,14 +23,20 @@ import { Pool } from "undici";
 import { ChildProc, NatsServer } from "roster-testkit";
 import { PRESENCE_SUBJECT, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, encode, PresenceMessage, Snapshot } from "roster-schemas";
 import { createGateway, parsePolicy } from "roster-gateway-client";
-import { numberOption, commandLine } from "./lib/options.mjs";
+import { numberOption, stringOption, commandLine } from "./lib/options.mjs";
 import { fmt, percentile } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
 
 const quick = Boolean(process.env.BENCH_QUICK);
 const CONCURRENCY = numberOption("concurrency", 32);
 const DURATION_S = numberOption("duration", quick ? 1.5 : 2);
-const ROUNDS = numberOption("rounds", quick ? 3 : 5);
+const ROUNDS = numberOption("rounds", quick ? 3 : 7);
+/** Concurrency of the latency leg (0: no such leg). */
+const P99_CONCURRENCY = numberOption("p99-concurrency", 1);
+const OLD = stringOption("old", "");
+/** The issue's targets (issue 12). */
+const TARGET_RATIO = 0.95;
+const TARGET_ADDED_P99_US = 20;
 const WARMUP_S = 1;
 
 /** A node:http upstream in a child process; prints {"port":N} once listening. */
@@ -99,17 +112,55 @@ export async function closedLoop(once, concurrency, seconds) {
 
 export const median = (xs) => percentile(xs, 50);
 
+/**
+ * One leg: `ROUNDS` rounds at `concurrency`, each round every client back to back (order
+ * rotated per round), then per-round comparisons of each gateway client with the raw Pool.
+ */
+async function leg(clients, concurrency) {
+  const names = Object.keys(clients);
+  for (const n of names) await closedLoop(clients[n], concurrency, WARMUP_S);
+  const results = Object.fromEntries(names.map((n) => [n, []]));
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? names : [...names].reverse();
+    for (const n of order) {
+      const res = await closedLoop(clients[n], concurrency, DURATION_S);
+      results[n].push(res);
+      process.stderr.write(`c=${concurrency} round ${r + 1} ${n}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(3)} ms p99 ${res.p99.toFixed(3)} ms client CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
+    }
+  }
+  const raw = results[names[0]];
+  const versus = Object.fromEntries(
+    names.slice(1).map((n) => {
+      const rounds = raw.map((x, i) => {
+        const g = results[n][i];
+        return { raw: x, g, ratio: g.rps / x.rps, addedP99Us: (g.p99 - x.p99) * 1000, addedCpuUs: g.cpuUsPerReq - x.cpuUsPerReq };
+      });
+      const med = (f) => median(rounds.map(f));
+      const medianRow = {
+        raw: { rps: med((x) => x.raw.rps), p99: med((x) => x.raw.p99), cpuUsPerReq: med((x) => x.raw.cpuUsPerReq) },
+        g: { rps: med((x) => x.g.rps), p99: med((x) => x.g.p99), cpuUsPerReq: med((x) => x.g.cpuUsPerReq) },
+        ratio: med((x) => x.ratio),
+        addedP99Us: med((x) => x.addedP99Us),
+        addedCpuUs: med((x) => x.addedCpuUs),
+      };
+      return [n, { rounds, medianRow }];
+    }),
+  );
+  return { results, versus };
+}
+
 async function main() {
   const nats = await NatsServer.start({ jetstream: false });
   const up = await startUpstream("single");
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
   const gw = await createGateway({ nats: nats.url, services: ["bench"] });
+  const oldGw = OLD ? await (await import(new URL(OLD, `file://${process.cwd()}/`).href)).createGateway({ nats: nats.url, services: ["bench"] }) : undefined;
   // The raw Pool gets exactly the options the gateway gives its per-endpoint pools.
   const po = parsePolicy({}).pool;
   const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } });
   try {
-    const viaGateway = async () => {
-      const res = await gw.request("bench", { path: "/" });
+    const via = (g) => async () => {
+      const res = await g.request("bench", { path: "/" });
       await res.body.dump();
       if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
     };
@@ -118,22 +169,11 @@ async function main() {
       await res.body.dump();
       if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
     };
+    const clients = { "raw undici Pool": viaPool, "gw.request (p2c-peak-ewma)": via(gw) };
+    if (oldGw) clients["gw.request, --old build"] = via(oldGw);
     process.stderr.write("warm-up\n");
-    await closedLoop(viaPool, CONCURRENCY, WARMUP_S);
-    await closedLoop(viaGateway, CONCURRENCY, WARMUP_S);
-    const results = { gateway: [], pool: [] };
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? ["pool", "gateway"] : ["gateway", "pool"];
-      for (const which of order) {
-        const res = await closedLoop(which === "pool" ? viaPool : viaGateway, CONCURRENCY, DURATION_S);
-        results[which].push(res);
-        process.stderr.write(`round ${r + 1} ${which}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(2)} ms p99 ${res.p99.toFixed(2)} ms client CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
-      }
-    }
-    const rounds = results.pool.map((raw, i) => {
-      const g = results.gateway[i];
-      return { raw, g, ratio: g.rps / raw.rps, addedP99Us: (g.p99 - raw.p99) * 1000, addedCpuUs: g.cpuUsPerReq - raw.cpuUsPerReq };
-    });
+    const main = await leg(clients, CONCURRENCY);
+    const lat = P99_CONCURRENCY > 0 ? await leg(clients, P99_CONCURRENCY) : undefined;
     const roundRow = (label, x) => [
       label,
       fmt(x.raw.rps, 0),
@@ -146,39 +186,39 @@ async function main() {
       fmt(x.g.cpuUsPerReq, 1),
       fmt(x.addedCpuUs, 1),
     ];
-    const med = (f) => median(rounds.map(f));
-    const medianRow = {
-      raw: { rps: med((x) => x.raw.rps), p99: med((x) => x.raw.p99), cpuUsPerReq: med((x) => x.raw.cpuUsPerReq) },
-      g: { rps: med((x) => x.g.rps), p99: med((x) => x.g.p99), cpuUsPerReq: med((x) => x.g.cpuUsPerReq) },
-      ratio: med((x) => x.ratio),
-      addedP99Us: med((x) => x.addedP99Us),
-      addedCpuUs: med((x) => x.addedCpuUs),
+    const headers = ["round", "raw rps", "gw rps", "ratio", "raw p99 µs", "gw p99 µs", "added p99 µs", "raw CPU µs/req", "gw CPU µs/req", "added CPU µs/req"];
+    const perRound = (l, c) =>
+      Object.entries(l.versus).map(([n, v]) => ({
+        caption: `${n} vs raw Pool, concurrency ${c}: per round (clients back to back) and median of the rounds`,
+        headers,
+        rows: [...v.rounds.map((x, i) => roundRow(String(i + 1), x)), roundRow("median", v.medianRow)],
+      }));
+    const row = (label, rs) => [label, fmt(median(rs.map((x) => x.rps)), 0), fmt(median(rs.map((x) => x.p50)), 3), fmt(median(rs.map((x) => x.p99)), 3), fmt(median(rs.map((x) => x.cpuUsPerReq)), 1), String(rs.reduce((s, x) => s + x.errors, 0))];
+    const medians = (l, c) => ({
+      caption: `Medians over rounds, concurrency ${c}`,
+      headers: ["client", "requests/s", "p50 ms", "p99 ms", "client CPU µs/req", "errors"],
+      rows: Object.entries(l.results).map(([n, rs]) => row(n, rs)),
+    });
+    const verdict = (n) => {
+      const t = main.versus[n].medianRow;
+      const p = lat ? lat.versus[n].medianRow : t;
+      const pc = lat ? P99_CONCURRENCY : CONCURRENCY;
+      return `${n}: ${fmt(t.ratio * 100, 1)} % of the raw Pool's requests/s at concurrency ${CONCURRENCY} (target ≥ ${TARGET_RATIO * 100} %: ${t.ratio >= TARGET_RATIO ? "met" : "NOT met"}), added p99 ${fmt(p.addedP99Us, 1)} µs at concurrency ${pc} (target ≤ ${TARGET_ADDED_P99_US} µs: ${p.addedP99Us <= TARGET_ADDED_P99_US ? "met" : "NOT met"}; ${fmt(t.addedP99Us, 0)} µs at concurrency ${CONCURRENCY}), added client CPU ${fmt(t.addedCpuUs, 1)} µs per request (medians of per-round differences).`;
     };
-    const row = (label, rs) => [label, fmt(median(rs.map((x) => x.rps)), 0), fmt(median(rs.map((x) => x.p50)), 2), fmt(median(rs.map((x) => x.p99)), 2), fmt(median(rs.map((x) => x.cpuUsPerReq)), 1), String(rs.reduce((s, x) => s + x.errors, 0))];
     printReport({
       title: "Gateway request path vs raw undici Pool (one upstream in a child process)",
       command: commandLine("bench/gateway-throughput.mjs"),
-      params: { concurrency: CONCURRENCY, duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", pool: `connections ${po.connections}, keepAliveTimeout ${po.keepAliveTimeout} ms, connect timeout ${po.connectTimeout} ms, pipelining 1 (both sides)` },
-      tables: [
-        {
-          caption: "Per round (raw and gateway back to back) and median of the rounds",
-          headers: ["round", "raw rps", "gw rps", "ratio", "raw p99 µs", "gw p99 µs", "added p99 µs", "raw CPU µs/req", "gw CPU µs/req", "added CPU µs/req"],
-          rows: [...rounds.map((x, i) => roundRow(String(i + 1), x)), roundRow("median", medianRow)],
-        },
-        {
-          caption: "Medians over rounds",
-          headers: ["client", "requests/s", "p50 ms", "p99 ms", "client CPU µs/req", "errors"],
-          rows: [row("raw undici Pool", results.pool), row("gw.request (p2c-peak-ewma)", results.gateway)],
-        },
-      ],
+      params: { concurrency: CONCURRENCY, "p99 concurrency": P99_CONCURRENCY || "no latency leg", duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", old: OLD || "—", pool: `connections ${po.connections}, keepAliveTimeout ${po.keepAliveTimeout} ms, connect timeout ${po.connectTimeout} ms, pipelining 1 (both sides)` },
+      tables: [...perRound(main, CONCURRENCY), medians(main, CONCURRENCY), ...(lat ? [...perRound(lat, P99_CONCURRENCY), medians(lat, P99_CONCURRENCY)] : [])],
       notes: [
-        `gw.request: ${fmt(medianRow.ratio * 100, 1)} % of the raw Pool's requests/s (median of per-round ratios; target ≥ 90 %), added p99 ${fmt(medianRow.addedP99Us, 0)} µs (median of per-round differences; target < 100 µs), added client CPU ${fmt(medianRow.addedCpuUs, 1)} µs per request.`,
+        ...Object.keys(main.versus).map(verdict),
         "Client CPU is this process's user + system time over the round divided by the requests completed (the upstream and nats-server run in other processes).",
-        "Client, upstream and nats-server share the machine's 2 cores; figures compare the two clients under identical load, not absolute capacity.",
+        "Client, upstream and nats-server share the machine's 2 cores; figures compare the clients under identical load, not absolute capacity. Requests/s at concurrency 32 is CPU-bound: the ratio is roughly raw CPU / gw CPU per request.",
       ],
     });
   } finally {
     await gw.close();
+    await oldGw?.close();
     await pool.close();
     await catalog.close();
     await up.child.stop(5000);

@@ -10,7 +10,6 @@ import { Dispatcher } from "undici";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Duplex, Readable } from "node:stream";
 import type { AsyncResource } from "node:async_hooks";
-import { AsyncResource as AR } from "node:async_hooks";
 import type { Engine, RequestOptions } from "./engine.js";
 import { RequestAbortedError } from "../errors.js";
 
@@ -93,42 +92,73 @@ function parseRaw(raw: Array<Buffer | string> | null | undefined): IncomingHttpH
   return out;
 }
 
-/** undici parsed the headers as latin1; this gives the handler the same bytes back. */
+/** Header names as bytes, made once: the same few names come back on every response. */
+const rawNames = new Map<string, Buffer>();
+const MAX_RAW_NAMES = 512;
+
+function rawName(k: string): Buffer {
+  let b = rawNames.get(k);
+  if (b === undefined) {
+    b = Buffer.from(k, "latin1");
+    if (rawNames.size < MAX_RAW_NAMES) rawNames.set(k, b); // names a hostile upstream invents are not kept beyond the cap
+  }
+  return b;
+}
+
+/** undici parsed the headers as latin1; this gives the handler the same bytes back (names shared between responses: handlers read them). */
 function toRaw(headers: Record<string, string | string[] | undefined> | null | undefined): Buffer[] {
   const out: Buffer[] = [];
   if (!headers) return out;
   for (const k in headers) {
     const v = headers[k];
     if (v === undefined) continue;
-    const name = Buffer.from(k, "latin1");
+    const name = rawName(k);
     if (Array.isArray(v)) for (const x of v) out.push(name, Buffer.from(x, "latin1"));
     else out.push(name, Buffer.from(v, "latin1"));
   }
   return out;
 }
 
+/** Services of the origins seen: fetch passes `url.origin` as a string, and parsing it per request costs a URL. */
+const serviceOfOrigin = new Map<string, string>();
+const MAX_ORIGINS = 1024;
+
+/** The service an origin names (its host name); throws on an origin that is not a URL. */
+function serviceOf(origin: string | URL | undefined): string {
+  if (origin instanceof URL) return origin.hostname;
+  const key = String(origin);
+  let service = serviceOfOrigin.get(key);
+  if (service === undefined) {
+    service = new URL(key).hostname;
+    if (serviceOfOrigin.size >= MAX_ORIGINS) serviceOfOrigin.clear();
+    serviceOfOrigin.set(key, service);
+  }
+  return service;
+}
+
 /** Any header form undici accepts (object, flat array, array of pairs, iterable) as a record. */
 function toRecord(headers: Dispatcher.DispatchOptions["headers"]): Record<string, string | string[]> | undefined {
   if (headers == null) return undefined;
   const out: Record<string, string | string[]> = {};
-  const put = (k: string, v: string | string[] | undefined): void => {
-    if (v === undefined) return;
-    const key = k.toLowerCase();
-    const prev = out[key];
-    if (prev === undefined) out[key] = v;
-    else out[key] = ([] as string[]).concat(prev, v);
-  };
   if (Array.isArray(headers)) {
-    if (headers.length > 0 && Array.isArray(headers[0])) for (const [k, v] of headers as unknown as Array<[string, string]>) put(k, v);
-    else for (let i = 0; i + 1 < headers.length; i += 2) put(String(headers[i]), String(headers[i + 1]));
+    if (headers.length > 0 && Array.isArray(headers[0])) for (const [k, v] of headers as unknown as Array<[string, string]>) putHeader(out, k, v);
+    else for (let i = 0; i + 1 < headers.length; i += 2) putHeader(out, String(headers[i]), String(headers[i + 1]));
     return out;
   }
   if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === "function" && Object.getPrototypeOf(headers) !== Object.prototype) {
-    for (const [k, v] of headers as Iterable<[string, string | string[] | undefined]>) put(k, v);
+    for (const [k, v] of headers as Iterable<[string, string | string[] | undefined]>) putHeader(out, k, v);
     return out;
   }
-  for (const k in headers as Record<string, string | string[] | undefined>) put(k, (headers as Record<string, string | string[] | undefined>)[k]);
+  for (const k in headers as Record<string, string | string[] | undefined>) putHeader(out, k, (headers as Record<string, string | string[] | undefined>)[k]);
   return out;
+}
+
+function putHeader(out: Record<string, string | string[]>, k: string, v: string | string[] | undefined): void {
+  if (v === undefined) return;
+  const key = k.toLowerCase();
+  const prev = out[key];
+  if (prev === undefined) out[key] = v;
+  else out[key] = ([] as string[]).concat(prev, v);
 }
 
 export class GatewayDispatcher extends Dispatcher {
@@ -141,8 +171,7 @@ export class GatewayDispatcher extends Dispatcher {
     const h = toOldStyle(handler);
     let service: string;
     try {
-      const origin = opts.origin instanceof URL ? opts.origin : new URL(String(opts.origin));
-      service = origin.hostname;
+      service = serviceOf(opts.origin);
     } catch (err) {
       h.onError(err as Error);
       return true;
@@ -158,21 +187,49 @@ export class GatewayDispatcher extends Dispatcher {
   override async destroy(): Promise<void> {}
 }
 
+const kForwarder = Symbol("roster.forwarder");
+
+/** Body listeners, shared by every response: the forwarder is found on the body (no closures per request). */
+function onBodyData(this: Readable, chunk: Buffer): void {
+  const f = (this as unknown as Record<symbol, Forwarder>)[kForwarder]!;
+  if (!f.ended) f.ctx!.runInAsyncScope(f.data, f, chunk);
+}
+function onBodyEnd(this: Readable): void {
+  const f = (this as unknown as Record<symbol, Forwarder>)[kForwarder]!;
+  if (!f.ended) f.ctx!.runInAsyncScope(f.complete, f);
+}
+function onBodyError(this: Readable, err: Error): void {
+  const f = (this as unknown as Record<symbol, Forwarder>)[kForwarder]!;
+  f.ctx!.runInAsyncScope(f.fail, f, err);
+}
+/** Destroyed without an error (the gateway closing): the handler still hears the end. */
+function onBodyClose(this: Readable): void {
+  const f = (this as unknown as Record<symbol, Forwarder>)[kForwarder]!;
+  if (!f.ended) f.ctx!.runInAsyncScope(f.fail, f, new RequestAbortedError(f.service));
+}
+
 /** One dispatched request: the engine's result streamed into the caller's handler. */
 class Forwarder {
   /** The handler got its end (onComplete or onError): nothing more goes to it. */
-  private ended = false;
+  ended = false;
   private body: Readable | undefined = undefined;
-  private readonly control: { abort?: (reason: Error) => void } = {};
-  /** The caller's async context: body events come from the socket's. */
-  private readonly ctx: AsyncResource = new AR("roster.gateway.dispatch");
+  private trailers: Dispatcher.ResponseData["trailers"] | undefined = undefined;
+  /**
+   * What the engine gives back: the request's abort, and its AsyncResource (the caller's async
+   * context, captured when the request started; body events come from the socket's).
+   */
+  private readonly control: { abort?: (reason: Error) => void; ctx?: AsyncResource } = {};
 
   constructor(
     private readonly engine: Engine,
-    private readonly service: string,
+    readonly service: string,
     private readonly opts: Dispatcher.DispatchOptions,
     private readonly h: OldHandler,
   ) {}
+
+  get ctx(): AsyncResource | undefined {
+    return this.control.ctx;
+  }
 
   start(): void {
     try {
@@ -208,7 +265,7 @@ class Forwarder {
     else this.fail(why);
   }
 
-  private fail(err: unknown): void {
+  fail(err: unknown): void {
     if (this.ended) return;
     this.ended = true;
     try {
@@ -218,6 +275,21 @@ class Forwarder {
     }
   }
 
+  /** A chunk of the body (in the caller's context). */
+  data(chunk: Buffer): void {
+    try {
+      if (this.h.onData?.(chunk) === false) this.body!.pause();
+    } catch (err) {
+      this.body!.destroy(err as Error);
+    }
+  }
+
+  /** The body ended (in the caller's context). */
+  complete(): void {
+    this.ended = true;
+    this.h.onComplete?.(toRaw(this.trailers as Record<string, string | string[]>) as unknown as string[]);
+  }
+
   private forward(res: Dispatcher.ResponseData): void {
     const body = res.body as unknown as Readable;
     if (this.ended) {
@@ -225,8 +297,8 @@ class Forwarder {
       return;
     }
     this.body = body;
+    this.trailers = res.trailers;
     const h = this.h;
-    const ctx = this.ctx;
     let flowing: boolean;
     try {
       h.onResponseStarted?.();
@@ -235,26 +307,11 @@ class Forwarder {
       body.destroy(err as Error);
       return this.fail(err);
     }
-    body.on("data", (chunk: Buffer) => {
-      if (this.ended) return;
-      ctx.runInAsyncScope(() => {
-        try {
-          if (h.onData?.(chunk) === false) body.pause();
-        } catch (err) {
-          body.destroy(err as Error);
-        }
-      });
-    });
-    body.on("end", () => {
-      if (this.ended) return;
-      this.ended = true;
-      ctx.runInAsyncScope(() => h.onComplete?.(toRaw(res.trailers as Record<string, string | string[]>) as unknown as string[]));
-    });
-    body.on("error", (err: Error) => ctx.runInAsyncScope(() => this.fail(err)));
-    // Destroyed without an error (the gateway closing): the handler still hears the end.
-    body.on("close", () => {
-      if (!this.ended) ctx.runInAsyncScope(() => this.fail(new RequestAbortedError(this.service)));
-    });
+    (body as unknown as Record<symbol, Forwarder>)[kForwarder] = this;
+    body.on("data", onBodyData);
+    body.on("end", onBodyEnd);
+    body.on("error", onBodyError);
+    body.on("close", onBodyClose);
     if (!flowing) body.pause();
   }
 }

@@ -184,9 +184,9 @@ export class Engine {
   /**
    * Sends a request to an instance of `service`; resolves with undici's ResponseData once the
    * response headers arrive. `control`, when given, receives the request's abort (the
-   * dispatcher's handler abort) without an AbortSignal.
+   * dispatcher's handler abort) without an AbortSignal, and the request's async context.
    */
-  request(service: string, opts: RequestOptions, control?: { abort?: (reason: Error) => void }): Promise<Dispatcher.ResponseData> {
+  request(service: string, opts: RequestOptions, control?: { abort?: (reason: Error) => void; ctx?: AsyncResource }): Promise<Dispatcher.ResponseData> {
     const host = this.host;
     if (host.isClosed()) return Promise.reject(new GatewayClosedError());
     let ctl: RequestCtl | undefined;
@@ -197,6 +197,7 @@ export class Engine {
       if (control) {
         const c = ctl;
         control.abort = (reason) => c.abort(reason);
+        control.ctx = c.ctx;
       }
       const rt = host.routable(service);
       if (rt !== undefined && !ctl.aborted && rt.limiter.tryTake()) {
@@ -665,7 +666,7 @@ export class TryHandle extends TryTimerEntry {
   /** The try's result is out (undici answered, or the engine settled it on an abort): later answers are ignored. */
   over = false;
   trace: TryTrace | undefined = undefined;
-  /** undici's callback. */
+  /** undici's callback (a closure, not `opaque`: an injected pool need not hand `opaque` back). */
   readonly callback = (err: Error | null, res?: Dispatcher.ResponseData): void => this.ctl.engine.tryDone(this, err, res);
 
   constructor(

@@ -15,9 +15,10 @@
 // instances, and resyncs every service when things come back.
 // Bad messages are dropped and counted, never thrown.
 // Where the parts live: the per-service delta chaining is a pure state machine
-// (core/service-mirror.ts), snapshot paging is adapters/snapshot-pager.ts, the last-known-good
-// file adapters/lkg-file.ts; this follower owns the subscriptions, presence and staleness, and
-// decides when to sync.
+// (core/service-mirror.ts), snapshot paging is adapters/snapshot-pager.ts, the registry's
+// presence adapters/presence.ts (judged in core/presence.ts), the last-known-good file
+// adapters/lkg-file.ts; this follower owns the catalog subscriptions and the NATS status, says
+// when it is stale, and decides when to sync.
 import { EventEmitter } from "node:events";
 import { readIfExists, writeFileSecurely } from "./lkg-file.js";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
@@ -26,8 +27,6 @@ import {
   CatalogDelta,
   CatalogInstance,
   NAME_PATTERN,
-  PRESENCE_SUBJECT,
-  PresenceMessage,
   type Snapshot,
   catalogSubject,
   decode,
@@ -35,6 +34,8 @@ import {
 } from "roster-schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
 import { SnapshotPager } from "./snapshot-pager.js";
+import { PresenceWatcher } from "./presence.js";
+import { staleReasonOf, type RegistryDegraded, type StaleReason } from "../core/presence.js";
 import { ServiceMirror, type ServiceView } from "../core/service-mirror.js";
 import { childLogger, type Logger } from "./logger.js";
 import { PolicyLkgEntry, PolicyMirror } from "./policy-mirror.js";
@@ -75,13 +76,7 @@ export interface MirrorOptions {
   now?: () => number;
 }
 
-export type StaleReason = "nats-unreachable" | "nats-disconnected" | "presence-lost";
-
-/** What the registry's presence says while it is degraded (self-preservation). */
-export interface RegistryDegraded {
-  reason: string;
-  since: number;
-}
+export type { RegistryDegraded, StaleReason } from "../core/presence.js";
 
 export interface MirrorStats {
   snapshots: number;
@@ -140,16 +135,7 @@ export class CatalogFollower extends EventEmitter {
   private readonly opts: Required<Omit<MirrorOptions, "lastKnownGoodFile" | "logger" | "services">> & { lastKnownGoodFile: string | undefined };
   private readonly log: Logger;
   private closed = false;
-  private presenceSub: Subscription | null = null;
-  private presenceTimer: ReturnType<typeof setInterval> | null = null;
-  private lastPresenceAt = 0;
-  /** When attach() ran (this process's clock): the first presence is judged against it. */
-  private attachedAt = 0;
-  private presenceIntervalMs: number;
-  private registry: string | null = null;
   private natsConnected = false;
-  private presenceMissing = false;
-  private degradedValue: RegistryDegraded | null = null;
   private stale = true;
   private staleReasonValue: StaleReason | undefined = "nats-unreachable";
   private recovering: Promise<void> | null = null;
@@ -158,6 +144,8 @@ export class CatalogFollower extends EventEmitter {
   private lkgWriting: Promise<void> = Promise.resolve();
   /** Snapshot requests: pages, adaptive timeout, in-flight cap, deadlines. */
   private readonly pager: SnapshotPager;
+  /** The registry's presence: missing (stale), another registry (resync), degraded. */
+  private readonly presence: PresenceWatcher;
   /** Traffic policies of the followed services: a separate adapter driven by the hooks marked "policy hook". */
   readonly policies: PolicyMirror;
 
@@ -179,7 +167,6 @@ export class CatalogFollower extends EventEmitter {
       random: options.random ?? Math.random,
       now: options.now ?? Date.now,
     };
-    this.presenceIntervalMs = this.opts.presenceIntervalMs;
     this.log = childLogger(options.logger, "mirror");
     this.pager = new SnapshotPager(
       {
@@ -192,6 +179,17 @@ export class CatalogFollower extends EventEmitter {
       this.log,
       { connection: () => (this.closed ? null : this.nc), drop: (kind, reason, detail) => this.drop(kind, reason, detail) },
     );
+    this.presence = new PresenceWatcher({ missFactor: this.opts.presenceMissFactor, intervalMs: this.opts.presenceIntervalMs }, this.log, {
+      missingChanged: () => this.updateStale(),
+      newRegistry: (registry) => {
+        // Not necessarily a problem (replicas, restarts), but cheap insurance against a lost last delta.
+        this.log.info({ registry }, "registry epoch changed: resync");
+        this.pager.resetTimeout(); // another process: its round trips say nothing of this one
+        void this.resyncAll();
+      },
+      degradedChanged: (info) => this.emit("degraded", info !== null, info ?? undefined),
+      drop: (kind, reason, detail) => this.drop(kind, reason, detail),
+    });
     this.policies = new PolicyMirror({ requestTimeoutMs: this.opts.snapshotRequestTimeoutMs, syncJitterMs: this.opts.syncJitterMs, maxInFlight: this.opts.maxSnapshotRequestsInFlight, logger: options.logger, random: this.opts.random }); // policy hook
     this.policies.on("change", () => this.scheduleLastKnownGood()); // policy hook
     for (const s of options.services ?? []) this.ensure(s);
@@ -207,7 +205,7 @@ export class CatalogFollower extends EventEmitter {
 
   /** The registry's degraded mode as its last presence said (null when not degraded). */
   get degraded(): RegistryDegraded | null {
-    return this.degradedValue;
+    return this.presence.degraded;
   }
 
   /** The current (adaptive) timeout of one snapshot page request (ms). */
@@ -243,13 +241,7 @@ export class CatalogFollower extends EventEmitter {
     if (this.nc) throw new Error("mirror already attached to a connection");
     this.nc = nc;
     this.natsConnected = !nc.isClosed();
-    this.lastPresenceAt = Date.now();
-    this.attachedAt = this.lastPresenceAt;
-    this.presenceMissing = false;
-    this.presenceSub = nc.subscribe(PRESENCE_SUBJECT, { callback: (err, msg) => { if (!err) this.onPresence(msg); } });
-    const tick = Math.max(50, Math.min(500, Math.floor(this.presenceIntervalMs / 2)));
-    this.presenceTimer = setInterval(() => this.checkPresence(), tick);
-    this.presenceTimer.unref();
+    this.presence.attach(nc, this.natsConnected);
     void this.watchStatus(nc);
     this.policies.attach(nc); // policy hook
     const bulk = this.states.size > 1;
@@ -354,8 +346,7 @@ export class CatalogFollower extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.presenceTimer) clearInterval(this.presenceTimer);
-    this.presenceSub?.unsubscribe();
+    this.presence.close();
     this.stopStatus?.(); // a caller-owned connection outlives us: stop listening to it
     this.policies.close(); // policy hook
     for (const st of this.states.values()) {
@@ -487,49 +478,6 @@ export class CatalogFollower extends EventEmitter {
     });
   }
 
-  private onPresence(msg: Msg): void {
-    if (this.closed) return;
-    const r = decode(PresenceMessage, msg.data);
-    if (!r.ok) return this.drop("presence", r.reason, r.error);
-    const p = r.value;
-    this.lastPresenceAt = Date.now();
-    this.presenceIntervalMs = p.intervalMs;
-    const who = `${p.registryId}#${p.epoch}`;
-    // The first presence seen says nothing of the registry that answered our snapshots, unless that
-    // registry was already up when we attached: one that started since (a restart quicker than the
-    // presence-lost window, before we ever heard the old one) never sent the changes we missed.
-    // Its uptime and our time since attach are each read on one clock, so no skew enters.
-    const newRegistry = this.registry === null ? startedSinceAttach(p, this.attachedAt) : this.registry !== who;
-    this.registry ??= who;
-    if (newRegistry) {
-      // Not necessarily a problem (replicas, restarts), but cheap insurance against a lost last delta.
-      this.registry = who;
-      this.log.info({ registry: who }, "registry epoch changed: resync");
-      this.pager.resetTimeout(); // another process: its round trips say nothing of this one
-      this.resyncAll();
-    }
-    const degraded = p.degraded ?? null;
-    if ((degraded === null) !== (this.degradedValue === null)) {
-      if (degraded) this.log.warn({ registry: who, ...degraded }, "registry is degraded: statuses may reflect its own network");
-      else this.log.info({ registry: who }, "registry is no longer degraded");
-      this.degradedValue = degraded;
-      this.emit("degraded", degraded !== null, degraded ?? undefined);
-    } else if (degraded) this.degradedValue = degraded;
-    if (this.presenceMissing) {
-      this.presenceMissing = false;
-      this.updateStale();
-    }
-  }
-
-  private checkPresence(): void {
-    if (this.closed || !this.natsConnected) return;
-    const missing = Date.now() - this.lastPresenceAt > this.opts.presenceMissFactor * this.presenceIntervalMs;
-    if (missing !== this.presenceMissing) {
-      this.presenceMissing = missing;
-      this.updateStale();
-    }
-  }
-
   private async watchStatus(nc: NatsConnection): Promise<void> {
     const statuses = nc.status();
     this.stopStatus = () => (statuses as { stop?: () => void }).stop?.();
@@ -538,12 +486,11 @@ export class CatalogFollower extends EventEmitter {
         if (this.closed) break;
         if (s.type === "disconnect" || s.type === "close") {
           this.natsConnected = false;
+          this.presence.disconnected();
           this.updateStale();
         } else if (s.type === "reconnect") {
           this.natsConnected = true;
-          // Presence may have been missed while down: give it a fresh grace period.
-          this.lastPresenceAt = Date.now();
-          this.presenceMissing = false;
+          this.presence.reconnected(); // presence may have been missed while down: a fresh grace period
           this.updateStale(true);
         }
       }
@@ -567,13 +514,7 @@ export class CatalogFollower extends EventEmitter {
 
   private updateStale(forceResync = false): void {
     if (this.closed) return;
-    const reason: StaleReason | undefined = !this.nc
-      ? "nats-unreachable"
-      : !this.natsConnected
-        ? "nats-disconnected"
-        : this.presenceMissing
-          ? "presence-lost"
-          : undefined;
+    const reason = staleReasonOf(this.nc !== null, this.natsConnected, this.presence.missing);
     if (reason) {
       this.staleReasonValue = reason;
       if (!this.stale) {
@@ -588,8 +529,7 @@ export class CatalogFollower extends EventEmitter {
     this.recovering = this.resyncAll().finally(() => {
       this.recovering = null;
       if (this.closed) return;
-      const still = !this.nc || !this.natsConnected || this.presenceMissing;
-      if (!still && this.stale) {
+      if (staleReasonOf(this.nc !== null, this.natsConnected, this.presence.missing) === undefined && this.stale) {
         this.stale = false;
         this.staleReasonValue = undefined;
         this.log.info({}, "catalog mirror is fresh again");
@@ -623,12 +563,4 @@ export class CatalogFollower extends EventEmitter {
     });
     return this.lkgWriting;
   }
-}
-
-/** Slack for timer granularity: the registry takes its epoch before it answers anything, and a presence late in transit only shortens the uptime seen (towards a resync). Kept small so a gateway attaching soon after a registry start does not refetch everything. */
-const FIRST_PRESENCE_SLACK_MS = 250;
-
-/** True when the registry behind `p` may have started after `attachedAt` (its uptime is shorter than our time since attach). */
-export function startedSinceAttach(p: { epoch: number; sentAt: number }, attachedAt: number, now = Date.now()): boolean {
-  return p.sentAt - p.epoch <= now - attachedAt + FIRST_PRESENCE_SLACK_MS;
 }
