@@ -13,6 +13,7 @@ import { RegistryMetrics } from "./adapters/metrics.js";
 import { buildHttp, type StatusBody } from "./adapters/http/server.js";
 import { DropLog, startIngest } from "./adapters/nats/ingest.js";
 import { startPresence } from "./adapters/nats/presence.js";
+import { CaughtUpProbe } from "./adapters/nats/caught-up-probe.js";
 import { SnapshotPages } from "./adapters/nats/snapshot-pages.js";
 import { startSnapshotResponder } from "./adapters/nats/snapshot-responder.js";
 import { CatalogMemory } from "./adapters/store/catalog-memory.js";
@@ -93,6 +94,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let dirty = false;
   let url = "";
   const subs: Subscription[] = [];
+  let probe: CaughtUpProbe | null = null;
   const timers: NodeJS.Timeout[] = [];
   let resolveReady!: () => void;
   const readyPromise = new Promise<void>((r) => (resolveReady = r));
@@ -140,6 +142,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       catalogLoaded: () => loaded,
       kv: () => kv?.stats ?? null,
       store: () => guard,
+      caughtUpLagMs: () => probe?.lagMs() ?? null,
       drops,
       ignored: core.counters,
       counters,
@@ -313,11 +316,20 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     await policies.attach(conn, stopping.signal);
     loaded = true;
     subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
+    // Silence is judged against what the registry has read, not its own lag (core/caught-up.ts).
+    probe = new CaughtUpProbe({
+      paths: [{ name: "main", nc: conn }, ...(bulk && bulk !== conn ? [{ name: "bulk", nc: bulk }] : [])],
+      ...(natsOptions.inboxPrefix ? { inboxPrefix: natsOptions.inboxPrefix } : {}),
+      now,
+      logger: log,
+    });
+    const caughtUp = probe;
     timers.push(
       setInterval(() => {
         try {
+          caughtUp.probe();
           if (!natsConnected || !acting()) return; // no silence is judged while the registry itself is cut off
-          dispatch(core.tick(now()));
+          dispatch(core.tick(now(), caughtUp.heardUpTo()));
           if (dirty) reconcile();
         } catch (err) {
           log.error({ err: String(err) }, "tick failed");
@@ -345,6 +357,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       guard?.stop();
       for (const t of timers) clearInterval(t);
       for (const s of subs) s.unsubscribe();
+      probe?.stop();
       await connecting?.catch(() => undefined);
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       // After the last write: hand the lease over at once rather than after a ttl.
