@@ -85,6 +85,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let nc: NatsConnection | null = null;
   // Heartbeats and snapshot requests arrive on a connection of their own (config nats.bulkConnection).
   let bulk: NatsConnection | null = null;
+  // The writer lease renews on a connection of its own: never queued behind bulk KV puts or their acks.
+  let leaseConn: NatsConnection | null = null;
   let kv: KvCatalog | null = null;
   // Notices a NATS node back with an empty store, holds writes, recreates the buckets.
   let guard: StoreGuard | null = null;
@@ -286,7 +288,12 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       // new writer asks every host to resync as it takes over, and the answers must not arrive
       // before anyone listens (the start-up awaits below would otherwise swallow them).
       listenToAgents();
-      if (!(await replica.start(conn))) return;
+      leaseConn = await connectWithRetry(
+        { ...natsOptions, name: `roster-registry-${registryId}-lease`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
+        { signal: stopping.signal, logger: log },
+      ).catch(() => null);
+      if (!leaseConn || stopping.signal.aborted) return;
+      if (!(await replica.start(leaseConn))) return;
     } else {
       records = await loadRecords();
       if (!records || stopping.signal.aborted) return;
@@ -367,6 +374,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       await policies.close();
       await http.close();
       if (bulk && !bulk.isClosed()) await bulk.close().catch(() => undefined);
+      if (leaseConn && !leaseConn.isClosed()) await leaseConn.close().catch(() => undefined);
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
         const conn = nc;
