@@ -225,6 +225,7 @@ export class LeaseState {
   conflict(now: number): LeaseEvent[] {
     if (!this.inFlight) return [];
     const probe = this.inFlight.type === "probe";
+    const expected = this.inFlight.expectRevision;
     this.inFlight = null;
     if (probe) {
       // The bucket answers again after an unanswered CAS: the holder could not renew meanwhile,
@@ -237,7 +238,9 @@ export class LeaseState {
       return [];
     }
     this.counters.conflicts++;
-    this.mustRead = true;
+    // Only if no newer revision was read while the CAS was out: a read returning the revision
+    // already seen is no news (`observe` ignores it), so waiting for one would wait forever.
+    this.mustRead = this.revision <= expected;
     this.changedAt = now;
     return [];
   }

@@ -105,6 +105,28 @@ describe("lease", () => {
     assert.equal(l.counters.lost, 0);
   });
 
+  it("lease - a renew conflict explained by a revision already read (our own late renew) needs no further read: the next renew expects it", () => {
+    const l = leader(); // revision 1
+    const mine = { registryId: "me", epoch: 1, ttlMs: TTL };
+    l.tick(RENEW); // expects 1; an earlier timed-out renew of ours committed revision 2 meanwhile
+    assert.deepEqual(l.observe(2, mine, RENEW + 5), [], "the periodic read sees it first");
+    assert.deepEqual(l.conflict(RENEW + 10), []);
+    assert.equal(l.needsRead, false, "a read would only return revision 2 again, which is no news");
+    assert.deepEqual(l.tick(RENEW + 20).action, { type: "renew", expectRevision: 2, value: mine });
+  });
+
+  it("lease - a standby whose acquire conflicts after it already read the winner's revision does not wait for a read forever", () => {
+    const s = mk("s");
+    s.observe(1, other(1), 0);
+    const { action } = s.tick(TTL); // silent for a ttl: acquire expecting 1
+    assert.equal(action?.type, "acquire");
+    assert.deepEqual(s.observe(2, other(1), TTL + 5), [], "the holder renewed meanwhile");
+    s.conflict(TTL + 10);
+    assert.equal(s.needsRead, false);
+    assert.equal(step(s, TTL + 20), null, "the holder is alive: no takeover");
+    assert.equal(step(s, 2 * TTL + 10)?.type, "acquire", "silence counts from the conflict's answer, and a takeover is possible again");
+  });
+
   it("lease - a leader that reads someone else's value in the key is superseded", () => {
     const l = leader();
     assert.deepEqual(l.observe(2, other(2), 50), [{ type: "lost", epoch: 1, reason: "superseded" }]);

@@ -34,13 +34,24 @@ export class CaughtUpProbe {
     this.clock = new CaughtUpClock({ paths: opts.paths.map((p) => p.name) });
     this.paths = opts.paths.map((p) => ({ ...p, inbox: createInbox(opts.inboxPrefix) }));
     const decoder = new TextDecoder();
+    const refused = (path: string, err: unknown) => {
+      if (!this.broken) opts.logger.error({ err: String(err), path }, "caught-up probe refused: silence is judged at the processing clock");
+      this.broken = true;
+    };
     for (const p of this.paths) {
+      // A publish refused by permissions reaches only the connection's status stream.
+      void (async () => {
+        for await (const s of p.nc.status()) {
+          if (s.type !== "error") continue;
+          const e = s.error as { operation?: string; subject?: string } | undefined;
+          if (e?.operation === "publish" && e.subject === p.inbox) refused(p.name, s.error);
+        }
+      })().catch(() => undefined);
       this.subs.push(
         p.nc.subscribe(p.inbox, {
           callback: (err, m) => {
             if (err) {
-              if (!this.broken) opts.logger.error({ err: String(err), path: p.name }, "caught-up probe refused: silence is judged at the processing clock");
-              this.broken = true;
+              refused(p.name, err);
               return;
             }
             if (m.data.length <= 64) this.clock.returned(p.name, decoder.decode(m.data));
