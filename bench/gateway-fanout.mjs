@@ -283,9 +283,14 @@ await runBench("gateway-fanout", maxSeconds, async () => {
   const flipByRev = new Map(flipRevs);
   const toHealth = [];
   const toKv = [];
+  // Per transition, not a difference of medians: the gap between the KV write and its delta.
+  const kvToDelta = [];
   for (const [, f] of flipRevs) {
     if (healthSeen.has(f.key)) toHealth.push(healthSeen.get(f.key) - f.sentAt);
-    if (kvSeen.has(f.key)) toKv.push(kvSeen.get(f.key) - f.sentAt);
+    if (kvSeen.has(f.key)) {
+      toKv.push(kvSeen.get(f.key) - f.sentAt);
+      kvToDelta.push(f.seenAt - kvSeen.get(f.key));
+    }
   }
   let unmatchedEvents = 0;
   /** revision → { n, last } over every client of every process: when the LAST client reflected it. */
@@ -487,6 +492,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
           ["agent publish → health message seen by the observer (NATS hop)", ...latencyRow(toHealth)],
           ["agent publish → registry's KV write seen by the observer", ...latencyRow(toKv)],
           ["agent publish → registry delta seen by the observer", ...lat1],
+          ["registry's KV write → its delta, per transition (both seen by the observer)", ...latencyRow(kvToDelta)],
           ["registry delta seen by the observer → client `change`", ...lat2],
         ],
       },

@@ -13,6 +13,7 @@ import { RegistryMetrics } from "./adapters/metrics.js";
 import { buildHttp, type StatusBody } from "./adapters/http/server.js";
 import { DropLog, startIngest } from "./adapters/nats/ingest.js";
 import { startPresence } from "./adapters/nats/presence.js";
+import { CaughtUpProbe } from "./adapters/nats/caught-up-probe.js";
 import { SnapshotPages } from "./adapters/nats/snapshot-pages.js";
 import { startSnapshotResponder } from "./adapters/nats/snapshot-responder.js";
 import { CatalogMemory } from "./adapters/store/catalog-memory.js";
@@ -84,6 +85,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let nc: NatsConnection | null = null;
   // Heartbeats and snapshot requests arrive on a connection of their own (config nats.bulkConnection).
   let bulk: NatsConnection | null = null;
+  // The writer lease renews on a connection of its own: never queued behind bulk KV puts or their acks.
+  let leaseConn: NatsConnection | null = null;
   let kv: KvCatalog | null = null;
   // Notices a NATS node back with an empty store, holds writes, recreates the buckets.
   let guard: StoreGuard | null = null;
@@ -93,6 +96,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let dirty = false;
   let url = "";
   const subs: Subscription[] = [];
+  let probe: CaughtUpProbe | null = null;
   const timers: NodeJS.Timeout[] = [];
   let resolveReady!: () => void;
   const readyPromise = new Promise<void>((r) => (resolveReady = r));
@@ -140,6 +144,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       catalogLoaded: () => loaded,
       kv: () => kv?.stats ?? null,
       store: () => guard,
+      caughtUpLagMs: () => probe?.lagMs() ?? null,
       drops,
       ignored: core.counters,
       counters,
@@ -280,7 +285,12 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       // new writer asks every host to resync as it takes over, and the answers must not arrive
       // before anyone listens (the start-up awaits below would otherwise swallow them).
       listenToAgents();
-      if (!(await replica.start(conn))) return;
+      leaseConn = await connectWithRetry(
+        { ...natsOptions, name: `roster-registry-${registryId}-lease`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
+        { signal: stopping.signal, logger: log },
+      ).catch(() => null);
+      if (!leaseConn || stopping.signal.aborted) return;
+      if (!(await replica.start(leaseConn))) return;
     } else {
       records = await loadRecords();
       if (!records || stopping.signal.aborted) return;
@@ -310,11 +320,20 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     await policies.attach(conn, stopping.signal);
     loaded = true;
     subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
+    // Silence is judged against what the registry has read, not its own lag (core/caught-up.ts).
+    probe = new CaughtUpProbe({
+      paths: [{ name: "main", nc: conn }, ...(bulk && bulk !== conn ? [{ name: "bulk", nc: bulk }] : [])],
+      ...(natsOptions.inboxPrefix ? { inboxPrefix: natsOptions.inboxPrefix } : {}),
+      now,
+      logger: log,
+    });
+    const caughtUp = probe;
     timers.push(
       setInterval(() => {
         try {
+          caughtUp.probe();
           if (!natsConnected || !acting()) return; // no silence is judged while the registry itself is cut off
-          dispatch(core.tick(now()));
+          dispatch(core.tick(now(), caughtUp.heardUpTo()));
           if (dirty) reconcile();
         } catch (err) {
           log.error({ err: String(err) }, "tick failed");
@@ -342,6 +361,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       guard?.stop();
       for (const t of timers) clearInterval(t);
       for (const s of subs) s.unsubscribe();
+      probe?.stop();
       await connecting?.catch(() => undefined);
       if (kv && !(await kv.flush(10_000, true))) log.warn("closing with catalog writes still pending");
       // After the last write: hand the lease over at once rather than after a ttl.
@@ -350,6 +370,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       await policies.close();
       await http.close();
       if (bulk && !bulk.isClosed()) await bulk.close().catch(() => undefined);
+      if (leaseConn && !leaseConn.isClosed()) await leaseConn.close().catch(() => undefined);
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
         const conn = nc;

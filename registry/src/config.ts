@@ -115,8 +115,11 @@ export const RegistryConfig = z
     /** Registry replicas: one writer at a time, elected by a lease on KV compare-and-set (docs/architecture.md). */
     lease: z
       .object({
-        /** On: run any number of replicas, one writes. Off (default): this registry always writes (exactly one registry). */
-        enabled: z.boolean().default(false),
+        /**
+         * On (default): run any number of replicas, one writes; a restarted registry (same id) takes
+         * its own lease back at once. Off: this registry always writes (exactly one registry, no lease bucket).
+         */
+        enabled: z.boolean().default(true),
         /** A standby takes over after a full ttl without a renewal; the writer renews every (ttl - margin) / 2. */
         ttl: Duration.default(3000),
         /** The writer stops writing this long before its ttl ends (clock-rate drift, event-loop stalls). */
@@ -124,7 +127,7 @@ export const RegistryConfig = z
       })
       .strict()
       .refine((l) => l.margin > 0 && l.margin * 2 <= l.ttl && l.ttl >= 300, { error: "expected ttl >= 300ms and 0 < margin <= ttl / 2", path: ["margin"] })
-      .default({ enabled: false, ttl: 3000, margin: 1000 }),
+      .default({ enabled: true, ttl: 3000, margin: 1000 }),
     /** xDS (Envoy ADS) server for Envoy and proxyless gRPC clients; absent = off (env ROSTER_XDS sets `listen`). */
     xds: XdsConfig.optional(),
     /** DNS interface (off unless dns.listen is set): docs/dns-and-consul.md. */

@@ -59,7 +59,9 @@ function assertReplicasSafe(config: unknown, replicas: number, where: string): v
   if (replicas < 2) return;
   if (!("lease" in RegistryConfig.shape)) return; // a registry without replicas support: nothing to enable
   const lease = (config as { lease?: { enabled?: boolean } }).lease;
-  assert.equal(lease?.enabled, true, `${where}: ${replicas} registries share the catalog: set "lease": { "enabled": true }`);
+  // On by default (registry/src/config.ts): only an explicit `false` lets every replica write.
+  const enabled = lease?.enabled ?? RegistryConfig.parse({}).lease.enabled;
+  assert.equal(enabled, true, `${where}: ${replicas} registries share the catalog: the writer lease must stay on ("lease": { "enabled": true })`);
 }
 
 /** What a registry's SIGTERM handler allows itself before it forces the exit (registry/src/main.ts). */

@@ -23,6 +23,8 @@ export interface RegistryMetricsSource {
   kv(): KvCatalogStats | null;
   /** The catalog store's health (adapters/store-guard.ts); null before it is checked. */
   store?(): { available: boolean; losses: number; recreations: number } | null;
+  /** How far (ms) the time silence is judged at trails the processing clock (core/caught-up.ts); null before the first probe. */
+  caughtUpLagMs?(): number | null;
   drops: DropLog;
   ignored: CatalogCounters;
   counters: { resyncsPublished: number; snapshotsServed: number; reconnects: number };
@@ -77,6 +79,11 @@ export class RegistryMetrics {
     gaugeOf("roster_registry_catalog_revision", "Global catalog revision (the KV sequence of the last change)", () => src.revision());
     gaugeOf("roster_registry_hosts", "Hosts known to the registry", () => src.summary().hosts);
     gaugeOf("roster_registry_hosts_lost", "Hosts currently silent past their heartbeat timeout", () => src.summary().lostHosts);
+    gaugeOf(
+      "roster_registry_ingest_caught_up_lag_seconds",
+      "How far behind now the registry has read every agent message (silence is judged at that time, not now)",
+      () => (src.caughtUpLagMs?.() ?? 0) / 1000,
+    );
     gaugeOf("roster_registry_self_preservation", "1 while self-preservation holds expiry (too many hosts silent at once)", () => (src.summary().selfPreservation ? 1 : 0));
     gaugeOf("roster_registry_nats_connected", "1 while connected to NATS", () => (src.natsConnected() ? 1 : 0));
     gaugeOf("roster_registry_catalog_loaded", "1 once the catalog is loaded from KV", () => (src.catalogLoaded() ? 1 : 0));

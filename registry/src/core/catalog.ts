@@ -19,7 +19,8 @@
  *   - heartbeat: refreshes lastSeen; an unknown host, or a digest different from the registry's
  *     view of the host, makes the registry ask for a resync (at most once per host per 2 × interval).
  *   - silence: a host with no message for multiplier × heartbeatIntervalMs is lost: each of its
- *     instances becomes critical with reason "agent-lost". Any later message clears the lost state
+ *     instances becomes critical with reason "agent-lost" (judged at the time up to which the
+ *     registry has read every message, not at `now`: see tick). Any later message clears the lost state
  *     and asks for a resync (the register that follows restores the real statuses).
  *   - expiry: an instance agent-lost (its host still silent) for longer than deregisterAfter is
  *     deleted. Only agent-lost instances expire: an instance that its live agent reports critical
@@ -637,13 +638,20 @@ export class CatalogState {
     return effects;
   }
 
-  tick(now: number): Effect[] {
+  /**
+   * Judges silence and expiry. `heardUpTo`: the time up to which every message sent to the registry
+   * has been read (core/caught-up.ts); silence is judged at it, not at `now`, so a registry whose
+   * own event loop fell behind never takes the heartbeats still unread in its socket for silence.
+   * Null: not known yet, no host is declared lost on this tick. Default: `now`.
+   */
+  tick(now: number, heardUpTo: number | null = now): Effect[] {
     const effects: Effect[] = [];
+    const silenceAt = heardUpTo === null ? null : Math.min(now, heardUpTo);
     const windowMs = this.opts.selfPreservation.windowMs ?? DEFAULT_SELF_PRESERVATION_WINDOW_MS;
     let inWindow = 0;
     let sinceEpisode = 0;
     for (const h of this.hosts.values()) {
-      if (h.lostAt === null && now - h.lastSeen > this.opts.heartbeatTimeoutMultiplier * h.heartbeatIntervalMs) {
+      if (h.lostAt === null && silenceAt !== null && silenceAt - h.lastSeen > this.opts.heartbeatTimeoutMultiplier * h.heartbeatIntervalMs) {
         h.lostAt = now;
         this.counters.lost++;
         for (const key of h.keys) {

@@ -68,7 +68,7 @@ export type LeaseEvent =
   | { type: "elected"; epoch: number }
   | { type: "resumed"; epoch: number }
   | { type: "suspended"; epoch: number; sinceRenewMs: number }
-  | { type: "lost"; epoch: number; reason: "conflict" | "superseded" };
+  | { type: "lost"; epoch: number; reason: "superseded" };
 
 export interface LeaseCounters {
   acquired: number;
@@ -150,6 +150,8 @@ export class LeaseState {
     if (this._role !== "standby" && !(value && value.registryId === this.opts.registryId && value.epoch === this.myEpoch)) {
       return [this.lose("superseded")];
     }
+    // Our own term at a newer revision (a renew of ours that committed after its answer timed
+    // out): the next renew expects it. The deadline still counts from the last renew answered.
     return [];
   }
 
@@ -212,10 +214,18 @@ export class LeaseState {
     return [];
   }
 
-  /** The CAS was refused: someone else wrote the key. Read it again; a holder has lost. */
+  /**
+   * The CAS was refused: the key changed since our revision. A standby reads it again. A holder
+   * does not give up yet: the change may be its own earlier renew whose answer came too late (a
+   * timeout under load, the write committed): it reads the key, and `observe` decides: our id and
+   * epoch (nobody else wrote: a taker writes its own id and a higher epoch) → still the holder;
+   * anything else → superseded. Meanwhile its own deadline still bounds its writes, as for a renew
+   * without an answer, so this is as safe as waiting.
+   */
   conflict(now: number): LeaseEvent[] {
     if (!this.inFlight) return [];
     const probe = this.inFlight.type === "probe";
+    const expected = this.inFlight.expectRevision;
     this.inFlight = null;
     if (probe) {
       // The bucket answers again after an unanswered CAS: the holder could not renew meanwhile,
@@ -228,9 +238,11 @@ export class LeaseState {
       return [];
     }
     this.counters.conflicts++;
-    this.mustRead = true;
+    // Only if no newer revision was read while the CAS was out: a read returning the revision
+    // already seen is no news (`observe` ignores it), so waiting for one would wait forever.
+    this.mustRead = this.revision <= expected;
     this.changedAt = now;
-    return this._role === "standby" ? [] : [this.lose("conflict")];
+    return [];
   }
 
   /**
@@ -280,7 +292,7 @@ export class LeaseState {
     return { expectRevision: this.revision };
   }
 
-  private lose(reason: "conflict" | "superseded"): LeaseEvent {
+  private lose(reason: "superseded"): LeaseEvent {
     this._role = "standby";
     this.counters.lost++;
     return { type: "lost", epoch: this.myEpoch, reason };

@@ -256,6 +256,27 @@ describe("catalog core", () => {
     assert.deepEqual(s.tick(4000), [], "marked once");
   });
 
+  it("catalog - silence is judged at the time the registry has read up to, not at the processing clock (its own lag is not the host's silence)", () => {
+    const s = new CatalogState(OPTS);
+    const live = new Agent("h-live");
+    const silent = new Agent("h-silent");
+    s.handle(live.register([inst("l")]), 0);
+    s.handle(silent.register([inst("s", { service: "pay" })]), 0);
+    // The registry's event loop stalls from 1000 to 9000: live's heartbeats (sent every second)
+    // sit unread in the socket. The last probe back was sent at 1000.
+    assert.deepEqual(s.tick(9000, 1000), [], "9 s of processing clock, but everything was read up to 1000 only");
+    assert.deepEqual(s.tick(9000, null), [], "not caught up yet: nobody is judged");
+    // The backlog is read (every live heartbeat, at processing time 9001), then a probe sent at 9000 returns.
+    s.handle(live.heartbeat(digestOf(s, "h-live")), 9001);
+    const e = s.tick(9050, 9000);
+    assert.deepEqual(puts(e).map((p) => [p.record.id, p.record.reason]), [["s", "agent-lost"]], "only the truly silent host is lost");
+    assert.equal(s.host("h-live")!.lostAt, null);
+    // Never judged later than now, even if told so.
+    const t = new CatalogState(OPTS);
+    t.handle(new Agent("h2").register([inst("x")]), 0);
+    assert.deepEqual(t.tick(3000, 99_999), [], "a caught-up time ahead of now is capped at now");
+  });
+
   it("catalog - a message from a lost host revives it and asks for a resync; register restores statuses", () => {
     const s = new CatalogState(OPTS);
     const a = new Agent("h1");

@@ -15,8 +15,10 @@ describe("registry lease config", () => {
     assert.throws(() => parseConfig({ kvReplicas: "three" }), (e: unknown) => e instanceof ConfigError && /kvReplicas/.test(e.message));
   });
 
-  it("lease config - off by default, ttl 3 s, margin 1 s", () => {
-    assert.deepEqual(parseConfig({}).lease, { enabled: false, ttl: 3000, margin: 1000 });
+  it("lease config - on by default, ttl 3 s, margin 1 s; off only when asked", () => {
+    assert.deepEqual(parseConfig({}).lease, { enabled: true, ttl: 3000, margin: 1000 });
+    assert.deepEqual(parseConfig({ lease: {} }).lease, { enabled: true, ttl: 3000, margin: 1000 });
+    assert.equal(parseConfig({ lease: { enabled: false } }).lease.enabled, false);
     assert.deepEqual(parseConfig({ lease: { enabled: true, ttl: "5s" } }).lease, { enabled: true, ttl: 5000, margin: 1000 });
   });
 

@@ -76,14 +76,55 @@ describe("lease", () => {
     assert.equal(l.counters.renewed, 1);
   });
 
-  it("lease - a renew refused by CAS (someone else wrote the key) loses the lease at once", () => {
+  it("lease - a renew refused by CAS reads the key: someone else's value loses the lease", () => {
     const l = leader();
     l.tick(RENEW);
-    assert.deepEqual(l.conflict(RENEW + 2), [{ type: "lost", epoch: 1, reason: "conflict" }]);
-    assert.equal(l.role, "standby");
-    assert.equal(l.canWrite(RENEW + 3), false);
+    assert.deepEqual(l.conflict(RENEW + 2), [], "not decided before the key is read");
     assert.equal(l.needsRead, true);
     assert.equal(l.tick(RENEW + 10).action, null, "no CAS until the new revision is read");
+    assert.deepEqual(l.observe(3, other(2), RENEW + 20), [{ type: "lost", epoch: 1, reason: "superseded" }]);
+    assert.equal(l.role, "standby");
+    assert.equal(l.canWrite(RENEW + 21), false);
+  });
+
+  it("lease - a renew refused because an earlier renew of ours committed after its answer timed out keeps the lease (a writer under load)", () => {
+    const l = leader(); // revision 1, renew sent at 0
+    const mine = { registryId: "me", epoch: 1, ttlMs: TTL };
+    l.tick(RENEW); // renew expecting 1: it commits (revision 2), but the answer is too late
+    l.failed(RENEW + RENEW);
+    const { action } = l.tick(RENEW + RENEW + 100); // the retry still expects 1
+    assert.equal(action?.expectRevision, 1);
+    assert.deepEqual(l.conflict(RENEW + RENEW + 110), []);
+    assert.equal(l.canWrite(RENEW + RENEW + 110), false, "its deadline counts from the last renew answered (sent at 0)");
+    assert.deepEqual(l.observe(2, mine, RENEW + RENEW + 120), [], "our own term in the key: still the holder");
+    assert.notEqual(l.role, "standby");
+    const next = l.tick(RENEW + RENEW + 130).action;
+    assert.deepEqual(next, { type: "renew", expectRevision: 2, value: mine });
+    assert.deepEqual(l.succeeded(3, RENEW + RENEW + 140), [{ type: "resumed", epoch: 1 }]);
+    assert.equal(l.canWrite(RENEW + RENEW + 140), true);
+    assert.equal(l.counters.lost, 0);
+  });
+
+  it("lease - a renew conflict explained by a revision already read (our own late renew) needs no further read: the next renew expects it", () => {
+    const l = leader(); // revision 1
+    const mine = { registryId: "me", epoch: 1, ttlMs: TTL };
+    l.tick(RENEW); // expects 1; an earlier timed-out renew of ours committed revision 2 meanwhile
+    assert.deepEqual(l.observe(2, mine, RENEW + 5), [], "the periodic read sees it first");
+    assert.deepEqual(l.conflict(RENEW + 10), []);
+    assert.equal(l.needsRead, false, "a read would only return revision 2 again, which is no news");
+    assert.deepEqual(l.tick(RENEW + 20).action, { type: "renew", expectRevision: 2, value: mine });
+  });
+
+  it("lease - a standby whose acquire conflicts after it already read the winner's revision does not wait for a read forever", () => {
+    const s = mk("s");
+    s.observe(1, other(1), 0);
+    const { action } = s.tick(TTL); // silent for a ttl: acquire expecting 1
+    assert.equal(action?.type, "acquire");
+    assert.deepEqual(s.observe(2, other(1), TTL + 5), [], "the holder renewed meanwhile");
+    s.conflict(TTL + 10);
+    assert.equal(s.needsRead, false);
+    assert.equal(step(s, TTL + 20), null, "the holder is alive: no takeover");
+    assert.equal(step(s, 2 * TTL + 10)?.type, "acquire", "silence counts from the conflict's answer, and a takeover is possible again");
   });
 
   it("lease - a leader that reads someone else's value in the key is superseded", () => {

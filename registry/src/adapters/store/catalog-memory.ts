@@ -42,8 +42,9 @@ interface ServiceEntry {
 }
 
 /**
- * The registry's KV-confirmed view of the catalog: updated after each KV write succeeds and
- * before its delta is published, so a snapshot read from here is consistent with the deltas.
+ * The registry's KV-confirmed view of the catalog: updated after each KV write succeeds, in the
+ * same turn as its delta is published (just after it), so a snapshot read from here is consistent
+ * with the deltas.
  */
 export class CatalogMemory implements CatalogReader {
   private readonly byService = new Map<string, ServiceEntry>();

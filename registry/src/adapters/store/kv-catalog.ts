@@ -5,6 +5,7 @@ import {
   CATALOG_BUCKET,
   CatalogDelta,
   CatalogInstance,
+  LIMITS,
   PROTOCOL_VERSION,
   catalogKey,
   catalogSubject,
@@ -53,6 +54,29 @@ export interface KvCatalogStats {
 }
 
 type Desired = CatalogInstance | null;
+
+const textEncoder = new TextEncoder();
+
+/**
+ * A delta's bytes. A put wraps the record bytes already validated and encoded for the KV write
+ * (the same bytes, not a second parse and stringify of the instance); the fields around it are
+ * numbers and the record's own validated names. Anything unusual goes through the schema.
+ */
+export function deltaBytes(delta: CatalogDelta, record: Uint8Array | null): Uint8Array {
+  if (delta.op !== "put" || record === null) return encode(CatalogDelta, delta, "catalog delta");
+  const head = textEncoder.encode(
+    `{"v":${delta.v},"kind":"delta","op":"put","service":${JSON.stringify(delta.service)},"instanceId":${JSON.stringify(delta.instanceId)},` +
+      `"revision":${delta.revision},"prevRevision":${delta.prevRevision},"instance":`,
+  );
+  if (head.byteLength + record.byteLength + 1 > LIMITS.maxMessageBytes || !(delta.revision > 0) || !(delta.prevRevision >= 0)) {
+    return encode(CatalogDelta, delta, "catalog delta");
+  }
+  const out = new Uint8Array(head.byteLength + record.byteLength + 1);
+  out.set(head, 0);
+  out.set(record, head.byteLength);
+  out[out.byteLength - 1] = 0x7d; // "}"
+  return out;
+}
 
 const isConflict = (err: unknown) =>
   err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
@@ -245,15 +269,16 @@ export class KvCatalog {
   private async write(service: string, id: string, desired: Desired): Promise<void> {
     const key = catalogKey(service, id);
     let revision = 0;
+    let data: Uint8Array | null = null;
     for (let conflicts = 0; ; conflicts++) {
       const expected = this.keyRev.get(key) ?? 0;
       try {
         if (desired) {
-          const data = encode(CatalogInstance, desired, "catalog record");
+          const record = (data ??= encode(CatalogInstance, desired, "catalog record"));
           // The expectation is read at each attempt: a bucket recreated meanwhile (StoreGuard) has none.
           revision = await this.retry("put", key, () => {
             const rev = this.keyRev.get(key) ?? 0;
-            return rev > 0 ? this.kv.update(key, data, rev) : this.kv.create(key, data);
+            return rev > 0 ? this.kv.update(key, record, rev) : this.kv.create(key, record);
           });
         } else {
           if (!this.memory.get(service, id)) return; // nothing stored: nothing to delete
@@ -279,16 +304,21 @@ export class KvCatalog {
     if (revision <= 0) throw new KvWriteError(key);
     this.keyRev.set(key, revision);
     this.stats.writes++;
-    const prevRevision = this.memory.apply(service, id, revision, desired);
+    // The delta leaves first, memory (and the HTTP waiters, SSE streams and xDS it wakes) after, in
+    // the same turn: no request can read memory in between, and the delta's socket write (a
+    // microtask) is queued before the waiters' work. Never before the ack: a delta announces only
+    // a durable write, with the revision the KV gave it (docs/architecture.md, "The delta leaves").
+    const prevRevision = this.memory.serviceRevision(service).revision;
     const delta: CatalogDelta = desired
       ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision, prevRevision, instance: desired }
       : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision, prevRevision };
     try {
-      this.nc.publish(catalogSubject(service), encode(CatalogDelta, delta, "catalog delta"));
+      this.nc.publish(catalogSubject(service), deltaBytes(delta, data));
     } catch (err) {
       // Subscribers detect the gap through prevRevision and fetch a snapshot.
       this.log.warn({ err: String(err), service, revision }, "delta publish failed");
     }
+    this.memory.apply(service, id, revision, desired);
     this.opts.onWritten?.(delta);
   }
 
