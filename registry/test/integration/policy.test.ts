@@ -142,6 +142,35 @@ describe("registry policies (real nats-server)", () => {
     assert.deepEqual((list.body as Answer[]).map((a) => a.service), ["orders"]);
   });
 
+  it("policy - a PUT whose memory lags KV (a record it could not read) still writes on top of KV's revision", async () => {
+    // The registry compares-and-sets against the revision in its memory. A record it ignores
+    // (corrupt: someone else's bad write) leaves memory behind KV, deterministically: the write
+    // must fail the CAS, read KV, and land on the real revision; an If-Match is judged on KV.
+    const status = async () => ((await call("GET", "/v1/status", { token: READ })).body as { policies: { conflicts: number; corruptRecords: number } }).policies;
+    const kv = await new Kvm(nc).open(POLICY_BUCKET);
+    const known = ((await call("GET", "/v1/services/orders/policy", { token: READ })).body as Answer).revision;
+    const before = await status();
+    const corrupt = await kv.put("orders", new TextEncoder().encode("not a policy record"));
+    await waitFor(async () => (await status()).corruptRecords > before.corruptRecords, { what: "the registry saw the corrupt record" });
+    assert.equal(((await call("GET", "/v1/services/orders/policy", { token: READ })).body as Answer).revision, known, "memory lags KV");
+
+    const stale = await call("PUT", "/v1/services/orders/policy", { token: WRITE, body: canary, headers: { "if-match": `"${known}"` } });
+    assert.equal(stale.status, 412, "If-Match on memory's revision: KV moved on");
+    const onKv = await call("PUT", "/v1/services/orders/policy", { token: WRITE, body: canary, headers: { "if-match": `"${corrupt}"` } });
+    assert.equal(onKv.status, 200, "If-Match on KV's revision, which memory does not know");
+    await waitFor(() => deltas.at(-1)?.revision === (onKv.body as Answer).revision, { what: "its delta" });
+    assert.equal(deltas.at(-1)!.prevRevision, corrupt, "the delta chains on KV's revision");
+
+    const again = await kv.put("orders", new TextEncoder().encode("{}"));
+    await waitFor(async () => (await status()).corruptRecords > before.corruptRecords + 1, { what: "the second corrupt record seen" });
+    const conflictsBefore = (await status()).conflicts;
+    const plain = await call("PUT", "/v1/services/orders/policy", { token: WRITE, body: canary });
+    assert.equal(plain.status, 200);
+    await waitFor(() => deltas.at(-1)?.revision === (plain.body as Answer).revision, { what: "its delta" });
+    assert.equal(deltas.at(-1)!.prevRevision, again, "no If-Match: the failed CAS read KV and wrote on top");
+    assert.equal((await status()).conflicts, conflictsBefore + 1, "one compare-and-set failed on the stale revision");
+  });
+
   it("policy - survives a registry restart", async () => {
     const before = (await call("GET", "/v1/services/orders/policy", { token: READ })).body as Answer;
     await registry.close();

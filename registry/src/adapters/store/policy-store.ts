@@ -158,11 +158,21 @@ export class PolicyStore {
     return this.serial(service, async () => {
       const kv = this.requireKv();
       const record = encode(PolicyRecord, { v: PROTOCOL_VERSION, service, policy: policy as Record<string, unknown>, updatedAt: Date.now() }, "policy record");
+      // The compare-and-set expects the revision in memory (our writes and the bucket watch keep
+      // it), as the catalog's writes do (kv-catalog.ts): no read before the write, so a change is
+      // one KV round trip from its delta. Memory that lags another replica's write fails the CAS
+      // (or an If-Match); only then is the key read from KV and the write tried again.
+      let fresh = false;
       for (let attempt = 0; ; attempt++) {
-        const current = await kv.get(service);
-        const prev = current?.revision ?? 0;
-        const live = current !== null && current.operation === "PUT";
-        if (ifMatch !== undefined && ifMatch !== (live ? prev : 0)) throw new PreconditionFailedError(service, ifMatch, live ? prev : 0);
+        const current = fresh ? await this.read(kv, service) : this.known(service);
+        const prev = current.revision;
+        if (ifMatch !== undefined && ifMatch !== (current.live ? prev : 0)) {
+          if (!fresh) {
+            fresh = true;
+            continue;
+          }
+          throw new PreconditionFailedError(service, ifMatch, current.live ? prev : 0);
+        }
         try {
           const revision = prev > 0 ? await kv.update(service, record, prev) : await kv.create(service, record);
           const entry: PolicyEntry = { service, revision, policy: policy as Record<string, unknown>, updatedAt: Date.now() };
@@ -171,12 +181,26 @@ export class PolicyStore {
           this.publish({ v: PROTOCOL_VERSION, kind: "policy-delta", op: "put", service, revision, prevRevision: prev, policy: entry.policy! });
           return entry;
         } catch (err) {
-          // Another replica wrote in between: read again (an If-Match then fails on the new revision).
+          // Another replica wrote in between (or memory lagged it): read KV and try again (an
+          // If-Match then fails on the new revision).
           if (!isConflict(err) || attempt >= 5) throw err;
           this.stats.conflicts++;
+          fresh = true;
         }
       }
     });
+  }
+
+  /** The key's revision (delete markers included) and whether a policy is set, as memory knows it. */
+  private known(service: string): { revision: number; live: boolean } {
+    const e = this.entries.get(service);
+    return { revision: e?.revision ?? 0, live: e !== undefined && e.policy !== null };
+  }
+
+  /** The same, read from KV. */
+  private async read(kv: KV, service: string): Promise<{ revision: number; live: boolean }> {
+    const e = await kv.get(service);
+    return { revision: e?.revision ?? 0, live: e !== null && e.operation === "PUT" };
   }
 
   /** Removes `service`'s policy (a KV delete marker keeps its revision). Throws PolicyNotFoundError when none is set. */
