@@ -3,16 +3,21 @@
 //  1. split accuracy: 10,000 subset picks of the gateway's SubsetSplitter (the code a request runs),
 //     many seeds, several splits, one with a subset down; the worst and median deviation from the
 //     configured (or redistributed) share, against independent Math.random draws for reference;
-//  2. propagation: PUT /v1/services/<svc>/policy on the registry (a real process) until the LAST of
-//     `clients` real gateway clients (createGateway, each with its own NATS connection, in 2 forked
-//     processes) has applied that revision in its policy mirror; p50/p99 over `puts` changes.
+//  2. propagation, beside a health change, to the same clients in the same run: PUT
+//     /v1/services/<svc>/policy on the registry (a real process), and half a period later a health
+//     flip sent by an agent (fake agents of `hosts` instances of the service, one NATS connection:
+//     bench/lib/fanout-agent.mjs), each until the LAST of `clients` real gateway clients
+//     (createGateway, each with its own NATS connection, in 2 forked processes) has applied it
+//     (policy mirror, catalog mirror). An observer splits the legs: trigger → the registry's KV
+//     write → the delta → the last client. p50/p99 over `puts` changes of each kind.
 //
-//   node bench/policy.mjs [--quick] [--clients=100] [--puts=100] [--rate=5] [--seeds=200]
+//   node bench/policy.mjs [--quick] [--clients=100] [--puts=100] [--rate=5] [--hosts=200] [--seeds=200]
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
-import { PolicyDelta, decode, policySubject } from "roster-schemas";
-import { NatsServer } from "roster-testkit";
+import { CATALOG_BUCKET, POLICY_BUCKET, catalogSubject, policySubject } from "roster-schemas";
+import { NatsServer, waitFor } from "roster-testkit";
+import { Pool } from "undici";
 import { SubsetSplitter } from "../gateway-client/dist/src/core/policy/index.js";
 import { forkHelper } from "./lib/fork-helper.mjs";
 import { progress } from "./lib/log.mjs";
@@ -24,12 +29,19 @@ import { printReport } from "./lib/table.mjs";
 
 const quick = process.argv.includes("--quick") || Boolean(process.env.BENCH_QUICK);
 const CLIENTS = numberOption("clients", quick ? 20 : 100);
-const PUTS = numberOption("puts", quick ? 20 : 100);
+/** Policy changes, and as many health flips. */
+const CHANGES = numberOption("puts", quick ? 20 : 100);
+/** Changes of each kind per second. */
 const RATE = numberOption("rate", 5);
+/** Instances of the service (one per fake host). */
+const HOSTS = numberOption("hosts", quick ? 50 : 200);
 const SEEDS = numberOption("seeds", quick ? 50 : 200);
 const PICKS = 10_000;
-const SERVICE = "svc-policy";
+// The fake agents' first service (bench/lib/fanout-agent.mjs names them svc-000 ...).
+const SERVICE = "svc-000";
 const CLIENTS_SCRIPT = fileURLToPath(new URL("./lib/policy-clients.mjs", import.meta.url));
+const AGENT_SCRIPT = fileURLToPath(new URL("./lib/fanout-agent.mjs", import.meta.url));
+const hiresNow = () => performance.timeOrigin + performance.now();
 
 /** mulberry32, as in the unit tests: reproducible starts. */
 function seeded(seed) {
@@ -96,24 +108,62 @@ async function propagation() {
   defer(() => nats.close());
   const registry = await startRegistry({ natsUrl: nats.url });
   defer(() => registry.stop());
+  // A keep-alive connection, like an operator's client that already has one: "PUT sent" is when
+  // the request is handed to it (fetch() would add about a millisecond of its own per call).
+  const http = new Pool(registry.httpUrl, { connections: 1 });
+  defer(() => http.close());
   const put = async (i) => {
-    const body = { subsets: { stable: { tags: ["v1"] }, canary: { tags: ["v2"] } }, split: [{ subset: "stable", weight: 100 - (i % 100) }, { subset: "canary", weight: i % 100 }] };
-    const t = performance.timeOrigin + performance.now();
-    const res = await fetch(`${registry.httpUrl}/v1/services/${SERVICE}/policy`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-    if (res.status !== 200) throw new Error(`PUT answered ${res.status}: ${await res.text()}`);
-    const { revision } = await res.json();
-    return { t, revision, answeredAt: performance.timeOrigin + performance.now() };
+    // The canary subset's meta carries the change's number: the KV tap below recognises the write.
+    const body = { subsets: { stable: { tags: ["bench"] }, canary: { tags: ["bench"], meta: { build: `put-${i}` } } }, split: [{ subset: "stable", weight: 100 - (i % 100) }, { subset: "canary", weight: i % 100 }] };
+    const t = hiresNow();
+    const res = await http.request({ path: `/v1/services/${SERVICE}/policy`, method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`PUT answered ${res.statusCode}: ${text}`);
+    return { i, t, revision: JSON.parse(text).revision, answeredAt: hiresNow() };
   };
-  // An observer on the delta subject: splits "PUT → delta on the wire" from "delta → every client".
+  // An observer on every leg before the clients: the trigger as sent (agent health message), the
+  // registry's KV write as it left the registry, and the delta it published.
   const observer = await connect({ servers: nats.url });
   defer(() => observer.close());
-  const deltaSeen = new Map();
-  observer.subscribe(policySubject(SERVICE), { callback: (_e, m) => {
-    const r = decode(PolicyDelta, m.data);
-    if (r.ok) deltaSeen.set(r.value.revision, performance.timeOrigin + performance.now());
-  } });
+  const json = (m) => {
+    try {
+      return JSON.parse(new TextDecoder().decode(m.data));
+    } catch {
+      return undefined; // a KV delete marker has no body
+    }
+  };
+  const tap = (subject, onMessage) => observer.subscribe(subject, { callback: (_e, m) => onMessage(json(m), hiresNow()) });
+  const policyKvSeen = new Map(); // "put-<i>" → when the registry's KV write passed
+  const policyDeltaSeen = new Map(); // revision → when the delta passed
+  const healthKvSeen = new Map(); // "sentAt=..." → when the registry's KV write passed
+  const catalogDeltas = new Map(); // revision → { sentAt, seenAt } of a flip's delta
+  const instancesSeen = new Set();
+  tap(`$KV.${POLICY_BUCKET}.${SERVICE}`, (r, at) => {
+    const mark = r?.policy?.subsets?.canary?.meta?.build;
+    if (typeof mark === "string" && !policyKvSeen.has(mark)) policyKvSeen.set(mark, at);
+  });
+  tap(policySubject(SERVICE), (d, at) => {
+    if (d?.kind === "policy-delta" && !policyDeltaSeen.has(d.revision)) policyDeltaSeen.set(d.revision, at);
+  });
+  tap(`$KV.${CATALOG_BUCKET}.>`, (r, at) => {
+    const out = r?.checks?.[0]?.output;
+    if (typeof out === "string" && out.startsWith("sentAt=") && !healthKvSeen.has(out)) healthKvSeen.set(out, at);
+  });
+  tap(catalogSubject(SERVICE), (d, at) => {
+    if (d?.instanceId) instancesSeen.add(d.instanceId);
+    const hit = /^sentAt=([\d.]+)$/.exec(d?.instance?.checks?.[0]?.output ?? "");
+    if (hit && !catalogDeltas.has(d.revision)) catalogDeltas.set(d.revision, { sentAt: Number(hit[1]), seenAt: at });
+  });
   await observer.flush();
+
+  // The service's instances: `hosts` fake agents (one NATS connection), health flipped on demand.
+  const agent = forkHelper(AGENT_SCRIPT, [`--nats=${nats.url}`, `--hosts=${HOSTS}`, "--services=1"], "policy-agent");
+  defer(() => agent.stop({ cmd: "stop" }));
+  await agent.next("ready", 15_000, { seen: true });
+  agent.send({ cmd: "register" });
+  await waitFor(() => instancesSeen.size >= HOSTS, { timeoutMs: 60_000, intervalMs: 50, what: `${HOSTS} instances registered` });
   await put(0);
+
   const procs = [];
   const per = [Math.ceil(CLIENTS / 2), Math.floor(CLIENTS / 2)].filter((n) => n > 0);
   for (const [i, n] of per.entries()) {
@@ -124,55 +174,67 @@ async function propagation() {
   await Promise.all(procs.map((h) => h.next("ready", 30_000, { seen: true })));
   procs.forEach((h) => h.send({ cmd: "create" }));
   const synced = await Promise.all(procs.map((h) => h.next("synced", 120_000)));
-  progress(`${synced.reduce((a, s) => a + s.ready, 0)} gateway clients hold the policy`);
+  progress(`${synced.reduce((a, s) => a + s.ready, 0)} gateway clients hold the policy and ${HOSTS} instances`);
   await sleep(500);
+
+  // The same clients, the same moments: a policy change, then half a period later a health flip.
+  const flipsBefore = new Set(catalogDeltas.keys());
   const sent = [];
-  for (let i = 1; i <= PUTS; i++) {
+  const half = 1000 / RATE / 2;
+  for (let i = 1; i <= CHANGES; i++) {
+    const due = performance.now() + 2 * half;
     sent.push(await put(i));
-    await sleep(1000 / RATE);
+    await sleep(Math.max(0, due - half - performance.now()));
+    agent.send({ cmd: "flip", rate: 1, seconds: 1 }); // exactly one flip, sent at once
+    await agent.next("flipped", 10_000);
+    await sleep(Math.max(0, due - performance.now()));
   }
   await sleep(1000);
   procs.forEach((h) => h.send({ cmd: "report" }));
   const reports = await Promise.all(procs.map((h) => h.next("report", 30_000)));
-  const last = [];
-  const first = [];
-  const http = [];
-  const toDelta = [];
-  const deltaToLast = [];
-  let incomplete = 0;
+
+  /** The legs of one change: trigger → KV write → delta → first/last client. */
+  const legs = () => ({ toKv: [], toDelta: [], deltaToLast: [], first: [], last: [], incomplete: 0 });
+  const add = (into, { t, kvAt, deltaAt, all }) => {
+    if (all.length < CLIENTS) into.incomplete++;
+    if (kvAt !== undefined) into.toKv.push(kvAt - t);
+    if (deltaAt !== undefined) into.toDelta.push(deltaAt - t);
+    if (all.length === 0) return;
+    const last = Math.max(...all);
+    into.first.push(Math.min(...all) - t);
+    into.last.push(last - t);
+    if (deltaAt !== undefined) into.deltaToLast.push(last - deltaAt);
+  };
+  const policy = legs();
+  const answers = [];
   for (const s of sent) {
-    const all = reports.flatMap((r) => r.times[s.revision] ?? []);
-    if (all.length < CLIENTS) incomplete++;
-    if (all.length === 0) continue;
-    last.push(Math.max(...all) - s.t);
-    first.push(Math.min(...all) - s.t);
-    http.push(s.answeredAt - s.t);
-    const seen = deltaSeen.get(s.revision);
-    if (seen !== undefined) {
-      toDelta.push(seen - s.t);
-      deltaToLast.push(Math.max(...all) - seen);
-    }
+    answers.push(s.answeredAt - s.t);
+    add(policy, { t: s.t, kvAt: policyKvSeen.get(`put-${s.i}`), deltaAt: policyDeltaSeen.get(s.revision), all: reports.flatMap((r) => r.times[s.revision] ?? []) });
   }
+  const health = legs();
+  for (const [revision, f] of catalogDeltas) {
+    if (flipsBefore.has(revision)) continue;
+    add(health, { t: f.sentAt, kvAt: healthKvSeen.get(`sentAt=${f.sentAt.toFixed(3)}`), deltaAt: f.seenAt, all: reports.flatMap((r) => r.catalogTimes[revision] ?? []) });
+  }
+  const summarized = (l) => Object.fromEntries(Object.entries(l).map(([k, v]) => [k, Array.isArray(v) ? summarize(v) : v]));
   return {
-    last: summarize(last),
-    first: summarize(first),
-    http: summarize(http),
-    toDelta: summarize(toDelta),
-    deltaToLast: summarize(deltaToLast),
-    incomplete,
+    policy: { ...summarized(policy), http: summarize(answers) },
+    health: summarized(health),
     gaps: reports.reduce((a, r) => a + r.gaps, 0),
+    catalogResyncs: reports.reduce((a, r) => a + r.catalogResyncs, 0),
   };
 }
 
 await runBench("policy", quick ? 300 : 900, async () => {
   progress(`split accuracy: ${SEEDS} seeds x ${PICKS} picks per split`);
   const acc = splitAccuracy();
-  progress(`propagation: ${CLIENTS} gateway clients, ${PUTS} PUTs at ${RATE}/s`);
+  progress(`propagation: ${CLIENTS} gateway clients, ${HOSTS} instances; ${CHANGES} policy PUTs and ${CHANGES} health flips, ${RATE}/s each, interleaved`);
   const p = await propagation();
+  const pair = (a, b) => [fmt(a?.p50, 2), fmt(a?.p99, 2), fmt(b?.p50, 2), fmt(b?.p99, 2)];
   printReport({
-    title: "Traffic policy: split accuracy and PUT → every gateway client",
+    title: "Traffic policy: split accuracy, and PUT → every gateway client beside a health flip",
     command: commandLine("bench/policy.mjs"),
-    params: { clients: CLIENTS, puts: PUTS, rate: RATE, seeds: SEEDS, picks: PICKS },
+    params: { clients: CLIENTS, puts: CHANGES, rate: RATE, hosts: HOSTS, seeds: SEEDS, picks: PICKS },
     tables: [
       {
         caption: `Split accuracy over ${PICKS.toLocaleString("en")} picks: worst subset's deviation from its share, in percentage points, over ${SEEDS} seeds`,
@@ -180,20 +242,21 @@ await runBench("policy", quick ? 300 : 900, async () => {
         rows: acc.rows,
       },
       {
-        caption: `PUT /v1/services/:name/policy → applied in the policy mirror of gateway clients (ms, ${PUTS} changes)`,
-        headers: ["leg", "p50", "p90", "p99", "max"],
+        caption: `A policy change (PUT /v1/services/:name/policy) and a health flip (agent → registry), to the same ${CLIENTS} gateway clients in the same run (ms; ${CHANGES} of each, interleaved)`,
+        headers: ["leg", "policy p50", "policy p99", "health p50", "health p99"],
         rows: [
-          ["PUT sent → delta seen by an observer (HTTP, validation, KV write, publish)", fmt(p.toDelta.p50, 2), fmt(p.toDelta.p90, 2), fmt(p.toDelta.p99, 2), fmt(p.toDelta.max, 2)],
-          ["PUT sent → HTTP answer", fmt(p.http.p50, 2), fmt(p.http.p90, 2), fmt(p.http.p99, 2), fmt(p.http.max, 2)],
-          [`delta seen by the observer → last of ${CLIENTS} clients applied it`, fmt(p.deltaToLast.p50, 2), fmt(p.deltaToLast.p90, 2), fmt(p.deltaToLast.p99, 2), fmt(p.deltaToLast.max, 2)],
-          ["PUT sent → first of the clients applied it", fmt(p.first.p50, 2), fmt(p.first.p90, 2), fmt(p.first.p99, 2), fmt(p.first.max, 2)],
-          [`PUT sent → last of ${CLIENTS} clients applied it`, fmt(p.last.p50, 2), fmt(p.last.p90, 2), fmt(p.last.p99, 2), fmt(p.last.max, 2)],
+          ["sent (PUT / agent's health message) → the registry's KV write seen by an observer", ...pair(p.policy.toKv, p.health.toKv)],
+          ["sent → delta seen by the observer", ...pair(p.policy.toDelta, p.health.toDelta)],
+          [`delta seen by the observer → last of ${CLIENTS} clients applied it`, ...pair(p.policy.deltaToLast, p.health.deltaToLast)],
+          ["sent → first client applied it", ...pair(p.policy.first, p.health.first)],
+          [`sent → last of ${CLIENTS} clients applied it`, ...pair(p.policy.last, p.health.last)],
+          ["PUT sent → its HTTP answer", fmt(p.policy.http.p50, 2), fmt(p.policy.http.p99, 2), "", ""],
         ],
       },
     ],
     notes: [
-      `changes that did not reach every client: ${p.incomplete}; policy gaps seen by the clients: ${p.gaps}`,
-      "Times are from just before the HTTP PUT is sent (so they include the registry's HTTP handling, the KV write and the delta) to the client's `change` event, on one machine's clock.",
+      `changes that did not reach every client: policy ${p.policy.incomplete}, health ${p.health.incomplete} (of ${p.health.toDelta.n} flips seen); policy gaps seen by the clients: ${p.gaps}; catalog resyncs after the first sync: ${p.catalogResyncs}`,
+      "Times are wall-clock (performance.timeOrigin + performance.now()) on one machine, from just before the PUT is handed to a keep-alive undici Pool (so they include the registry's HTTP handling, validation, the KV write and the delta) or from the agent's publish (the send time travels in the check's output), to the client's `change` event, which fires after the gateway's own listeners (policy runtime, balancers) ran. The observer is one more subscriber: the server may serve clients before it, so a delta → last leg can be small or negative.",
     ],
     figures: { split: acc.figures, propagation: p },
   });
