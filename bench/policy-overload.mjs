@@ -144,7 +144,7 @@ async function main() {
     printReport({
       title: "Traffic policy: a failing canary, and an upstream offered 3x its capacity",
       name: "policy-overload",
-      command: commandLine(),
+      command: commandLine("bench/policy-overload.mjs"),
       tables: [
         { caption: `Failing canary (every canary answer is 503), ${REQUESTS} requests each, 16 callers`, headers: ["policy", "requests", "caller-visible failures %", "fallback answers %"], rows: canaryRows },
         { caption: `One upstream taking ${CAPACITY} req/s (503 at once above), offered ${RATE} req/s for ${SECONDS} s`, headers: ["client", "offered req/s", "upstream goodput req/s", "upstream received req/s", "rejected locally %", "refused by upstream %", "caller p50 ms", "caller p99 ms"], rows: throttleRows },

@@ -9,24 +9,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
-import { connect, type NatsConnection, type Status } from "@nats-io/transport-node";
+import { connect } from "@nats-io/transport-node";
 import { createGateway, type Gateway } from "roster-gateway-client";
 import { Snapshot, decode, natsAuthFromEnv, natsConnectOptions, snapshotSubject } from "roster-schemas";
-import { startSecuredNats, waitFor, type ChildProc, type SecuredNats } from "roster-testkit";
+import { connectAs, startSecuredNats, waitFor, type ChildProc, type SecuredNats } from "roster-testkit";
 import { instancesOf, startAgentProc, startRegistryProc, type RegistryProc } from "./registry-support.js";
 
-/** Connects as a generated user with its env file's settings (its own inbox prefix included). */
-async function connectAs(nats: SecuredNats, user: string): Promise<{ nc: NatsConnection; violations: string[] }> {
-  const env = await nats.env(user);
-  const nc = await connect({ ...natsConnectOptions(nats.url, natsAuthFromEnv(env)), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-  const violations: string[] = [];
-  void (async () => {
-    for await (const s of nc.status() as AsyncIterable<Status>) {
-      if (s.type === "error" && /permissions violation/i.test(String(s.error))) violations.push(String(s.error));
-    }
-  })();
-  return { nc, violations };
-}
+/** Connects as a generated user with its env file's settings (its own inbox prefix included), as an operator would. */
+const connectWithEnv = async (nats: SecuredNats, user: string) => connectAs(nats, user, natsAuthFromEnv(await nats.env(user)));
 
 describe("security: reply inboxes per NATS user (attack 6, real processes)", () => {
   let nats: SecuredNats;
@@ -52,7 +42,7 @@ describe("security: reply inboxes per NATS user (attack 6, real processes)", () 
   });
 
   it("nats-inbox - an agent user cannot read a gateway's snapshot reply nor the registry's JetStream acks", async () => {
-    const spy = await connectAs(nats, "agent-host-b");
+    const spy = await connectWithEnv(nats, "agent-host-b");
     closers.push(() => spy.nc.close());
     const stolen: string[] = [];
     for (const subject of ["_INBOX.>", "_INBOX.gateway-1.>", "_INBOX.registry.>"]) spy.nc.subscribe(subject, { callback: (e, m) => void (e ? undefined : stolen.push(m.subject)) });
@@ -61,7 +51,7 @@ describe("security: reply inboxes per NATS user (attack 6, real processes)", () 
     // gateway user asks for a snapshot (the reply goes to the gateway's inbox).
     agent = await startAgentProc(dir, nats.url, "host-a", [{ name: "orders", id: "orders-1", port: 8080, address: "127.0.0.2" }], await nats.env("agent-host-a"));
     await waitFor(async () => (await instancesOf(registry.base, "orders")).some((i) => i.id === "orders-1"), { timeoutMs: 15_000, what: "orders-1 written to KV" });
-    const g = await connectAs(nats, "gateway-1");
+    const g = await connectWithEnv(nats, "gateway-1");
     closers.push(() => g.nc.close());
     const reply = await g.nc.request(snapshotSubject("orders"), new Uint8Array(0), { timeout: 5000 });
     const snap = decode(Snapshot, reply.data);

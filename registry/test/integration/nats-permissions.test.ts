@@ -4,25 +4,13 @@
 // payload whose host differs from the subject's is hostile.test.ts.)
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { connect, type NatsConnection, type Status } from "@nats-io/transport-node";
+import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { CATALOG_BUCKET, Snapshot, catalogSubject, decode, natsConnectOptions, snapshotSubject } from "roster-schemas";
-import { startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
+import { CATALOG_BUCKET, Snapshot, catalogSubject, decode, snapshotSubject } from "roster-schemas";
+import { connectAs, startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, inst, startRegistry } from "./helpers.js";
-
-/** Connects as a generated user and records the permission violations the server reports. */
-async function connectAs(nats: SecuredNats, user: string): Promise<{ nc: NatsConnection; violations: string[] }> {
-  const nc = await connect({ ...natsConnectOptions(nats.url, nats.auth(user)), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-  const violations: string[] = [];
-  void (async () => {
-    for await (const s of nc.status() as AsyncIterable<Status>) {
-      if (s.type === "error" && /permissions violation/i.test(String(s.error))) violations.push(String(s.error));
-    }
-  })();
-  return { nc, violations };
-}
 
 describe("NATS permissions (generated users, real nats-server)", () => {
   let nats: SecuredNats;

@@ -3,23 +3,11 @@
 // deltas and snapshots but can neither forge a delta nor write the bucket.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { connect, type NatsConnection, type Status } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { POLICY_BUCKET, PolicyDelta, PolicySnapshot, decode, natsConnectOptions, policySnapshotSubject, policySubject } from "roster-schemas";
-import { startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
+import { POLICY_BUCKET, PolicyDelta, PolicySnapshot, decode, policySnapshotSubject, policySubject } from "roster-schemas";
+import { connectAs, startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { startRegistry } from "./helpers.js";
-
-async function connectAs(nats: SecuredNats, user: string): Promise<{ nc: NatsConnection; violations: string[] }> {
-  const nc = await connect({ ...natsConnectOptions(nats.url, nats.auth(user)), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
-  const violations: string[] = [];
-  void (async () => {
-    for await (const s of nc.status() as AsyncIterable<Status>) {
-      if (s.type === "error" && /permissions violation/i.test(String(s.error))) violations.push(String(s.error));
-    }
-  })();
-  return { nc, violations };
-}
 
 describe("policy NATS permissions (generated users, real nats-server)", () => {
   let nats: SecuredNats;

@@ -5,4 +5,4 @@ export { freePort } from "./net.js";
 export { NatsCluster, NatsClusterNode, type NatsClusterOptions } from "./nats-cluster.js";
 export { filesUnder } from "./files.js";
 export { parsePrometheus, metricValue, scrape, type Sample } from "./prometheus.js";
-export { startSecuredNats, selfSignedCert, repoRoot, type SecuredNats } from "./secured-nats.js";
+export { startSecuredNats, selfSignedCert, connectAs, repoRoot, type SecuredNats } from "./secured-nats.js";

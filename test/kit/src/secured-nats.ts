@@ -5,6 +5,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { connect, type NatsConnection, type Status } from "@nats-io/transport-node";
+import { natsConnectOptions } from "roster-schemas";
 import { NatsServer } from "./nats-server.js";
 
 /** The repository root (this file runs from test/kit/dist/src/). */
@@ -55,6 +57,22 @@ export async function startSecuredNats(opts: { hosts: string[]; gateways?: numbe
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Connects as one of the generated users (by default with `nats.auth(user)`: its seed file and
+ * its own inbox prefix; pass `auth` to connect as its env file says) and records the permission
+ * violations the server reports, which is how a test sees a refused publish or subscribe.
+ */
+export async function connectAs(nats: SecuredNats, user: string, auth: Parameters<typeof natsConnectOptions>[1] = nats.auth(user)): Promise<{ nc: NatsConnection; violations: string[] }> {
+  const nc = await connect({ ...natsConnectOptions(nats.url, auth), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  const violations: string[] = [];
+  void (async () => {
+    for await (const s of nc.status() as AsyncIterable<Status>) {
+      if (s.type === "error" && /permissions violation/i.test(String(s.error))) violations.push(String(s.error));
+    }
+  })();
+  return { nc, violations };
 }
 
 /** A self-signed certificate for 127.0.0.1 / localhost (EC P-256, 1 day) written into `dir`. */
