@@ -117,6 +117,12 @@ function policyRequest(req: Readonly<RequestOptions>): PolicyRequest {
 export class PolicyTraffic implements TrafficHooks {
   readonly runtimes: PolicyRuntimes;
   private readonly states = new Map<string, ServiceState>();
+  // Per catalog instance object (the mirror keeps an unchanged instance's object from one change
+  // to the next): its Endpoint, made once, and back. A change then costs work for what changed.
+  private readonly endpointOf = new WeakMap<CatalogInstance, Endpoint>();
+  private readonly instanceOf = new WeakMap<Endpoint, CatalogInstance>();
+  /** What each subset balancer was last given: the same instances again need no setInstances. */
+  private readonly placed = new WeakMap<ServiceBalancer, readonly CatalogInstance[]>();
 
   constructor(
     policies: PolicyMirror,
@@ -147,11 +153,24 @@ export class PolicyTraffic implements TrafficHooks {
   setInstances(service: string, instances: readonly CatalogInstance[]): void {
     const st = this.state(service);
     st.instances = instances;
-    st.rt.setEndpoints(instances.map(toEndpoint));
+    st.rt.setEndpoints(instances.map((i) => this.endpoint(i)));
     this.place(st, Date.now());
   }
 
-  /** A new policy: balancers per subset (stats kept per instance id where the balancer stays). */
+  private endpoint(inst: CatalogInstance): Endpoint {
+    let ep = this.endpointOf.get(inst);
+    if (!ep) {
+      ep = toEndpoint(inst);
+      this.endpointOf.set(inst, ep);
+      this.instanceOf.set(ep, inst);
+    }
+    return ep;
+  }
+
+  /**
+   * A new policy: balancers per subset (stats kept per instance id where the balancer stays). The
+   * runtime already re-partitioned the instances if the subsets changed (ServicePolicyRuntime.update).
+   */
   private rebuild(service: string, st: ServiceState): void {
     const r = st.rt.resolved;
     st.active = r.revision > 0;
@@ -162,18 +181,18 @@ export class PolicyTraffic implements TrafficHooks {
       next.set(n, old && old.options.balancer === r.balancer ? old : new ServiceBalancer({ ...this.balancerOptions, balancer: r.balancer }, this.random));
     }
     st.balancers = next;
-    st.rt.setEndpoints(st.instances.map(toEndpoint));
     this.place(st, Date.now());
     void service;
   }
 
+  /** Gives each balancer its instances: the whole service's, or its subset's; unchanged ones are left alone. */
   private place(st: ServiceState, now: number): void {
     for (const [name, b] of st.balancers) {
-      if (name === undefined) b.setInstances(st.instances, now);
-      else {
-        const ids = new Set(st.rt.members(name).map((e: Endpoint) => e.id));
-        b.setInstances(st.instances.filter((i) => ids.has(i.id)), now);
-      }
+      const list = name === undefined ? st.instances : st.rt.members(name).map((e) => this.instanceOf.get(e)!);
+      const before = this.placed.get(b);
+      if (before && before.length === list.length && before.every((inst, i) => inst === list[i])) continue;
+      b.setInstances(list, now);
+      this.placed.set(b, list);
     }
   }
 

@@ -94,6 +94,34 @@ describe("policy core", () => {
     assert.deepEqual(idx.subsetsOf(eps[1]!), ["stable", "eu", "all"]);
   });
 
+  it("policy core - a changed instance (a new object) is matched again; the unchanged ones keep their subsets", () => {
+    const a = toEndpoint(inst("a", { tags: ["v1"] }));
+    const b = toEndpoint(inst("b", { tags: ["v1"] }));
+    const idx = new SubsetIndex({ stable: { tags: ["v1"] }, canary: { tags: ["v2"] } });
+    idx.update([a, b]);
+    assert.deepEqual([idx.members("stable").map((e) => e.id), idx.members("canary").map((e) => e.id)], [["a", "b"], []]);
+    const b2 = toEndpoint(inst("b", { tags: ["v2"] })); // same id, retagged
+    idx.update([a, b2]);
+    assert.deepEqual([idx.members("stable").map((e) => e.id), idx.members("canary").map((e) => e.id)], [["a"], ["b"]]);
+    idx.update([b2]);
+    assert.deepEqual([idx.members("stable"), idx.members("canary")], [[], [b2]], "a gone instance leaves its subsets");
+  });
+
+  it("policy core - a policy update keeps the partition when the subsets are the same, redoes it when they change", () => {
+    const doc = (canary: Record<string, unknown>, weight: number) =>
+      policy({ subsets: { stable: { tags: ["v1"] }, canary }, split: [{ subset: "stable", weight: 100 - weight }, { subset: "canary", weight }] });
+    const rt = new ServicePolicyRuntime(resolvePolicy(gatewayDefaults, doc({ tags: ["v2"] }, 5), 1), seeded(3));
+    rt.setEndpoints([inst("a", { tags: ["v1"] }), inst("b", { tags: ["v2"] }), inst("c", { tags: ["v2"], meta: { zone: "eu" } })].map(toEndpoint));
+    const canary = rt.members("canary");
+    assert.deepEqual(canary.map((e) => e.id), ["b", "c"]);
+    rt.update(resolvePolicy(gatewayDefaults, doc({ tags: ["v2"] }, 50), 2));
+    assert.equal(rt.members("canary"), canary, "weights moved, subsets the same: the partition stands");
+    assert.equal(rt.resolved.split?.[1]?.weight, 50);
+    rt.update(resolvePolicy(gatewayDefaults, doc({ tags: ["v2"], meta: { zone: "eu" } }, 50), 3));
+    assert.deepEqual(rt.members("canary").map((e) => e.id), ["c"], "new selector: partitioned again");
+    assert.deepEqual(rt.members("stable").map((e) => e.id), ["a"]);
+  });
+
   it("policy core - routes match headers, first match wins", () => {
     const routes = policy({
       subsets: { a: {}, b: {}, c: {} },

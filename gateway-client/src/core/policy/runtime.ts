@@ -85,13 +85,17 @@ export class ServicePolicyRuntime {
     const prev = this.resolvedValue;
     this.resolvedValue = resolved;
     this.build(resolved, prev);
-    this.index?.update(this.endpoints);
   }
 
   private build(r: ResolvedPolicy, prev: ResolvedPolicy | undefined): void {
-    this.splitter = r.split ? new SubsetSplitter(r.split, this.random) : undefined;
-    this.index = r.subsets ? new SubsetIndex(r.subsets) : undefined;
     const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+    this.splitter = r.split ? new SubsetSplitter(r.split, this.random) : undefined;
+    // Same subsets (a canary moving its weights): the partition stands.
+    if (!r.subsets) this.index = undefined;
+    else if (!this.index || !prev || !same(prev.subsets, r.subsets)) {
+      this.index = new SubsetIndex(r.subsets);
+      this.index.update(this.endpoints);
+    }
     if (!r.rateLimit) this.bucket = undefined;
     else if (!this.bucket || !prev || !same(prev.rateLimit, r.rateLimit)) this.bucket = new TokenBucket(r.rateLimit.perSecond, r.rateLimit.burst);
     if (!r.throttle) this.throttle = undefined;

@@ -3,10 +3,13 @@ import type { Endpoint } from "../types.js";
 
 /**
  * Instances partitioned into a policy's named subsets (an instance may be in several). Rebuilt on
- * each membership change (rare), read per request: `members(subset)` is a ready array.
+ * each change of the service's instances, read per request: `members(subset)` is a ready array.
+ * Each endpoint's subsets are remembered by object: an endpoint's tags and meta never change (a
+ * changed instance is a new object), so a health flip among n instances matches one of them, not n.
  */
 export class SubsetIndex {
   private readonly bySubset = new Map<string, Endpoint[]>();
+  private readonly subsetsByEndpoint = new WeakMap<Endpoint, readonly string[]>();
 
   constructor(private readonly selectors: Readonly<Record<string, SubsetSelector>>) {
     for (const name of Object.keys(selectors)) this.bySubset.set(name, []);
@@ -17,7 +20,14 @@ export class SubsetIndex {
   }
 
   update(endpoints: readonly Endpoint[]): void {
-    for (const [name, sel] of Object.entries(this.selectors)) this.bySubset.set(name, endpoints.filter((e) => inSubset(sel, e)));
+    const lists = new Map<string, Endpoint[]>();
+    for (const name of this.bySubset.keys()) lists.set(name, []);
+    for (const e of endpoints) {
+      let names = this.subsetsByEndpoint.get(e);
+      if (!names) this.subsetsByEndpoint.set(e, (names = this.subsetsOf(e)));
+      for (const n of names) lists.get(n)!.push(e);
+    }
+    for (const [name, list] of lists) this.bySubset.set(name, list);
   }
 
   /** The instances of a subset ([] for an unknown name). */
