@@ -11,7 +11,7 @@
 //     (policy mirror, catalog mirror). An observer splits the legs: trigger → the registry's KV
 //     write → the delta → the last client. p50/p99 over `puts` changes of each kind.
 //
-//   node bench/policy.mjs [--quick] [--clients=100] [--puts=100] [--rate=5] [--hosts=200] [--seeds=200]
+//   node bench/policy.mjs [--quick] [--clients=100] [--puts=100] [--rate=5] [--hosts=200] [--serving] [--seeds=200]
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { connect } from "@nats-io/transport-node";
@@ -35,6 +35,12 @@ const CHANGES = numberOption("puts", quick ? 20 : 100);
 const RATE = numberOption("rate", 5);
 /** Instances of the service (one per fake host). */
 const HOSTS = numberOption("hosts", quick ? 50 : 200);
+/**
+ * --serving: each gateway has served the service (its balancers and policy traffic exist), so a
+ * change is applied in the request engine too before the client's `change` event, as in a process
+ * that sends requests; without it only the mirrors apply it (like bench/gateway-fanout.mjs).
+ */
+const SERVING = process.argv.includes("--serving");
 const SEEDS = numberOption("seeds", quick ? 50 : 200);
 const PICKS = 10_000;
 // The fake agents' first service (bench/lib/fanout-agent.mjs names them svc-000 ...).
@@ -113,8 +119,8 @@ async function propagation() {
   const http = new Pool(registry.httpUrl, { connections: 1 });
   defer(() => http.close());
   const put = async (i) => {
-    // The canary subset's meta carries the change's number: the KV tap below recognises the write.
-    const body = { subsets: { stable: { tags: ["bench"] }, canary: { tags: ["bench"], meta: { build: `put-${i}` } } }, split: [{ subset: "stable", weight: 100 - (i % 100) }, { subset: "canary", weight: i % 100 }] };
+    // A canary moving its weights (the subsets stay); no instance is in the canary subset.
+    const body = { subsets: { stable: { tags: ["bench"] }, canary: { tags: ["bench"], meta: { version: "2" } } }, split: [{ subset: "stable", weight: 100 - (i % 100) }, { subset: "canary", weight: i % 100 }] };
     const t = hiresNow();
     const res = await http.request({ path: `/v1/services/${SERVICE}/policy`, method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const text = await res.body.text();
@@ -133,15 +139,12 @@ async function propagation() {
     }
   };
   const tap = (subject, onMessage) => observer.subscribe(subject, { callback: (_e, m) => onMessage(json(m), hiresNow()) });
-  const policyKvSeen = new Map(); // "put-<i>" → when the registry's KV write passed
+  const policyKvSeen = []; // when each of the registry's KV writes passed (PUTs are sequential: the first after a PUT is its own)
   const policyDeltaSeen = new Map(); // revision → when the delta passed
   const healthKvSeen = new Map(); // "sentAt=..." → when the registry's KV write passed
   const catalogDeltas = new Map(); // revision → { sentAt, seenAt } of a flip's delta
   const instancesSeen = new Set();
-  tap(`$KV.${POLICY_BUCKET}.${SERVICE}`, (r, at) => {
-    const mark = r?.policy?.subsets?.canary?.meta?.build;
-    if (typeof mark === "string" && !policyKvSeen.has(mark)) policyKvSeen.set(mark, at);
-  });
+  tap(`$KV.${POLICY_BUCKET}.${SERVICE}`, (_r, at) => policyKvSeen.push(at));
   tap(policySubject(SERVICE), (d, at) => {
     if (d?.kind === "policy-delta" && !policyDeltaSeen.has(d.revision)) policyDeltaSeen.set(d.revision, at);
   });
@@ -167,7 +170,7 @@ async function propagation() {
   const procs = [];
   const per = [Math.ceil(CLIENTS / 2), Math.floor(CLIENTS / 2)].filter((n) => n > 0);
   for (const [i, n] of per.entries()) {
-    const h = forkHelper(CLIENTS_SCRIPT, [`--nats=${nats.url}`, `--clients=${n}`, `--service=${SERVICE}`], `policy-clients-${i}`);
+    const h = forkHelper(CLIENTS_SCRIPT, [`--nats=${nats.url}`, `--clients=${n}`, `--service=${SERVICE}`, `--serving=${SERVING}`], `policy-clients-${i}`);
     defer(() => h.stop({ cmd: "close" }));
     procs.push(h);
   }
@@ -209,7 +212,7 @@ async function propagation() {
   const answers = [];
   for (const s of sent) {
     answers.push(s.answeredAt - s.t);
-    add(policy, { t: s.t, kvAt: policyKvSeen.get(`put-${s.i}`), deltaAt: policyDeltaSeen.get(s.revision), all: reports.flatMap((r) => r.times[s.revision] ?? []) });
+    add(policy, { t: s.t, kvAt: policyKvSeen.find((at) => at >= s.t), deltaAt: policyDeltaSeen.get(s.revision), all: reports.flatMap((r) => r.times[s.revision] ?? []) });
   }
   const health = legs();
   for (const [revision, f] of catalogDeltas) {
@@ -234,7 +237,7 @@ await runBench("policy", quick ? 300 : 900, async () => {
   printReport({
     title: "Traffic policy: split accuracy, and PUT → every gateway client beside a health flip",
     command: commandLine("bench/policy.mjs"),
-    params: { clients: CLIENTS, puts: CHANGES, rate: RATE, hosts: HOSTS, seeds: SEEDS, picks: PICKS },
+    params: { clients: CLIENTS, puts: CHANGES, rate: RATE, hosts: HOSTS, serving: SERVING, seeds: SEEDS, picks: PICKS },
     tables: [
       {
         caption: `Split accuracy over ${PICKS.toLocaleString("en")} picks: worst subset's deviation from its share, in percentage points, over ${SEEDS} seeds`,
@@ -242,7 +245,7 @@ await runBench("policy", quick ? 300 : 900, async () => {
         rows: acc.rows,
       },
       {
-        caption: `A policy change (PUT /v1/services/:name/policy) and a health flip (agent → registry), to the same ${CLIENTS} gateway clients in the same run (ms; ${CHANGES} of each, interleaved)`,
+        caption: `A policy change (PUT /v1/services/:name/policy) and a health flip (agent → registry), to the same ${CLIENTS} gateway clients (${SERVING ? "serving: applied in the request engine" : "mirrors only"}) in the same run (ms; ${CHANGES} of each, interleaved; ${HOSTS} instances)`,
         headers: ["leg", "policy p50", "policy p99", "health p50", "health p99"],
         rows: [
           ["sent (PUT / agent's health message) → the registry's KV write seen by an observer", ...pair(p.policy.toKv, p.health.toKv)],

@@ -1,7 +1,8 @@
 // One process of REAL gateway clients for bench/policy.mjs (forked, IPC): `clients` gateways, each
 // `createGateway({ nats, services: [service] })` with its own NATS connection, recording when each
 // one's policy mirror applies each policy revision, and when its catalog mirror applies each
-// catalog revision of the service (a health flip), so both propagate to the same clients.
+// catalog revision of the service (a health flip), so both propagate to the same clients. With
+// --serving=true each gateway has served the service first (balancers and policy traffic exist).
 //   { cmd: "create" } → { type: "synced", at } once every gateway holds the service's policy
 //   { cmd: "report" } → { type: "report", times: { [revision]: number[] }, catalogTimes: { [revision]: number[] } }
 //   { cmd: "close" }  close every gateway and exit
@@ -11,6 +12,8 @@ import { argvOption as opt } from "./wire-fleet.mjs";
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");
 const clientCount = Number(opt("clients", 50));
 const service = opt("service", "svc-policy");
+// Each gateway has served the service: its runtime (balancers) and policy traffic state exist.
+const serving = opt("serving", "false") === "true";
 const send = (m) => process.send?.(m);
 const hiresNow = () => performance.timeOrigin + performance.now();
 
@@ -42,6 +45,7 @@ process.on("message", async (m) => {
       gateways.push(gw);
     }
     await Promise.all(gateways.map((gw) => gw.mirror.policies.waitReady(service, 30_000)));
+    if (serving) for (const gw of gateways) await gw.ready(service); // what the first request does
     for (const gw of gateways) resyncsAtSync += gw.mirror.stats.resyncs;
     send({ type: "synced", at: hiresNow(), ready: gateways.filter((gw) => gw.mirror.policies.view(service)).length });
   } else if (m.cmd === "report") {
