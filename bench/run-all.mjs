@@ -47,6 +47,7 @@ export const SCENARIOS = [
   { name: "catalog-core", script: "bench/catalog-core.mjs", args: [], quickArgs: ["--quick"], what: "the catalog reducer alone: CPU per register (per instance) and per matching heartbeat" },
   { name: "sse-flood", script: "bench/sse-flood.mjs", args: [], quickArgs: ["--quick"], what: "N clients open /v1/stream and never read: registry RSS against N (attack 5 of the security issue)" },
   { name: "dns-consul", script: "bench/dns-consul.mjs", args: [], quickArgs: ["--quick"], what: "DNS queries/s (dnsperf) and the Consul API's health/service req/s beside the HTTP API; flip → first dig answer without the instance, blocking-query wake-ups" },
+  { name: "policy-put", script: "bench/policy-put.mjs", args: [], quickArgs: ["--quick"], what: "policy PUT → its delta on the wire and → the HTTP answer (the registry's side); --builds=a,b alternates PUTs between builds" },
   { name: "policy-apply", script: "bench/policy-apply.mjs", args: [], quickArgs: ["--quick"], what: "a serving gateway's CPU per health change and per policy change of one service (200 instances); --builds=a,b compares builds in one process" },
   { name: "policy", script: "bench/policy.mjs", args: [], quickArgs: ["--quick"], what: "traffic policy: split accuracy over 10,000 picks; PUT …/policy → the last of 100 gateway clients applying it (p50/p99), beside a health flip to the same clients" },
   { name: "pick", script: "gateway-client/bench/pick.bench.mjs", args: [], quickArgs: ["--quick"], what: "balancer pick() micro-benchmark" },
