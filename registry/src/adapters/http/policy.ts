@@ -45,11 +45,17 @@ const usableStatus = (i: CatalogInstance) => i.status === "passing" || i.status 
 export function liveSplit(policy: Record<string, unknown>, instances: readonly CatalogInstance[]): z.infer<typeof LiveSplitEntry>[] {
   const parsed = PolicySpec.safeParse(policy);
   if (!parsed.success || !parsed.data.split) return [];
-  const subsets = parsed.data.subsets ?? {};
-  const counts = new Map<string, { all: number; usable: number }>();
-  for (const name of Object.keys(subsets)) {
-    const members = instances.filter((i) => inSubset(subsets[name]!, i));
-    counts.set(name, { all: members.length, usable: members.filter(usableStatus).length });
+  const subsets = Object.entries(parsed.data.subsets ?? {});
+  const counts = new Map<string, { all: number; usable: number }>(subsets.map(([name]) => [name, { all: 0, usable: 0 }]));
+  // One pass, counting only: this runs on every PUT and GET answer, over all the service's instances.
+  for (const i of instances) {
+    const usable = usableStatus(i);
+    for (const [name, selector] of subsets) {
+      if (!inSubset(selector, i)) continue;
+      const c = counts.get(name)!;
+      c.all++;
+      if (usable) c.usable++;
+    }
   }
   return splitShares(parsed.data.split, (s) => (counts.get(s)?.usable ?? 0) > 0).map((s) => ({
     ...s,
