@@ -42,9 +42,24 @@ export function decodeOrThrow<S extends z.ZodType>(schema: S, data: Uint8Array |
  * of being dropped by every receiver.
  */
 export function encode<S extends z.ZodType>(schema: S, value: z.input<S>, what = "message"): Uint8Array {
+  return encodeWithJson(schema, value, what).bytes;
+}
+
+/**
+ * `encode`, also returning the validated JSON text, for a sender that embeds it in a message it
+ * builds itself (the registry's catalog delta around a record it has just encoded for KV): the
+ * value is validated and serialised once, not once per message that carries it.
+ */
+export function encodeWithJson<S extends z.ZodType>(schema: S, value: z.input<S>, what = "message"): { bytes: Uint8Array; json: string } {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new ValidationError(what, formatIssues(parsed.error));
-  const bytes = encoder.encode(JSON.stringify(parsed.data));
+  const json = JSON.stringify(parsed.data);
+  return { bytes: encodeWithinLimit(json, what), json };
+}
+
+/** UTF-8 bytes of already-built JSON text, refused (ROSTER_INVALID) above LIMITS.maxMessageBytes. */
+export function encodeWithinLimit(json: string, what = "message"): Uint8Array {
+  const bytes = encoder.encode(json);
   if (bytes.byteLength > LIMITS.maxMessageBytes) {
     throw new ValidationError(what, [`encoded size ${bytes.byteLength} > limit ${LIMITS.maxMessageBytes}`]);
   }

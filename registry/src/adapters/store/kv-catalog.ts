@@ -10,6 +10,8 @@ import {
   catalogSubject,
   decode,
   encode,
+  encodeWithJson,
+  encodeWithinLimit,
   parseCatalogKey,
 } from "roster-schemas";
 import { openBucket, type Replicas } from "roster-runtime";
@@ -56,6 +58,17 @@ type Desired = CatalogInstance | null;
 
 const isConflict = (err: unknown) =>
   err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
+
+/**
+ * A put delta (CatalogDelta, op "put") around the record's JSON as validated and encoded for its KV
+ * write: the record is not validated or serialised a second time (it was 2 of the 4 zod passes
+ * and JSON encodings per instance in a registration storm). The envelope adds only the names
+ * already validated in the record and two KV revisions; keys in the schema's order.
+ */
+export function putDeltaBytes(service: string, id: string, revision: number, prevRevision: number, recordJson: string): Uint8Array {
+  const head = `{"v":${PROTOCOL_VERSION},"kind":"delta","op":"put","service":${JSON.stringify(service)},"instanceId":${JSON.stringify(id)}`;
+  return encodeWithinLimit(`${head},"revision":${revision},"prevRevision":${prevRevision},"instance":${recordJson}}`, "catalog delta");
+}
 
 /**
  * The catalog in JetStream KV. Writes are serialised per service (one worker per service,
@@ -245,11 +258,14 @@ export class KvCatalog {
   private async write(service: string, id: string, desired: Desired): Promise<void> {
     const key = catalogKey(service, id);
     let revision = 0;
+    let recordJson = "";
     for (let conflicts = 0; ; conflicts++) {
       const expected = this.keyRev.get(key) ?? 0;
       try {
         if (desired) {
-          const data = encode(CatalogInstance, desired, "catalog record");
+          const encoded = encodeWithJson(CatalogInstance, desired, "catalog record");
+          const data = encoded.bytes;
+          recordJson = encoded.json;
           // The expectation is read at each attempt: a bucket recreated meanwhile (StoreGuard) has none.
           revision = await this.retry("put", key, () => {
             const rev = this.keyRev.get(key) ?? 0;
@@ -284,7 +300,8 @@ export class KvCatalog {
       ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision, prevRevision, instance: desired }
       : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision, prevRevision };
     try {
-      this.nc.publish(catalogSubject(service), encode(CatalogDelta, delta, "catalog delta"));
+      const bytes = desired ? putDeltaBytes(service, id, revision, prevRevision, recordJson) : encode(CatalogDelta, delta, "catalog delta");
+      this.nc.publish(catalogSubject(service), bytes);
     } catch (err) {
       // Subscribers detect the gap through prevRevision and fetch a snapshot.
       this.log.warn({ err: String(err), service, revision }, "delta publish failed");
