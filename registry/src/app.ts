@@ -77,7 +77,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let core = newCore();
   const memory = new CatalogMemory();
   // Once, here: an unreadable secret file throws NatsAuthError now instead of failing every attempt.
-  const natsOptions = natsConnectOptions(config.nats.url, config.nats, "nats.");
+  // noAsyncTraces: nats.js otherwise builds two Error objects (stack traces) for every request,
+  // i.e. for every KV put: 8 % of the registry's CPU in a registration storm (docs/BENCHMARKS.md).
+  // Our request errors are logged by message and key, never by the caller's stack.
+  const natsOptions = { ...natsConnectOptions(config.nats.url, config.nats, "nats."), noAsyncTraces: true };
   const snapshots = new SnapshotPages((service) => memory.service(service), undefined, (service) => memory.serviceRevision(service));
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();

@@ -45,7 +45,8 @@ export class RegistryMetrics {
   private readonly received: Record<string, number> = { register: 0, heartbeat: 0, health: 0, deregister: 0 };
   /** `<service>.<id>` → when the oldest still-unwritten decision about it was made (performance.now). */
   private readonly decidedAt = new Map<string, number>();
-  private readonly changes: Counter<"op">;
+  /** roster_registry_catalog_changes_total's two children, bound once: no label hashing per write. */
+  private readonly changesByOp: Record<CatalogDelta["op"], { inc(): void }>;
   private readonly lag: Histogram;
 
   constructor(src: RegistryMetricsSource, opts: RegistryMetricsOptions = {}) {
@@ -135,9 +136,8 @@ export class RegistryMetrics {
       },
     });
 
-    this.changes = new Counter({ name: "roster_registry_catalog_changes_total", help: "Catalog changes written and published as deltas, by op (put, delete)", labelNames: ["op"], registers });
-    this.changes.inc({ op: "put" }, 0);
-    this.changes.inc({ op: "delete" }, 0);
+    const changes = new Counter({ name: "roster_registry_catalog_changes_total", help: "Catalog changes written and published as deltas, by op (put, delete)", labelNames: ["op"], registers });
+    this.changesByOp = { put: changes.labels({ op: "put" }), delete: changes.labels({ op: "delete" }) };
     this.lag = new Histogram({
       name: "roster_registry_delta_publish_lag_seconds",
       help: "From the decision (agent message or tick) to the KV write and delta publish",
@@ -177,7 +177,7 @@ export class RegistryMetrics {
 
   /** A change written to KV and published as a delta. */
   readonly written = (delta: CatalogDelta): void => {
-    this.changes.inc({ op: delta.op });
+    this.changesByOp[delta.op].inc();
     const key = `${delta.service}.${delta.instanceId}`;
     const at = this.decidedAt.get(key);
     if (at !== undefined) {
