@@ -81,7 +81,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   // i.e. for every KV put: 8 % of the registry's CPU in a registration storm (docs/BENCHMARKS.md).
   // Our request errors are logged by message and key, never by the caller's stack.
   const natsOptions = { ...natsConnectOptions(config.nats.url, config.nats, "nats."), noAsyncTraces: true };
-  const snapshots = new SnapshotPages((service) => memory.service(service), undefined, (service) => memory.serviceRevision(service));
+  const snapshots = new SnapshotPages(memory);
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();
 

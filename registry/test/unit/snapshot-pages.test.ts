@@ -1,8 +1,38 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Snapshot, decode, type CatalogInstance } from "roster-schemas";
-import { SNAPSHOT_PAGE_BUDGET, SnapshotPages, paginate } from "../../src/adapters/nats/snapshot-pages.js";
-import type { ServiceView } from "../../src/adapters/store/catalog-memory.js";
+import { SNAPSHOT_PAGE_BUDGET, SnapshotPages, type SnapshotSource } from "../../src/adapters/nats/snapshot-pages.js";
+
+/** A service view as the memory holds it (records by id), for the page cache. */
+interface ServiceView {
+  known: boolean;
+  revision: number;
+  instances: CatalogInstance[];
+}
+const source = (view: (service: string) => ServiceView, onRead?: () => void): SnapshotSource => ({
+  serviceRevision: (s) => {
+    const v = view(s);
+    return { known: v.known, revision: v.revision };
+  },
+  instancesOf: (s) => {
+    onRead?.();
+    const v = view(s);
+    return v.known ? new Map(v.instances.map((i) => [i.id, i])) : undefined;
+  },
+});
+
+/** Every page of the current revision, decoded. */
+function allPages(sp: SnapshotPages, service: string): Snapshot[] {
+  const first = decode(Snapshot, sp.page(service, 0));
+  assert.ok(first.ok, first.ok ? "" : first.error);
+  const out = [first.value];
+  for (let p = 1; p < first.value.pages; p++) {
+    const d = decode(Snapshot, sp.page(service, p, first.value.revision));
+    assert.ok(d.ok, d.ok ? "" : d.error);
+    out.push(d.value);
+  }
+  return out;
+}
 
 function instance(i: number, metaBytes = 300): CatalogInstance {
   return {
@@ -25,21 +55,47 @@ function instance(i: number, metaBytes = 300): CatalogInstance {
 describe("snapshot pages", () => {
   it("snapshot pages - a small service is one page", () => {
     const list = [instance(1), instance(2)];
-    assert.deepEqual(paginate(list), [list]);
+    const pages = allPages(new SnapshotPages(source(() => ({ known: true, revision: 3, instances: list }))), "big");
+    assert.equal(pages.length, 1);
+    assert.deepEqual(pages[0]!.instances, list);
   });
 
-  it("snapshot pages - pages stay under the budget, keep order and lose nothing", () => {
+  it("snapshot pages - pages stay under the budget, keep id order and lose nothing, whatever order the memory holds", () => {
     const list = Array.from({ length: 2000 }, (_, i) => instance(i));
-    const pages = paginate(list);
+    const shuffled = [...list].sort((a, b) => (a.port % 7) - (b.port % 7) || b.id.localeCompare(a.id));
+    const sp = new SnapshotPages(source(() => ({ known: true, revision: 9, instances: shuffled })));
+    const pages = allPages(sp, "big");
     assert.ok(pages.length > 1);
-    assert.deepEqual(pages.flat(), list);
-    for (const p of pages) assert.ok(Buffer.byteLength(JSON.stringify(p)) <= SNAPSHOT_PAGE_BUDGET);
-    assert.deepEqual(paginate(list), pages, "deterministic");
+    assert.deepEqual(pages.flatMap((p) => p.instances), list);
+    for (let p = 0; p < pages.length; p++) assert.ok(sp.page("big", p).byteLength <= SNAPSHOT_PAGE_BUDGET + 4096);
+    const again = allPages(new SnapshotPages(source(() => ({ known: true, revision: 9, instances: list }))), "big");
+    assert.deepEqual(again, pages, "deterministic: another replica cuts the same pages");
+  });
+
+  it("snapshot pages - after one instance changed, the next revision encodes that instance only; added and removed instances land in order", () => {
+    let view: ServiceView = { known: true, revision: 1, instances: Array.from({ length: 2000 }, (_, i) => instance(i * 2)) };
+    const sp = new SnapshotPages(source(() => view));
+    allPages(sp, "big");
+    assert.equal(sp.instancesEncoded, 2000);
+    const changed = { ...view.instances[500]!, status: "critical" as const };
+    view = { known: true, revision: 2, instances: view.instances.map((i, k) => (k === 500 ? changed : i)) };
+    const two = allPages(sp, "big");
+    assert.equal(sp.instancesEncoded, 2001, "one change, one encode");
+    assert.equal(two.flatMap((p) => p.instances).find((i) => i.id === changed.id)?.status, "critical");
+    // One added between two others, one removed.
+    view = { known: true, revision: 3, instances: [...view.instances.filter((i) => i.id !== instance(0).id), instance(777)] };
+    const three = allPages(sp, "big");
+    assert.equal(sp.instancesEncoded, 2002);
+    const ids = three.flatMap((p) => p.instances).map((i) => i.id);
+    assert.equal(ids.length, 2000);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a.localeCompare(b)));
+    assert.ok(ids.includes(instance(777).id) && !ids.includes(instance(0).id));
+    assert.equal(three[0]!.revision, 3);
   });
 
   it("snapshot pages - every encoded page decodes, carries the revision and the page count; bytes are cached per revision", () => {
     let view: ServiceView = { known: true, revision: 42, instances: Array.from({ length: 1500 }, (_, i) => instance(i)) };
-    const sp = new SnapshotPages(() => view);
+    const sp = new SnapshotPages(source(() => view));
     const first = decode(Snapshot, sp.page("big", 0));
     assert.ok(first.ok);
     const pages = first.value.pages;
@@ -66,7 +122,7 @@ describe("snapshot pages", () => {
   });
 
   it("snapshot pages - unknown services are answered but never cached (hostile names cannot grow memory)", () => {
-    const sp = new SnapshotPages((service) => (service === "known" ? { known: true, revision: 1, instances: [] } : { known: false, revision: 0, instances: [] }));
+    const sp = new SnapshotPages(source((service) => (service === "known" ? { known: true, revision: 1, instances: [] } : { known: false, revision: 0, instances: [] })));
     for (let i = 0; i < 1000; i++) {
       const d = decode(Snapshot, sp.page(`made-up-${i}`, 0));
       assert.ok(d.ok);
@@ -79,14 +135,7 @@ describe("snapshot pages", () => {
   it("snapshot pages - the previous revision's pages stay available to a client paging through it; a hit does not rebuild the view", () => {
     let view: ServiceView = { known: true, revision: 10, instances: Array.from({ length: 1500 }, (_, i) => instance(i)) };
     let views = 0;
-    const sp = new SnapshotPages(
-      () => {
-        views++;
-        return view;
-      },
-      undefined,
-      () => ({ known: view.known, revision: view.revision }),
-    );
+    const sp = new SnapshotPages(source(() => view, () => views++));
     const p0 = decode(Snapshot, sp.page("big", 0));
     assert.ok(p0.ok && p0.value.pages > 1);
     for (let i = 0; i < 50; i++) sp.page("big", i % p0.value.pages);

@@ -1,3 +1,8 @@
+import { CatalogInstance } from "roster-schemas";
+import { ServiceFragments, joinFragments, type Fragment } from "../../core/instance-fragments.js";
+import type { CatalogReader } from "../store/catalog-memory.js";
+import { publicInstance } from "./public-instance.js";
+
 /**
  * The JSON bodies of `GET /v1/services/:name/instances`, encoded once per service revision and
  * query. A service's body only changes when its revision does (the ETag already relies on it),
@@ -11,8 +16,13 @@ export class BodyCache {
 
   constructor(private readonly maxVariants = 16) {}
 
-  /** The body for (service, revision, variant), built by `build` on a miss. */
+  /** The body for (service, revision, variant), built by `build` (a value to JSON-encode) on a miss. */
   get(service: string, revision: number, variant: string, build: () => unknown): Buffer {
+    return this.getEncoded(service, revision, variant, () => Buffer.from(JSON.stringify(build())));
+  }
+
+  /** The body for (service, revision, variant), encoded by `build` on a miss. */
+  getEncoded(service: string, revision: number, variant: string, build: () => Buffer): Buffer {
     let e = this.byService.get(service);
     if (!e || e.revision !== revision) {
       e = { revision, bodies: new Map() };
@@ -20,7 +30,7 @@ export class BodyCache {
     }
     let body = e.bodies.get(variant);
     if (!body) {
-      body = Buffer.from(JSON.stringify(build()));
+      body = build();
       if (e.bodies.size < this.maxVariants) e.bodies.set(variant, body);
     }
     return body;
@@ -29,5 +39,42 @@ export class BodyCache {
   /** Services with cached bodies (for tests). */
   get size(): number {
     return this.byService.size;
+  }
+}
+
+const UTF8 = new TextEncoder();
+const OPEN = UTF8.encode("[");
+const CLOSE = UTF8.encode("]");
+
+/**
+ * Each instance's public JSON (`publicInstance`), encoded once per record: a body of a large
+ * service after one instance changed costs one encode and a copy of bytes, not an encode of every
+ * instance (core/instance-fragments.ts). Bounded by the services the catalog knows.
+ */
+export class PublicFragments {
+  private readonly byService = new Map<string, ServiceFragments>();
+
+  constructor(private readonly catalog: Pick<CatalogReader, "instancesOf">) {}
+
+  /** The public fragments of `service`, sorted by id (none when unknown). */
+  of(service: string): readonly Fragment[] {
+    const live = this.catalog.instancesOf(service);
+    if (!live) return [];
+    let f = this.byService.get(service);
+    if (!f) this.byService.set(service, (f = new ServiceFragments((r: CatalogInstance) => UTF8.encode(JSON.stringify(publicInstance(r))))));
+    return f.sync(live);
+  }
+
+  /** A JSON array of the fragments of `service` whose record passes `keep`. */
+  body(service: string, keep: (record: CatalogInstance) => boolean): Buffer {
+    const joined = joinFragments(OPEN, this.of(service).filter((f) => keep(f.record)), CLOSE);
+    return Buffer.from(joined.buffer, joined.byteOffset, joined.byteLength);
+  }
+
+  /** Instances encoded so far (tests). */
+  get encodes(): number {
+    let n = 0;
+    for (const f of this.byService.values()) n += f.encodes;
+    return n;
   }
 }

@@ -3,13 +3,13 @@ import { Name, formatIssues, parseDuration } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { BadRequestError, NotReadyError, RouteNotFoundError, ServiceNotFoundError } from "../../errors.js";
-import { BodyCache } from "./body-cache.js";
+import { BodyCache, PublicFragments } from "./body-cache.js";
 import type { CatalogReader } from "../store/catalog-memory.js";
 import { registerCatalogRoutes } from "./catalog.js";
 import { registerMetricsRoutes } from "./metrics.js";
 import { registerDashboard } from "./dashboard.js";
 import { ErrorBody, docSchema, registerOpenApi } from "./openapi.js";
-import { PublicInstance, publicInstance } from "./public-instance.js";
+import { PublicInstance } from "./public-instance.js";
 import { registerStreamRoutes, type StreamOptions } from "./stream.js";
 import { registerHistoryRoutes } from "./history.js";
 import { installHttpSecurity, httpServerOptions, type HttpSecurity } from "./auth.js";
@@ -120,6 +120,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   const closing = new AbortController();
   const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
   const bodies = new BodyCache();
+  const fragments = new PublicFragments(deps.catalog);
 
   app.addHook("preClose", async () => {
     closing.abort();
@@ -209,19 +210,16 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
         closing.signal.removeEventListener("abort", onClosing);
       }
     }
-    const view = deps.catalog.service(name);
+    // The revision alone: a 304 or a cached body needs no copy of the instances.
+    const view = deps.catalog.serviceRevision(name);
     void reply.header("X-Roster-Index", String(view.revision));
     if (!view.known) throw new ServiceNotFoundError(name);
     const etag = `"${view.revision}"`;
     void reply.header("ETag", etag);
     if (etagMatches(request.headers["if-none-match"], etag)) return reply.code(304).send();
-    // Encoded once per (revision, query): see body-cache.ts.
-    const body = bodies.get(name, view.revision, JSON.stringify([q.status, q.zone, q.tag]), () =>
-      view.instances
-        .filter((i) => q.status === "any" || i.status === "passing")
-        .filter((i) => q.zone === undefined || i.zone === q.zone)
-        .filter((i) => q.tag === undefined || i.tags.includes(q.tag))
-        .map(publicInstance),
+    // Encoded once per (revision, query): see body-cache.ts; joined from per-instance fragments.
+    const body = bodies.getEncoded(name, view.revision, JSON.stringify([q.status, q.zone, q.tag]), () =>
+      fragments.body(name, (i) => (q.status === "any" || i.status === "passing") && (q.zone === undefined || i.zone === q.zone) && (q.tag === undefined || i.tags.includes(q.tag))),
     );
     return reply.type("application/json; charset=utf-8").send(body);
   });

@@ -12,6 +12,14 @@ export interface CatalogReader {
   /** Highest catalog revision written or loaded. */
   readonly revision: number;
   service(name: string): ServiceView;
+  /** `service(name)` without the instances: no copy, no sort. */
+  serviceRevision(name: string): { known: boolean; revision: number };
+  /**
+   * The live records of `name` by id, not copied (read at once, never kept), or undefined if unknown.
+   * A record is replaced, never mutated, when its instance changes: caches of encoded instances
+   * (core/instance-fragments.ts) rely on it.
+   */
+  instancesOf(name: string): ReadonlyMap<string, CatalogInstance> | undefined;
   services(): Array<{ name: string; revision: number; instances: CatalogInstance[] }>;
   /**
    * Resolves true as soon as `service`'s revision passes `afterRevision`, false after
@@ -133,6 +141,10 @@ export class CatalogMemory implements CatalogReader {
   serviceRevision(name: string): { known: boolean; revision: number } {
     const e = this.byService.get(name);
     return e ? { known: true, revision: e.revision } : { known: false, revision: 0 };
+  }
+
+  instancesOf(name: string): ReadonlyMap<string, CatalogInstance> | undefined {
+    return this.byService.get(name)?.instances;
   }
 
   services(): Array<{ name: string; revision: number; instances: CatalogInstance[] }> {
