@@ -15,7 +15,9 @@ import { DropLog, startIngest } from "./adapters/nats/ingest.js";
 import { startPresence } from "./adapters/nats/presence.js";
 import { CaughtUpProbe } from "./adapters/nats/caught-up-probe.js";
 import { SnapshotPages } from "./adapters/nats/snapshot-pages.js";
-import { startSnapshotResponder } from "./adapters/nats/snapshot-responder.js";
+import { startSnapshotResponder, type PendingSnapshot } from "./adapters/nats/snapshot-responder.js";
+import { startLagProbe } from "./adapters/lag-probe.js";
+import { BULK_LANE_DEFAULTS, BulkLane } from "./core/bulk-lane.js";
 import { CatalogMemory } from "./adapters/store/catalog-memory.js";
 import { StoreGuard } from "./adapters/store/guard.js";
 import { KvCatalog } from "./adapters/store/kv-catalog.js";
@@ -82,6 +84,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   // Our request errors are logged by message and key, never by the caller's stack.
   const natsOptions = { ...natsConnectOptions(config.nats.url, config.nats, "nats."), noAsyncTraces: true };
   const snapshots = new SnapshotPages(memory);
+  // Snapshot requests and HTTP bodies give way to agent messages (core/bulk-lane.ts).
+  const lane = new BulkLane<PendingSnapshot>({ ...BULK_LANE_DEFAULTS, maxQueued: config.bulkLane.maxQueued, maxWaitMs: config.bulkLane.maxWait, maxLagMs: config.bulkLane.maxLag });
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();
 
@@ -129,6 +133,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       ignored: { ...core.counters },
       kv: kv ? { ...kv.stats } : null,
       store: { available: storeAvailable(), losses: guard?.losses ?? 0, recreations: guard?.recreations ?? 0, lostAt: guard?.lostAt ?? null },
+      bulk: { queued: lane.queued, served: lane.counters.served, shed: { ...lane.counters.shed } },
       policies: { ready: policies.ready, count: policies.list().filter((e) => e.policy !== null).length, ...policies.stats },
       ...counters,
       ...(replica
@@ -151,6 +156,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       drops,
       ignored: core.counters,
       counters,
+      lane: () => ({ queued: lane.queued, shed: lane.counters.shed }),
     },
     { processMetrics: deps.processMetrics ?? false },
   );
@@ -166,6 +172,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     logger: log.child({ component: "http" }),
     metrics: metrics.registry,
     security: config.http,
+    bulk: {
+      shedding: () => lane.shedding(performance.now()),
+      refuse: () => lane.refuse(),
+      retryAfterMs: () => lane.retryAfterMs(),
+    },
   });
   registerHostRoutes(http, {
     // Only the writer holds the epoch/seq gate; a standby has nothing to reset.
@@ -322,7 +333,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     // Before presence goes out: a client that sees this registry asks for policies at once.
     await policies.attach(conn, stopping.signal);
     loaded = true;
-    subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, served: () => void counters.snapshotsServed++ }));
+    subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, lane, served: () => void counters.snapshotsServed++ }));
     // Silence is judged against what the registry has read, not its own lag (core/caught-up.ts).
     probe = new CaughtUpProbe({
       paths: [{ name: "main", nc: conn }, ...(bulk && bulk !== conn ? [{ name: "bulk", nc: bulk }] : [])],
@@ -396,6 +407,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       const address = await http.listen({ host, port });
       url = address.replace("[::1]", "[::1]");
       log.info({ url }, "HTTP listening");
+      timers.push(startLagProbe((lagMs, at) => lane.noteLag(lagMs, at)));
       await frontDoors.start();
       connecting = connectAndLoad().catch((err) => {
         if (!stopping.signal.aborted) log.error({ err: String(err) }, "registry start failed");

@@ -110,6 +110,21 @@ export const RegistryConfig = z
       })
       .strict()
       .prefault({}),
+    /**
+     * The bulk lane (docs/architecture.md, "Transitions first"): snapshot requests wait here and are
+     * served between agent messages; past these bounds bulk work is answered "retry later".
+     */
+    bulkLane: z
+      .object({
+        /** Snapshot requests held at most; one more is answered `snapshot-busy`. */
+        maxQueued: z.number().int().min(1).max(1_000_000).default(2000),
+        /** A snapshot request that waited longer is answered `snapshot-busy`. */
+        maxWait: Duration.default(1000),
+        /** Event-loop lag above which HTTP catalog bodies get 503 ROSTER_OVERLOADED (for a second). */
+        maxLag: Duration.default(250),
+      })
+      .strict()
+      .prefault({}),
     /** Longest time a single KV write is retried (across a leader election) before it is given up. */
     kvWriteRetryFor: Duration.default(30_000),
     /** Registry replicas: one writer at a time, elected by a lease on KV compare-and-set (docs/architecture.md). */

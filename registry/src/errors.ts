@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   ROSTER_POLICY_INVALID: "a traffic policy sent to PUT /v1/services/:name/policy failed validation",
   ROSTER_POLICY_NOT_FOUND: "the service has no traffic policy",
   ROSTER_PRECONDITION_FAILED: "If-Match named another revision than the current one",
+  ROSTER_OVERLOADED: "the registry is shedding bulk work (catalog bodies) so that health transitions go first",
   ROSTER_INTERNAL: "an unexpected error in the registry",
 } as const;
 export type RegistryErrorCode = keyof typeof ERROR_CODES;
@@ -49,6 +50,7 @@ export const HTTP_STATUS: Record<RegistryErrorCode, number> = {
   ROSTER_POLICY_INVALID: 400,
   ROSTER_POLICY_NOT_FOUND: 404,
   ROSTER_PRECONDITION_FAILED: 412,
+  ROSTER_OVERLOADED: 503,
   ROSTER_INTERNAL: 500,
 };
 
@@ -69,6 +71,12 @@ export class TooManyStreamsError extends RosterError {
 export class TooManyClientStreamsError extends RosterError {
   constructor(max: number) {
     super("ROSTER_TOO_MANY_CLIENT_STREAMS", `this client already holds ${max} event streams (streams.maxPerClient): close one, or retry later`);
+  }
+}
+
+export class OverloadedError extends RosterError {
+  constructor(retryAfterS: number) {
+    super("ROSTER_OVERLOADED", `the registry is overloaded and serves health transitions first: retry after ${retryAfterS} s`);
   }
 }
 

@@ -259,6 +259,23 @@ export const Snapshot = z.object({
 });
 export type Snapshot = z.infer<typeof Snapshot>;
 
+/**
+ * Reply to a snapshot request when the registry is shedding bulk work (newer registries): ask
+ * again after `retryAfterMs` (plus jitter). Health transitions are never shed; snapshots are, first.
+ * An older client reads it as a bad snapshot and retries after its backoff.
+ */
+export const SnapshotBusy = z.object({
+  v: Version,
+  kind: z.literal("snapshot-busy"),
+  service: Name,
+  retryAfterMs: z.number().int().positive().max(60_000),
+});
+export type SnapshotBusy = z.infer<typeof SnapshotBusy>;
+
+/** What a snapshot request is answered with: a page, or "retry later". */
+export const SnapshotReply = z.discriminatedUnion("kind", [Snapshot, SnapshotBusy]);
+export type SnapshotReply = z.infer<typeof SnapshotReply>;
+
 /** Registry presence, published every second or so. */
 export const PresenceMessage = z.object({
   v: Version,

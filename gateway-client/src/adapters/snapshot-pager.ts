@@ -4,7 +4,7 @@
 // See docs/architecture.md, "Snapshot herds". Split out of the follower (adapters/mirror.ts),
 // which decides when to sync; this only fetches.
 import { errors, type Msg, type NatsConnection } from "@nats-io/transport-node";
-import { PROTOCOL_VERSION, Snapshot, SnapshotRequest, decode, encode, snapshotSubject, type CatalogInstance } from "roster-schemas";
+import { PROTOCOL_VERSION, SnapshotReply, SnapshotRequest, decode, encode, snapshotSubject, type CatalogInstance, type Snapshot } from "roster-schemas";
 import { AdaptiveTimeout } from "../core/adaptive-timeout.js";
 import { GatewayClosedError } from "../errors.js";
 import type { Logger } from "./logger.js";
@@ -35,6 +35,15 @@ export interface PagerStats {
   snapshotRequests: number;
   snapshotRestarts: number;
   snapshotPages: number;
+  /** Pages the registry answered "retry later" (it was shedding bulk work); asked again after its retry-after. */
+  snapshotRetryLater?: number;
+}
+
+/** The registry answered `snapshot-busy`: ask again after `retryAfterMs` (not a failure). */
+class RetryLater extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super(`registry busy: retry after ${retryAfterMs} ms`);
+  }
 }
 
 export class SnapshotPager {
@@ -46,6 +55,8 @@ export class SnapshotPager {
   /** performance.now() until which page requests carry no deadline. */
   private deadlineOffUntil = 0;
   private readonly slotWaiters: Array<() => void> = [];
+  /** Retry-later waits in progress (ended at once by close). */
+  private readonly sleepers = new Set<() => void>();
 
   constructor(
     private readonly opts: PagerOptions,
@@ -69,6 +80,20 @@ export class SnapshotPager {
   /** Lets every request waiting for a slot go (they then fail: the host is closed). */
   close(): void {
     for (const w of this.slotWaiters.splice(0)) w();
+    for (const s of [...this.sleepers]) s();
+  }
+
+  /** Waits the registry's retry-after plus up to as much again (jitter: the shed herd spreads out). */
+  private retryLater(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms + Math.random() * ms);
+      this.sleepers.add(done);
+    });
   }
 
   /**
@@ -92,6 +117,12 @@ export class SnapshotPager {
         got = await this.page(service, page, first?.revision);
       } catch (err) {
         if (!this.host.connection()) throw err;
+        if (err instanceof RetryLater) {
+          this.stats.snapshotRetryLater = (this.stats.snapshotRetryLater ?? 0) + 1;
+          this.log.debug({ service, page, retryAfterMs: err.retryAfterMs }, "registry busy: asking for that page again later");
+          await this.retryLater(err.retryAfterMs);
+          continue;
+        }
         this.stats.snapshotFailures++;
         failures++;
         this.log.debug({ service, page, failures, timeoutMs: this.pageTimeout.ms, err: (err as Error).message }, "snapshot page failed: retrying that page");
@@ -156,12 +187,14 @@ export class SnapshotPager {
         throw err;
       }
       if (withDeadline) this.timeoutsInARow = 0;
-      this.pageTimeout.onAnswer(performance.now() - t0);
-      const r = decode(Snapshot, msg.data);
+      const r = decode(SnapshotReply, msg.data);
       if (!r.ok) {
         this.host.drop("snapshot", r.reason, r.error);
         throw new Error(`bad snapshot: ${r.reason}: ${r.error}`);
       }
+      // A quick "busy" says nothing of how long a page takes: the adaptive timeout learns from pages only.
+      if (r.value.kind === "snapshot-busy") throw new RetryLater(r.value.retryAfterMs);
+      this.pageTimeout.onAnswer(performance.now() - t0);
       if (r.value.service !== service) {
         this.host.drop("snapshot", "mismatch", r.value.service);
         throw new Error(`snapshot for "${r.value.service}" when "${service}" was asked`);

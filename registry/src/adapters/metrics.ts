@@ -28,6 +28,8 @@ export interface RegistryMetricsSource {
   drops: DropLog;
   ignored: CatalogCounters;
   counters: { resyncsPublished: number; snapshotsServed: number; reconnects: number };
+  /** The bulk lane (core/bulk-lane.ts): requests waiting, bulk work shed by reason. */
+  lane?: () => { queued: number; shed: Record<string, number> };
 }
 
 export interface RegistryMetricsOptions {
@@ -94,6 +96,17 @@ export class RegistryMetrics {
     gaugeOf("roster_registry_kv_writes_pending", "Catalog writes queued, not yet written", () => src.kv()?.pending ?? 0);
 
     counterOf("roster_registry_snapshot_requests_total", "Snapshot requests answered over NATS", () => src.counters.snapshotsServed);
+    gaugeOf("roster_registry_bulk_queued", "Snapshot requests waiting in the bulk lane", () => src.lane?.().queued ?? 0);
+    new Counter({
+      name: "roster_registry_bulk_shed_total",
+      help: "Bulk work answered 'retry later' so transitions go first, by reason (queue-full, waited: snapshot requests; http: 503 bodies)",
+      labelNames: ["reason"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(src.lane?.().shed ?? {})) this.inc({ reason }, n);
+      },
+    });
     counterOf("roster_registry_resyncs_published_total", "Resync requests published to agents", () => src.counters.resyncsPublished);
     counterOf("roster_registry_nats_reconnects_total", "NATS reconnects of the registry", () => src.counters.reconnects);
     counterOf("roster_registry_kv_writes_total", "Catalog writes to JetStream KV (puts and deletes)", () => src.kv()?.writes ?? 0);

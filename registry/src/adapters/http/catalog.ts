@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { z } from "zod";
 import { NotReadyError } from "../../errors.js";
 import type { BodyCache } from "./body-cache.js";
@@ -22,7 +22,7 @@ const CATALOG_BODY_KEY = "*catalog";
  * in-memory view: consistent with the deltas like every other route. Not paged: a catalog is a few
  * MB at most (LIMITS), and operators want one document.
  */
-export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps, bodies?: BodyCache): void {
+export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps, bodies?: BodyCache, shedBulk?: (reply: FastifyReply) => void): void {
   app.get(
     "/v1/catalog",
     {
@@ -30,10 +30,12 @@ export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps, bodi
         summary: "The whole catalog: every known service and its instances, with the catalog revision",
         tags: ["catalog"],
         response: { 200: CatalogDump, 503: ErrorBody },
+        description: "503 ROSTER_OVERLOADED with Retry-After while the registry sheds bulk work.",
       }),
     },
     async (_req, reply) => {
       if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
+      shedBulk?.(reply);
       const revision = deps.catalog.revision;
       const build = (): CatalogDump => {
         const services: CatalogDump["services"] = {};

@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import { Name, formatIssues, parseDuration } from "roster-schemas";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { BadRequestError, NotReadyError, RouteNotFoundError, ServiceNotFoundError } from "../../errors.js";
+import { BadRequestError, NotReadyError, OverloadedError, RouteNotFoundError, ServiceNotFoundError } from "../../errors.js";
 import { BodyCache, PublicFragments } from "./body-cache.js";
 import type { CatalogReader } from "../store/catalog-memory.js";
 import { registerCatalogRoutes } from "./catalog.js";
@@ -44,6 +44,8 @@ export interface HttpDeps {
   metrics?: import("prom-client").Registry;
   /** Event streams (/v1/stream, /v1/services/:name/stream): ring size, heartbeat. */
   stream?: StreamOptions;
+  /** The bulk lane: while it sheds, catalog bodies are answered 503 ROSTER_OVERLOADED with Retry-After. */
+  bulk?: { shedding(): boolean; refuse(): void; retryAfterMs(): number };
   /** Tokens, HTTPS, rate limit, body limit (http-auth.ts); absent = open HTTP on the listen address. */
   security?: HttpSecurity;
 }
@@ -152,6 +154,15 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   const statusSchema = docSchema({ summary: "Registry status and counters", description: "More fields may be present (counters, KV stats).", tags: ["health"], response: { 200: Status } });
   app.get("/v1/status", { schema: statusSchema }, async () => deps.status());
 
+  // Bulk work gives way to transitions: a body is refused while the lane sheds (a 304 is not bulk).
+  const shedBulk = (reply: FastifyReply) => {
+    if (!deps.bulk?.shedding()) return;
+    deps.bulk.refuse();
+    const seconds = Math.max(1, Math.ceil(deps.bulk.retryAfterMs() / 1000));
+    void reply.header("retry-after", String(seconds));
+    throw new OverloadedError(seconds);
+  };
+
   // Before the catalog is loaded every service would look unknown (404): say "not ready" instead.
   const requireLoaded = async (_req: unknown, reply: FastifyReply) => {
     if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
@@ -178,7 +189,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     summary: "A service's instances (optionally a blocking query)",
     description:
       "With `index`, waits until the service's revision passes it (at most `wait`, capped by the registry). " +
-      "Headers: X-Roster-Index (the service revision) and ETag; If-None-Match gives 304.",
+      "Headers: X-Roster-Index (the service revision) and ETag; If-None-Match gives 304. " +
+      "503 ROSTER_OVERLOADED with Retry-After while the registry sheds bulk work (health transitions go first).",
     tags: ["catalog"],
     params: ServiceParams,
     querystring: InstancesQuery,
@@ -217,6 +229,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const etag = `"${view.revision}"`;
     void reply.header("ETag", etag);
     if (etagMatches(request.headers["if-none-match"], etag)) return reply.code(304).send();
+    shedBulk(reply);
     // Encoded once per (revision, query): see body-cache.ts; joined from per-instance fragments.
     const body = bodies.getEncoded(name, view.revision, JSON.stringify([q.status, q.zone, q.tag]), () =>
       fragments.body(name, (i) => (q.status === "any" || i.status === "passing") && (q.zone === undefined || i.zone === q.zone) && (q.tag === undefined || i.tags.includes(q.tag))),
@@ -224,7 +237,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     return reply.type("application/json; charset=utf-8").send(body);
   });
 
-  registerCatalogRoutes(app, deps, bodies);
+  registerCatalogRoutes(app, deps, bodies, shedBulk);
   registerMetricsRoutes(app, deps);
   const ring = registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, clientKey, bodies, ...deps.stream });
   registerHistoryRoutes(app, { catalog: deps.catalog, ring, requireLoaded });

@@ -1,6 +1,7 @@
-import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { NAME_PATTERN, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, SnapshotRequest, decode } from "roster-schemas";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
+import { NAME_PATTERN, PROTOCOL_VERSION, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, SnapshotBusy, SnapshotRequest, decode, encode } from "roster-schemas";
 import type { Logger } from "pino";
+import type { BulkLane } from "../../core/bulk-lane.js";
 import type { DropLog } from "./ingest.js";
 import { deadlinePassed, type SnapshotPages } from "./snapshot-pages.js";
 
@@ -8,17 +9,83 @@ export interface SnapshotResponderDeps {
   snapshots: SnapshotPages;
   drops: DropLog;
   logger: Logger;
+  /** The bulk lane the requests wait in (core/bulk-lane.ts); its counters are the metrics. */
+  lane: BulkLane<PendingSnapshot>;
   /** Counted per answer. */
   served: () => void;
+  /** Monotonic ms (the lane's clock). */
+  clock?: () => number;
+  /** Time spent serving from the lane per turn of the event loop before yielding to I/O. */
+  turnMs?: number;
+}
+
+export interface PendingSnapshot {
+  m: Msg;
+  service: string;
+  page: number;
+  revision?: number;
+  /** The requester's deadline (its clock, epoch ms), if it sent one. */
+  deadline?: number;
 }
 
 /**
  * Answers snapshot requests (`roster.v1.registry.snapshot.<service>`, queue group: any replica
  * answers) from the cached encoded pages. Anyone allowed to publish on the subject may ask; the
  * answer is what every gateway client may read anyway (docs/protocol.md).
+ *
+ * A request is only checked and queued where it is read; the bulk lane serves the queue a few
+ * milliseconds per turn of the event loop, so agent messages read meanwhile (a health transition)
+ * are handled between two turns, never behind a herd of page requests. Past the lane's bounds a
+ * request is answered `snapshot-busy` with a retry-after (docs/architecture.md, "Transitions first").
  */
 export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotResponderDeps): Subscription {
-  const { snapshots, drops, logger: log } = deps;
+  const { snapshots, drops, logger: log, lane } = deps;
+  const clock = deps.clock ?? (() => performance.now());
+  const turnMs = deps.turnMs ?? 4;
+  let scheduled = false;
+
+  const busy = (p: PendingSnapshot) => {
+    try {
+      p.m.respond(encode(SnapshotBusy, { v: PROTOCOL_VERSION, kind: "snapshot-busy", service: p.service, retryAfterMs: lane.retryAfterMs() }, "snapshot-busy"));
+    } catch (e) {
+      log.error({ err: String(e), subject: p.m.subject }, "snapshot busy reply failed");
+    }
+  };
+
+  const drain = () => {
+    scheduled = false;
+    const t0 = clock();
+    for (;;) {
+      const now = clock();
+      if (now - t0 >= turnMs) break;
+      const next = lane.next(now);
+      if (!next) return;
+      const p = next.item;
+      if (deadlinePassed(p.deadline, Date.now())) {
+        drops.drop("expired", "snapshot", { subject: p.m.subject.slice(0, 200), late: Date.now() - p.deadline! });
+        continue;
+      }
+      if (next.shed) {
+        busy(p);
+        continue;
+      }
+      try {
+        p.m.respond(snapshots.page(p.service, p.page, p.revision));
+        deps.served();
+      } catch (e) {
+        log.error({ err: String(e), subject: p.m.subject }, "snapshot request failed");
+      }
+      lane.served(clock() - now);
+    }
+    schedule();
+  };
+  // setImmediate: after the I/O callbacks of this turn, so every socket (the transitions') is read first.
+  const schedule = () => {
+    if (scheduled || lane.queued === 0) return;
+    scheduled = true;
+    setImmediate(drain);
+  };
+
   return conn.subscribe(SNAPSHOT_WILDCARD, {
     queue: REGISTRY_QUEUE,
     callback: (err, m) => {
@@ -36,6 +103,7 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
         // An empty body asks for page 0 (every service that fits one message).
         let page = 0;
         let revision: number | undefined;
+        let deadline: number | undefined;
         if (m.data.length > 0) {
           const req = decode(SnapshotRequest, m.data);
           if (!req.ok) {
@@ -44,6 +112,7 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
           }
           page = req.value.page;
           revision = req.value.revision;
+          deadline = req.value.deadline;
           // Waited in the queue past its requester's timeout: answering would cost CPU and
           // bandwidth for nobody (and feed a herd's congestion collapse).
           if (deadlinePassed(req.value.deadline, Date.now())) {
@@ -51,8 +120,9 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
             return;
           }
         }
-        m.respond(snapshots.page(service, page, revision));
-        deps.served();
+        const pending: PendingSnapshot = { m, service, page, ...(revision !== undefined ? { revision } : {}), ...(deadline !== undefined ? { deadline } : {}) };
+        if (!lane.offer(pending, clock())) busy(pending);
+        else schedule();
       } catch (e) {
         log.error({ err: String(e), subject: m.subject }, "snapshot request failed");
       }
