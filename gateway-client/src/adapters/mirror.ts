@@ -88,6 +88,8 @@ export interface MirrorStats {
   snapshotRestarts: number;
   /** Pages fetched for snapshots that did not fit one message. */
   snapshotPages: number;
+  /** Page requests the registry answered "retry later" (shedding bulk work; set once it happened). */
+  snapshotRetryLater?: number;
   resyncs: number;
   gaps: number;
   deltasApplied: number;

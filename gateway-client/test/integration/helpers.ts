@@ -16,6 +16,7 @@ import {
   REGISTRY_QUEUE,
   SNAPSHOT_WILDCARD,
   Snapshot,
+  SnapshotBusy,
   catalogSubject,
   encode,
   type CatalogInstance,
@@ -51,6 +52,9 @@ export class FakeRegistry {
   snapshotRequests = 0;
   /** When false, snapshot requests are not answered (they time out). */
   answerSnapshots = true;
+  /** The next this-many snapshot requests are answered `snapshot-busy` (a registry shedding bulk work). */
+  busyAnswers = 0;
+  busyRetryAfterMs = 100;
 
   private constructor(nc: NatsConnection, readonly presenceIntervalMs: number) {
     this.nc = nc;
@@ -61,6 +65,11 @@ export class FakeRegistry {
         this.snapshotRequests++;
         if (!this.answerSnapshots) return;
         const service = msg.subject.split(".").pop()!;
+        if (this.busyAnswers > 0) {
+          this.busyAnswers--;
+          msg.respond(encode(SnapshotBusy, { v: 1, kind: "snapshot-busy", service, retryAfterMs: this.busyRetryAfterMs }));
+          return;
+        }
         const s = this.catalog.get(service);
         msg.respond(
           encode(Snapshot, {
