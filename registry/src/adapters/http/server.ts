@@ -239,7 +239,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
 
   registerCatalogRoutes(app, deps, bodies, shedBulk);
   registerMetricsRoutes(app, deps);
-  const ring = registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, clientKey, bodies, ...deps.stream });
+  const ring = registerStreamRoutes(app, { catalog: deps.catalog, requireLoaded, clientKey, bodies, fragments, ...deps.stream });
   registerHistoryRoutes(app, { catalog: deps.catalog, ring, requireLoaded });
   registerDashboard(app);
 

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { ChangeLog, type LoggedChange } from "../../core/change-log.js";
 import { BadRequestError, TooManyClientStreamsError, TooManyStreamsError } from "../../errors.js";
 import type { CatalogChange, CatalogReader } from "../store/catalog-memory.js";
-import type { BodyCache } from "./body-cache.js";
+import type { BodyCache, PublicFragments } from "./body-cache.js";
 import { ErrorBody, docSchema } from "./openapi.js";
 import { PublicInstance, publicInstance } from "./public-instance.js";
 import type { CatalogInstance } from "roster-schemas";
@@ -38,6 +38,8 @@ export interface StreamDeps extends StreamOptions {
   clientKey?: (request: FastifyRequest) => string;
   /** Snapshot bodies encoded once per revision and shared by every stream that starts at it. */
   bodies?: BodyCache;
+  /** Per-instance encoded fragments: a service's snapshot after one change costs one encode. */
+  fragments?: PublicFragments;
 }
 
 /** Bytes of a snapshot handed to the socket at a time: all an unread stream can hold of it. */
@@ -252,12 +254,16 @@ export function registerStreamRoutes(app: FastifyInstance, deps: StreamDeps): Ch
       if (!p.success) throw new BadRequestError(`invalid path: ${formatIssues(p.error).join("; ")}`);
       const name = p.data.name;
       const after = lastEventId(request);
-      const view = deps.catalog.service(name);
+      const view = deps.catalog.serviceRevision(name);
       const replay = after === undefined ? null : ring.since(name, after, view.revision);
-      const body = () => ({ service: name, revision: view.revision, known: view.known, instances: view.instances.map(publicInstance) });
+      const body = (): Buffer => {
+        const head = JSON.stringify({ service: name, revision: view.revision, known: view.known, instances: [] }).slice(0, -3);
+        const instances = deps.fragments ? deps.fragments.body(name, () => true) : Buffer.from(JSON.stringify(deps.catalog.service(name).instances.map(publicInstance)));
+        return Buffer.concat([Buffer.from(head), instances, Buffer.from("}")]);
+      };
       const first = replay
         ? replay.map(changeFrame).join("")
-        : snapshotFrame(view.revision, deps.bodies ? deps.bodies.get(name, view.revision, "stream", body) : Buffer.from(JSON.stringify(body())));
+        : snapshotFrame(view.revision, deps.bodies ? deps.bodies.getEncoded(name, view.revision, "stream", body) : body());
       return serve(request, reply, first, (c) => c.service === name);
     },
   );
