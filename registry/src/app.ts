@@ -85,7 +85,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const natsOptions = { ...natsConnectOptions(config.nats.url, config.nats, "nats."), noAsyncTraces: true };
   const snapshots = new SnapshotPages(memory);
   // Snapshot requests and HTTP bodies give way to agent messages (core/bulk-lane.ts).
-  const lane = new BulkLane<PendingSnapshot>({ ...BULK_LANE_DEFAULTS, maxQueued: config.bulkLane.maxQueued, maxWaitMs: config.bulkLane.maxWait, maxLagMs: config.bulkLane.maxLag });
+  const lane = new BulkLane<PendingSnapshot>({ ...BULK_LANE_DEFAULTS, maxQueued: config.bulkLane.maxQueued, maxLagMs: config.bulkLane.maxLag, overloadedBodiesPerS: config.bulkLane.overloadedBodiesPerSecond });
   const drops = new DropLog(log.child({ component: "ingest" }));
   const stopping = new AbortController();
 
@@ -173,8 +173,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     metrics: metrics.registry,
     security: config.http,
     bulk: {
-      shedding: () => lane.shedding(performance.now()),
-      refuse: () => lane.refuse(),
+      admit: () => lane.admitBody(performance.now()),
       retryAfterMs: () => lane.retryAfterMs(),
     },
   });

@@ -118,10 +118,10 @@ export const RegistryConfig = z
       .object({
         /** Snapshot requests held at most; one more is answered `snapshot-busy`. */
         maxQueued: z.number().int().min(1).max(1_000_000).default(2000),
-        /** A snapshot request that waited longer is answered `snapshot-busy`. */
-        maxWait: Duration.default(1000),
-        /** Event-loop lag above which HTTP catalog bodies get 503 ROSTER_OVERLOADED (for a second). */
+        /** Event-loop lag above which the registry counts as overloaded for a second: HTTP catalog bodies past `overloadedBodiesPerSecond` get 503 ROSTER_OVERLOADED. */
         maxLag: Duration.default(250),
+        /** Catalog bodies still served per second while overloaded (the rest 503): nobody starves for good. */
+        overloadedBodiesPerSecond: z.number().int().min(1).max(1_000_000).default(20),
       })
       .strict()
       .prefault({}),

@@ -99,7 +99,7 @@ export class RegistryMetrics {
     gaugeOf("roster_registry_bulk_queued", "Snapshot requests waiting in the bulk lane", () => src.lane?.().queued ?? 0);
     new Counter({
       name: "roster_registry_bulk_shed_total",
-      help: "Bulk work answered 'retry later' so transitions go first, by reason (queue-full, waited: snapshot requests; http: 503 bodies)",
+      help: "Bulk work answered 'retry later' so transitions go first, by reason (queue-full: snapshot requests; http: 503 bodies)",
       labelNames: ["reason"],
       registers,
       collect() {

@@ -1,5 +1,5 @@
 /**
- * The bulk lane: snapshot requests (and, through `shedding`, HTTP bodies) wait here and are
+ * The bulk lane: snapshot requests wait here (HTTP bodies ask `admitBody`) and are
  * served a few per turn of the event loop, so a health transition read meanwhile is applied
  * between two turns instead of behind every queued request. Under overload bulk work is shed,
  * answered "retry later", never a transition (docs/architecture.md, "Transitions first").
@@ -8,12 +8,15 @@
 export interface BulkLaneOptions {
   /** Requests held at most; one more is answered "retry later" at once. */
   maxQueued: number;
-  /** A request that waited longer than this is answered "retry later" (its asker gives up soon). */
-  maxWaitMs: number;
   /** Event-loop lag above which bulk work is shed (the transitions' path is late). */
   maxLagMs: number;
-  /** How long the lane keeps shedding HTTP bodies after it last shed or saw lag over `maxLagMs`. */
+  /** How long the lane stays overloaded after it last shed or saw lag over `maxLagMs`. */
   holdMs: number;
+  /**
+   * HTTP bodies still admitted per second while overloaded: shedding must never starve a client
+   * for good when the lag has another cause (heartbeats, a starved machine) than bulk work.
+   */
+  overloadedBodiesPerS: number;
   /** Bounds of the "retry after" it tells askers. */
   minRetryAfterMs: number;
   maxRetryAfterMs: number;
@@ -21,14 +24,14 @@ export interface BulkLaneOptions {
 
 export const BULK_LANE_DEFAULTS: BulkLaneOptions = {
   maxQueued: 2000,
-  maxWaitMs: 1000,
   maxLagMs: 250,
   holdMs: 1000,
+  overloadedBodiesPerS: 20,
   minRetryAfterMs: 200,
   maxRetryAfterMs: 5000,
 };
 
-export type ShedReason = "queue-full" | "waited" | "http";
+export type ShedReason = "queue-full" | "http";
 
 export interface LaneCounters {
   served: number;
@@ -36,41 +39,42 @@ export interface LaneCounters {
 }
 
 export class BulkLane<T> {
-  private queue: Array<{ item: T; at: number }> = [];
+  private queue: T[] = [];
   private head = 0;
   /** Smoothed cost of serving one request (ms), for the retry-after estimate. */
   private serveMs = 1;
   private lastOverloadAt = Number.NEGATIVE_INFINITY;
-  readonly counters: LaneCounters = { served: 0, shed: { "queue-full": 0, waited: 0, http: 0 } };
+  /** Bodies admitted while overloaded: a token bucket of `overloadedBodiesPerS`. */
+  private tokens = 0;
+  private tokensAt = Number.NEGATIVE_INFINITY;
+  readonly counters: LaneCounters = { served: 0, shed: { "queue-full": 0, http: 0 } };
 
   constructor(private readonly opts: BulkLaneOptions = BULK_LANE_DEFAULTS) {}
 
   /** Queues a request; false when it must be answered "retry later" at once (counted). */
   offer(item: T, now: number): boolean {
     if (this.queued >= this.opts.maxQueued) {
-      this.shed("queue-full", now);
+      this.counters.shed["queue-full"]++;
+      this.lastOverloadAt = now;
       return false;
     }
-    this.queue.push({ item, at: now });
+    this.queue.push(item);
     return true;
   }
 
   /**
-   * The next request, oldest first: `shed` when it waited past `maxWaitMs` or the event loop is
-   * lagging (answer it "retry later"), else serve it and report the time taken with `served`.
+   * The next request, oldest first. None is shed for having waited: a request that waited past its
+   * asker's deadline is dropped by the responder (the asker is gone), and shedding by age alone
+   * would refuse everything, for ever, on a machine slow enough (a livelock, seen at load 20).
    */
-  next(now: number): { item: T; shed: boolean } | undefined {
+  next(): T | undefined {
     if (this.head >= this.queue.length) return undefined;
-    const e = this.queue[this.head++]!;
+    const item = this.queue[this.head++]!;
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
-    if (now - e.at > this.opts.maxWaitMs) {
-      this.shed("waited", now);
-      return { item: e.item, shed: true };
-    }
-    return { item: e.item, shed: false };
+    return item;
   }
 
   /** One request served in `ms`. */
@@ -84,14 +88,26 @@ export class BulkLane<T> {
     if (lagMs > this.opts.maxLagMs) this.lastOverloadAt = now;
   }
 
-  /** True while bulk work should be refused: recently shed, recently lagging, or half full. */
-  shedding(now: number): boolean {
+  /** True while overloaded: recently shed, recently lagging, or half full. */
+  overloaded(now: number): boolean {
     return now - this.lastOverloadAt < this.opts.holdMs || this.queued * 2 >= this.opts.maxQueued;
   }
 
-  /** Counts an HTTP body (or other bulk work outside the queue) refused while `shedding` (a refusal does not prolong it). */
-  refuse(): void {
+  /**
+   * Whether to serve an HTTP body now: always when not overloaded; while overloaded, at most
+   * `overloadedBodiesPerS` (the rest refused and counted; a refusal does not prolong the overload).
+   */
+  admitBody(now: number): boolean {
+    if (!this.overloaded(now)) return true;
+    const rate = this.opts.overloadedBodiesPerS;
+    this.tokens = Math.min(Math.max(1, rate), this.tokens + ((now - this.tokensAt) / 1000) * rate);
+    this.tokensAt = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return true;
+    }
     this.counters.shed.http++;
+    return false;
   }
 
   /** What to tell an asker: about twice the time the backlog takes to serve, within bounds. */
@@ -102,10 +118,5 @@ export class BulkLane<T> {
 
   get queued(): number {
     return this.queue.length - this.head;
-  }
-
-  private shed(reason: ShedReason, now: number): void {
-    this.counters.shed[reason]++;
-    this.lastOverloadAt = now;
   }
 }

@@ -44,8 +44,8 @@ export interface HttpDeps {
   metrics?: import("prom-client").Registry;
   /** Event streams (/v1/stream, /v1/services/:name/stream): ring size, heartbeat. */
   stream?: StreamOptions;
-  /** The bulk lane: while it sheds, catalog bodies are answered 503 ROSTER_OVERLOADED with Retry-After. */
-  bulk?: { shedding(): boolean; refuse(): void; retryAfterMs(): number };
+  /** The bulk lane: a catalog body it does not admit (overloaded) is answered 503 ROSTER_OVERLOADED with Retry-After. */
+  bulk?: { admit(): boolean; retryAfterMs(): number };
   /** Tokens, HTTPS, rate limit, body limit (http-auth.ts); absent = open HTTP on the listen address. */
   security?: HttpSecurity;
 }
@@ -154,10 +154,9 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   const statusSchema = docSchema({ summary: "Registry status and counters", description: "More fields may be present (counters, KV stats).", tags: ["health"], response: { 200: Status } });
   app.get("/v1/status", { schema: statusSchema }, async () => deps.status());
 
-  // Bulk work gives way to transitions: a body is refused while the lane sheds (a 304 is not bulk).
+  // Bulk work gives way to transitions: a body the lane does not admit is refused (a 304 is not bulk).
   const shedBulk = (reply: FastifyReply) => {
-    if (!deps.bulk?.shedding()) return;
-    deps.bulk.refuse();
+    if (!deps.bulk || deps.bulk.admit()) return;
     const seconds = Math.max(1, Math.ceil(deps.bulk.retryAfterMs() / 1000));
     void reply.header("retry-after", String(seconds));
     throw new OverloadedError(seconds);

@@ -15,8 +15,10 @@ export interface SnapshotResponderDeps {
   served: () => void;
   /** Monotonic ms (the lane's clock). */
   clock?: () => number;
-  /** Time spent serving from the lane per turn of the event loop before yielding to I/O. */
+  /** Time spent serving from the lane per turn of the event loop before yielding to I/O... */
   turnMs?: number;
+  /** ... after at least this many requests (a starved process still makes progress). */
+  minPerTurn?: number;
 }
 
 export interface PendingSnapshot {
@@ -42,6 +44,7 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
   const { snapshots, drops, logger: log, lane } = deps;
   const clock = deps.clock ?? (() => performance.now());
   const turnMs = deps.turnMs ?? 4;
+  const minPerTurn = deps.minPerTurn ?? 4;
   let scheduled = false;
 
   const busy = (p: PendingSnapshot) => {
@@ -55,18 +58,14 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
   const drain = () => {
     scheduled = false;
     const t0 = clock();
-    for (;;) {
+    for (let n = 0; ; n++) {
       const now = clock();
-      if (now - t0 >= turnMs) break;
-      const next = lane.next(now);
-      if (!next) return;
-      const p = next.item;
+      if (n >= minPerTurn && now - t0 >= turnMs) break;
+      const p = lane.next();
+      if (!p) return;
+      // Waited here past its asker's deadline: nobody reads the answer any more.
       if (deadlinePassed(p.deadline, Date.now())) {
         drops.drop("expired", "snapshot", { subject: p.m.subject.slice(0, 200), late: Date.now() - p.deadline! });
-        continue;
-      }
-      if (next.shed) {
-        busy(p);
         continue;
       }
       try {
