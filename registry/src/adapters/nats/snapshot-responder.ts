@@ -35,9 +35,10 @@ export interface PendingSnapshot {
  * answers) from the cached encoded pages. Anyone allowed to publish on the subject may ask; the
  * answer is what every gateway client may read anyway (docs/protocol.md).
  *
- * A request is only checked and queued where it is read; the bulk lane serves the queue a few
- * milliseconds per turn of the event loop, so agent messages read meanwhile (a health transition)
- * are handled between two turns, never behind a herd of page requests. Past the lane's bounds a
+ * A request is answered where it is read only while this turn of the event loop has spent less than
+ * `turnMs` on bulk work; past that it is queued, and the bulk lane serves the queue a few
+ * milliseconds per turn, so agent messages read meanwhile (a health transition) are handled
+ * between two turns, never behind a herd of page requests. Past the lane's bounds a
  * request is answered `snapshot-busy` with a retry-after (docs/architecture.md, "Transitions first").
  */
 export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotResponderDeps): Subscription {
@@ -57,26 +58,44 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
     }
   };
 
+  // Bulk time spent answering inline in the current turn (reset by the next check phase).
+  let spentThisTurn = 0;
+  let resetScheduled = false;
+
+  /** Answers one request now; false when its asker is gone (deadline passed). */
+  const serve = (p: PendingSnapshot): void => {
+    // Waited past its asker's deadline: nobody reads the answer any more.
+    if (deadlinePassed(p.deadline, Date.now())) {
+      drops.drop("expired", "snapshot", { subject: p.m.subject.slice(0, 200), late: Date.now() - p.deadline! });
+      return;
+    }
+    const t = clock();
+    try {
+      p.m.respond(snapshots.page(p.service, p.page, p.revision));
+      deps.served();
+    } catch (e) {
+      log.error({ err: String(e), subject: p.m.subject }, "snapshot request failed");
+    }
+    const took = clock() - t;
+    lane.served(took);
+    spentThisTurn += took;
+    if (!resetScheduled) {
+      resetScheduled = true;
+      setImmediate(() => {
+        spentThisTurn = 0;
+        resetScheduled = false;
+      });
+    }
+  };
+
   const drain = () => {
     scheduled = false;
     const t0 = clock();
     for (let n = 0; ; n++) {
-      const now = clock();
-      if (n >= minPerTurn && now - t0 >= turnMs) break;
+      if (n >= minPerTurn && clock() - t0 >= turnMs) break;
       const p = lane.next();
       if (!p) return;
-      // Waited here past its asker's deadline: nobody reads the answer any more.
-      if (deadlinePassed(p.deadline, Date.now())) {
-        drops.drop("expired", "snapshot", { subject: p.m.subject.slice(0, 200), late: Date.now() - p.deadline! });
-        continue;
-      }
-      try {
-        p.m.respond(snapshots.page(p.service, p.page, p.revision));
-        deps.served();
-      } catch (e) {
-        log.error({ err: String(e), subject: p.m.subject }, "snapshot request failed");
-      }
-      lane.served(clock() - now);
+      serve(p);
     }
     schedule();
   };
@@ -122,7 +141,10 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
           }
         }
         const pending: PendingSnapshot = { m, service, page, ...(revision !== undefined ? { revision } : {}), ...(deadline !== undefined ? { deadline } : {}) };
-        if (!lane.offer(pending, clock())) busy(pending);
+        // Answered at once while this turn has spent less than `turnMs` on bulk work and nobody
+        // waits before it (a light load pays no queueing); otherwise it waits for the next turns.
+        if (lane.queued === 0 && spentThisTurn < turnMs) serve(pending);
+        else if (!lane.offer(pending, clock())) busy(pending);
         else schedule();
       } catch (e) {
         log.error({ err: String(e), subject: m.subject }, "snapshot request failed");
