@@ -125,13 +125,15 @@ describe("registry bulk lane", () => {
       const until = Date.now() + 300;
       while (Date.now() < until); // the lag probe sees ~300 ms > maxLag
       await new Promise((r) => setTimeout(r, 60));
-      // Overloaded: one body a second still goes out (nobody starves), the others are refused.
-      const tries = [await getJson(url), await getJson(url), await getJson(url)];
+      // Overloaded: a body still to build is bulk work: one a second still goes out (nobody starves),
+      // the others are refused. A held body (the one asked above) is a socket write: always served.
+      const tries = [await getJson(`${url}?tag=t1`), await getJson(`${url}?tag=t2`), await getJson(`${url}?tag=t3`)];
       const shed = tries.find((r) => r.status === 503);
       assert.ok(shed, `a body refused while overloaded: ${tries.map((r) => r.status).join(",")}`);
       assert.ok(tries.filter((r) => r.status === 200).length <= 2, "at most the bucket's token and one refill");
       assert.equal((shed.body as { code: string }).code, "ROSTER_OVERLOADED");
       assert.ok(Number(shed.headers.get("retry-after")) >= 1, "Retry-After in seconds");
+      assert.equal((await getJson(url)).status, 200, "a held body is served while overloaded");
       const notModified = await fetch(url, { headers: { "if-none-match": etag } });
       assert.equal(notModified.status, 304, "a 304 costs nothing: still answered");
       assert.equal((await getJson(`${reg.url}/v1/status`)).status, 200, "status is not bulk");

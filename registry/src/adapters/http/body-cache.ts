@@ -36,6 +36,12 @@ export class BodyCache {
     return body;
   }
 
+  /** True when the body for (service, revision, variant) is held: serving it is a socket write, not bulk work. */
+  has(service: string, revision: number, variant: string): boolean {
+    const e = this.byService.get(service);
+    return e !== undefined && e.revision === revision && e.bodies.has(variant);
+  }
+
   /** Services with cached bodies (for tests). */
   get size(): number {
     return this.byService.size;

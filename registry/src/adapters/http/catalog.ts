@@ -35,8 +35,8 @@ export function registerCatalogRoutes(app: FastifyInstance, deps: HttpDeps, bodi
     },
     async (_req, reply) => {
       if (deps.loaded && !deps.loaded()) throw new NotReadyError("catalog not loaded from KV yet");
-      shedBulk?.(reply);
       const revision = deps.catalog.revision;
+      if (!bodies?.has(CATALOG_BODY_KEY, revision, "")) shedBulk?.(reply);
       const build = (): CatalogDump => {
         const services: CatalogDump["services"] = {};
         // Sorted by name so two dumps of the same catalog are byte-identical.

@@ -228,9 +228,11 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     const etag = `"${view.revision}"`;
     void reply.header("ETag", etag);
     if (etagMatches(request.headers["if-none-match"], etag)) return reply.code(304).send();
-    shedBulk(reply);
+    const variant = JSON.stringify([q.status, q.zone, q.tag]);
+    // Only a body still to build is bulk work; a held one is a socket write (every watcher after the first).
+    if (!bodies.has(name, view.revision, variant)) shedBulk(reply);
     // Encoded once per (revision, query): see body-cache.ts; joined from per-instance fragments.
-    const body = bodies.getEncoded(name, view.revision, JSON.stringify([q.status, q.zone, q.tag]), () =>
+    const body = bodies.getEncoded(name, view.revision, variant, () =>
       fragments.body(name, (i) => (q.status === "any" || i.status === "passing") && (q.zone === undefined || i.zone === q.zone) && (q.tag === undefined || i.tags.includes(q.tag))),
     );
     return reply.type("application/json; charset=utf-8").send(body);
