@@ -62,7 +62,7 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
   let spentThisTurn = 0;
   let resetScheduled = false;
 
-  /** Answers one request now; false when its asker is gone (deadline passed). */
+  /** Answers one request now (or drops it: its asker is gone). */
   const serve = (p: PendingSnapshot): void => {
     // Waited past its asker's deadline: nobody reads the answer any more.
     if (deadlinePassed(p.deadline, Date.now())) {
