@@ -173,7 +173,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     metrics: metrics.registry,
     security: config.http,
     bulk: {
-      admit: () => lane.admitBody(performance.now()),
+      admit: () => !config.bulkLane.enabled || lane.admitBody(performance.now()),
       retryAfterMs: () => lane.retryAfterMs(),
     },
   });
@@ -332,7 +332,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     // Before presence goes out: a client that sees this registry asks for policies at once.
     await policies.attach(conn, stopping.signal);
     loaded = true;
-    subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, lane, served: () => void counters.snapshotsServed++ }));
+    subs.push(startSnapshotResponder(bulk ?? conn, { snapshots, drops, logger: log, lane, enabled: config.bulkLane.enabled, served: () => void counters.snapshotsServed++ }));
     // Silence is judged against what the registry has read, not its own lag (core/caught-up.ts).
     probe = new CaughtUpProbe({
       paths: [{ name: "main", nc: conn }, ...(bulk && bulk !== conn ? [{ name: "bulk", nc: bulk }] : [])],

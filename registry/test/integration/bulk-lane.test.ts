@@ -22,7 +22,7 @@ describe("registry bulk lane", () => {
   });
 
   it("bulk lane - a flip read behind 400 snapshot requests is handled before most of them are answered", { timeout: 120_000 }, async (t) => {
-    const reg = await startRegistry(nats.url, { heartbeatTimeoutMultiplier: 100 });
+    const reg = await startRegistry(nats.url, { heartbeatTimeoutMultiplier: 100, bulkLane: { enabled: true } });
     const agents: FakeAgent[] = [];
     try {
       // A service of ~120 KB (one page), on three hosts; and the instance to flip.
@@ -92,7 +92,7 @@ describe("registry bulk lane", () => {
   });
 
   it("bulk lane - past maxQueued requests are answered snapshot-busy and counted; HTTP bodies past 1/s get 503 + Retry-After while the loop lags, 304 still answered", { timeout: 60_000 }, async () => {
-    const reg = await startRegistry(nats.url, { bulkLane: { maxQueued: 5, maxLag: "100ms", overloadedBodiesPerSecond: 1 } });
+    const reg = await startRegistry(nats.url, { bulkLane: { enabled: true, maxQueued: 5, maxLag: "100ms", overloadedBodiesPerSecond: 1 } });
     const agent = await FakeAgent.connect(nats.url, "small", 1, 60_000);
     const nc = await connect({ servers: nats.url });
     try {

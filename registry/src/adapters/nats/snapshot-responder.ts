@@ -13,6 +13,8 @@ export interface SnapshotResponderDeps {
   lane: BulkLane<PendingSnapshot>;
   /** Counted per answer. */
   served: () => void;
+  /** False: every request is answered where it is read (no queue, nothing shed). */
+  enabled?: boolean;
   /** Monotonic ms (the lane's clock). */
   clock?: () => number;
   /** Time spent serving from the lane per turn of the event loop before yielding to I/O... */
@@ -143,7 +145,7 @@ export function startSnapshotResponder(conn: NatsConnection, deps: SnapshotRespo
         const pending: PendingSnapshot = { m, service, page, ...(revision !== undefined ? { revision } : {}), ...(deadline !== undefined ? { deadline } : {}) };
         // Answered at once while this turn has spent less than `turnMs` on bulk work and nobody
         // waits before it (a light load pays no queueing); otherwise it waits for the next turns.
-        if (lane.queued === 0 && spentThisTurn < turnMs) serve(pending);
+        if (deps.enabled === false || (lane.queued === 0 && spentThisTurn < turnMs)) serve(pending);
         else if (!lane.offer(pending, clock())) busy(pending);
         else schedule();
       } catch (e) {
