@@ -18,7 +18,7 @@ import { BasicTracerProvider, NoopSpanProcessor } from "@opentelemetry/sdk-trace
 import { numberOption, stringOption, commandLine } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
-import { closedLoop, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
+import { alternatedRounds, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
 
 const quick = Boolean(process.env.BENCH_QUICK) || process.argv.includes("--quick");
 const CONCURRENCY = numberOption("concurrency", 32);
@@ -79,17 +79,7 @@ async function main() {
   };
   const names = Object.keys(clients);
   try {
-    process.stderr.write("warm-up\n");
-    for (const n of names) await closedLoop(clients[n], CONCURRENCY, 0.5);
-    const results = Object.fromEntries(names.map((n) => [n, []]));
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? names : [...names].reverse();
-      for (const n of order) {
-        const res = await closedLoop(clients[n], CONCURRENCY, DURATION_S);
-        results[n].push(res);
-        process.stderr.write(`round ${r + 1} ${n}: ${res.rps.toFixed(0)} req/s p99 ${res.p99.toFixed(2)} ms CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
-      }
-    }
+    const results = await alternatedRounds(clients, { rounds: ROUNDS, concurrency: CONCURRENCY, seconds: DURATION_S });
     const med = (n, f) => median(results[n].map(f));
     const rawRps = med("raw undici Pool", (x) => x.rps);
     const row = (n) => [n, fmt(med(n, (x) => x.rps), 0), `${fmt((med(n, (x) => x.rps) / rawRps) * 100, 1)} %`, fmt(med(n, (x) => x.p50), 2), fmt(med(n, (x) => x.p99), 2), fmt(med(n, (x) => x.cpuUsPerReq), 1), String(results[n].reduce((s, x) => s + x.errors, 0))];

@@ -37,7 +37,7 @@ function summarize(file, top = 40) {
 }
 
 async function main() {
-  const { startUpstream, startCatalog, closedLoop } = await import("./gateway-throughput.mjs");
+  const { startUpstream, startCatalog, closedLoop, alternatedRounds } = await import("./gateway-throughput.mjs");
   const { NatsServer } = await import("roster-testkit");
   const { createGateway, parsePolicy } = await import("roster-gateway-client");
   const { Pool } = await import("undici");
@@ -83,16 +83,7 @@ async function main() {
       return;
     }
     const names = Object.keys(modes);
-    for (const name of names) await closedLoop(modes[name], concurrency, 0.5);
-    const runs = Object.fromEntries(names.map((n) => [n, []]));
-    for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? names : [...names].reverse();
-      for (const name of order) {
-        const res = await closedLoop(modes[name], concurrency, seconds);
-        runs[name].push(res);
-        process.stderr.write(`round ${r + 1} ${name}: ${res.rps.toFixed(0)} req/s, client CPU ${res.cpuUsPerReq.toFixed(1)} µs/req\n`);
-      }
-    }
+    const runs = await alternatedRounds(modes, { rounds, concurrency, seconds });
     const med = (xs) => percentile(xs, 50);
     const base = med(runs.pool.map((x) => x.cpuUsPerReq));
     printReport({

@@ -113,21 +113,31 @@ export async function closedLoop(once, concurrency, seconds) {
 export const median = (xs) => percentile(xs, 50);
 
 /**
+ * Alternated rounds: each client warmed up, then `rounds` rounds of every client back to back
+ * (order reversed every other round, so neither side always runs on a warmer machine).
+ * Returns each client's per-round closedLoop results; prints one progress line per run.
+ */
+export async function alternatedRounds(clients, { rounds, concurrency, seconds, warmupSeconds = 0.5, tag = "" }) {
+  const names = Object.keys(clients);
+  for (const n of names) await closedLoop(clients[n], concurrency, warmupSeconds);
+  const results = Object.fromEntries(names.map((n) => [n, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const n of r % 2 === 0 ? names : [...names].reverse()) {
+      const res = await closedLoop(clients[n], concurrency, seconds);
+      results[n].push(res);
+      process.stderr.write(`${tag}round ${r + 1} ${n}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(3)} ms p99 ${res.p99.toFixed(3)} ms client CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
+    }
+  }
+  return results;
+}
+
+/**
  * One leg: `ROUNDS` rounds at `concurrency`, each round every client back to back (order
  * rotated per round), then per-round comparisons of each gateway client with the raw Pool.
  */
 async function leg(clients, concurrency) {
   const names = Object.keys(clients);
-  for (const n of names) await closedLoop(clients[n], concurrency, WARMUP_S);
-  const results = Object.fromEntries(names.map((n) => [n, []]));
-  for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 === 0 ? names : [...names].reverse();
-    for (const n of order) {
-      const res = await closedLoop(clients[n], concurrency, DURATION_S);
-      results[n].push(res);
-      process.stderr.write(`c=${concurrency} round ${r + 1} ${n}: ${res.rps.toFixed(0)} req/s p50 ${res.p50.toFixed(3)} ms p99 ${res.p99.toFixed(3)} ms client CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
-    }
-  }
+  const results = await alternatedRounds(clients, { rounds: ROUNDS, concurrency, seconds: DURATION_S, warmupSeconds: WARMUP_S, tag: `c=${concurrency} ` });
   const raw = results[names[0]];
   const versus = Object.fromEntries(
     names.slice(1).map((n) => {

@@ -15,7 +15,7 @@ import { connect } from "@nats-io/transport-node";
 import { NatsServer } from "roster-testkit";
 import { PolicySnapshot, encode, policySnapshotSubject } from "roster-schemas";
 import { createGateway } from "roster-gateway-client";
-import { closedLoop, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
+import { alternatedRounds, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
@@ -82,16 +82,7 @@ async function main() {
     for (const [front, via] of [["request()", viaRequest], ["fetch", viaFetch]]) for (const [s] of SERVICES) legs[`${front} ${label[s]}`] = via(s);
     for (const [s] of SERVICES) await legs[`request() ${label[s]}`]();
     const names = Object.keys(legs);
-    for (const n of names) await closedLoop(legs[n], CONCURRENCY, 0.5);
-    const results = Object.fromEntries(names.map((n) => [n, []]));
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = r % 2 === 0 ? names : [...names].reverse();
-      for (const n of order) {
-        const res = await closedLoop(legs[n], CONCURRENCY, DURATION_S);
-        results[n].push(res);
-        process.stderr.write(`round ${r + 1} ${n}: ${res.rps.toFixed(0)} req/s p99 ${res.p99.toFixed(2)} ms CPU ${res.cpuUsPerReq.toFixed(1)} µs/req errors ${res.errors}\n`);
-      }
-    }
+    const results = await alternatedRounds(legs, { rounds: ROUNDS, concurrency: CONCURRENCY, seconds: DURATION_S });
     for (const s of ["pol", "full"]) process.stderr.write(`${s} counters: ${JSON.stringify(gw.policy(s).counters)} ${JSON.stringify(gw.policy(s).liveSplit)}\n`);
     const row = (n) => [n, fmt(median(results[n].map((x) => x.rps)), 0), fmt(median(results[n].map((x) => x.p50)), 2), fmt(median(results[n].map((x) => x.p99)), 2), fmt(median(results[n].map((x) => x.cpuUsPerReq)), 1), String(results[n].reduce((a, x) => a + x.errors, 0))];
     printReport({
