@@ -17,6 +17,7 @@ import { BodyCache } from "../http/body-cache.js";
 import type { CatalogReader } from "../store/catalog-memory.js";
 import { httpServerOptions, installHttpSecurity, type HttpSecurity } from "../http/auth.js";
 import { installErrorHandler } from "../http/error-handler.js";
+import { defaultJitter, waitWhileListening } from "../http/blocking-wait.js";
 import { allPassing, catalogService, consulNode, healthChecks, serviceEntry } from "./shapes.js";
 
 export interface ConsulApiDeps {
@@ -87,7 +88,7 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
   // with a malformed JSON body still gets its 405, not a parse error.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("*", { parseAs: "buffer" }, (_req, _body, done) => done(null, undefined));
-  const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
+  const jitter = deps.jitter ?? defaultJitter;
   const closing = new AbortController();
   // Bodies encoded once per (known service, revision, query), as the HTTP API does.
   const bodies = new BodyCache();
@@ -132,19 +133,8 @@ export function buildConsulApi(deps: ConsulApiDeps): FastifyInstance & { listenA
   const block = async (reply: FastifyReply, q: { index?: number | undefined; wait?: number | undefined }, current: () => number, waitFor: (after: number, ms: number, signal: AbortSignal) => Promise<boolean>) => {
     if (q.index === undefined || q.index === 0 || current() > q.index) return;
     const wanted = Math.min(q.wait ?? DEFAULT_WAIT_MS, deps.maxBlockingWaitMs);
-    const gone = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableEnded) gone.abort();
-    };
-    reply.raw.once("close", onClose);
-    const onClosing = () => gone.abort();
-    closing.signal.addEventListener("abort", onClosing, { once: true });
-    try {
-      await waitFor(q.index, wanted + jitter(wanted), gone.signal);
-    } finally {
-      reply.raw.off("close", onClose);
-      closing.signal.removeEventListener("abort", onClosing);
-    }
+    const after = q.index;
+    await waitWhileListening(reply, closing.signal, (signal) => waitFor(after, wanted + jitter(wanted), signal));
   };
   // X-Consul-Index is never 0 (Consul's clients treat 0 as a broken server).
   const setIndex = (reply: FastifyReply, index: number) => void reply.header("X-Consul-Index", String(Math.max(1, index)));

@@ -14,6 +14,7 @@ import { registerStreamRoutes, type StreamOptions } from "./stream.js";
 import { registerHistoryRoutes } from "./history.js";
 import { installHttpSecurity, httpServerOptions, type HttpSecurity } from "./auth.js";
 import { installErrorHandler } from "./error-handler.js";
+import { defaultJitter, waitWhileListening } from "./blocking-wait.js";
 
 export interface StatusBody {
   revision: number;
@@ -120,7 +121,7 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
   });
   const clientKey = installHttpSecurity(app, deps.security);
   const closing = new AbortController();
-  const jitter = deps.jitter ?? ((w: number) => Math.floor(Math.random() * (w / 16)));
+  const jitter = deps.jitter ?? defaultJitter;
   const bodies = new BodyCache();
   const fragments = new PublicFragments(deps.catalog);
 
@@ -207,19 +208,8 @@ export function buildHttp(deps: HttpDeps): FastifyInstance {
     if (q.index !== undefined) {
       const wanted = Math.min(q.wait ?? deps.maxBlockingWaitMs, deps.maxBlockingWaitMs);
       const waitMs = wanted + jitter(wanted);
-      const gone = new AbortController();
-      const onClose = () => {
-        if (!reply.raw.writableEnded) gone.abort();
-      };
-      reply.raw.once("close", onClose);
-      const onClosing = () => gone.abort();
-      closing.signal.addEventListener("abort", onClosing, { once: true });
-      try {
-        await deps.catalog.waitForChange(name, q.index, waitMs, gone.signal);
-      } finally {
-        reply.raw.off("close", onClose);
-        closing.signal.removeEventListener("abort", onClosing);
-      }
+      const after = q.index;
+      await waitWhileListening(reply, closing.signal, (signal) => deps.catalog.waitForChange(name, after, waitMs, signal));
     }
     // The revision alone: a 304 or a cached body needs no copy of the instances.
     const view = deps.catalog.serviceRevision(name);
