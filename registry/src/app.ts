@@ -406,7 +406,8 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       const address = await http.listen({ host, port });
       url = address.replace("[::1]", "[::1]");
       log.info({ url }, "HTTP listening");
-      timers.push(startLagProbe((lagMs, at) => lane.noteLag(lagMs, at)));
+      // Only the lane reads the lag (to shed): with it off, no 50 ms timer for nothing.
+      if (config.bulkLane.enabled) timers.push(startLagProbe((lagMs, at) => lane.noteLag(lagMs, at)));
       await frontDoors.start();
       connecting = connectAndLoad().catch((err) => {
         if (!stopping.signal.aborted) log.error({ err: String(err) }, "registry start failed");
