@@ -7,7 +7,7 @@ import { after, before, describe, it } from "node:test";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
-import { CATALOG_BUCKET, Snapshot, catalogSubject, decode, snapshotSubject } from "roster-schemas";
+import { CATALOG_BUCKET, REGISTRY_QUEUE, SNAPSHOT_WILDCARD, Snapshot, catalogSubject, decode, snapshotSubject } from "roster-schemas";
 import { connectAs, startSecuredNats, waitFor, type SecuredNats } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, inst, startRegistry } from "./helpers.js";
@@ -95,6 +95,11 @@ describe("NATS permissions (generated users, real nats-server)", () => {
     await assert.rejects(kv.put("orders.fake", "{}", { timeout: 2000 }), "a put through the KV API must fail");
     await assert.rejects(jetstreamManager(g.nc, { timeout: 2000 }), "the JetStream API must be refused");
     await waitFor(() => g.violations.some((v) => v.includes(`$KV.${CATALOG_BUCKET}.orders.fake`)) && g.violations.some((v) => v.includes("$JS.API")), { timeoutMs: 5000 });
+    // Answering snapshot requests is the registry's: a gateway user cannot take them (so it cannot
+    // hand other clients a forged snapshot or a `snapshot-busy` that holds back their sync).
+    g.nc.subscribe(SNAPSHOT_WILDCARD, { queue: REGISTRY_QUEUE });
+    await g.nc.flush();
+    await waitFor(() => g.violations.some((v) => /subscription/i.test(v) && v.includes("registry.snapshot")), { timeoutMs: 5000 });
     // Not in the bucket (read with the registry's own user).
     const reg = await connectAs(nats, "registry");
     closers.push(() => reg.nc.close());
