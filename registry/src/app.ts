@@ -1,6 +1,6 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { connectWithRetry, retry } from "roster-runtime";
-import { CATALOG_BUCKET, catalogKey, natsAuthMethod, natsConnectOptions, redactServers, redactUrl } from "roster-schemas";
+import { CATALOG_BUCKET, catalogKey, parseCatalogKey, natsAuthMethod, natsConnectOptions, redactServers, redactUrl } from "roster-schemas";
 import type { FastifyInstance } from "fastify";
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
@@ -65,7 +65,9 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   const log = deps.logger;
   const now = deps.now ?? Date.now;
   const registryId = deps.registryId ?? registryIdentity(config, hostname(), randomUUID);
-  const epoch = Date.now();
+  // Presence carries it: a client that sees another epoch resyncs everything (a restart, or catalog
+  // history that changed under this registry: KvCatalog's onHistoryChanged).
+  let epoch = Date.now();
   const newCore = () =>
     new CatalogState({
       heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
@@ -202,11 +204,17 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     if (!kv || !kv.idle) return;
     dirty = false;
     const want = new Map(core.records().map((r) => [catalogKey(r.service, r.id), r]));
-    for (const r of want.values()) {
+    // Keys whose write was given up: memory shows them, the store may not.
+    const unconfirmed = kv.takeUnconfirmed();
+    for (const [key, r] of want) {
       const have = memory.get(r.service, r.id);
-      if (!have || !sameRecord(have, r)) kv.enqueue(r.service, r.id, r);
+      if (!have || !sameRecord(have, r) || unconfirmed.has(key)) kv.enqueue(r.service, r.id, r);
     }
     for (const r of memory.all()) if (!want.has(catalogKey(r.service, r.id))) kv.enqueue(r.service, r.id, null);
+    for (const key of unconfirmed) {
+      const k = parseCatalogKey(key);
+      if (k && !want.has(key) && !memory.get(k.service, k.instanceId)) kv.enqueue(k.service, k.instanceId, null, true);
+    }
     log.info("catalog reconciled after a failed write");
   };
 
@@ -261,6 +269,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         },
         onWritten: metrics.written,
         onError: (err) => guard?.suspect(err),
+        onHistoryChanged: () => {
+          epoch = Math.max(Date.now(), epoch + 1);
+          log.warn({ epoch }, "new registry epoch: every gateway client resyncs");
+        },
+        ...(natsOptions.inboxPrefix ? { inboxPrefix: natsOptions.inboxPrefix } : {}),
         // While the buckets are gone writes wait (merged per key); with the lease, only its holder writes.
         gate: () => (!storeAvailable() ? "hold" : config.lease.enabled ? (replica?.gate(natsConnected) ?? "hold") : "write"),
       },
@@ -313,7 +326,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     }
     guard = new StoreGuard(conn, {
       buckets: [
-        { name: CATALOG_BUCKET, replicas: config.kvReplicas, revision: () => memory.revision },
+        { name: CATALOG_BUCKET, replicas: config.kvReplicas, revision: () => store.confirmedRevision },
         ...(config.lease.enabled ? [{ name: LEASE_BUCKET, replicas: config.kvReplicas, revision: () => replica?.leaseRevision ?? 0 }] : []),
       ],
       intervalMs: config.storeCheckInterval,
@@ -354,7 +367,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       }, config.tickInterval),
       startPresence(conn, {
         registryId,
-        epoch,
+        epoch: () => epoch,
         intervalMs: config.presenceInterval,
         revision: () => memory.revision,
         degraded: () => core.degraded,

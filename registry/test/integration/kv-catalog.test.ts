@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { createBucket } from "roster-runtime";
 import { CATALOG_BUCKET, CatalogDelta, type CatalogInstance } from "roster-schemas";
 import { NatsServer, waitFor } from "roster-testkit";
 import { CatalogMemory } from "../../src/adapters/store/catalog-memory.js";
@@ -28,14 +30,14 @@ describe("registry KV catalog store (real JetStream KV)", () => {
     await nats?.close();
   });
 
-  it("kv - writes serialised per service: revisions and prevRevision chain, memory updated before the delta", async () => {
+  it("kv - writes ordered per service: revisions and prevRevision chain, memory holds each change when its delta arrives", async () => {
     const memory = new CatalogMemory();
     const seen: CatalogDelta[] = [];
     const store = await KvCatalog.open(nc, memory, {
       replicas: 1, retryForMs: 5000, logger: silent,
       onWritten: (d) => {
-        // memory already holds this change when the delta goes out
-        assert.equal(memory.service(d.service).revision, d.revision);
+        // written (acked): memory holds this change or a later one
+        assert.ok(memory.service(d.service).revision >= d.revision);
         seen.push(d);
       },
     });
@@ -91,18 +93,51 @@ describe("registry KV catalog store (real JetStream KV)", () => {
     assert.equal(m2.revision, memory.revision);
   });
 
-  it("kv - a second writer is never silently overwritten: the conflict is detected, counted, then resolved on top", async () => {
+  it("kv - another writer's message between ours is never silently overwritten: detected, counted, every mirror told (new epoch), then written on top", async () => {
     const memory = new CatalogMemory();
-    const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 5000, logger: silent });
+    let historyChanged = 0;
+    const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 5000, logger: silent, onHistoryChanged: () => historyChanged++ });
     await store.load();
+    store.enqueue("orders", "i0", rec("i0", { port: 1 }));
+    assert.ok(await store.flush(5000));
     const kv = await new Kvm(nc).open(CATALOG_BUCKET);
-    const other = await kv.put("orders.i0", JSON.stringify(rec("i0", { port: 1 })));
+    const other = await kv.put("orders.i0", JSON.stringify(rec("i0", { port: 99 })));
     store.enqueue("orders", "i0", rec("i0", { port: 2 }));
-    await store.flush(5000);
-    assert.equal(store.stats.conflicts, 1);
+    assert.ok(await store.flush(5000));
+    assert.ok(store.stats.conflicts >= 1, `conflicts ${store.stats.conflicts}`);
+    // The delta of the refused write announced a revision the other writer's message took.
+    assert.equal(historyChanged, 1);
     const e = await kv.get("orders.i0");
     assert.ok(e && e.revision > other);
     assert.equal(e.json<CatalogInstance>().port, 2);
+    assert.equal(memory.get("orders", "i0")?.port, 2);
+    assert.equal(memory.service("orders").revision, e.revision);
+  });
+
+  it("kv - writes are pipelined: many in flight, and every delta's revision is the one the KV gave its record", async () => {
+    const memory = new CatalogMemory();
+    const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 5000, logger: silent });
+    await store.load();
+    const services = Array.from({ length: 5 }, (_, i) => `pipe${i}`);
+    const subs = services.map((s) => collectDeltas(nc, s));
+    await nc.flush();
+    for (let round = 0; round < 2; round++) for (const s of services) for (let i = 0; i < 300; i++) store.enqueue(s, `p${i}`, rec(`p${i}`, { service: s, weight: round + 1 }));
+    assert.ok(await store.flush(20_000));
+    assert.ok(store.stats.peakInFlight > 10, `at most ${store.stats.peakInFlight} writes in flight`);
+    const kv = await new Kvm(nc).open(CATALOG_BUCKET);
+    for (const [n, s] of services.entries()) {
+      const { deltas, sub } = subs[n]!;
+      await waitFor(() => deltas.length >= 300, { what: `deltas of ${s}` });
+      sub.unsubscribe();
+      let prev = deltas[0]!.prevRevision;
+      const lastRev = new Map<string, number>();
+      for (const d of deltas) {
+        assert.equal(d.prevRevision, prev, `${s}: chain`);
+        prev = d.revision;
+        lastRev.set(d.instanceId, d.revision);
+      }
+      for (const [id, revision] of lastRev) assert.equal((await kv.get(`${s}.${id}`))?.revision, revision, `${s}.${id}`);
+    }
   });
 
   it("kv - corrupt records in the bucket are skipped and counted at load", async () => {
@@ -122,7 +157,11 @@ describe("registry KV catalog store (real JetStream KV)", () => {
       const memory = new CatalogMemory();
       const store = await KvCatalog.open(conn, memory, { replicas: 1, retryForMs: 20_000, logger: silent });
       await store.load();
+      const disconnected = (async () => {
+        for await (const st of conn.status()) if (st.type === "disconnect") return;
+      })();
       await nats.stop("SIGKILL");
+      await disconnected;
       store.enqueue("outage", "o1", rec("o1", { service: "outage" }));
       await new Promise((r) => setTimeout(r, 1000));
       assert.equal(memory.get("outage", "o1"), undefined, "not confirmed while the server is down");
@@ -137,6 +176,74 @@ describe("registry KV catalog store (real JetStream KV)", () => {
       if (!nats.running) await nats.start();
     }
   });
+  /** Memory (what the deltas announced) equals the KV read afresh (records and each service's revision). */
+  async function assertMemoryIsKv(conn: NatsConnection, memory: CatalogMemory, services: string[], perService: number): Promise<void> {
+    const fresh = new CatalogMemory();
+    await (await KvCatalog.open(conn, fresh, { replicas: 1, retryForMs: 5000, logger: silent })).load();
+    for (const s of services) {
+      const view = memory.service(s);
+      const kv = fresh.service(s);
+      assert.equal(view.instances.length, perService, s);
+      const byId = (xs: readonly CatalogInstance[]) => [...xs].sort((a, b) => a.id.localeCompare(b.id));
+      assert.deepEqual(byId(view.instances), byId(kv.instances), `${s}: records`);
+      // The service's revision (its last delta's) is the one the KV gave its newest record.
+      assert.equal(view.revision, kv.revision, `${s}: memory's revision is the KV's`);
+    }
+  }
+
+  it("kv - nats-server paused under a storm of pipelined writes: acks that never came are found stored and counted, nothing is written twice", async () => {
+    const memory = new CatalogMemory();
+    let historyChanged = 0;
+    const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 30_000, ackTimeoutMs: 200, logger: silent, onHistoryChanged: () => historyChanged++ });
+    await store.load();
+    const services = Array.from({ length: 4 }, (_, i) => `paused${i}`);
+    for (let i = 0; i < 12_000; i++) store.enqueue(services[i % 4]!, `s${i}`, rec(`s${i}`, { service: services[i % 4]! }));
+    await waitFor(() => store.stats.writes >= 200, { what: "200 writes acked", intervalMs: 5 });
+    process.kill(nats.pid!, "SIGSTOP");
+    await new Promise((r) => setTimeout(r, 800));
+    process.kill(nats.pid!, "SIGCONT");
+    assert.ok(await store.flush(30_000), "every write settled");
+    assert.equal(store.stats.writes, 12_000);
+    assert.deepEqual([store.stats.failures, historyChanged, store.stats.conflicts], [0, 0, 0]);
+    await assertMemoryIsKv(nc, memory, services, 3000);
+  });
+
+  it("kv - the catalog stream deleted under a storm and recreated past the last confirmed revision: the refused writes are replayed with the revisions their deltas announced", async () => {
+    const memory = new CatalogMemory();
+    let historyChanged = 0;
+    const errors: unknown[] = [];
+    const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 30_000, logger: silent, onHistoryChanged: () => historyChanged++, onError: (e) => errors.push(e) });
+    await store.load();
+    const services = Array.from({ length: 4 }, (_, i) => `lost${i}`);
+    const jsm = await jetstreamManager(nc);
+    const stream = `KV_${CATALOG_BUCKET}`;
+    for (let i = 0; i < 400; i++) store.enqueue(services[i % 4]!, `s${i}`, rec(`s${i}`, { service: services[i % 4]! }));
+    assert.ok(await store.flush(10_000));
+    // Deleted in the middle of a stream of writes: those sent after it are refused (no stream).
+    const deleted = jsm.streams.delete(stream);
+    for (let i = 400; i < 4000; i++) store.enqueue(services[i % 4]!, `s${i}`, rec(`s${i}`, { service: services[i % 4]! }));
+    await deleted;
+    await waitFor(() => errors.length > 0, { what: "a refused write" });
+    // What the store guard does (guard.ts): recreate the bucket, its sequence moved past the last confirmed revision.
+    await createBucket(nc, CATALOG_BUCKET, { replicas: 1, history: 1, logger: silent });
+    await jsm.streams.purge(stream, { seq: store.confirmedRevision + 1 });
+    store.storeRecreated();
+    assert.ok(await store.flush(30_000), "every write settled");
+    assert.equal(historyChanged, 0, "every announced revision came true");
+    assert.ok(store.stats.replayed > 0, "writes were replayed");
+    assert.equal(store.stats.failures, 0);
+    // The records written before the deletion are gone with the stream (the app rewrites them); every later one is there.
+    const kv = await new Kvm(nc).open(CATALOG_BUCKET);
+    const first = (await jsm.streams.info(stream)).state.first_seq;
+    for (const s of services) {
+      for (const inst of memory.service(s).instances) {
+        const e = await kv.get(`${s}.${inst.id}`);
+        if (e) assert.deepEqual(e.json<CatalogInstance>(), inst);
+      }
+    }
+    assert.ok(first > 400, `first sequence ${first}`);
+  });
+
   it("kv - merged intents count once in stats.pending, which is back to 0 when the queue drains", async () => {
     const memory = new CatalogMemory();
     const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 5000, logger: silent });

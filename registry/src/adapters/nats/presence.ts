@@ -4,7 +4,8 @@ import type { Logger } from "pino";
 
 export interface PresenceDeps {
   registryId: string;
-  epoch: number;
+  /** The start of this registry's catalog history: a new one (a restart, or history changed under it) makes every client resync. */
+  epoch: () => number;
   intervalMs: number;
   revision: () => number;
   degraded: () => { reason: string; since: number } | null;
@@ -22,7 +23,7 @@ export function startPresence(conn: NatsConnection, deps: PresenceDeps): NodeJS.
       conn.publish(
         PRESENCE_SUBJECT,
         encode(PresenceMessage, {
-          v: PROTOCOL_VERSION, kind: "presence", registryId: deps.registryId, epoch: deps.epoch, sentAt: Date.now(), revision: deps.revision(), intervalMs: deps.intervalMs,
+          v: PROTOCOL_VERSION, kind: "presence", registryId: deps.registryId, epoch: deps.epoch(), sentAt: Date.now(), revision: deps.revision(), intervalMs: deps.intervalMs,
           ...(degraded ? { degraded: { reason: degraded.reason, since: degraded.since } } : {}),
         }),
       );

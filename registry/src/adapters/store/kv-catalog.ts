@@ -1,4 +1,3 @@
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
@@ -18,6 +17,7 @@ import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KvWriteError } from "../../errors.js";
 import type { CatalogMemory } from "./catalog-memory.js";
+import { EMPTY, StreamWriter, type SentWrite } from "./stream-writer.js";
 
 export interface KvCatalogOptions {
   replicas: Replicas;
@@ -35,6 +35,18 @@ export interface KvCatalogOptions {
   gate?: () => WriteGate;
   /** Called with every failed write attempt (the store guard looks for "the bucket is gone"). */
   onError?: (err: unknown) => void;
+  /**
+   * Deltas were published for writes that cannot get the revisions they announced (another
+   * writer's message in the way, a store behind us, writes given up): the app takes a new epoch so
+   * every mirror resyncs from a snapshot.
+   */
+  onHistoryChanged?: () => void;
+  /** The connection's inbox prefix when the account restricts inboxes (the write acks come there). */
+  inboxPrefix?: string;
+  /** A write with no ack after this long is checked and replayed (default 5,000 ms). */
+  ackTimeoutMs?: number;
+  /** Writes in flight (sent, not acked) at most (default 1,024). */
+  maxInFlight?: number;
 }
 
 export type WriteGate = "write" | "hold" | "drop";
@@ -51,6 +63,10 @@ export interface KvCatalogStats {
   pending: number;
   /** Writes discarded because this registry was not the writer (lease lost or never held). */
   fenced: number;
+  /** Writes sent again with their announced revision after the stream refused or did not ack them. */
+  replayed: number;
+  /** Most writes in flight (sent, not acked) at once so far. */
+  peakInFlight: number;
 }
 
 type Desired = CatalogInstance | null;
@@ -78,13 +94,11 @@ export function deltaBytes(delta: CatalogDelta, record: Uint8Array | null): Uint
   return out;
 }
 
-const isConflict = (err: unknown) =>
-  err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
-
 /**
- * The catalog in JetStream KV. Writes are serialised per service (one worker per service,
- * different services in parallel) and coalesced per key: while a key waits, only its latest
- * desired value is kept. Each write: KV CAS put/delete → revision → memory → delta publish.
+ * The catalog in JetStream KV. Writes are ordered per service (one worker per service, different
+ * services interleaved) and coalesced per key: while a key waits, only its latest desired value is
+ * kept. Each write is pipelined (stream-writer.ts): sent with the stream sequence it must get,
+ * which is its revision, then in the same turn its delta and the memory change; the ack counts it.
  */
 export class KvCatalog {
   private readonly kv: KV;
@@ -92,30 +106,65 @@ export class KvCatalog {
   private readonly memory: CatalogMemory;
   private readonly opts: KvCatalogOptions;
   private readonly log: Logger;
-  /** Current KV revision of each key (delete markers included): the CAS expectation. */
-  private readonly keyRev = new Map<string, number>();
+  private readonly writer: StreamWriter;
+  /** `$KV.<bucket>.`: the subject of a key's writes. */
+  private readonly subjectPrefix: string;
+  /** What each write in flight was for (to rewrite it when its revision cannot come true). */
+  private readonly intents = new Map<SentWrite, { service: string; id: string; desired: Desired }>();
+  private unconfirmed = new Set<string>();
+  private readonly forceDelete = new Set<string>();
+  private recovering: Promise<void> | null = null;
+  private syncing: Promise<boolean> | null = null;
   private readonly pending = new Map<string, Map<string, Desired>>();
   private readonly workers = new Map<string, Promise<void>>();
   private closed = false;
-  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0 };
+  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0, replayed: 0, peakInFlight: 0 };
 
-  private constructor(nc: NatsConnection, kv: KV, memory: CatalogMemory, opts: KvCatalogOptions) {
+  private constructor(nc: NatsConnection, kv: KV, stream: { name: string; subject: string }, memory: CatalogMemory, opts: KvCatalogOptions) {
     this.nc = nc;
     this.kv = kv;
     this.memory = memory;
     this.opts = opts;
     this.log = opts.logger;
+    this.subjectPrefix = stream.subject.slice(0, -1); // "$KV.catalog.>" → "$KV.catalog."
+    this.writer = new StreamWriter(nc, {
+      stream: stream.name,
+      ackTimeoutMs: opts.ackTimeoutMs ?? 5000,
+      maxInFlight: opts.maxInFlight ?? 1024,
+      ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+      // At once, not at the next write: the deltas already out must come true (or be retracted) now.
+      onFailure: () => void this.recovery(),
+    });
+  }
+
+  /** Settles the failed writes (coalesced: one recovery at a time). */
+  private recovery(): Promise<void> {
+    this.recovering ??= this.recover().finally(() => (this.recovering = null));
+    return this.recovering;
   }
 
   /** Creates or binds the bucket (history 1), retrying while JetStream is unavailable. */
   static async open(nc: NatsConnection, memory: CatalogMemory, opts: KvCatalogOptions, signal?: AbortSignal): Promise<KvCatalog> {
     const kv = await openBucket(nc, CATALOG_BUCKET, { replicas: opts.replicas, logger: opts.logger, ...(signal ? { signal } : {}) });
-    return new KvCatalog(nc, kv, memory, opts);
+    const info = (await kv.status()).streamInfo;
+    const subject = info.config.subjects?.[0];
+    if (!subject?.endsWith(".>")) throw new Error(`catalog stream ${info.config.name} has no "<prefix>.>" subject`);
+    return new KvCatalog(nc, kv, { name: info.config.name, subject }, memory, opts);
   }
 
-  /** The bucket was recreated empty (StoreGuard): no key has a revision any more. */
+  /** The bucket was recreated (StoreGuard): its sequence is read again before the next write. */
   storeRecreated(): void {
-    this.keyRev.clear();
+    this.writer.reset();
+    this.writer.checked = false;
+  }
+
+  /**
+   * The highest revision known stored: the stream's acks (or last sequence) once writing, memory's
+   * before. Memory may be ahead by the writes in flight, which the store guard must not take for
+   * a store behind us.
+   */
+  get confirmedRevision(): number {
+    return this.writer.synced || this.writer.confirmed > 0 ? Math.min(this.memory.revision, this.writer.confirmed) : this.memory.revision;
   }
 
   /**
@@ -172,7 +221,6 @@ export class KvCatalog {
     }
     const put = (record: CatalogInstance | null) =>
       opts.live ? this.memory.apply(parsed.service, parsed.instanceId, e.revision, record) : this.memory.load(parsed.service, parsed.instanceId, e.revision, record);
-    this.keyRev.set(e.key, e.revision);
     if (e.operation !== "PUT") {
       put(null);
       return;
@@ -188,9 +236,13 @@ export class KvCatalog {
     opts.records?.push(r.value);
   }
 
-  /** Queues a put (record) or delete (null); returns at once. */
-  enqueue(service: string, id: string, desired: Desired): void {
+  /**
+   * Queues a put (record) or delete (null); returns at once. `force`: write a delete even though
+   * memory holds no record (reconciling a delete that was given up).
+   */
+  enqueue(service: string, id: string, desired: Desired, force = false): void {
     if (this.closed) return;
+    if (force && desired === null) this.forceDelete.add(catalogKey(service, id));
     let p = this.pending.get(service);
     if (!p) {
       p = new Map();
@@ -213,131 +265,231 @@ export class KvCatalog {
         this.pending.delete(service);
         return;
       }
-      const [id, desired] = next.value;
+      const id = next.value[0];
+      try {
+        await this.writable();
+      } catch (err) {
+        if (!(err instanceof FencedError)) throw err;
+        // Not the writer: this intent is dropped (the new writer rebuilds from KV and the agents).
+        if (p.delete(id)) this.stats.pending = Math.max(0, this.stats.pending - 1);
+        this.stats.fenced++;
+        continue;
+      }
+      // The intent may have been replaced while waiting: take the key's latest.
+      if (!p.has(id)) continue;
+      const latest = p.get(id)!;
       p.delete(id);
       this.stats.pending = Math.max(0, this.stats.pending - 1);
-      try {
-        await this.write(service, id, desired);
-      } catch (err) {
-        if (err instanceof FencedError) {
-          this.stats.fenced++;
-          continue;
-        }
-        this.stats.failures++;
-        const e = err instanceof KvWriteError ? err : new KvWriteError(`${service}.${id}`, { cause: err });
-        this.log.error({ err: String(e.cause ?? e), key: `${service}.${id}` }, "catalog write given up");
-        this.opts.onWriteFailed?.(e);
-      }
+      // Nothing stored: nothing to delete (unless a delete was given up: memory lost it, the store may not have).
+      if (latest === null && !this.memory.get(service, id) && !this.forceDelete.delete(catalogKey(service, id))) continue;
+      this.send(service, id, latest);
     }
   }
 
-  /** Waits while the gate says "hold"; throws FencedError on "drop". Returns the time held. */
-  private async passGate(): Promise<number> {
-    const gate = this.opts.gate;
-    if (!gate) return 0;
-    const start = Date.now();
-    for (;;) {
-      const g = this.closed && this.nc.isClosed() ? "drop" : gate();
-      if (g === "write") return Date.now() - start;
-      if (g === "drop") throw new FencedError();
-      await sleep(20);
-    }
-  }
-
-  private async retry<T>(what: string, key: string, fn: () => Promise<T>): Promise<T> {
-    let deadline = Date.now() + this.opts.retryForMs;
+  /**
+   * Resolves when a write may be sent now: the gate says "write" (waits on "hold", throws
+   * FencedError on "drop"), no failed tail is being settled, the stream's sequence is known (read
+   * it, retrying), and the window has room.
+   */
+  private async writable(): Promise<void> {
     let delay = 50;
-    for (let attempt = 1; ; attempt++) {
-      // Before every attempt: a writer that lost its lease while retrying must not write.
-      deadline += await this.passGate();
-      try {
-        return await fn();
-      } catch (err) {
-        if (isConflict(err) || err instanceof FencedError) throw err;
-        this.opts.onError?.(err);
-        if (Date.now() + delay > deadline || this.nc.isClosed()) throw new KvWriteError(key, { cause: err });
-        this.stats.retries++;
-        const log = attempt === 1 || attempt % 10 === 0 ? this.log.warn.bind(this.log) : this.log.debug.bind(this.log);
-        log({ err: String(err), key, attempt, what }, "catalog write failed, retrying");
-        await sleep(delay);
-        // A short cap: a leaderless KV (4-8 s after a stream leader dies) is back at an unknown moment.
-        delay = Math.min(delay * 2, 250);
+    for (;;) {
+      const g = this.closed && this.nc.isClosed() ? "drop" : (this.opts.gate?.() ?? "write");
+      if (g === "drop") {
+        this.writer.reset(); // a writer again later must read the sequence anew: someone else wrote meanwhile
+        throw new FencedError();
       }
+      if (g === "hold") {
+        this.writer.reset();
+        await sleep(20);
+        continue;
+      }
+      if (this.recovering) {
+        await this.recovering;
+        continue;
+      }
+      if (this.writer.failed) {
+        await this.recovery();
+        continue;
+      }
+      if (this.writer.writable) return;
+      if (!this.writer.synced) {
+        if (this.writer.inFlightCount > 0) await this.writer.drained();
+        this.syncing ??= this.sync().finally(() => (this.syncing = null));
+        if (!(await this.syncing)) {
+          await sleep(delay);
+          delay = Math.min(delay * 2, 250);
+        } else delay = 50;
+        continue;
+      }
+      if (this.writer.inFlightCount > 0) await this.writer.room();
+      else await sleep(20); // not connected: wait for the reconnect
     }
   }
 
-  private async write(service: string, id: string, desired: Desired): Promise<void> {
-    const key = catalogKey(service, id);
-    let revision = 0;
-    let data: Uint8Array | null = null;
-    for (let conflicts = 0; ; conflicts++) {
-      const expected = this.keyRev.get(key) ?? 0;
-      try {
-        if (desired) {
-          const record = (data ??= encode(CatalogInstance, desired, "catalog record"));
-          // The expectation is read at each attempt: a bucket recreated meanwhile (StoreGuard) has none.
-          revision = await this.retry("put", key, () => {
-            const rev = this.keyRev.get(key) ?? 0;
-            return rev > 0 ? this.kv.update(key, record, rev) : this.kv.create(key, record);
-          });
-        } else {
-          if (!this.memory.get(service, id)) return; // nothing stored: nothing to delete
-          await this.retry("delete", key, () => {
-            const rev = this.keyRev.get(key) ?? 0;
-            return this.kv.delete(key, rev > 0 ? { previousSeq: rev } : {});
-          });
-          const entry = await this.retry("get", key, () => this.kv.get(key));
-          revision = entry?.revision ?? 0;
-        }
-        break;
-      } catch (err) {
-        if (!isConflict(err) || conflicts >= 5) throw err;
-        await this.passGate();
-        // Someone else wrote this key (a second registry?): never overwrite blindly. Learn the
-        // current revision, log loudly, and apply our decision on top of it.
+  /** Reads the stream's sequence (one at a time for all the service workers); false when it could not. */
+  private async sync(): Promise<boolean> {
+    try {
+      const known = this.writer.confirmed;
+      const last = await this.writer.sync();
+      if (known > 0 && last > known && this.writer.synced) {
+        // We wrote before and someone else wrote since (a second registry?): never silent.
         this.stats.conflicts++;
-        const current = await this.retry("get", key, () => this.kv.get(key));
-        this.keyRev.set(key, current?.revision ?? 0);
-        this.log.warn({ key, expected, found: current?.revision ?? 0 }, "catalog write conflict: another writer changed this key");
+        this.log.warn({ known, found: last }, "catalog stream written by another writer since our last write: writing on top");
       }
+      return true;
+    } catch (err) {
+      this.opts.onError?.(err);
+      this.log.debug({ err: String(err) }, "reading the catalog stream's sequence failed, retrying");
+      return false;
     }
-    if (revision <= 0) throw new KvWriteError(key);
-    this.keyRev.set(key, revision);
-    this.stats.writes++;
-    // The delta leaves first, memory (and the HTTP waiters, SSE streams and xDS it wakes) after, in
-    // the same turn: no request can read memory in between, and the delta's socket write (a
-    // microtask) is queued before the waiters' work. Never before the ack: a delta announces only
-    // a durable write, with the revision the KV gave it (docs/architecture.md, "The delta leaves").
+  }
+
+  /**
+   * Sends one write and, in the same turn, its delta (revision = the sequence the write asserts)
+   * and the memory change (which wakes HTTP waiters, SSE streams and xDS). The ack counts it
+   * written; a refusal is settled by `recover()`.
+   */
+  private send(service: string, id: string, desired: Desired): void {
+    const key = catalogKey(service, id);
+    const record = desired ? encode(CatalogInstance, desired, "catalog record") : null;
+    const w = this.writer.send(this.subjectPrefix + key, record ?? EMPTY, record ? "put" : "del");
     const prevRevision = this.memory.serviceRevision(service).revision;
     const delta: CatalogDelta = desired
-      ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision, prevRevision, instance: desired }
-      : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision, prevRevision };
+      ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision: w.seq, prevRevision, instance: desired }
+      : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision: w.seq, prevRevision };
+    this.intents.set(w, { service, id, desired });
+    if (this.writer.inFlightCount > this.stats.peakInFlight) this.stats.peakInFlight = this.writer.inFlightCount;
+    w.onAck = () => {
+      this.intents.delete(w);
+      this.stats.writes++;
+      this.opts.onWritten?.(delta);
+    };
     try {
-      this.nc.publish(catalogSubject(service), deltaBytes(delta, data));
+      this.nc.publish(catalogSubject(service), deltaBytes(delta, record));
     } catch (err) {
       // Subscribers detect the gap through prevRevision and fetch a snapshot.
-      this.log.warn({ err: String(err), service, revision }, "delta publish failed");
+      this.log.warn({ err: String(err), service, revision: w.seq }, "delta publish failed");
     }
-    this.memory.apply(service, id, revision, desired);
-    this.opts.onWritten?.(delta);
+    this.memory.apply(service, id, w.seq, desired);
+  }
+
+  /**
+   * Settles the writes the stream refused or never acked. Those stored after all (a lost ack)
+   * count as written; if the stream's last sequence is right before the first of the rest, they
+   * are sent again with the same sequences, so every delta already published stays true. If
+   * anything else is in the way (another writer's message, a store behind us) the announced
+   * revisions cannot all come true: `onHistoryChanged` (the app takes a new epoch, so every mirror
+   * resyncs), and the intents are written again as new writes. Retried for `retryForMs`, then given
+   * up the same way (`onWriteFailed`: the app reconciles).
+   */
+  private async recover(): Promise<void> {
+    await this.writer.drained();
+    let tail = this.writer.takeFailed();
+    const first = tail[0];
+    if (!first) return;
+    this.opts.onError?.(first.error);
+    this.log.warn({ err: String(first.error), firstSeq: first.seq, writes: tail.length }, "catalog writes refused or unanswered: checking the stream, then replaying them");
+    const deadline = Date.now() + this.opts.retryForMs;
+    let delay = 50;
+    for (let attempt = 1; ; attempt++) {
+      const g = this.closed && this.nc.isClosed() ? "drop" : (this.opts.gate?.() ?? "write");
+      if (g === "drop") return this.abandon(tail, "not the writer any more");
+      try {
+        if (g === "write") {
+          const last = await this.writer.streamLastSeq();
+          while (tail.length > 0 && tail[0]!.seq <= last) {
+            const w = tail[0]!;
+            if (!(await this.writer.isStored(w))) return this.historyChanged(tail, `sequence ${w.seq} holds another write`);
+            tail.shift();
+            this.writer.confirm(w);
+            w.onAck?.(); // its ack was lost, not the write
+          }
+          if (tail.length === 0) {
+            this.writer.reset();
+            return;
+          }
+          if (tail[0]!.seq !== last + 1) return this.historyChanged(tail, `the stream is at ${last}, behind write ${tail[0]!.seq}`);
+          this.stats.replayed += tail.length;
+          this.writer.resume(last);
+          for (const w of tail) this.writer.resend(w);
+          await this.writer.drained();
+          tail = this.writer.takeFailed();
+          if (tail.length === 0) {
+            this.log.info({ lastSeq: last }, "catalog writes replayed with their announced revisions");
+            return;
+          }
+          this.opts.onError?.(tail[0]!.error);
+        }
+      } catch (err) {
+        this.opts.onError?.(err);
+        this.log.debug({ err: String(err) }, "checking the catalog stream failed, retrying");
+      }
+      if (Date.now() + delay > deadline || this.nc.isClosed()) {
+        this.stats.failures += tail.length;
+        const e = new KvWriteError(`${tail.length} writes from ${tail[0]!.subject}`, { cause: tail[0]!.error });
+        this.log.error({ code: e.code, err: String(tail[0]!.error), writes: tail.length }, "catalog writes given up");
+        this.historyChanged(tail, "given up", false);
+        this.opts.onWriteFailed?.(e);
+        return;
+      }
+      this.stats.retries++;
+      const log = attempt % 10 === 1 ? this.log.warn.bind(this.log) : this.log.debug.bind(this.log);
+      log({ attempt, writes: tail.length }, "catalog writes not replayed yet, retrying");
+      await sleep(delay);
+      delay = Math.min(delay * 2, 250);
+    }
+  }
+
+  /** Writes whose announced revisions cannot come true: a new epoch for every mirror, the intents written anew. */
+  private historyChanged(tail: SentWrite[], why: string, rewrite = true): void {
+    this.stats.conflicts++;
+    this.log.error({ why, writes: tail.length, firstSeq: tail[0]?.seq }, "catalog history changed under the registry: every mirror resyncs");
+    this.writer.reset();
+    this.opts.onHistoryChanged?.();
+    this.abandon(tail, why, rewrite);
+  }
+
+  private abandon(tail: SentWrite[], why: string, rewrite = false): void {
+    for (const w of tail) {
+      const intent = this.intents.get(w);
+      this.intents.delete(w);
+      if (!intent) continue;
+      if (rewrite) {
+        // A newer intent for the key already waiting wins.
+        if (!this.pending.get(intent.service)?.has(intent.id)) this.enqueue(intent.service, intent.id, intent.desired);
+      } else {
+        this.unconfirmed.add(catalogKey(intent.service, intent.id));
+      }
+    }
+    if (!rewrite && tail.length > 0) this.log.warn({ why, writes: tail.length }, "catalog writes dropped");
+  }
+
+  /** Keys whose last write was given up (memory shows it, the store may not): the app's reconcile rewrites them. */
+  takeUnconfirmed(): Set<string> {
+    const u = this.unconfirmed;
+    this.unconfirmed = new Set();
+    return u;
   }
 
   /** True when nothing is queued or being written. */
   get idle(): boolean {
-    return this.workers.size === 0;
+    return this.workers.size === 0 && this.writer.inFlightCount === 0 && this.recovering === null && !this.writer.failed;
   }
 
   /** Waits for queued writes to finish (bounded); new writes are refused from now on if `close`. */
   async flush(timeoutMs: number, close = false): Promise<boolean> {
     if (close) this.closed = true;
     const deadline = Date.now() + timeoutMs;
-    while (this.workers.size > 0) {
+    while (!this.idle) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
       let t: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all(this.workers.values()), new Promise((r) => (t = setTimeout(r, left)))]);
+      const recovery = this.recovering ?? (this.writer.failed ? this.recovery() : null);
+      await Promise.race([Promise.all([...this.workers.values(), this.writer.drained(), recovery]), new Promise((r) => (t = setTimeout(r, left)))]);
       clearTimeout(t);
     }
+    if (close) this.writer.close();
     return true;
   }
 }

@@ -1,0 +1,283 @@
+// Pipelined, sequenced writes to one JetStream stream (the catalog bucket's), with our own ack path.
+//
+// The registry is the stream's only writer (the writer lease), so it knows the sequence the
+// stream will give its next message: each write is sent with `Nats-Expected-Last-Sequence: seq-1`
+// and its revision is known when it is SENT. The caller publishes the delta right after the write,
+// on the same connection (so nats-server has the write before anyone has the delta), without
+// waiting for the ack; many writes are in flight at once, still in revision order. JetStream
+// refuses a write whose expectation is wrong, so a revision announced this way is either the one
+// the write gets, or the write is refused (and every write after it, as their expectations chain):
+// the caller replays the refused tail with the same sequences (docs/architecture.md, "The delta
+// leaves with the write").
+//
+// Acks come back on one wildcard inbox subscription (`<inbox>.<seq>`), not a request (and its
+// timer) per write: at 20,000 writes/s the per-request machinery of the client library was most
+// of the registry's CPU per write.
+import { JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+
+export type WriteOp = "put" | "del";
+
+export interface StreamWriterOptions {
+  /** The stream (for the KV bucket `catalog`: `KV_catalog`). */
+  stream: string;
+  /** A sent write with no ack after this long counts as failed (then it is checked and replayed). */
+  ackTimeoutMs: number;
+  /** Writes in flight at most (sent, not acked); the caller waits for room beyond it. */
+  maxInFlight: number;
+  /** The connection's inbox prefix when the account restricts inboxes. */
+  inboxPrefix?: string;
+  /** A write failed (called once per failure; the caller settles `takeFailed()` once drained). */
+  onFailure?: () => void;
+}
+
+/** One write on its way: its predicted sequence and what it carried (to replay or verify it). */
+export interface SentWrite {
+  readonly seq: number;
+  readonly subject: string;
+  readonly data: Uint8Array;
+  readonly op: WriteOp;
+  sentAt: number;
+  /** Why the stream did not take it (null while in flight or once acked). */
+  error: Error | null;
+  /** Set when acked (the caller's bookkeeping). */
+  onAck: (() => void) | null;
+}
+
+/** An ack that never came. */
+export class AckTimeoutError extends Error {
+  override name = "AckTimeoutError";
+}
+
+/** No stream listens on the subject (nats-server answered 503: JetStream off or the stream gone). */
+export class JetStreamNotEnabled extends Error {
+  override name = "JetStreamNotEnabled";
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export class StreamWriter {
+  private readonly nc: NatsConnection;
+  private readonly opts: StreamWriterOptions;
+  private readonly inbox: string;
+  private readonly sub: Subscription;
+  private readonly timer: NodeJS.Timeout;
+  private jsm: JetStreamManager | null = null;
+  /** Writes sent and not yet acked or failed, in sequence order (a Map keeps insertion order). */
+  private readonly inFlight = new Map<number, SentWrite>();
+  /** Writes the stream refused or never acked, in sequence order: the caller replays or gives them up. */
+  private failedTail: SentWrite[] = [];
+  private roomWaiters: Array<() => void> = [];
+  private drainWaiters: Array<() => void> = [];
+  /** The sequence of the last write sent (the stream's last sequence once all are acked); null: unknown. */
+  private last: number | null = null;
+  /** The highest sequence known stored (acked, or the stream's last at a sync). */
+  confirmed = 0;
+  private connected: boolean;
+  private closed = false;
+  /**
+   * False: writes go without `Nats-Expected-Last-Sequence`. nats-server 2.9 checks that header
+   * against a count that a purge to a later sequence (how the store guard moves a recreated bucket
+   * past our revisions) does not move, so it refuses every write into such a stream until the
+   * server restarts. Unchecked, a write still must be acked at the sequence it announced, or it is
+   * settled like a refused one (a foreign message in its place changes the history).
+   */
+  checked = true;
+
+  constructor(nc: NatsConnection, opts: StreamWriterOptions) {
+    this.nc = nc;
+    this.opts = opts;
+    this.connected = !nc.isClosed();
+    this.inbox = createInbox(opts.inboxPrefix);
+    this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => {
+      if (!err) this.onAck(msg);
+    } });
+    this.timer = setInterval(() => this.sweep(), Math.max(50, Math.floor(opts.ackTimeoutMs / 4)));
+    this.timer.unref();
+    void this.watchStatus();
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type === "disconnect") this.connected = false;
+      else if (s.type === "reconnect") this.connected = true;
+    }
+  }
+
+  /** True when a write can be sent now: the sequence is known, nothing failed, there is room, the connection is up. */
+  get writable(): boolean {
+    return this.last !== null && this.failedTail.length === 0 && this.inFlight.size < this.opts.maxInFlight && this.connected && !this.closed;
+  }
+
+  /** The sequence is known (a sync was made since the last failure or reset). */
+  get synced(): boolean {
+    return this.last !== null;
+  }
+
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** Something failed: the caller must settle `takeFailed()` (replay or give up) before writing on. */
+  get failed(): boolean {
+    return this.failedTail.length > 0;
+  }
+
+  /** Forget the sequence (another writer may have written, the stream was recreated): the next write syncs first. */
+  reset(): void {
+    this.last = null;
+  }
+
+  /** Reads the stream's last sequence; only while nothing is in flight. Returns it. */
+  async sync(): Promise<number> {
+    const last = await this.streamLastSeq();
+    if (this.inFlight.size === 0 && this.failedTail.length === 0) {
+      this.last = last;
+      this.confirmed = last;
+    }
+    return last;
+  }
+
+  /** The stream's last sequence now. */
+  async streamLastSeq(): Promise<number> {
+    return (await (await this.manager()).streams.info(this.opts.stream)).state.last_seq;
+  }
+
+  /** True when the message stored at `w.seq` is `w` (its ack was lost, the write was not). */
+  async isStored(w: SentWrite): Promise<boolean> {
+    const m = await (await this.manager()).streams.getMessage(this.opts.stream, { seq: w.seq });
+    if (!m || m.subject !== w.subject) return false;
+    const op = m.header?.get("KV-Operation");
+    if (w.op === "del") return op === "DEL";
+    return !op && Buffer.compare(Buffer.from(m.data), Buffer.from(w.data)) === 0;
+  }
+
+  /**
+   * Sends one write at the next sequence; call only when `writable`. The returned write's `seq`
+   * is its revision if the stream takes it.
+   */
+  send(subject: string, data: Uint8Array, op: WriteOp): SentWrite {
+    const seq = this.last! + 1;
+    const w: SentWrite = { seq, subject, data, op, sentAt: Date.now(), error: null, onAck: null };
+    this.transmit(w);
+    return w;
+  }
+
+  /**
+   * Sends a failed write again with the SAME sequence (a replay after the stream's last sequence
+   * was found to be `w.seq - 1`): the revision announced for it stays true.
+   */
+  resend(w: SentWrite): void {
+    if (this.last !== w.seq - 1) throw new Error(`replay out of order: last ${this.last}, write ${w.seq}`);
+    w.error = null;
+    w.sentAt = Date.now();
+    this.transmit(w);
+  }
+
+  private transmit(w: SentWrite): void {
+    const h = headers();
+    if (this.checked) h.set("Nats-Expected-Last-Sequence", String(w.seq - 1));
+    if (w.op === "del") h.set("KV-Operation", "DEL");
+    this.last = w.seq;
+    this.inFlight.set(w.seq, w);
+    this.nc.publish(w.subject, w.data, { reply: `${this.inbox}.${w.seq}`, headers: h });
+  }
+
+  /** A failed write found stored after all (its ack was lost). */
+  confirm(w: SentWrite): void {
+    if (w.seq > this.confirmed) this.confirmed = w.seq;
+  }
+
+  /** Sets the sequence after a replay decision (`seq`: the stream's last sequence). */
+  resume(seq: number): void {
+    this.last = seq;
+  }
+
+  /** The failed writes, in sequence order, handed to the caller (and cleared); only once drained. */
+  takeFailed(): SentWrite[] {
+    const t = this.failedTail.sort((a, b) => a.seq - b.seq);
+    this.failedTail = [];
+    return t;
+  }
+
+  /** Resolves when nothing is in flight. */
+  drained(): Promise<void> {
+    if (this.inFlight.size === 0) return Promise.resolve();
+    return new Promise((r) => this.drainWaiters.push(r));
+  }
+
+  /** Resolves when a write leaves the window (or it has room already). */
+  room(): Promise<void> {
+    if (this.inFlight.size < this.opts.maxInFlight) return Promise.resolve();
+    return new Promise((r) => this.roomWaiters.push(r));
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    this.sub.unsubscribe();
+    for (const w of this.inFlight.values()) this.fail(w, new Error("writer closed"));
+  }
+
+  private async manager(): Promise<JetStreamManager> {
+    this.jsm ??= await jetstreamManager(this.nc, { checkAPI: false });
+    return this.jsm;
+  }
+
+  private onAck(msg: Msg): void {
+    const seq = Number(msg.subject.slice(this.inbox.length + 1));
+    const w = this.inFlight.get(seq);
+    if (!w) return; // a late ack of a write already counted as failed (timeout): its replay is checked against the stream
+    if (msg.headers?.code === 503) return this.fail(w, new JetStreamNotEnabled("jetstream is not enabled (no responders)"));
+    let ack: { seq?: number; error?: { code: number; err_code: number; description: string } };
+    try {
+      ack = JSON.parse(dec.decode(msg.data)) as typeof ack;
+    } catch {
+      return this.fail(w, new Error(`unreadable JetStream ack: ${dec.decode(msg.data).slice(0, 200)}`));
+    }
+    if (ack.error) return this.fail(w, new JetStreamApiError(ack.error));
+    if (ack.seq !== seq) return this.fail(w, new Error(`JetStream stored write ${seq} at sequence ${ack.seq}`));
+    this.inFlight.delete(seq);
+    if (seq > this.confirmed) this.confirmed = seq;
+    try {
+      w.onAck?.();
+    } finally {
+      this.settled();
+    }
+  }
+
+  private fail(w: SentWrite, err: Error): void {
+    if (!this.inFlight.delete(w.seq)) return;
+    w.error = err;
+    this.failedTail.push(w);
+    this.last = null; // nothing is sent until the caller has looked at the stream
+    this.settled();
+    this.opts.onFailure?.();
+  }
+
+  private settled(): void {
+    if (this.roomWaiters.length > 0 && this.inFlight.size < this.opts.maxInFlight) {
+      const ws = this.roomWaiters;
+      this.roomWaiters = [];
+      for (const r of ws) r();
+    }
+    if (this.inFlight.size === 0 && this.drainWaiters.length > 0) {
+      const ws = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const r of ws) r();
+    }
+  }
+
+  private sweep(): void {
+    if (this.inFlight.size === 0) return;
+    const limit = Date.now() - this.opts.ackTimeoutMs;
+    for (const w of [...this.inFlight.values()]) {
+      if (w.sentAt > limit) break; // in send order: the rest are younger
+      this.fail(w, new AckTimeoutError(`no JetStream ack for write ${w.seq} in ${this.opts.ackTimeoutMs} ms`));
+    }
+  }
+}
+
+/** The body of a delete (a KV delete marker has none). */
+export const EMPTY = enc.encode("");
