@@ -244,6 +244,30 @@ describe("registry KV catalog store (real JetStream KV)", () => {
     assert.ok(first > 400, `first sequence ${first}`);
   });
 
+  it("kv - writes sent but never answered for retryForMs are given up: the app is told (reconcile, new epoch) and gets the keys to rewrite", async () => {
+    const memory = new CatalogMemory();
+    let historyChanged = 0;
+    const failed: unknown[] = [];
+    const store = await KvCatalog.open(nc, memory, {
+      replicas: 1, retryForMs: 300, ackTimeoutMs: 200, logger: silent,
+      onHistoryChanged: () => historyChanged++, onWriteFailed: (e) => failed.push(e),
+    });
+    await store.load();
+    store.enqueue("gaveup", "g0", rec("g0", { service: "gaveup" }));
+    assert.ok(await store.flush(5000));
+    process.kill(nats.pid!, "SIGSTOP");
+    try {
+      store.enqueue("gaveup", "g1", rec("g1", { service: "gaveup" }));
+      await waitFor(() => failed.length > 0, { what: "given up", timeoutMs: 15_000 });
+    } finally {
+      process.kill(nats.pid!, "SIGCONT");
+    }
+    assert.equal(historyChanged, 1, "its delta announced a revision that may not come true: every mirror resyncs");
+    assert.ok(store.stats.failures >= 1);
+    assert.deepEqual([...store.takeUnconfirmed()], ["gaveup.g1"]);
+    assert.deepEqual([...store.takeUnconfirmed()], [], "handed over once");
+  });
+
   it("kv - merged intents count once in stats.pending, which is back to 0 when the queue drains", async () => {
     const memory = new CatalogMemory();
     const store = await KvCatalog.open(nc, memory, { replicas: 1, retryForMs: 5000, logger: silent });
