@@ -17,7 +17,7 @@ import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KvWriteError } from "../../errors.js";
 import type { CatalogMemory } from "./catalog-memory.js";
-import { EMPTY, StreamWriter, type SentWrite } from "./stream-writer.js";
+import { EMPTY, StreamBehindError, StreamWriter, type SentWrite } from "./stream-writer.js";
 
 export interface KvCatalogOptions {
   replicas: Replicas;
@@ -275,6 +275,9 @@ export class KvCatalog {
         this.stats.fenced++;
         continue;
       }
+      // Checked again in this turn: an ack that failed while the continuation was queued stops
+      // every send until the failure is settled.
+      if (!this.writer.writable) continue;
       // The intent may have been replaced while waiting: take the key's latest.
       if (!p.has(id)) continue;
       const latest = p.get(id)!;
@@ -409,7 +412,9 @@ export class KvCatalog {
             this.writer.reset();
             return;
           }
-          if (tail[0]!.seq !== last + 1) return this.historyChanged(tail, `the stream is at ${last}, behind write ${tail[0]!.seq}`);
+          // Behind the first refused write: a stream leader not caught up yet, or a store that lost data
+          // (the store guard recreates it just past what we know stored); wait, then replay.
+          if (tail[0]!.seq > last + 1) throw new StreamBehindError(`the catalog stream is at ${last}, behind write ${tail[0]!.seq}`);
           this.stats.replayed += tail.length;
           this.writer.resume(last);
           for (const w of tail) this.writer.resend(w);

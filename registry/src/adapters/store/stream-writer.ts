@@ -49,6 +49,11 @@ export class AckTimeoutError extends Error {
   override name = "AckTimeoutError";
 }
 
+/** The stream answers a last sequence below what we know it stored. */
+export class StreamBehindError extends Error {
+  override name = "StreamBehindError";
+}
+
 /** No stream listens on the subject (nats-server answered 503: JetStream off or the stream gone). */
 export class JetStreamNotEnabled extends Error {
   override name = "JetStreamNotEnabled";
@@ -129,9 +134,15 @@ export class StreamWriter {
     this.last = null;
   }
 
-  /** Reads the stream's last sequence; only while nothing is in flight. Returns it. */
+  /**
+   * Reads the stream's last sequence and writes on from it; only while nothing is in flight.
+   * Throws when the stream answers with less than we know it stored: a stream leader that has not
+   * caught up yet (seen right after a leader's kill -9), or a store that lost data (the store guard
+   * recreates it past `confirmed`). Writing on from there would announce revisions already used.
+   */
   async sync(): Promise<number> {
     const last = await this.streamLastSeq();
+    if (last < this.confirmed) throw new StreamBehindError(`the catalog stream answers sequence ${last}, below ${this.confirmed} already stored`);
     if (this.inFlight.size === 0 && this.failedTail.length === 0) {
       this.last = last;
       this.confirmed = last;
@@ -158,6 +169,7 @@ export class StreamWriter {
    * is its revision if the stream takes it.
    */
   send(subject: string, data: Uint8Array, op: WriteOp): SentWrite {
+    if (!this.writable) throw new Error("stream writer: send while not writable");
     const seq = this.last! + 1;
     const w: SentWrite = { seq, subject, data, op, sentAt: Date.now(), error: null, onAck: null };
     this.transmit(w);
