@@ -1,3 +1,4 @@
+import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import {
@@ -70,6 +71,8 @@ export interface KvCatalogStats {
 }
 
 type Desired = CatalogInstance | null;
+
+const isWrongLastSequence = (err: unknown) => err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 
 const textEncoder = new TextEncoder();
 
@@ -415,6 +418,12 @@ export class KvCatalog {
           // Behind the first refused write: a stream leader not caught up yet, or a store that lost data
           // (the store guard recreates it just past what we know stored); wait, then replay.
           if (tail[0]!.seq > last + 1) throw new StreamBehindError(`the catalog stream is at ${last}, behind write ${tail[0]!.seq}`);
+          if (this.writer.checked && isWrongLastSequence(tail[0]!.error)) {
+            // Refused although the stream ends right where it expected: the nats-server 2.9 quirk of a
+            // stream purged to a later sequence (stream-writer.ts, `checked`), maybe by an earlier process.
+            this.writer.checked = false;
+            this.log.warn({ lastSeq: last }, "nats-server refuses this stream's expected last sequence (a purged stream): writing without it, checking each ack's sequence");
+          }
           this.stats.replayed += tail.length;
           this.writer.resume(last);
           for (const w of tail) this.writer.resend(w);
