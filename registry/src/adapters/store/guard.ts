@@ -105,8 +105,10 @@ export class StoreGuard {
     let why = "";
     for (const b of this.opts.buckets) {
       try {
-        const info = await jsm.streams.info(streamOf(b.name));
+        // Read before asking: writes acked while the answer travels would otherwise look like a
+        // store behind us (under a storm of pipelined writes, every few seconds).
         const known = b.revision();
+        const info = await jsm.streams.info(streamOf(b.name));
         if (info.state.last_seq < known) {
           gone.push(b);
           why = `bucket ${b.name} is behind this registry (sequence ${info.state.last_seq} < revision ${known})`;
