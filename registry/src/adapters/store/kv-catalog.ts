@@ -11,6 +11,7 @@ import {
   catalogSubject,
   decode,
   encode,
+  encodeBuilt,
   parseCatalogKey,
 } from "roster-schemas";
 import { openBucket, type Replicas } from "roster-runtime";
@@ -278,17 +279,19 @@ export class KvCatalog {
         this.stats.fenced++;
         continue;
       }
-      // Checked again in this turn: an ack that failed while the continuation was queued stops
-      // every send until the failure is settled.
-      if (!this.writer.writable) continue;
-      // The intent may have been replaced while waiting: take the key's latest.
-      if (!p.has(id)) continue;
-      const latest = p.get(id)!;
-      p.delete(id);
-      this.stats.pending = Math.max(0, this.stats.pending - 1);
-      // Nothing stored: nothing to delete (unless a delete was given up: memory lost it, the store may not have).
-      if (latest === null && !this.memory.get(service, id) && !this.forceDelete.delete(catalogKey(service, id))) continue;
-      this.send(service, id, latest);
+      // Then as many of this service's writes as the window takes, in this one turn: nats.js writes
+      // what a turn published in one socket write. Checked at each: an ack that failed while this
+      // continuation was queued stops every send until the failure is settled.
+      while (this.writer.writable) {
+        const e = p.entries().next();
+        if (e.done) break;
+        const [instanceId, latest] = e.value;
+        p.delete(instanceId);
+        this.stats.pending = Math.max(0, this.stats.pending - 1);
+        // Nothing stored: nothing to delete (unless a delete was given up: memory lost it, the store may not have).
+        if (latest === null && !this.memory.get(service, instanceId) && !this.forceDelete.delete(catalogKey(service, instanceId))) continue;
+        this.send(service, instanceId, latest);
+      }
     }
   }
 
@@ -358,7 +361,8 @@ export class KvCatalog {
    */
   private send(service: string, id: string, desired: Desired): void {
     const key = catalogKey(service, id);
-    const record = desired ? encode(CatalogInstance, desired, "catalog record") : null;
+    // Built by the core from validated agent messages (catalog-properties.test.ts checks them against the schema).
+    const record = desired ? encodeBuilt(desired, "catalog record") : null;
     const w = this.writer.send(this.subjectPrefix + key, record ?? EMPTY, record ? "put" : "del");
     const prevRevision = this.memory.serviceRevision(service).revision;
     const delta: CatalogDelta = desired
