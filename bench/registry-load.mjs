@@ -14,6 +14,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { NatsServer, waitFor } from "roster-testkit";
 import { watchCatalog } from "./lib/catalog-watch.mjs";
 import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
+
+/** Named un-labelled values from a Prometheus text exposition (NaN when absent). */
+async function getMetricValues(url, names) {
+  const text = await (await fetch(url)).text().catch(() => "");
+  return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n} ([0-9.e+-]+)`, "m").exec(text)?.[1] ?? NaN)]));
+}
 import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
 import { ProcSampler, rssMiB } from "./lib/procstat.mjs";
@@ -159,6 +165,8 @@ await runBench("registry-load", maxSeconds, async () => {
     progress(`  t+${Math.min(duration, s + 10)}s registry cpu ${fmt(last?.cpuPct)}% rss ${fmt(last?.rssMiB)} MiB, deltas so far ${observer.deltas.count - before.deltas}`);
   }
   const windowCpuSeconds = regSampler.totalCpuSeconds() - windowCpu0;
+  // The registry's V8 heap at the end of the window (its /metrics, process metrics): what is live, against the RSS.
+  const heap = await getMetricValues(`${registry.httpUrl}/metrics`, ["nodejs_heap_size_used_bytes", "nodejs_heap_size_total_bytes"]);
   const after = { kv: await observer.kvState(), deltas: observer.deltas.count, beats: observer.heartbeats.count, t: performance.now() };
   // Resync counts come from the simulators every second: wait for a fresh batch.
   await sleep(1100);
@@ -213,6 +221,8 @@ await runBench("registry-load", maxSeconds, async () => {
           ["… time the simulators took to publish every register", `${fmt(publishMs, 0)} ms`],
           ["registrations per second (instances in KV ÷ time; register messages ÷ time)", `${fmt((total * 1000) / registrationMs, 0)} instances/s; ${fmt((hosts * 1000) / registrationMs, 0)} registers/s`],
           ["registry RSS before → peak during the registration (1 s samples)", `${fmt(rssAtStart)} → ${fmt(peakRss)} MiB`],
+          ["registry RSS in the steady window above the empty registry, per instance", `${fmt(((rss.p50 - rssAtStart) * 2 ** 20) / total / 1024, 2)} KB`],
+          ["registry V8 heap used / total at the end of the window (/metrics)", `${fmt(heap.nodejs_heap_size_used_bytes / 2 ** 20)} / ${fmt(heap.nodejs_heap_size_total_bytes / 2 ** 20)} MiB`],
           ["registry CPU time used by the registration", `${fmt(regCpuSeconds * 1000, 0)} ms (${fmt((regCpuSeconds * 100_000) / registrationMs, 0)}% of a core over it; ${fmt((regCpuSeconds * 1e6) / total, 0)} µs per instance)`],
           ["nats-server CPU time used by the registration (JetStream KV writes)", `${fmt(natsCpuSeconds * 1000, 0)} ms (${fmt((natsCpuSeconds * 100_000) / registrationMs, 0)}% of a core over it)`],
           [`heartbeats on the wire in the window (${fmt(beats / windowS, 0)}/s)`, beats],
