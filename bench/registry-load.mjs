@@ -125,7 +125,9 @@ await runBench("registry-load", maxSeconds, async () => {
       const n = kv ? kv.messages - kvBefore.messages : 0;
       if (performance.now() - lastLog > 2000) {
         lastLog = performance.now();
-        progress(`registering: ${n}/${total} in KV, ${observer.deltas.keys.size} distinct instances in deltas`);
+        const st = await getJson(`${registry.httpUrl}/v1/status`).catch(() => null);
+        const kvStats = st?.body?.kv;
+        progress(`registering: ${n}/${total} in KV, ${observer.deltas.keys.size} distinct instances in deltas${kvStats ? `, registry: ${kvStats.pending} writes queued, ${kvStats.writes} acked` : ""}`);
       }
       return n >= total ? performance.now() : null;
     },

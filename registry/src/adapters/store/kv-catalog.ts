@@ -264,28 +264,27 @@ export class KvCatalog {
   private async work(service: string): Promise<void> {
     for (;;) {
       const p = this.pending.get(service);
-      const next = p?.entries().next();
-      if (!p || !next || next.done) {
+      if (!p || p.size === 0) {
         this.pending.delete(service);
         return;
       }
-      const id = next.value[0];
       try {
         await this.writable();
       } catch (err) {
         if (!(err instanceof FencedError)) throw err;
-        // Not the writer: this intent is dropped (the new writer rebuilds from KV and the agents).
-        if (p.delete(id)) this.stats.pending = Math.max(0, this.stats.pending - 1);
+        // Not the writer: the oldest intent is dropped (the new writer rebuilds from KV and the agents).
+        const first = p.keys().next();
+        if (!first.done && p.delete(first.value)) this.stats.pending = Math.max(0, this.stats.pending - 1);
         this.stats.fenced++;
         continue;
       }
       // Then as many of this service's writes as the window takes, in this one turn: nats.js writes
       // what a turn published in one socket write. Checked at each: an ack that failed while this
       // continuation was queued stops every send until the failure is settled.
-      while (this.writer.writable) {
-        const e = p.entries().next();
-        if (e.done) break;
-        const [instanceId, latest] = e.value;
+      // One iterator for the batch: a fresh `entries().next()` per write walks every deleted slot
+      // before the first live one (V8 compacts a Map only on growth), quadratic in a storm.
+      for (const [instanceId, latest] of p) {
+        if (!this.writer.writable) break;
         p.delete(instanceId);
         this.stats.pending = Math.max(0, this.stats.pending - 1);
         // Nothing stored: nothing to delete (unless a delete was given up: memory lost it, the store may not have).

@@ -219,9 +219,9 @@ export class StreamWriter {
     return new Promise((r) => this.drainWaiters.push(r));
   }
 
-  /** Resolves when a write leaves the window (or it has room already). */
+  /** Resolves when a quarter of the window is free (or it is already). */
   room(): Promise<void> {
-    if (this.inFlight.size < this.opts.maxInFlight) return Promise.resolve();
+    if (this.inFlight.size <= this.opts.maxInFlight - Math.max(1, this.opts.maxInFlight >> 2)) return Promise.resolve();
     return new Promise((r) => this.roomWaiters.push(r));
   }
 
@@ -269,7 +269,9 @@ export class StreamWriter {
   }
 
   private settled(): void {
-    if (this.roomWaiters.length > 0 && this.inFlight.size < this.opts.maxInFlight) {
+    // Waiters wake when a quarter of the window is free, not at every ack: what they send then goes
+    // out in one turn (one socket write) instead of one write per ack.
+    if (this.roomWaiters.length > 0 && this.inFlight.size <= this.opts.maxInFlight - Math.max(1, this.opts.maxInFlight >> 2)) {
       const ws = this.roomWaiters;
       this.roomWaiters = [];
       for (const r of ws) r();
