@@ -49,6 +49,8 @@ export interface KvCatalogOptions {
   ackTimeoutMs?: number;
   /** Writes in flight (sent, not acked) at most (default 1,024). */
   maxInFlight?: number;
+  /** A connection of its own for the write acks (stream-writer.ts); default: the writing one. */
+  ackConnection?: NatsConnection;
 }
 
 export type WriteGate = "write" | "hold" | "drop";
@@ -69,6 +71,8 @@ export interface KvCatalogStats {
   replayed: number;
   /** Most writes in flight (sent, not acked) at once so far. */
   peakInFlight: number;
+  /** Writes in flight now (sent, not acked or settled). */
+  inFlight: number;
 }
 
 type Desired = CatalogInstance | null;
@@ -122,7 +126,7 @@ export class KvCatalog {
   private readonly pending = new Map<string, Map<string, Desired>>();
   private readonly workers = new Map<string, Promise<void>>();
   private closed = false;
-  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0, replayed: 0, peakInFlight: 0 };
+  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0, replayed: 0, peakInFlight: 0, inFlight: 0 };
 
   private constructor(nc: NatsConnection, kv: KV, stream: { name: string; subject: string }, memory: CatalogMemory, opts: KvCatalogOptions) {
     this.nc = nc;
@@ -136,6 +140,7 @@ export class KvCatalog {
       ackTimeoutMs: opts.ackTimeoutMs ?? 5000,
       maxInFlight: opts.maxInFlight ?? 1024,
       ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
+      ...(opts.ackConnection ? { ackConnection: opts.ackConnection } : {}),
       // At once, not at the next write: the deltas already out must come true (or be retracted) now.
       onFailure: () => void this.recovery(),
     });
@@ -368,9 +373,11 @@ export class KvCatalog {
       ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision: w.seq, prevRevision, instance: desired }
       : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision: w.seq, prevRevision };
     this.intents.set(w, { service, id, desired });
+    this.stats.inFlight = this.intents.size;
     if (this.writer.inFlightCount > this.stats.peakInFlight) this.stats.peakInFlight = this.writer.inFlightCount;
     w.onAck = () => {
       this.intents.delete(w);
+      this.stats.inFlight = this.intents.size;
       this.stats.writes++;
       this.opts.onWritten?.(delta);
     };
@@ -471,6 +478,7 @@ export class KvCatalog {
     for (const w of tail) {
       const intent = this.intents.get(w);
       this.intents.delete(w);
+      this.stats.inFlight = this.intents.size;
       if (!intent) continue;
       if (rewrite) {
         // A newer intent for the key already waiting wins.

@@ -29,6 +29,12 @@ export interface StreamWriterOptions {
   inboxPrefix?: string;
   /** A write failed (called once per failure; the caller settles `takeFailed()` once drained). */
   onFailure?: () => void;
+  /**
+   * Where the acks are received (default: the writing connection). Its own connection keeps them
+   * from queuing behind everything else that connection reads (a storm of agent registrations is
+   * tens of MB in one TCP stream): the window refills while ingest is still reading.
+   */
+  ackConnection?: NatsConnection;
 }
 
 /** One write on its way: its predicted sequence and what it carried (to replay or verify it). */
@@ -67,6 +73,9 @@ export class StreamWriter {
   private readonly opts: StreamWriterOptions;
   private readonly inbox: string;
   private readonly sub: Subscription;
+  private readonly ackNc: NatsConnection;
+  /** The ack subscription is known to the server (flushed once before the first write). */
+  private ackReady = false;
   private readonly timer: NodeJS.Timeout;
   private jsm: JetStreamManager | null = null;
   /** Writes sent and not yet acked or failed, in sequence order (a Map keeps insertion order). */
@@ -95,7 +104,8 @@ export class StreamWriter {
     this.opts = opts;
     this.connected = !nc.isClosed();
     this.inbox = createInbox(opts.inboxPrefix);
-    this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => {
+    this.ackNc = opts.ackConnection ?? nc;
+    this.sub = this.ackNc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => {
       if (!err) this.onAck(msg);
     } });
     this.timer = setInterval(() => this.sweep(), Math.max(50, Math.floor(opts.ackTimeoutMs / 4)));
@@ -141,6 +151,10 @@ export class StreamWriter {
    * recreates it past `confirmed`). Writing on from there would announce revisions already used.
    */
   async sync(): Promise<number> {
+    if (!this.ackReady) {
+      await this.ackNc.flush(); // replies to an inbox the server does not know yet would be lost
+      this.ackReady = true;
+    }
     const last = await this.streamLastSeq();
     if (last < this.confirmed) throw new StreamBehindError(`the catalog stream answers sequence ${last}, below ${this.confirmed} already stored`);
     if (this.inFlight.size === 0 && this.failedTail.length === 0) {
