@@ -11,9 +11,10 @@
 // passing ↔ critical. `--runtime`: each client has also picked once, so it holds a balancer
 // for the service (a gateway that has sent requests). `--old=<index.js of another
 // gateway-client build>`: that build's clients too, in alternated rounds (before/after in one
-// run). `--profile=<dir>`: a V8 CPU profile of each client process (node --cpu-prof).
+// run). `--floor`: also a process of bare NATS subscribers (a connection and a subscription per
+// client, reading only the revision): what the connections alone cost. `--profile=<dir>`: a V8 CPU profile of each client process (node --cpu-prof).
 //
-//   node bench/mirror-delta-cost.mjs [--clients=50] [--instances=2000] [--deltas=150] [--rate=20] [--rounds=3] [--runtime] [--old=<path>] [--profile=<dir>]
+//   node bench/mirror-delta-cost.mjs [--clients=50] [--instances=2000] [--deltas=150] [--rate=20] [--rounds=3] [--runtime] [--old=<path>] [--floor] [--profile=<dir>]
 //
 // Needs `npm run build` first.
 import { fileURLToPath } from "node:url";
@@ -47,6 +48,7 @@ const ROUNDS = numberOption("rounds", 3);
 const RUNTIME = process.argv.includes("--runtime");
 const OLD = stringOption("old", "");
 const PROFILE = stringOption("profile", "");
+const FLOOR = process.argv.includes("--floor");
 /** Deltas at the start of each run left out of the figures (JIT warm-up). */
 const WARMUP = 10;
 const SERVICE = "svc-000";
@@ -113,10 +115,11 @@ function publishFlip() {
 
 const impls = [{ name: "this tree", impl: "roster-gateway-client" }];
 if (OLD) impls.push({ name: `old (${OLD})`, impl: OLD });
+if (FLOOR) impls.push({ name: "floor: a bare NATS subscriber per client", impl: "floor" });
 
 /** One run: a fresh client process of `impl`, DELTAS deltas at RATE/s; its figures. */
 async function run(im, round) {
-  const h = forkHelper(clientsScript, [`--impl=${im.impl}`, `--nats=${nats.url}`, `--clients=${CLIENTS}`, `--service=${SERVICE}`, `--runtime=${RUNTIME ? 1 : 0}`], `clients(${im.name})`);
+  const h = forkHelper(clientsScript, [`--impl=${im.impl}`, `--nats=${nats.url}`, `--clients=${CLIENTS}`, `--service=${SERVICE}`, `--runtime=${RUNTIME ? 1 : 0}`], `clients(${im.name})`, { env: { ...process.env, FLOOR_INSTANCES: String(INSTANCES) } });
   await h.next("hello", 10_000);
   h.send({ cmd: "create" });
   const ready = await h.next("ready", 120_000);
@@ -127,7 +130,7 @@ async function run(im, round) {
   await sleep(1000);
   h.send({ cmd: "stop" });
   const idle = await h.next("report", 10_000);
-  h.send({ cmd: "start", profile: PROFILE ? `${PROFILE}/mirror-delta-${im === impls[0] ? "new" : "old"}-${round}.cpuprofile` : undefined });
+  h.send({ cmd: "start", profile: PROFILE ? `${PROFILE}/mirror-delta-${impls.indexOf(im)}-${round}.cpuprofile` : undefined });
   await sleep(50);
   const sent = new Map();
   const interval = 1000 / RATE;

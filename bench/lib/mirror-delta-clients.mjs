@@ -19,7 +19,32 @@ const clientCount = Number(opt("clients", 50));
 const service = opt("service", "svc-000");
 const runtime = opt("runtime", "0") === "1";
 
-const { createGateway } = await import(impl);
+// impl "floor": no gateway, a bare NATS connection and subscription per client that only reads the
+// delta's revision: what the connection itself costs (nats.js and the socket), the floor.
+const { createGateway } = impl === "floor" ? { createGateway: createFloorClient } : await import(impl);
+
+async function createFloorClient({ nats, services }) {
+  const { connect } = await import("@nats-io/transport-node");
+  const { EventEmitter } = await import("node:events");
+  const nc = await connect({ servers: nats });
+  const c = new EventEmitter();
+  let revision = 0;
+  const td = new TextDecoder();
+  nc.subscribe(`roster.v1.catalog.${services[0]}`, {
+    callback: (_e, msg) => {
+      const m = /"revision":(\d+)/.exec(td.decode(msg.data.subarray(0, 200)));
+      if (m) c.emit("change", services[0], (revision = Number(m[1])));
+    },
+  });
+  await nc.flush();
+  return Object.assign(c, {
+    revision: () => revision,
+    instances: () => ({ length: Number(process.env.FLOOR_INSTANCES) }),
+    mirror: { stats: { deltasApplied: 0, gaps: 0, resyncs: 0, snapshots: 0, dropped: {} } },
+    pick: async () => ({ done() {} }),
+    close: () => nc.close(),
+  });
+}
 const send = (m) => process.send?.(m);
 const hiresNow = () => performance.timeOrigin + performance.now();
 
