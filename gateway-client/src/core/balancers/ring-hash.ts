@@ -22,7 +22,8 @@ const OWNER_BITS = 2 ** 20;
  * about 1/N of them, and no key moves between two other endpoints. (Envoy sizes points
  * from the whole set's normalised weights, which moves a few keys between survivors;
  * Maglev also trades a little disruption for balance. We chose zero disruption.)
- * Lookup is a binary search, O(log R). A key whose owner is not allowed (already tried)
+ * When few endpoints come or go (a health flip) the ring is patched from the previous one in
+ * O(R) instead of re-sorted, to the same array. Lookup is a binary search, O(log R). A key whose owner is not allowed (already tried)
  * walks clockwise to the next allowed endpoint. Slow start and the warning factor do not
  * apply here: changing weights would move keys (Envoy likewise has no slow start on
  * ring hash).
