@@ -9,7 +9,7 @@ import type { Dispatcher } from "undici";
 import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "roster-schemas";
 import { ServiceBalancer, type BalancerOptionsInput } from "./core/service-balancer.js";
 import type { Endpoint, EndpointStats, NoHealthyReasons, Outcome } from "./core/types.js";
-import { CatalogFollower, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
+import { CatalogFollower, type InstanceChange, type RegistryDegraded, type StaleReason } from "./adapters/mirror.js";
 import { ConcurrencyLimiter } from "./core/concurrency.js";
 import { HedgePolicy } from "./core/hedge.js";
 import { RetryBudget } from "./core/retry-budget.js";
@@ -187,8 +187,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       logger,
       random: this.random,
     });
-    this.mirror.on("change", (service: string, revision: number) => {
-      this.onCatalogChange(service);
+    this.mirror.on("change", (service: string, revision: number, change?: InstanceChange) => {
+      this.onCatalogChange(service, change);
       this.emit("change", service, revision);
     });
     this.traffic = new PolicyTraffic(
@@ -376,13 +376,14 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       }),
       panic: false,
       routable: false,
-      origins: new Set(),
-      poolOf: new Map(),
+      revision: -1,
+      origins: new Map(),
+      poolOf: new WeakMap(),
       counters: { requests: 0, responses: 0, tries: 0, retries: 0, hedges: 0, budgetExhausted: 0 },
     };
     this.runtimes.set(service, rt);
     const view = this.mirror.view(service);
-    if (view) this.setInstances(rt, view.instances, view.known);
+    if (view) this.setInstances(rt, view.instances, view.known, view.revision);
     return rt;
   }
 
@@ -419,29 +420,56 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     return this.runtime(service);
   }
 
-  private onCatalogChange(service: string): void {
+  private onCatalogChange(service: string, change: InstanceChange | undefined): void {
     const rt = this.runtimes.get(service);
+    if (!rt) return; // made from the mirror's view when first needed
+    // One delta on top of what the runtime holds: update that instance, not the whole list.
+    if (change && change.prevRevision === rt.revision) return this.updateInstance(rt, change);
     const view = this.mirror.view(service);
-    if (!rt || !view) return;
-    this.setInstances(rt, view.instances, view.known);
+    if (view) this.setInstances(rt, view.instances, view.known, view.revision);
   }
 
-  private setInstances(rt: ServiceRuntime, instances: readonly CatalogInstance[], known: boolean): void {
+  private setInstances(rt: ServiceRuntime, instances: readonly CatalogInstance[], known: boolean, revision: number): void {
     rt.balancer.setInstances(instances, Date.now());
     this.traffic.setInstances(rt.name, instances);
+    rt.revision = revision;
     rt.routable = known || instances.length > 0;
-    rt.origins = new Set(instances.map((i) => originOf(i)));
-    rt.poolOf.clear();
+    rt.origins = new Map();
+    for (const i of instances) {
+      const o = originOf(i);
+      rt.origins.set(o, (rt.origins.get(o) ?? 0) + 1);
+    }
+    rt.poolOf = new WeakMap();
     this.prunePools();
+  }
+
+  /** What `setInstances` with the whole list would do, for one changed instance (O(1) unless an origin goes away). */
+  private updateInstance(rt: ServiceRuntime, change: InstanceChange): void {
+    rt.balancer.updateInstance(change.id, change.after, Date.now());
+    this.traffic.updateInstance(rt.name, change, () => this.mirror.view(rt.name)?.instances ?? []);
+    rt.revision = change.revision;
+    rt.routable = true; // a delta applied: the registry knows the service
+    const was = change.before && originOf(change.before);
+    const now = change.after && originOf(change.after);
+    if (was === now) return;
+    if (now !== undefined) rt.origins.set(now, (rt.origins.get(now) ?? 0) + 1);
+    if (was !== undefined) {
+      const left = (rt.origins.get(was) ?? 1) - 1;
+      if (left > 0) rt.origins.set(was, left);
+      else {
+        rt.origins.delete(was);
+        this.prunePools();
+      }
+    }
   }
 
   /** Removes the upstreams no service lists any more (undici lets their in-flight requests finish). */
   private prunePools(): void {
     const live = new Set<string>();
-    for (const rt of this.runtimes.values()) for (const o of rt.origins) live.add(o);
+    for (const rt of this.runtimes.values()) for (const o of rt.origins.keys()) live.add(o);
     let removed = false;
     for (const origin of [...this.pools.origins()]) if (!live.has(origin)) removed = this.pools.removeUpstream(origin) || removed;
-    if (removed) for (const rt of this.runtimes.values()) rt.poolOf.clear();
+    if (removed) for (const rt of this.runtimes.values()) rt.poolOf = new WeakMap();
   }
 
   /** @internal The pool of an endpoint of `rt`, cached per endpoint object. */

@@ -114,9 +114,12 @@ export interface ServiceRuntime {
   panic: boolean;
   /** The mirror knows the service (or lists instances of it): requests route without a wait. */
   routable: boolean;
-  origins: Set<string>;
-  /** Pool per endpoint object (rebuilt when the catalog or the pools change). */
-  poolOf: Map<Endpoint, UpstreamPool>;
+  /** Catalog revision the balancer reflects (-1: none yet): a change on top of it is applied alone. */
+  revision: number;
+  /** Upstream origins of the instances, with how many instances have each. */
+  origins: Map<string, number>;
+  /** Pool per endpoint object (a fresh map when the catalog is replaced or pools are removed). */
+  poolOf: WeakMap<Endpoint, UpstreamPool>;
   counters: { requests: number; responses: number; tries: number; retries: number; hedges: number; budgetExhausted: number };
 }
 

@@ -29,14 +29,14 @@ import {
   NAME_PATTERN,
   type Snapshot,
   catalogSubject,
-  decode,
   formatIssues,
 } from "roster-schemas";
 import { GatewayClosedError, SnapshotTimeoutError } from "../errors.js";
 import { SnapshotPager } from "./snapshot-pager.js";
 import { PresenceWatcher } from "./presence.js";
 import { staleReasonOf, type RegistryDegraded, type StaleReason } from "../core/presence.js";
-import { ServiceMirror, type ServiceView } from "../core/service-mirror.js";
+import { ServiceMirror, type InstanceChange, type ServiceView } from "../core/service-mirror.js";
+import { SharedDecoder } from "./shared-decode.js";
 import { childLogger, type Logger } from "./logger.js";
 import { PolicyLkgEntry, PolicyMirror } from "./policy-mirror.js";
 
@@ -99,7 +99,10 @@ export interface MirrorStats {
   dropped: Record<string, number>;
 }
 
-export type { ServiceView } from "../core/service-mirror.js";
+export type { InstanceChange, ServiceView } from "../core/service-mirror.js";
+
+/** Catalog deltas, decoded once per process for all its gateways (shared-decode.ts). */
+export const catalogDeltas = new SharedDecoder(CatalogDelta);
 
 /** A followed service: the pure state machine, plus what the adapter needs to drive it. */
 interface ServiceState {
@@ -124,7 +127,9 @@ const LkgFile = z.object({
 
 /**
  * Events:
- * - `change` (service: string, revision: number): the instances of a service changed.
+ * - `change` (service: string, revision: number, change?: InstanceChange): the instances of a service
+ *   changed; `change` says what when one delta changed one instance (absent after a snapshot or a
+ *   last-known-good copy: anything may have changed).
  * - `stale` (stale: boolean, reason?: StaleReason): the mirror became stale / fresh again.
  * - `degraded` (degraded: boolean, info?: RegistryDegraded): the registry's presence says it entered /
  *   left its degraded mode (many hosts silent at once: agent-lost statuses may be the registry's own
@@ -385,7 +390,7 @@ export class CatalogFollower extends EventEmitter {
 
   private onDelta(st: ServiceState, msg: Msg): void {
     if (this.closed) return;
-    const r = decode(CatalogDelta, msg.data);
+    const r = catalogDeltas.decode(msg.data);
     if (!r.ok) return this.drop("delta", r.reason, r.error);
     const d = r.value;
     if (d.service !== st.name || (d.op === "put" && (d.instance.id !== d.instanceId || d.instance.service !== d.service))) {
@@ -404,12 +409,12 @@ export class CatalogFollower extends EventEmitter {
         void this.sync(st);
         return;
       case "applied":
-        this.changed(st);
+        this.changed(st, res.change);
     }
   }
 
-  private changed(st: ServiceState): void {
-    this.emit("change", st.name, st.m.revision);
+  private changed(st: ServiceState, change?: InstanceChange): void {
+    this.emit("change", st.name, st.m.revision, change);
     this.scheduleLastKnownGood();
   }
 

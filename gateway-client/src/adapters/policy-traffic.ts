@@ -7,6 +7,7 @@
 import { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import type { CatalogInstance } from "roster-schemas";
+import type { InstanceChange } from "../core/service-mirror.js";
 import { ServiceBalancer, toEndpoint, type BalancerOptionsInput } from "../core/service-balancer.js";
 import type { Endpoint, NoHealthyReasons, Outcome, PickContext, PickResult } from "../core/types.js";
 import type { ServicePolicyRuntime, PolicyRequest } from "../core/policy/runtime.js";
@@ -26,7 +27,10 @@ export interface PolicyTrafficEvents {
 
 interface ServiceState {
   readonly rt: ServicePolicyRuntime;
-  instances: readonly CatalogInstance[];
+  /** The service's instances; undefined after single-instance changes until asked for (`source`). */
+  instances: readonly CatalogInstance[] | undefined;
+  /** Where the whole list comes from when `instances` is undefined. */
+  source: () => readonly CatalogInstance[];
   /** One balancer per subset (policy with subsets), or one for the whole service (balancer/affinity only). */
   balancers: Map<string | undefined, ServiceBalancer>;
   /** Whether a policy is in force (revision > 0): without one the hooks do nothing. */
@@ -142,7 +146,7 @@ export class PolicyTraffic implements TrafficHooks {
   private state(service: string): ServiceState {
     let st = this.states.get(service);
     if (!st) {
-      st = { rt: this.runtimes.get(service), instances: [], balancers: new Map(), active: false, redistributed: 0 };
+      st = { rt: this.runtimes.get(service), instances: [], source: () => [], balancers: new Map(), active: false, redistributed: 0 };
       this.states.set(service, st);
       this.rebuild(service, st);
     }
@@ -155,6 +159,31 @@ export class PolicyTraffic implements TrafficHooks {
     st.instances = instances;
     st.rt.setEndpoints(instances.map((i) => this.endpoint(i)));
     this.place(st, Date.now());
+  }
+
+  /**
+   * One instance changed. Without subsets the service's one balancer takes just that change (O(1))
+   * and the whole list is read from `all` only when something needs it (a new policy); with
+   * subsets the instance may move between them: the whole list is placed again.
+   */
+  updateInstance(service: string, change: InstanceChange, all: () => readonly CatalogInstance[]): void {
+    const st = this.state(service);
+    if (st.rt.resolved.subsets) return this.setInstances(service, all());
+    st.instances = undefined;
+    st.source = all;
+    for (const b of st.balancers.values()) {
+      b.updateInstance(change.id, change.after, Date.now());
+      this.placed.delete(b);
+    }
+  }
+
+  /** The service's instances, read again (with the policy runtime's endpoints) after single-instance changes. */
+  private instancesOf(st: ServiceState): readonly CatalogInstance[] {
+    if (st.instances === undefined) {
+      st.instances = st.source();
+      st.rt.setEndpoints(st.instances.map((i) => this.endpoint(i)));
+    }
+    return st.instances;
   }
 
   private endpoint(inst: CatalogInstance): Endpoint {
@@ -172,6 +201,8 @@ export class PolicyTraffic implements TrafficHooks {
    * runtime already re-partitioned the instances if the subsets changed (ServicePolicyRuntime.update).
    */
   private rebuild(service: string, st: ServiceState): void {
+    // After single-instance changes the runtime partitioned stale endpoints: they are set again first.
+    this.instancesOf(st);
     const r = st.rt.resolved;
     st.active = r.revision > 0;
     const names: (string | undefined)[] = r.subsets ? Object.keys(r.subsets) : [undefined];
@@ -188,7 +219,7 @@ export class PolicyTraffic implements TrafficHooks {
   /** Gives each balancer its instances: the whole service's, or its subset's; unchanged ones are left alone. */
   private place(st: ServiceState, now: number): void {
     for (const [name, b] of st.balancers) {
-      const list = name === undefined ? st.instances : st.rt.members(name).map((e) => this.instanceOf.get(e)!);
+      const list = name === undefined ? this.instancesOf(st) : st.rt.members(name).map((e) => this.instanceOf.get(e)!);
       const before = this.placed.get(b);
       if (before && before.length === list.length && before.every((inst, i) => inst === list[i])) continue;
       b.setInstances(list, now);

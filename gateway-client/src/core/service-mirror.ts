@@ -24,13 +24,28 @@ export interface ServiceView {
   readonly fromLastKnownGood: boolean;
 }
 
+/**
+ * What one applied delta changed, for listeners that keep something per instance (a balancer):
+ * they update that one instance instead of rebuilding from the whole list. `prevRevision` is
+ * the revision the change applies on top of, so a listener can tell it missed none.
+ */
+export interface InstanceChange {
+  readonly id: string;
+  readonly prevRevision: number;
+  readonly revision: number;
+  /** The instance before the delta (undefined: it was not there). */
+  readonly before: CatalogInstance | undefined;
+  /** The instance after the delta (undefined: deleted). */
+  readonly after: CatalogInstance | undefined;
+}
+
 export type DeltaResult =
   /** A sync is under way: the delta waits for the snapshot (`overflowed`: the buffer was full and was emptied first). */
   | { readonly kind: "buffered"; readonly overflowed: boolean }
   | { readonly kind: "duplicate" }
   /** The delta does not chain onto the last one applied: it is buffered; the adapter must sync. */
   | { readonly kind: "gap" }
-  | { readonly kind: "applied" };
+  | { readonly kind: "applied"; readonly change: InstanceChange };
 
 export type SnapshotResult =
   /** In sync. `changed`: the view differs from before (emit `change`); `dropped`: deltas that chain onto nothing the registry has. */
@@ -40,7 +55,8 @@ export type SnapshotResult =
 
 export class ServiceMirror {
   instances = new Map<string, CatalogInstance>();
-  list: CatalogInstance[] = [];
+  /** `instances` as an array, made when asked for after a change (a delta costs O(1), not O(instances)). */
+  private listCache: readonly CatalogInstance[] | undefined = [];
   revision = 0;
   known = false;
   /** A snapshot or a last-known-good copy is there: requests can route. */
@@ -60,6 +76,11 @@ export class ServiceMirror {
   view(): ServiceView | undefined {
     if (!this.ready) return undefined;
     return { service: this.name, revision: this.revision, known: this.known, instances: this.list, fromLastKnownGood: this.fromLkg };
+  }
+
+  /** The instances, in catalog (map) order; the same array until the next change. */
+  get list(): readonly CatalogInstance[] {
+    return (this.listCache ??= [...this.instances.values()]);
   }
 
   /** A valid delta of this service from the catalog subject. */
@@ -82,9 +103,10 @@ export class ServiceMirror {
       this.buffer = [d];
       return { kind: "gap" };
     }
+    const before = this.instances.get(d.instanceId);
+    const prevRevision = this.revision;
     this.apply(d);
-    this.list = [...this.instances.values()];
-    return { kind: "applied" };
+    return { kind: "applied", change: { id: d.instanceId, prevRevision, revision: d.revision, before, after: d.op === "put" ? d.instance : undefined } };
   }
 
   /** A sync starts: deltas are buffered from now on until `onSnapshot` says synced. */
@@ -97,7 +119,7 @@ export class ServiceMirror {
   /** A whole snapshot arrived: it replaces the instances, then the buffered deltas newer than it chain on. */
   onSnapshot(snap: Snapshot): SnapshotResult {
     const before = this.revision;
-    const beforeList = this.list;
+    const beforeInstances = this.instances;
     this.instances = new Map(snap.instances.filter((i) => i.service === this.name).map((i) => [i.id, i]));
     this.revision = snap.revision;
     this.known = snap.known;
@@ -133,8 +155,8 @@ export class ServiceMirror {
       dropped = buffered.slice(gapAt);
     }
     this.buffer = null;
-    const changed = !wasReady || before !== this.revision || !sameInstances(beforeList, this.instances);
-    this.list = [...this.instances.values()];
+    const changed = !wasReady || before !== this.revision || !sameInstances(beforeInstances, this.instances);
+    this.listCache = undefined;
     return { kind: "synced", changed, dropped };
   }
 
@@ -142,7 +164,7 @@ export class ServiceMirror {
   loadCopy(instances: readonly CatalogInstance[], revision: number, known: boolean): boolean {
     if (this.ready) return false;
     this.instances = new Map(instances.filter((i) => i.service === this.name).map((i) => [i.id, i]));
-    this.list = [...this.instances.values()];
+    this.listCache = undefined;
     this.revision = revision;
     this.known = known;
     this.ready = true;
@@ -153,6 +175,7 @@ export class ServiceMirror {
   private apply(d: CatalogDelta): void {
     if (d.op === "put") this.instances.set(d.instanceId, d.instance);
     else this.instances.delete(d.instanceId);
+    this.listCache = undefined;
     this.revision = d.revision;
     this.known = true;
     this.fromLkg = false;
@@ -160,9 +183,9 @@ export class ServiceMirror {
   }
 }
 
-function sameInstances(list: readonly CatalogInstance[], now: Map<string, CatalogInstance>): boolean {
-  if (list.length !== now.size) return false;
-  for (const i of list) {
+function sameInstances(was: ReadonlyMap<string, CatalogInstance>, now: ReadonlyMap<string, CatalogInstance>): boolean {
+  if (was.size !== now.size) return false;
+  for (const i of was.values()) {
     const j = now.get(i.id);
     if (!j || j.updatedAt !== i.updatedAt || j.status !== i.status || j.address !== i.address || j.port !== i.port || j.weight !== i.weight) return false;
   }

@@ -161,6 +161,36 @@ describe("balancers - ring hash", () => {
     assert.deepEqual(owners(b), before);
   });
 
+  test("ring hash - a ring patched from the previous one (few endpoints changed) is the ring built from scratch", () => {
+    const ringOf = (x: RingHashBalancer) => (x as unknown as { ring: Float64Array }).ring;
+    for (const options of [ringOptions, { virtualNodes: 40, maxRingSize: 3000 }]) {
+      const rnd = seeded(77);
+      const patched = new RingHashBalancer(options, seeded(5));
+      let list = candidates(Array.from({ length: 60 }, () => 100));
+      let next = list.length;
+      for (let step = 0; step < 150; step++) {
+        const r = rnd();
+        const at = Math.floor(rnd() * list.length);
+        if (r < 0.35) list = list.filter((_, i) => i !== at); // a health flip out
+        else if (r < 0.7 || list.length < 5) {
+          // one in (a new endpoint, or one back), at any place
+          const c = candidates([100 * (1 + Math.floor(rnd() * 3))])[0]!;
+          const added = { ...c, endpoint: { ...c.endpoint, id: `n${next++}` } };
+          list = [...list.slice(0, at), added, ...list.slice(at)];
+        } else if (r < 0.85) {
+          // a weight change: its points change
+          list = list.map((c, i) => (i === at ? { ...c, endpoint: { ...c.endpoint, weight: 50 + Math.floor(rnd() * 200) } } : c));
+        } else if (r < 0.95) list = [...list].reverse(); // every owner number changes
+        else list = list.filter(() => rnd() < 0.5); // half of the ring goes (possibly all of it)
+        patched.update(list);
+        const fresh = new RingHashBalancer(options, seeded(5));
+        fresh.update(list);
+        assert.deepEqual(ringOf(patched), ringOf(fresh), `step ${step}`);
+        for (let k = 0; k < 50; k++) assert.equal(patched.pick({ now: 0, hashKey: `s${step}k${k}` })?.endpoint.id, fresh.pick({ now: 0, hashKey: `s${step}k${k}` })?.endpoint.id);
+      }
+    }
+  });
+
   test("ring hash - an excluded owner walks to the next endpoint on the ring, deterministically", () => {
     const b = new RingHashBalancer(ringOptions, seeded(4));
     b.update(candidates(Array(N).fill(100)));

@@ -62,4 +62,39 @@ describe("policy traffic", () => {
       mirror.close();
     }
   });
+
+  it("policy traffic - one instance at a time: the whole list is read again only when a policy needs it, and subsets follow", () => {
+    const { mirror, traffic, setPolicy, usable } = setup();
+    try {
+      let instances: CatalogInstance[] = [inst("a", { tags: ["v1"] }), inst("b", { tags: ["v2"] })];
+      let reads = 0;
+      const all = () => {
+        reads++;
+        return instances;
+      };
+      const change = (next: CatalogInstance | undefined, id = next!.id) => {
+        const before = instances.find((i) => i.id === id);
+        instances = next ? (before ? instances.map((i) => (i.id === id ? next : i)) : [...instances, next]) : instances.filter((i) => i.id !== id);
+        traffic.updateInstance("orders", { id, prevRevision: 0, revision: 0, before, after: next }, all);
+      };
+      traffic.setInstances("orders", instances);
+      change(inst("b", { tags: ["v2"], status: "critical" }));
+      change(inst("c", { tags: ["v2"] }));
+      change(undefined, "a");
+      assert.equal(reads, 0, "no policy with subsets: single changes never read the whole list");
+      // A policy with subsets arrives: it partitions the instances as they are now (b down, c added, a gone).
+      setPolicy(canary(10));
+      assert.equal(reads, 1);
+      assert.deepEqual(usable(), { stable: false, canary: true });
+      // With subsets, a change may move an instance between them: placed from the whole list.
+      change(inst("b", { tags: ["v1"] }));
+      assert.equal(reads, 2);
+      assert.deepEqual(usable(), { stable: true, canary: true }, "b moved to stable and serves");
+      change(inst("c", { tags: ["v2"], status: "critical" }));
+      assert.deepEqual(usable(), { stable: true, canary: false });
+    } finally {
+      traffic.close();
+      mirror.close();
+    }
+  });
 });

@@ -504,3 +504,97 @@ describe("service balancer - latency awareness", () => {
     assert.deepEqual([...picks(b, 100, 0).keys()], ["i1"]);
   });
 });
+
+describe("service balancer - one instance at a time", () => {
+  // The gateway applies a catalog delta with updateInstance (O(1)); a snapshot with setInstances.
+  // Both must leave the balancer in the same state: same endpoints in the same order, same
+  // per-endpoint statistics (slow start, ejections, breaker), same picks.
+  const balancers = ["p2c-peak-ewma", "least-request", "round-robin", "random", "ring-hash"] as const;
+  for (const balancer of balancers) {
+    test(`updateInstance - the same state as setInstances with the whole list (${balancer}, random histories)`, () => {
+      for (let seed = 1; seed <= 6; seed++) {
+        const rnd = seeded(1000 + seed);
+        const opts = {
+          balancer,
+          zone: seed % 2 === 0 ? "z1" : undefined,
+          slowStart: { windowMs: 400, minShare: 0.2 },
+          outlier: { consecutiveFailures: 2, baseEjectionMs: 300, maxEjectedShare: 0.5, unejectOnHealthy: seed % 3 !== 0 },
+          breaker: { failureThreshold: 3, openMs: 200 },
+        };
+        const full = new ServiceBalancer(opts, seeded(seed));
+        const one = new ServiceBalancer(opts, seeded(seed));
+        // The mirror's map: an update keeps its place, an addition goes last.
+        const catalog = new Map<string, ReturnType<typeof inst>>();
+        const statuses = ["passing", "passing", "warning", "critical", "draining"] as const;
+        let next = 0;
+        const add = () => {
+          const id = `i${next++}`;
+          catalog.set(id, inst(id, { zone: `z${next % 3}`, address: `10.0.0.${next}`, status: statuses[Math.floor(rnd() * statuses.length)]! }));
+        };
+        for (let i = 0; i < 6; i++) add();
+        full.setInstances([...catalog.values()], 0);
+        one.setInstances([...catalog.values()], 0);
+        let now = 0;
+        for (let step = 0; step < 300; step++) {
+          now += Math.floor(rnd() * 40);
+          const r = rnd();
+          const ids = [...catalog.keys()];
+          if (r < 0.5) {
+            // A catalog change: status flip (most), weight or zone change, addition, removal.
+            let changedId: string;
+            const k = rnd();
+            if (k < 0.1 || ids.length < 3) {
+              add();
+              changedId = `i${next - 1}`;
+            } else if (k < 0.2) {
+              changedId = ids[Math.floor(rnd() * ids.length)]!;
+              catalog.delete(changedId);
+            } else {
+              changedId = ids[Math.floor(rnd() * ids.length)]!;
+              const was = catalog.get(changedId)!;
+              const extra = k < 0.3 ? { weight: 1 + Math.floor(rnd() * 200) } : k < 0.35 ? { zone: `z${Math.floor(rnd() * 3)}` } : { status: statuses[Math.floor(rnd() * statuses.length)]! };
+              catalog.set(changedId, { ...was, ...extra, updatedAt: now });
+            }
+            full.setInstances([...catalog.values()], now);
+            one.updateInstance(changedId, catalog.get(changedId), now);
+          } else if (ids.length > 0) {
+            // Traffic: the same pick, start and outcome on both.
+            const pf = full.pick({ now, hashKey: `k${step % 7}` });
+            const po = one.pick({ now, hashKey: `k${step % 7}` });
+            assert.deepEqual(po, pf, `seed ${seed} step ${step}: picks differ`);
+            if (pf.ok) {
+              const id = pf.endpoint.id;
+              const outcome = rnd() < 0.4 ? fail(rnd() < 0.2 ? "refused" : "status") : ok(1 + Math.floor(rnd() * 50));
+              for (const b of [full, one]) {
+                b.onStart(id, now);
+                b.onResult(id, outcome, now);
+              }
+            }
+          }
+          assert.deepEqual(one.endpoints, full.endpoints, `seed ${seed} step ${step}: endpoints differ`);
+          assert.deepEqual(one.stats(now), full.stats(now), `seed ${seed} step ${step}: stats differ`);
+          assert.equal(one.ejectedCount(now), full.ejectedCount(now));
+          assert.equal(one.hasUsable(now), full.hasUsable(now));
+        }
+      }
+    });
+  }
+
+  test("updateInstance - a recovered endpoint ramps up and is un-ejected, a removed one is gone, an unknown removal is a no-op", () => {
+    const b = new ServiceBalancer({ slowStart: { windowMs: 1000, minShare: 0.1 }, outlier: { consecutiveFailures: 1 } }, seeded(3));
+    b.setInstances(insts(4), 0);
+    failN(b, "i1", 1, 10);
+    assert.ok(b.stats(10).find((s) => s.id === "i1")!.ejectedUntil > 10);
+    b.updateInstance("i1", inst("i1", { status: "critical" }), 20);
+    b.updateInstance("i1", inst("i1", { status: "passing" }), 30);
+    const s1 = b.stats(30).find((s) => s.id === "i1")!;
+    assert.equal(s1.ejectedUntil, 0, "un-ejected when the catalog says it serves again");
+    assert.equal(s1.slowStart, true, "and ramps up");
+    b.updateInstance("i2", undefined, 40);
+    b.updateInstance("nope", undefined, 40);
+    assert.deepEqual(b.endpoints.map((e) => e.id), ["i0", "i1", "i3"]);
+    b.updateInstance("i7", inst("i7"), 50);
+    assert.deepEqual(b.endpoints.map((e) => e.id), ["i0", "i1", "i3", "i7"]);
+    assert.equal(b.stats(50).find((s) => s.id === "i7")!.slowStart, true, "a new endpoint among serving ones ramps up");
+  });
+});

@@ -32,7 +32,8 @@ describe("service mirror", () => {
     const { m, counters } = fresh();
     m.beginSync();
     assert.deepEqual(m.onSnapshot(snap(5, ["a"])), { kind: "synced", changed: true, dropped: [] });
-    assert.deepEqual(m.onDelta(put("b", 6, 5)), { kind: "applied" });
+    const b6 = put("b", 6, 5);
+    assert.deepEqual(m.onDelta(b6), { kind: "applied", change: { id: "b", prevRevision: 5, revision: 6, before: undefined, after: b6.op === "put" ? b6.instance : undefined } });
     assert.deepEqual(m.view()!.instances.map((i) => i.id).sort(), ["a", "b"]);
     assert.deepEqual(m.onDelta(put("b", 6, 5)), { kind: "duplicate" });
     assert.deepEqual(m.onDelta(put("c", 9, 8)), { kind: "gap" });
@@ -80,5 +81,25 @@ describe("service mirror", () => {
     assert.equal(m.view()!.fromLastKnownGood, false);
     assert.equal(m.loadCopy([inst("a")], 7, true), false);
     assert.deepEqual(m.view()!.instances.map((i) => i.id), ["b"]);
+  });
+
+  test("service mirror - an applied delta says what it changed; the instance list is the same array until the next change", () => {
+    const { m } = fresh();
+    m.beginSync();
+    m.onSnapshot(snap(5, ["a", "b"]));
+    const list = m.view()!.instances;
+    assert.equal(m.view()!.instances, list, "no change: the same array");
+    const a0 = list.find((i) => i.id === "a")!;
+    const a6 = put("a", 6, 5);
+    const r = m.onDelta(a6);
+    assert.equal(r.kind, "applied");
+    assert.deepEqual(r.kind === "applied" ? r.change : undefined, { id: "a", prevRevision: 5, revision: 6, before: a0, after: a6.op === "put" ? a6.instance : undefined });
+    assert.notEqual(m.view()!.instances, list, "a change: a new array");
+    assert.deepEqual(list.map((i) => i.id), ["a", "b"], "an array handed out earlier does not change");
+    assert.deepEqual(m.view()!.instances.map((i) => [i.id, i.updatedAt]), [["a", 6], ["b", 1000]], "an update keeps its place");
+    const del: CatalogDelta = { v: 1, kind: "delta", op: "delete", service: "s", instanceId: "b", revision: 7, prevRevision: 6 };
+    const rd = m.onDelta(del);
+    assert.deepEqual(rd.kind === "applied" ? [rd.change.before?.id, rd.change.after] : [], ["b", undefined]);
+    assert.deepEqual(m.view()!.instances.map((i) => i.id), ["a"]);
   });
 });
