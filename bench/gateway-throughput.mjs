@@ -14,9 +14,22 @@
 // another build>` adds that build's gw.request as a third client in the same rounds (before /
 // after in one run).
 //
-//   node bench/gateway-throughput.mjs [--concurrency=32] [--p99-concurrency=1] [--duration=2] [--rounds=7] [--old=<path>]
+// Steadiness, on a 2-core machine where the client, the upstream child and nats-server share
+// the cores (and other people's work may too): clients run back to back within a round and
+// are compared per round (the ratio and the added CPU are medians of per-round differences,
+// not differences of medians), the order alternates every round, and there are 11 rounds by
+// default (was 7: with 7, one or two disturbed rounds moved the median). `--pin=1` pins this
+// process to core 0 and the upstream child and nats-server to core 1 with `taskset` (all
+// threads) when taskset exists and there are 2+ cores, and the report says whether it did.
+// Pinning is off by default: with other work on the machine it did not narrow the spread of
+// the per-round ratio in our runs (see docs/BENCHMARKS.md).
+// The load average at the start and at the end is in the report: quote it with any figure.
+//
+//   node bench/gateway-throughput.mjs [--concurrency=32] [--p99-concurrency=1] [--duration=2] [--rounds=11] [--pin=1] [--old=<path>]
 //
 // Needs `npm run build` first (imports the compiled gateway-client and test kit).
+import { execFileSync } from "node:child_process";
+import { availableParallelism, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { connect } from "@nats-io/transport-node";
 import { Pool } from "undici";
@@ -30,7 +43,7 @@ import { printReport } from "./lib/table.mjs";
 const quick = Boolean(process.env.BENCH_QUICK);
 const CONCURRENCY = numberOption("concurrency", 32);
 const DURATION_S = numberOption("duration", quick ? 1.5 : 2);
-const ROUNDS = numberOption("rounds", quick ? 3 : 7);
+const ROUNDS = numberOption("rounds", quick ? 3 : 11);
 /** Concurrency of the latency leg (0: no such leg). */
 const P99_CONCURRENCY = numberOption("p99-concurrency", 1);
 const OLD = stringOption("old", "");
@@ -60,6 +73,24 @@ export async function startUpstream(name, delayMs = 0) {
   await child.waitForOutput(/"port":\d+/, 10_000);
   const port = Number(/"port":(\d+)/.exec(child.output)[1]);
   return { child, port, name };
+}
+
+/**
+ * With `--pin=1`: pins this process to core 0 and the helper processes (upstream child,
+ * nats-server) to core 1 with `taskset` (all threads), so the client never shares its core
+ * with the upstream it measures against. Returns a line for the report: what was pinned, or
+ * why not (not asked, no taskset, one core).
+ */
+export function pinProcesses(helperPids) {
+  if (numberOption("pin", 0) === 0) return "no";
+  if (availableParallelism() < 2) return "no (one core)";
+  try {
+    execFileSync("taskset", ["-a", "-p", "-c", "0", String(process.pid)], { stdio: "ignore" });
+    for (const pid of helperPids) if (pid) execFileSync("taskset", ["-a", "-p", "-c", "1", String(pid)], { stdio: "ignore" });
+    return "client on core 0; upstream and nats-server on core 1 (taskset)";
+  } catch {
+    return "no (taskset not available)";
+  }
 }
 
 /** Answers snapshot requests for the given instances and publishes presence: a stand-in for the registry. */
@@ -160,6 +191,7 @@ async function leg(clients, concurrency) {
 }
 
 async function main() {
+  const loadAtStart = loadavg().map((x) => x.toFixed(2)).join(" ");
   const nats = await NatsServer.start({ jetstream: false });
   const up = await startUpstream("single");
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
@@ -168,6 +200,8 @@ async function main() {
   // The raw Pool gets exactly the options the gateway gives its per-endpoint pools.
   const po = parsePolicy({}).pool;
   const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } });
+  const pinned = pinProcesses([up.child.pid, nats.pid]);
+  process.stderr.write(`pinned: ${pinned}\n`);
   try {
     const via = (g) => async () => {
       const res = await g.request("bench", { path: "/" });
@@ -218,7 +252,7 @@ async function main() {
     printReport({
       title: "Gateway request path vs raw undici Pool (one upstream in a child process)",
       command: commandLine("bench/gateway-throughput.mjs"),
-      params: { concurrency: CONCURRENCY, "p99 concurrency": P99_CONCURRENCY || "no latency leg", duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", old: OLD || "—", pool: `connections ${po.connections}, keepAliveTimeout ${po.keepAliveTimeout} ms, connect timeout ${po.connectTimeout} ms, pipelining 1 (both sides)` },
+      params: { concurrency: CONCURRENCY, "p99 concurrency": P99_CONCURRENCY || "no latency leg", duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", pinned, "load avg at start": loadAtStart, old: OLD || "—", pool: `connections ${po.connections}, keepAliveTimeout ${po.keepAliveTimeout} ms, connect timeout ${po.connectTimeout} ms, pipelining 1 (both sides)` },
       tables: [...perRound(main, CONCURRENCY), medians(main, CONCURRENCY), ...(lat ? [...perRound(lat, P99_CONCURRENCY), medians(lat, P99_CONCURRENCY)] : [])],
       notes: [
         ...Object.keys(main.versus).map(verdict),
