@@ -196,6 +196,9 @@ function stableJson(v: unknown): string {
   });
 }
 
+/** At least this long before a host with a resync outstanding (no register since) is asked again. */
+export const OUTSTANDING_RESYNC_MIN_MS = 10_000;
+
 export class CatalogState {
   private readonly opts: CatalogOptions;
   private readonly hosts = new Map<string, HostState>();
@@ -208,6 +211,8 @@ export class CatalogState {
   private readonly digests = new Map<string, string>();
   /** Last resync request per host id (also for unknown hosts), for rate limiting. */
   private readonly resyncAt = new Map<string, number>();
+  /** Hosts asked for a resync whose register has not been applied since (one request outstanding at a time). */
+  private readonly resyncOutstanding = new Set<string>();
   private degradedInfo: DegradedInfo | null = null;
   /** Epoch/seq of forgotten hosts, so a replay of their old messages is refused. */
   private readonly tombstones = new Map<string, { epoch: number; lastSeq: number; at: number }>();
@@ -499,6 +504,7 @@ export class CatalogState {
     const newEpoch = msg.epoch !== h.epoch;
     this.touch(h, msg, now, effects);
     h.heartbeatIntervalMs = msg.heartbeatIntervalMs;
+    this.resyncOutstanding.delete(msg.hostId); // the full state is here: a later divergence may ask again
 
     const listed = new Set<string>();
     // The register is the host's full state: its claims are rebuilt from it.
@@ -688,7 +694,10 @@ export class CatalogState {
     }
     // Forget old rate-limit entries and tombstones so hostile host ids cannot grow the maps without bound.
     for (const [hostId, at] of this.resyncAt) {
-      if (now - at > 3_600_000 || (this.resyncAt.size > 10_000 && !this.hosts.has(hostId))) this.resyncAt.delete(hostId);
+      if (now - at > 3_600_000 || (this.resyncAt.size > 10_000 && !this.hosts.has(hostId))) {
+        this.resyncAt.delete(hostId);
+        this.resyncOutstanding.delete(hostId);
+      }
     }
     for (const [hostId, t] of this.tombstones) {
       if (now - t.at > TOMBSTONE_MS || this.tombstones.size > MAX_TOMBSTONES) this.tombstones.delete(hostId);
@@ -744,11 +753,17 @@ export class CatalogState {
   /** Asks a host for its registration, at most once per 2 × its heartbeat interval (unless forced). */
   private resync(hostId: string, reason: ResyncReason, now: number, intervalMs: number, effects: Effect[], force = false): void {
     const last = this.resyncAt.get(hostId);
-    if (!force && last !== undefined && now - last < 2 * intervalMs) {
+    // While a request is outstanding (its register not applied yet) the host is not asked again for
+    // longer: under a backlog of registrations every later heartbeat still disagrees, and each extra
+    // request made the agent send its whole register again — more backlog (a feedback loop seen with
+    // 2,000 hosts on starved cores). A request lost on the way is repeated after the longer wait.
+    const wait = this.resyncOutstanding.has(hostId) ? Math.max(10 * intervalMs, OUTSTANDING_RESYNC_MIN_MS) : 2 * intervalMs;
+    if (!force && last !== undefined && now - last < wait) {
       this.counters.resyncSuppressed++;
       return;
     }
     this.resyncAt.set(hostId, now);
+    this.resyncOutstanding.add(hostId);
     this.counters.resyncRequested++;
     effects.push({ type: "resync", hostId, reason });
   }

@@ -220,18 +220,27 @@ describe("catalog core", () => {
     assert.equal(digestOf(s, "h1"), instanceDigest([]));
     // A heartbeat with the current digest is quiet; with the stale one it asks for a resync.
     assert.deepEqual(s.handle(b.heartbeat(instanceDigest([line("b", "passing")])), 1400), []);
-    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 3500)).length, 1);
+    // (h2 was just asked for its registration, which has not come: it is asked again only 10 s later.)
+    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 3500)).length, 0);
+    assert.equal(resyncs(s.handle(b.heartbeat(instanceDigest([line("b", "critical")])), 11_300)).length, 1);
   });
 
-  it("catalog - a digest mismatch asks for a resync at most once per 2 × interval", () => {
+  it("catalog - a digest mismatch asks for a resync once; again only after its register (then at most once per 2 × interval) or after 10 × interval (≥ 10 s) without one", () => {
     const s = new CatalogState(OPTS);
     const a = new Agent("h1");
     s.handle(a.register([inst("a")]), 1000);
     assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 2000)).length, 1);
     assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 2500)).length, 0);
-    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 3999)).length, 0);
-    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 4000)).length, 1);
-    assert.equal(s.counters.resyncSuppressed, 2);
+    // Its register has not come (a backlog): every beat still disagrees, and is not asked again.
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 4000)).length, 0);
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 11_999)).length, 0);
+    // 10 s without it: the request may have been lost on the way.
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 12_000)).length, 1);
+    // The register came: a divergence after it asks again once 2 × interval has passed.
+    s.handle(a.register([inst("a")]), 12_100);
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 13_000)).length, 0);
+    assert.equal(resyncs(s.handle(a.heartbeat("0000000000000000"), 14_000)).length, 1);
+    assert.equal(s.counters.resyncSuppressed, 4);
   });
 
   it("catalog - a heartbeat from an unknown host asks for a resync (rate limited)", () => {
