@@ -1,6 +1,6 @@
 import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import type { KV, KvWatchEntry } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { Empty, type NatsConnection } from "@nats-io/transport-node";
 import {
   CATALOG_BUCKET,
   CatalogDelta,
@@ -19,7 +19,7 @@ import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KvWriteError } from "../../errors.js";
 import type { CatalogMemory } from "./catalog-memory.js";
-import { EMPTY, StreamBehindError, StreamWriter, type SentWrite } from "./stream-writer.js";
+import { StreamBehindError, StreamWriter, type SentWrite } from "./stream-writer.js";
 
 export interface KvCatalogOptions {
   replicas: Replicas;
@@ -72,7 +72,7 @@ export interface KvCatalogStats {
   /** Most writes in flight (sent, not acked) at once so far. */
   peakInFlight: number;
   /** Writes in flight now (sent, not acked or settled). */
-  inFlight: number;
+  readonly inFlight: number;
 }
 
 type Desired = CatalogInstance | null;
@@ -126,7 +126,12 @@ export class KvCatalog {
   private readonly pending = new Map<string, Map<string, Desired>>();
   private readonly workers = new Map<string, Promise<void>>();
   private closed = false;
-  readonly stats: KvCatalogStats = { writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0, replayed: 0, peakInFlight: 0, inFlight: 0 };
+  readonly stats: KvCatalogStats = ((intents) => ({
+    writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0, replayed: 0, peakInFlight: 0,
+    get inFlight() {
+      return intents.size;
+    },
+  }))(this.intents);
 
   private constructor(nc: NatsConnection, kv: KV, stream: { name: string; subject: string }, memory: CatalogMemory, opts: KvCatalogOptions) {
     this.nc = nc;
@@ -299,6 +304,11 @@ export class KvCatalog {
     }
   }
 
+  /** What the writer lease says now (a closed store on a closed connection writes nothing). */
+  private gate(): WriteGate {
+    return this.closed && this.nc.isClosed() ? "drop" : (this.opts.gate?.() ?? "write");
+  }
+
   /**
    * Resolves when a write may be sent now: the gate says "write" (waits on "hold", throws
    * FencedError on "drop"), no failed tail is being settled, the stream's sequence is known (read
@@ -307,7 +317,7 @@ export class KvCatalog {
   private async writable(): Promise<void> {
     let delay = 50;
     for (;;) {
-      const g = this.closed && this.nc.isClosed() ? "drop" : (this.opts.gate?.() ?? "write");
+      const g = this.gate();
       if (g === "drop") {
         this.writer.reset(); // a writer again later must read the sequence anew: someone else wrote meanwhile
         throw new FencedError();
@@ -367,17 +377,15 @@ export class KvCatalog {
     const key = catalogKey(service, id);
     // Built by the core from validated agent messages (catalog-properties.test.ts checks them against the schema).
     const record = desired ? encodeBuilt(desired, "catalog record") : null;
-    const w = this.writer.send(this.subjectPrefix + key, record ?? EMPTY, record ? "put" : "del");
+    const w = this.writer.send(this.subjectPrefix + key, record ?? Empty, record ? "put" : "del");
     const prevRevision = this.memory.serviceRevision(service).revision;
     const delta: CatalogDelta = desired
       ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision: w.seq, prevRevision, instance: desired }
       : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision: w.seq, prevRevision };
     this.intents.set(w, { service, id, desired });
-    this.stats.inFlight = this.intents.size;
     if (this.writer.inFlightCount > this.stats.peakInFlight) this.stats.peakInFlight = this.writer.inFlightCount;
     w.onAck = () => {
       this.intents.delete(w);
-      this.stats.inFlight = this.intents.size;
       this.stats.writes++;
       this.opts.onWritten?.(delta);
     };
@@ -409,14 +417,17 @@ export class KvCatalog {
     const deadline = Date.now() + this.opts.retryForMs;
     let delay = 50;
     for (let attempt = 1; ; attempt++) {
-      const g = this.closed && this.nc.isClosed() ? "drop" : (this.opts.gate?.() ?? "write");
+      const g = this.gate();
       if (g === "drop") return this.abandon(tail, "not the writer any more");
       try {
         if (g === "write") {
           const last = await this.writer.streamLastSeq();
           while (tail.length > 0 && tail[0]!.seq <= last) {
             const w = tail[0]!;
-            if (!(await this.writer.isStored(w))) return this.historyChanged(tail, `sequence ${w.seq} holds another write`);
+            if (!(await this.writer.isStored(w))) {
+              this.stats.conflicts++; // another writer's message where ours was announced
+              return this.historyChanged(tail, `sequence ${w.seq} holds another write`);
+            }
             tail.shift();
             this.writer.confirm(w);
             w.onAck?.(); // its ack was lost, not the write
@@ -467,7 +478,6 @@ export class KvCatalog {
 
   /** Writes whose announced revisions cannot come true: a new epoch for every mirror, the intents written anew. */
   private historyChanged(tail: SentWrite[], why: string, rewrite = true): void {
-    this.stats.conflicts++;
     this.log.error({ why, writes: tail.length, firstSeq: tail[0]?.seq }, "catalog history changed under the registry: every mirror resyncs");
     this.writer.reset();
     this.opts.onHistoryChanged?.();
@@ -478,7 +488,6 @@ export class KvCatalog {
     for (const w of tail) {
       const intent = this.intents.get(w);
       this.intents.delete(w);
-      this.stats.inFlight = this.intents.size;
       if (!intent) continue;
       if (rewrite) {
         // A newer intent for the key already waiting wins.

@@ -65,7 +65,6 @@ export class JetStreamNotEnabled extends Error {
   override name = "JetStreamNotEnabled";
 }
 
-const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 export class StreamWriter {
@@ -233,9 +232,17 @@ export class StreamWriter {
     return new Promise((r) => this.drainWaiters.push(r));
   }
 
+  /**
+   * A quarter of the window is free. Waiters wake at that, not at every ack: what they send then goes
+   * out in one turn (one socket write) instead of one write per ack.
+   */
+  private get roomy(): boolean {
+    return this.inFlight.size <= this.opts.maxInFlight - Math.max(1, this.opts.maxInFlight >> 2);
+  }
+
   /** Resolves when a quarter of the window is free (or it is already). */
   room(): Promise<void> {
-    if (this.inFlight.size <= this.opts.maxInFlight - Math.max(1, this.opts.maxInFlight >> 2)) return Promise.resolve();
+    if (this.roomy) return Promise.resolve();
     return new Promise((r) => this.roomWaiters.push(r));
   }
 
@@ -283,9 +290,7 @@ export class StreamWriter {
   }
 
   private settled(): void {
-    // Waiters wake when a quarter of the window is free, not at every ack: what they send then goes
-    // out in one turn (one socket write) instead of one write per ack.
-    if (this.roomWaiters.length > 0 && this.inFlight.size <= this.opts.maxInFlight - Math.max(1, this.opts.maxInFlight >> 2)) {
+    if (this.roomWaiters.length > 0 && this.roomy) {
       const ws = this.roomWaiters;
       this.roomWaiters = [];
       for (const r of ws) r();
@@ -306,6 +311,3 @@ export class StreamWriter {
     }
   }
 }
-
-/** The body of a delete (a KV delete marker has none). */
-export const EMPTY = enc.encode("");
