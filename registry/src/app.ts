@@ -240,29 +240,27 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
     }
   };
 
-  const connectAndLoad = async () => {
-    nc = await connectWithRetry(
-      { ...natsOptions, name: `roster-registry-${registryId}`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
-      { signal: stopping.signal, logger: log, logFields: { url: redactServers(config.nats.url).join(",") } },
+  /** One of the registry's NATS connections (`roster-registry-<id>[-<role>]`), retried until it connects or the registry stops; null then. */
+  const dial = (role: string | null, logFields?: Record<string, unknown>) =>
+    connectWithRetry(
+      { ...natsOptions, name: `roster-registry-${registryId}${role ? `-${role}` : ""}`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
+      { signal: stopping.signal, logger: log, ...(logFields ? { logFields } : {}) },
     ).catch(() => null);
+
+  const connectAndLoad = async () => {
+    nc = await dial(null, { url: redactServers(config.nats.url).join(",") });
     const conn = nc;
     if (!conn || stopping.signal.aborted) return;
     natsConnected = true;
     log.info({ server: redactUrl(conn.getServer()), auth: natsAuthMethod(config.nats), tls: config.nats.tls !== undefined && config.nats.tls !== false }, "connected to NATS");
     void watchStatus(conn).catch(() => undefined);
     if (config.nats.bulkConnection) {
-      bulk = await connectWithRetry(
-        { ...natsOptions, name: `roster-registry-${registryId}-bulk`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
-        { signal: stopping.signal, logger: log },
-      ).catch(() => null);
+      bulk = await dial("bulk");
       if (!bulk || stopping.signal.aborted) return;
     }
     // The catalog writes' acks on a connection of their own, so they do not queue behind what the
     // main connection reads (a storm of registrations): stream-writer.ts.
-    acks = await connectWithRetry(
-      { ...natsOptions, name: `roster-registry-${registryId}-acks`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
-      { signal: stopping.signal, logger: log },
-    ).catch(() => null);
+    acks = await dial("acks");
     if (!acks || stopping.signal.aborted) return;
     const kvLog = log.child({ component: "kv" });
     const store = await KvCatalog.open(
@@ -320,10 +318,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       // new writer asks every host to resync as it takes over, and the answers must not arrive
       // before anyone listens (the start-up awaits below would otherwise swallow them).
       listenToAgents();
-      leaseConn = await connectWithRetry(
-        { ...natsOptions, name: `roster-registry-${registryId}-lease`, maxReconnectAttempts: -1, reconnectTimeWait: config.nats.reconnectWait, timeout: 5000 },
-        { signal: stopping.signal, logger: log },
-      ).catch(() => null);
+      leaseConn = await dial("lease");
       if (!leaseConn || stopping.signal.aborted) return;
       if (!(await replica.start(leaseConn))) return;
     } else {
