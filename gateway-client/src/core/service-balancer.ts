@@ -270,20 +270,7 @@ export class ServiceBalancer {
     const next = new Map<string, EndpointState>();
     for (const inst of instances) {
       const endpoint = toEndpoint(inst);
-      const existing = next.get(endpoint.id) ?? this.states.get(endpoint.id);
-      if (existing) {
-        const wasServing = servesByStatus(existing.endpoint.status);
-        existing.endpoint = endpoint;
-        if (!wasServing && servesByStatus(endpoint.status)) {
-          if (rampable) existing.slowStartAt = now;
-          if (this.options.outlier.unejectOnHealthy) this.uneject(existing, now);
-        }
-        next.set(endpoint.id, existing);
-      } else {
-        const st = new EndpointState(endpoint, this.options);
-        if (servesByStatus(endpoint.status) && rampable) st.slowStartAt = now;
-        next.set(endpoint.id, st);
-      }
+      next.set(endpoint.id, this.upsert(next.get(endpoint.id) ?? this.states.get(endpoint.id), endpoint, rampable, now));
     }
     this.states.clear();
     this.serving = 0;
@@ -313,24 +300,33 @@ export class ServiceBalancer {
     } else {
       const rampable = this.serving > 0 && this.options.slowStart.windowMs > 0;
       const endpoint = toEndpoint(inst);
-      const serves = servesByStatus(endpoint.status);
-      if (existing) {
-        const wasServing = servesByStatus(existing.endpoint.status);
-        existing.endpoint = endpoint;
-        if (!wasServing && serves) {
-          if (rampable) existing.slowStartAt = now;
-          if (this.options.outlier.unejectOnHealthy) this.uneject(existing, now);
-          this.serving++;
-        } else if (wasServing && !serves) this.serving--;
-      } else {
-        const st = new EndpointState(endpoint, this.options);
-        if (serves && rampable) st.slowStartAt = now;
-        this.states.set(endpoint.id, st);
-        if (serves) this.serving++;
-      }
+      const wasServing = existing !== undefined && servesByStatus(existing.endpoint.status);
+      this.states.set(endpoint.id, this.upsert(existing, endpoint, rampable, now));
+      this.serving += Number(servesByStatus(endpoint.status)) - Number(wasServing);
     }
     this.endpointList = undefined;
     this.view = undefined;
+  }
+
+  /**
+   * An endpoint's state with its new catalog entry: the existing state (statistics kept) or a new
+   * one; one that starts serving ramps up (slow start, when others serve) and is un-ejected when
+   * configured so. The one place `setInstances` and `updateInstance` decide this.
+   */
+  private upsert(existing: EndpointState | undefined, endpoint: Endpoint, rampable: boolean, now: number): EndpointState {
+    const serves = servesByStatus(endpoint.status);
+    if (!existing) {
+      const st = new EndpointState(endpoint, this.options);
+      if (serves && rampable) st.slowStartAt = now;
+      return st;
+    }
+    const wasServing = servesByStatus(existing.endpoint.status);
+    existing.endpoint = endpoint;
+    if (!wasServing && serves) {
+      if (rampable) existing.slowStartAt = now;
+      if (this.options.outlier.unejectOnHealthy) this.uneject(existing, now);
+    }
+    return existing;
   }
 
   pick(ctx: PickContext): PickResult {
