@@ -13,13 +13,7 @@ import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NatsServer, waitFor } from "roster-testkit";
 import { watchCatalog } from "./lib/catalog-watch.mjs";
-import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
-
-/** Named un-labelled values from a Prometheus text exposition (NaN when absent). */
-async function getMetricValues(url, names) {
-  const text = await (await fetch(url)).text().catch(() => "");
-  return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n} ([0-9.e+-]+)`, "m").exec(text)?.[1] ?? NaN)]));
-}
+import { closeHttp, getJson, instancesOf, metricValues } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption } from "./lib/options.mjs";
 import { ProcSampler, rssMiB } from "./lib/procstat.mjs";
@@ -168,7 +162,7 @@ await runBench("registry-load", maxSeconds, async () => {
   }
   const windowCpuSeconds = regSampler.totalCpuSeconds() - windowCpu0;
   // The registry's V8 heap at the end of the window (its /metrics, process metrics): what is live, against the RSS.
-  const heap = await getMetricValues(`${registry.httpUrl}/metrics`, ["nodejs_heap_size_used_bytes", "nodejs_heap_size_total_bytes"]);
+  const heap = await metricValues(`${registry.httpUrl}/metrics`, ["nodejs_heap_size_used_bytes", "nodejs_heap_size_total_bytes"]);
   const after = { kv: await observer.kvState(), deltas: observer.deltas.count, beats: observer.heartbeats.count, t: performance.now() };
   // Resync counts come from the simulators every second: wait for a fresh batch.
   await sleep(1100);

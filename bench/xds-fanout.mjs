@@ -16,7 +16,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@nats-io/transport-node";
 import { HealthMessage, agentSubject, encode, instanceDigest } from "roster-schemas";
 import { NatsServer, freePort } from "roster-testkit";
-import { closeHttp, getJson, instancesOf } from "./lib/http.mjs";
+import { closeHttp, getJson, instancesOf, metricValues } from "./lib/http.mjs";
 import { progress } from "./lib/log.mjs";
 import { commandLine, numberOption, stringOption } from "./lib/options.mjs";
 import { cpuSeconds, rssMiB } from "./lib/procstat.mjs";
@@ -103,9 +103,8 @@ await runBench("xds-fanout", quick ? 240 : 600, async () => {
   const delta = [];
   const xdsSpread = [];
   const pushOf = async () => {
-    const text = (await getJson(`${registry.httpUrl}/metrics`)).body;
-    const v = (n) => Number(new RegExp(`^${n} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
-    return { sum: v("roster_registry_xds_push_seconds_sum"), count: v("roster_registry_xds_push_seconds_count") };
+    const m = await metricValues(`${registry.httpUrl}/metrics`, ["roster_registry_xds_push_seconds_sum", "roster_registry_xds_push_seconds_count"]);
+    return { sum: m.roster_registry_xds_push_seconds_sum, count: m.roster_registry_xds_push_seconds_count };
   };
   const push0 = await pushOf();
   const cpuFlip0 = cpuSeconds(registry.pid);

@@ -25,6 +25,12 @@ export async function getJson(url, { timeoutMs = 10_000 } = {}) {
 }
 
 /** The instance list from a `GET /v1/services/:name/instances` body, whatever its envelope. */
+/** Un-labelled values of the named metrics from a Prometheus text endpoint (NaN when absent). */
+export async function metricValues(url, names) {
+  const text = String((await getJson(url)).body);
+  return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n} (\\S+)$`, "m").exec(text)?.[1] ?? NaN)]));
+}
+
 export function instancesOf(body) {
   if (Array.isArray(body)) return body;
   if (body && Array.isArray(body.instances)) return body.instances;
