@@ -65,6 +65,18 @@ describe("security: reply inboxes per NATS user (attack 6, real processes)", () 
     }
   });
 
+  it("nats-inbox - an agent or gateway user cannot forge the registry's write acks: publishing into the registry's inbox is refused", async () => {
+    // The registry counts a catalog write stored when an ack arrives on its inbox (`_INBOX.registry.<nuid>.<seq>`,
+    // registry/src/adapters/store/stream-writer.ts): a forged ack would hide a write JetStream never took.
+    for (const user of ["agent-host-b", "gateway-1"]) {
+      const u = await connectWithEnv(nats, user);
+      closers.push(() => u.nc.close());
+      u.nc.publish("_INBOX.registry.forged.1", JSON.stringify({ stream: "KV_roster_catalog", seq: 1 }));
+      await u.nc.flush();
+      await waitFor(() => u.violations.some((v) => /publish/i.test(v) && v.includes("_INBOX.registry.forged.1")), { timeoutMs: 5000, what: `${user}'s refused publish` });
+    }
+  });
+
   it("nats-inbox - a client without its inbox prefix gets no reply; every Roster client works with its own", async () => {
     // Without the prefix (the old default `_INBOX.`), the server refuses the reply subscription.
     const env = await nats.env("gateway-1");
