@@ -177,7 +177,7 @@ await runBench("gateway-fanout", maxSeconds, async () => {
     const created = clientProcs.reduce((a, h) => a + (h.last.progress?.created ?? 0), 0);
     const ready = clientProcs.reduce((a, h) => a + (h.last.progress?.ready ?? 0), 0);
     const st = agent.last.stats;
-    progress(`sync: ${created}/${clients} gateways created, ${ready}/${clients * clientServices} mirrors ready, registry cpu ${fmt(regSampler.samples.at(-1)?.cpuPct)}%${st ? `; agents: ${st.registers} registers, resyncs ${JSON.stringify(st.resyncReasons)}` : ""}`);
+    progress(`sync: ${created}/${clients} gateways created, ${ready}/${clients * clientServices} mirrors ready, registry cpu ${fmt(regSampler.samples.at(-1)?.cpuPct)}%${st ? `; agents: ${st.registers} registers, resyncs ${JSON.stringify(st.resyncReasons)}, ${st.lateTicks ?? 0} late beats` : ""}`);
   }, 2000);
   let syncedMsgs;
   try {

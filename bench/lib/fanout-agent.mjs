@@ -16,7 +16,7 @@
 //                 { type: "stats", heartbeats, registers, resyncs, health }.
 import { connect } from "@nats-io/transport-node";
 import { HealthMessage, agentSubject, encode, instanceDigest } from "roster-schemas";
-import { argvOption as opt, wireFleet } from "./wire-fleet.mjs";
+import { argvOption as opt, beatEvenly, wireFleet } from "./wire-fleet.mjs";
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");
 const hostCount = Number(opt("hosts", 10));
@@ -58,7 +58,7 @@ for (let h = 0; h < hostCount; h++) {
   }
   hosts.push({ hostId, instances, seq: 0 });
 }
-const stats = { heartbeats: 0, registers: 0, resyncs: 0, resyncReasons: {}, health: 0 };
+const stats = { heartbeats: 0, registers: 0, resyncs: 0, resyncReasons: {}, health: 0, lateTicks: 0 };
 
 const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 250, name: "fanout-agents" });
 
@@ -90,14 +90,9 @@ function flipOne() {
   stats.health++;
 }
 
-let beating = null;
+let stopBeats = () => {};
 function startHeartbeats() {
-  let k = 0;
-  // One host every interval/hosts: the beats are spread evenly over the interval.
-  beating = setInterval(() => {
-    publishHeartbeat(hosts[k]);
-    k = (k + 1) % hosts.length;
-  }, Math.max(1, Math.floor(intervalMs / hosts.length)));
+  stopBeats = beatEvenly(hosts, intervalMs, publishHeartbeat, stats);
 }
 
 /** `rate` flips per second for `seconds`, on an absolute schedule (a late tick catches up). */
@@ -131,7 +126,7 @@ process.on("message", async (m) => {
     const r = await flip(m.rate, m.seconds);
     send({ type: "flipped", ...r });
   } else if (m?.cmd === "stop") {
-    clearInterval(beating);
+    stopBeats();
     clearInterval(statsTimer);
     send({ type: "stats", ...stats });
     await nc.drain().catch(() => {});

@@ -13,7 +13,7 @@
 // Child → parent: { type: "ready" }, { type: "registered", ms }, { type: "stats", ... }.
 import { connect } from "@nats-io/transport-node";
 import { instanceDigest } from "roster-schemas";
-import { argvOption as opt, wireFleet } from "./wire-fleet.mjs";
+import { argvOption as opt, beatEvenly, wireFleet } from "./wire-fleet.mjs";
 
 const natsUrl = opt("nats", "nats://127.0.0.1:4222");
 const hosts = Number(opt("hosts", 1000));
@@ -62,26 +62,11 @@ const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnect
 // Statuses never change here, so each host's digest is computed once.
 const { publishRegister, publishHeartbeat } = wireFleet(nc, { hosts: fleet, epoch, intervalMs, stats, digestOf: (a) => a.digest });
 
-let beating = null;
+let stopBeats = () => {};
 let active = 0; // hosts registered so far: fleet[0 .. active)
 function startHeartbeats() {
-  clearInterval(beating);
-  const n = active;
-  // Host k beats at phase k/n of the interval, so the load is spread evenly.
-  const start = performance.now();
-  const due = fleet.slice(0, n).map((_, k) => start + intervalMs + (k / n) * intervalMs);
-  let next = 0;
-  beating = setInterval(() => {
-    const now = performance.now();
-    let sent = 0;
-    while (due[next] <= now && sent < n) {
-      if (now - due[next] > intervalMs / 2) stats.lateTicks++;
-      publishHeartbeat(fleet[next]);
-      due[next] += intervalMs;
-      next = (next + 1) % n;
-      sent++;
-    }
-  }, 5);
+  stopBeats();
+  stopBeats = beatEvenly(fleet.slice(0, active), intervalMs, publishHeartbeat, stats);
 }
 
 const statsTimer = setInterval(() => send({ type: "stats", ...stats }), 1000);
@@ -104,7 +89,7 @@ process.on("message", async (m) => {
     startHeartbeats();
     send({ type: "interval", ms: m.ms });
   } else if (m?.cmd === "stop") {
-    clearInterval(beating);
+    stopBeats();
     clearInterval(statsTimer);
     send({ type: "stats", ...stats });
     await nc.drain().catch(() => {});

@@ -140,7 +140,7 @@ export class RegistryMetrics {
     });
     new Counter({
       name: "roster_registry_lifecycle_events_total",
-      help: "Events of the catalog state machine (stale, duplicate, takeover, conflict, futureEpoch, badInterval, reset, unknownInstance, lost, expired, resyncRequested, resyncSuppressed), by event",
+      help: "Events of the catalog state machine (stale, duplicate, takeover, conflict, futureEpoch, badInterval, reset, unknownInstance, lost, revived, expired, resyncRequested, resyncSuppressed), by event",
       labelNames: ["event"],
       registers,
       collect() {

@@ -20,8 +20,11 @@
  *     view of the host, makes the registry ask for a resync (at most once per host per 2 × interval).
  *   - silence: a host with no message for multiplier × heartbeatIntervalMs is lost: each of its
  *     instances becomes critical with reason "agent-lost" (judged at the time up to which the
- *     registry has read every message, not at `now`: see tick). Any later message clears the lost state
- *     and asks for a resync (the register that follows restores the real statuses).
+ *     registry has read every message, not at `now`: see tick). Any later message clears the lost state.
+ *     A heartbeat whose digest equals the host's digest from just before the silence puts the
+ *     records back as they were (nothing changed at the host: no register needed — a partition or
+ *     a stall of many hosts heals without a storm of full registrations); any other message, or
+ *     another digest, asks for a resync (the register that follows restores the real statuses).
  *   - expiry: an instance agent-lost (its host still silent) for longer than deregisterAfter is
  *     deleted. Only agent-lost instances expire: an instance that its live agent reports critical
  *     stays, because the agent is the truth for its host (as in Consul anti-entropy).
@@ -140,6 +143,11 @@ interface HostState {
   heartbeatIntervalMs: number;
   /** Set when the host went silent; null while it is alive. */
   lostAt: number | null;
+  /**
+   * While lost: the host's digest and its records from just before they were marked agent-lost, so
+   * a heartbeat saying nothing changed restores them without a register. Null while alive.
+   */
+  beforeLost: { digest: string; records: Map<string, CatalogInstance> } | null;
   /** Keys (`service.id`) of the instances this host owns. */
   keys: Set<string>;
   /** Keys this host registered but another host owns (its refused claims). */
@@ -162,6 +170,8 @@ export interface CatalogCounters {
   resyncSuppressed: number;
   expired: number;
   lost: number;
+  /** Hosts back from silence whose records were restored from before it (their digest unchanged): no register asked. */
+  revived: number;
   /** Replayed messages of a forgotten host (tombstone), also counted in stale/duplicate. */
   replayed: number;
 }
@@ -231,6 +241,7 @@ export class CatalogState {
     resyncSuppressed: 0,
     expired: 0,
     lost: 0,
+    revived: 0,
     replayed: 0,
   };
 
@@ -267,10 +278,10 @@ export class CatalogState {
     return [...this.hosts.keys()];
   }
 
-  host(hostId: string): Readonly<Omit<HostState, "keys" | "claimed">> & { instances: number; claims: number } | undefined {
+  host(hostId: string): Readonly<Omit<HostState, "keys" | "claimed" | "beforeLost">> & { instances: number; claims: number } | undefined {
     const h = this.hosts.get(hostId);
     if (!h) return undefined;
-    const { keys, claimed, ...rest } = h;
+    const { keys, claimed, beforeLost: _beforeLost, ...rest } = h;
     return { ...rest, instances: keys.size, claims: claimed.size };
   }
 
@@ -323,6 +334,7 @@ export class CatalogState {
           lastSeen: now,
           heartbeatIntervalMs: this.opts.assumedHeartbeatIntervalMs,
           lostAt: null,
+          beforeLost: null,
           keys: new Set(),
           claimed: new Set(),
         };
@@ -348,6 +360,7 @@ export class CatalogState {
     for (const h of this.hosts.values()) {
       h.lastSeen = now;
       h.lostAt = null;
+      h.beforeLost = null;
       this.resync(h.hostId, "registry-reconnect", now, h.heartbeatIntervalMs, effects, true);
     }
     this.leaveDegraded(now, 0, effects);
@@ -365,6 +378,7 @@ export class CatalogState {
     for (const h of this.hosts.values()) {
       h.lastSeen = now;
       h.lostAt = null;
+      h.beforeLost = null;
       this.resync(h.hostId, "store-lost", now, h.heartbeatIntervalMs, effects, true);
     }
     this.leaveDegraded(now, 0, effects);
@@ -461,9 +475,16 @@ export class CatalogState {
     this.tombstones.set(h.hostId, { epoch: h.epoch, lastSeq: h.lastSeq, at: now });
   }
 
-  /** Advances epoch/seq/lastSeen; a message from a lost host revives it and asks for a resync. */
+  /**
+   * Advances epoch/seq/lastSeen. A message from a lost host revives it: a current heartbeat of the
+   * same epoch whose digest says nothing changed during the silence gets its records back as they
+   * were; anything else but a register (which restores them itself) asks for a resync.
+   */
   private touch(h: HostState, msg: AgentInput, now: number, effects: Effect[]): void {
-    if (msg.epoch !== h.epoch) {
+    const sameEpoch = msg.epoch === h.epoch;
+    // A beat sent before the last transition applied carries an older digest: it cannot vouch.
+    const currentBeat = msg.kind === "heartbeat" && sameEpoch && msg.seq > h.lastSeq;
+    if (!sameEpoch) {
       h.lastSeq = -1;
       h.lastBeatSeq = -1;
     }
@@ -471,12 +492,21 @@ export class CatalogState {
     if (msg.kind === "heartbeat") h.lastBeatSeq = msg.seq;
     else h.lastSeq = msg.seq;
     h.lastSeen = now;
-    if (h.lostAt !== null) {
-      h.lostAt = null;
-      // Statuses were overwritten with agent-lost: the agent's register restores them. A register
-      // itself restores them directly, so only other kinds ask.
-      if (msg.kind !== "register") this.resync(h.hostId, "digest-mismatch", now, h.heartbeatIntervalMs, effects, true);
+    if (h.lostAt === null) return;
+    const before = h.beforeLost;
+    h.lostAt = null;
+    h.beforeLost = null;
+    if (msg.kind === "register") return;
+    if (currentBeat && before && msg.digest === before.digest) {
+      this.counters.revived++;
+      for (const key of h.keys) {
+        const cur = this.instances.get(key);
+        const was = before.records.get(key);
+        if (cur?.reason === "agent-lost" && was) this.putIfChanged(cur, { ...was, updatedAt: now }, effects);
+      }
+      return;
     }
+    this.resync(h.hostId, "digest-mismatch", now, h.heartbeatIntervalMs, effects, true);
   }
 
   private register(msg: RegisterMessage, now: number): Effect[] {
@@ -496,6 +526,7 @@ export class CatalogState {
         lastSeen: now,
         heartbeatIntervalMs: msg.heartbeatIntervalMs,
         lostAt: null,
+        beforeLost: null,
         keys: new Set(),
         claimed: new Set(),
       };
@@ -660,9 +691,12 @@ export class CatalogState {
       if (h.lostAt === null && silenceAt !== null && silenceAt - h.lastSeen > this.opts.heartbeatTimeoutMultiplier * h.heartbeatIntervalMs) {
         h.lostAt = now;
         this.counters.lost++;
+        const records = new Map<string, CatalogInstance>();
+        h.beforeLost = { digest: this.digestOf(h.hostId), records };
         for (const key of h.keys) {
           const prev = this.instances.get(key);
           if (!prev) continue;
+          records.set(key, prev);
           this.putIfChanged(prev, { ...prev, status: "critical", reason: "agent-lost", updatedAt: now }, effects);
         }
       }

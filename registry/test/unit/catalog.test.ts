@@ -301,6 +301,66 @@ describe("catalog core", () => {
     assert.deepEqual(s.tick(6100 + 2999), [], "revived host gets a fresh silence window");
   });
 
+  it("catalog - a host back from silence with the digest it had before gets its records back as they were, with no resync", () => {
+    const s = new CatalogState(OPTS);
+    const a = new Agent("h1");
+    s.handle(a.register([inst("a", { tags: ["v2"] }), inst("b", { status: "warning" })]), 0);
+    const before = s.digestOf("h1");
+    const was = [s.record("orders", "a")!, s.record("orders", "b")!];
+    const lost = puts(s.tick(5000));
+    assert.equal(lost.length, 2);
+    assert.notEqual(s.digestOf("h1"), before, "the lost records have another digest (critical)");
+    const e = s.handle(a.heartbeat(before), 6000);
+    assert.deepEqual(resyncs(e), [], "nothing changed at the host: no register asked");
+    assert.deepEqual(
+      puts(e).map((p) => p.record),
+      was.map((r) => ({ ...r, updatedAt: 6000 })),
+      "each record exactly as before the silence (status, tags, checks; no reason)",
+    );
+    assert.equal(s.counters.revived, 1);
+    assert.equal(s.host("h1")!.lostAt, null);
+    assert.deepEqual(s.handle(a.heartbeat(before), 7000), [], "and its next beat matches");
+    assert.deepEqual(s.tick(6000 + 3000), [], "a fresh silence window");
+    // Lost a second time: the same again (what was kept is from just before this silence).
+    s.handle(a.health("a", "critical"), 9500);
+    const beforeSecond = s.digestOf("h1");
+    s.tick(13_000);
+    const again = s.handle(a.heartbeat(beforeSecond), 14_000);
+    assert.deepEqual(resyncs(again), []);
+    assert.equal(s.record("orders", "a")?.status, "critical", "the health applied before the second silence stands");
+    assert.equal(s.record("orders", "b")?.status, "warning");
+  });
+
+  it("catalog - a host back from silence asks for a resync unless a current beat of the same epoch vouches for it", () => {
+    const back = (first: (a: Agent, digest: string) => RegisterMessage | HeartbeatMessage | HealthMessage | DeregisterMessage) => {
+      const s = new CatalogState(OPTS);
+      const a = new Agent("h1");
+      s.handle(a.register([inst("a"), inst("b")]), 0);
+      const digest = s.digestOf("h1");
+      s.tick(5000);
+      const e = s.handle(first(a, digest), 6000);
+      return { s, e };
+    };
+    const changed = back((a) => a.heartbeat(instanceDigest([{ service: "orders", id: "a", status: "passing", address: "10.0.0.1", port: 8080 }])));
+    assert.deepEqual(resyncs(changed.e).map((r) => r.reason), ["digest-mismatch"], "a changed digest (an instance gone during the silence)");
+    assert.deepEqual(puts(changed.e), [], "nothing restored: the register will say what is true");
+    assert.equal(changed.s.record("orders", "a")?.reason, "agent-lost");
+    assert.equal(changed.s.counters.revived, 0);
+    const health = back((a) => a.health("a", "critical"));
+    assert.deepEqual(resyncs(health.e).map((r) => r.reason), ["digest-mismatch"], "a health first: the other instances are unknown");
+    assert.equal(health.s.record("orders", "b")?.reason, "agent-lost");
+    const restarted = back((a, digest) => {
+      a.epoch = 2;
+      a.seq = 0;
+      return a.heartbeat(digest);
+    });
+    assert.deepEqual(resyncs(restarted.e).map((r) => r.reason), ["digest-mismatch"], "a new epoch: the agent restarted");
+    // A beat sent before the last transition the registry applied (read late, on another connection).
+    const stale = back((a, digest) => a.heartbeat(digest, { seq: 1 }));
+    assert.deepEqual(resyncs(stale.e).map((r) => r.reason), ["digest-mismatch"], "a beat older than the last transition cannot vouch");
+    assert.deepEqual(puts(stale.e), []);
+  });
+
   it("catalog - expiry: an agent-lost instance is deleted after deregisterAfter, and the host forgotten", () => {
     const s = new CatalogState(OPTS);
     const a = new Agent("h1");
