@@ -10,7 +10,6 @@ export type Decoded<T> =
   | { ok: false; reason: DropReason; error: string };
 
 const decoder = new TextDecoder("utf-8", { fatal: false });
-const encoder = new TextEncoder();
 
 /**
  * Decodes bytes from the wire. Never throws: oversized, non-JSON and invalid payloads come
@@ -44,11 +43,7 @@ export function decodeOrThrow<S extends z.ZodType>(schema: S, data: Uint8Array |
 export function encode<S extends z.ZodType>(schema: S, value: z.input<S>, what = "message"): Uint8Array {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new ValidationError(what, formatIssues(parsed.error));
-  const bytes = encoder.encode(JSON.stringify(parsed.data));
-  if (bytes.byteLength > LIMITS.maxMessageBytes) {
-    throw new ValidationError(what, [`encoded size ${bytes.byteLength} > limit ${LIMITS.maxMessageBytes}`]);
-  }
-  return bytes;
+  return utf8Within(JSON.stringify(parsed.data), what);
 }
 
 /**
@@ -58,7 +53,16 @@ export function encode<S extends z.ZodType>(schema: S, value: z.input<S>, what =
  * it makes passes the schema (registry: test/unit/catalog-properties.test.ts).
  */
 export function encodeBuilt(value: unknown, what = "message"): Uint8Array {
-  const bytes = encoder.encode(JSON.stringify(value));
+  return utf8Within(JSON.stringify(value), what);
+}
+
+/**
+ * UTF-8 bytes of `json`, within the message size limit. Buffer.from, not TextEncoder: about half
+ * the cost on Node 20 for a catalog record (~0.6 vs ~1.1 µs), and small buffers come from Node's
+ * pool (a registration storm encodes two per instance). A Buffer is a Uint8Array.
+ */
+function utf8Within(json: string, what: string): Uint8Array {
+  const bytes = Buffer.from(json, "utf8");
   if (bytes.byteLength > LIMITS.maxMessageBytes) {
     throw new ValidationError(what, [`encoded size ${bytes.byteLength} > limit ${LIMITS.maxMessageBytes}`]);
   }

@@ -19,7 +19,6 @@ export interface EffectDeps {
 export function effectInterpreter(deps: EffectDeps): (effects: Effect[]) => void {
   const log = deps.logger;
   return (effects) => {
-    deps.metrics.dispatched(effects);
     for (const e of effects) {
       switch (e.type) {
         case "put":

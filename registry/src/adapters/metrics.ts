@@ -2,13 +2,14 @@
  * The registry's Prometheus metrics (prom-client), on a Registry of its own (never the global
  * default one: two registries embedded in one process must not clash). Nearly everything is
  * read at scrape time from counters the registry already keeps (`collect()`); the only work on
- * the message path is one plain-object increment per agent message, and one map entry per
- * catalog change for the publish-lag histogram.
+ * the message path is one plain-object increment per agent message, and per catalog change one
+ * counter increment and one histogram observation (the decision time travels with the write:
+ * kv-catalog.ts).
  */
 import { performance } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { AgentMessageKind, CatalogDelta } from "roster-schemas";
-import type { CatalogCounters, Effect } from "../core/catalog.js";
+import type { CatalogCounters } from "../core/catalog.js";
 import type { DropLog } from "./nats/ingest.js";
 import type { KvCatalogStats } from "./store/kv-catalog.js";
 
@@ -39,14 +40,9 @@ export interface RegistryMetricsOptions {
   defaultLabels?: Record<string, string>;
 }
 
-/** Entries of the lag map older than this are dropped (a write coalesced away never reports). */
-const LAG_ENTRY_TTL_MS = 5 * 60_000;
-
 export class RegistryMetrics {
   readonly registry = new Registry();
   private readonly received: Record<string, number> = { register: 0, heartbeat: 0, health: 0, deregister: 0 };
-  /** `<service>.<id>` → when the oldest still-unwritten decision about it was made (performance.now). */
-  private readonly decidedAt = new Map<string, number>();
   /** roster_registry_catalog_changes_total's two children, bound once: no label hashing per write. */
   private readonly changesByOp: Record<CatalogDelta["op"], { inc(): void }>;
   private readonly lag: Histogram;
@@ -157,16 +153,13 @@ export class RegistryMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     });
-    const decidedAt = this.decidedAt;
-    // Prune entries whose write never reported (coalesced into a no-op), at scrape time.
     new Gauge({
       name: "roster_registry_delta_lag_tracked",
-      help: "Catalog decisions waiting for their KV write (publish-lag bookkeeping)",
+      help: "Catalog decisions waiting for their KV write (queued or in flight)",
       registers,
       collect() {
-        const old = performance.now() - LAG_ENTRY_TTL_MS;
-        for (const [k, t] of decidedAt) if (t < old) decidedAt.delete(k);
-        this.set(decidedAt.size);
+        const kv = src.kv();
+        this.set(kv ? kv.pending + kv.inFlight : 0);
       },
     });
   }
@@ -176,26 +169,9 @@ export class RegistryMetrics {
     this.received[kind] = (this.received[kind] ?? 0) + 1;
   }
 
-  /** The effects of one decision: remembers when each put/delete was decided. */
-  dispatched(effects: readonly Effect[]): void {
-    if (effects.length === 0) return;
-    let t = 0;
-    for (const e of effects) {
-      if (e.type !== "put" && e.type !== "delete") continue; // resync, reject, degraded: no write
-      const key = e.type === "put" ? `${e.record.service}.${e.record.id}` : `${e.service}.${e.id}`;
-      // Coalesced writes: the lag runs from the oldest decision still waiting.
-      if (!this.decidedAt.has(key)) this.decidedAt.set(key, t || (t = performance.now()));
-    }
-  }
-
-  /** A change written to KV and published as a delta. */
-  readonly written = (delta: CatalogDelta): void => {
+  /** A change written to KV and published as a delta; `decidedAt` (performance.now): its oldest decision. */
+  readonly written = (delta: CatalogDelta, decidedAt: number): void => {
     this.changesByOp[delta.op].inc();
-    const key = `${delta.service}.${delta.instanceId}`;
-    const at = this.decidedAt.get(key);
-    if (at !== undefined) {
-      this.decidedAt.delete(key);
-      this.lag.observe((performance.now() - at) / 1000);
-    }
+    this.lag.observe((performance.now() - decidedAt) / 1000);
   };
 }
