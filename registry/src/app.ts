@@ -96,7 +96,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   let bulk: NatsConnection | null = null;
   // The writer lease renews on a connection of its own: never queued behind bulk KV puts or their acks.
   let leaseConn: NatsConnection | null = null;
-  let acks: NatsConnection | null = null;
+  let writes: NatsConnection | null = null;
   let kv: KvCatalog | null = null;
   // Notices a NATS node back with an empty store, holds writes, recreates the buckets.
   let guard: StoreGuard | null = null;
@@ -258,10 +258,10 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       bulk = await dial("bulk");
       if (!bulk || stopping.signal.aborted) return;
     }
-    // The catalog writes' acks on a connection of their own, so they do not queue behind what the
-    // main connection reads (a storm of registrations): stream-writer.ts.
-    acks = await dial("acks");
-    if (!acks || stopping.signal.aborted) return;
+    // The catalog writes and their acks on a connection of their own: deltas never wait behind a
+    // write nats-server is slow to take, acks never behind a storm of registrations (kv-catalog.ts).
+    writes = await dial("writes");
+    if (!writes || stopping.signal.aborted) return;
     const kvLog = log.child({ component: "kv" });
     const store = await KvCatalog.open(
       conn,
@@ -280,7 +280,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
           log.warn({ epoch }, "new registry epoch: every gateway client resyncs");
         },
         ...(natsOptions.inboxPrefix ? { inboxPrefix: natsOptions.inboxPrefix } : {}),
-        ackConnection: acks,
+        writeConnection: writes,
         // While the buckets are gone writes wait (merged per key); with the lease, only its holder writes.
         gate: () => (!storeAvailable() ? "hold" : config.lease.enabled ? (replica?.gate(natsConnected) ?? "hold") : "write"),
       },
@@ -401,7 +401,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
       await http.close();
       if (bulk && !bulk.isClosed()) await bulk.close().catch(() => undefined);
       if (leaseConn && !leaseConn.isClosed()) await leaseConn.close().catch(() => undefined);
-      if (acks && !acks.isClosed()) await acks.close().catch(() => undefined);
+      if (writes && !writes.isClosed()) await writes.close().catch(() => undefined);
       if (nc && !nc.isClosed()) {
         // drain() waits for the server: bounded, so a shutdown during a NATS outage still ends.
         const conn = nc;

@@ -52,8 +52,14 @@ export interface KvCatalogOptions {
   ackTimeoutMs?: number;
   /** Writes in flight (sent, not acked) at most (default 1,024). */
   maxInFlight?: number;
-  /** A connection of its own for the write acks (stream-writer.ts); default: the writing one. */
-  ackConnection?: NatsConnection;
+  /**
+   * The connection the catalog writes are sent on and their acks come back on (default: the one the
+   * catalog was opened on, which also carries the deltas). A connection of their own keeps deltas
+   * from waiting behind writes nats-server is slow to take, and acks from waiting behind what the
+   * main connection reads (a storm of registrations): docs/architecture.md, "The delta leaves with
+   * the write".
+   */
+  writeConnection?: NatsConnection;
 }
 
 export type WriteGate = "write" | "hold" | "drop";
@@ -154,12 +160,11 @@ export class KvCatalog {
     this.opts = opts;
     this.log = opts.logger;
     this.subjectPrefix = stream.subject.slice(0, -1); // "$KV.catalog.>" → "$KV.catalog."
-    this.writer = new StreamWriter(nc, {
+    this.writer = new StreamWriter(opts.writeConnection ?? nc, {
       stream: stream.name,
       ackTimeoutMs: opts.ackTimeoutMs ?? 5000,
       maxInFlight: opts.maxInFlight ?? 1024,
       ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
-      ...(opts.ackConnection ? { ackConnection: opts.ackConnection } : {}),
       // At once, not at the next write: the deltas already out must come true (or be retracted) now.
       onFailure: () => void this.recovery(),
     });

@@ -29,12 +29,6 @@ export interface StreamWriterOptions {
   inboxPrefix?: string;
   /** A write failed (called once per failure; the caller settles `takeFailed()` once drained). */
   onFailure?: () => void;
-  /**
-   * Where the acks are received (default: the writing connection). Its own connection keeps them
-   * from queuing behind everything else that connection reads (a storm of agent registrations is
-   * tens of MB in one TCP stream): the window refills while ingest is still reading.
-   */
-  ackConnection?: NatsConnection;
 }
 
 /** One write on its way: its predicted sequence and what it carried (to replay or verify it). */
@@ -72,7 +66,6 @@ export class StreamWriter {
   private readonly opts: StreamWriterOptions;
   private readonly inbox: string;
   private readonly sub: Subscription;
-  private readonly ackNc: NatsConnection;
   /** The ack subscription is known to the server (flushed once before the first write). */
   private ackReady = false;
   private readonly timer: NodeJS.Timeout;
@@ -103,8 +96,7 @@ export class StreamWriter {
     this.opts = opts;
     this.connected = !nc.isClosed();
     this.inbox = createInbox(opts.inboxPrefix);
-    this.ackNc = opts.ackConnection ?? nc;
-    this.sub = this.ackNc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => {
+    this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (err, msg) => {
       if (!err) this.onAck(msg);
     } });
     this.timer = setInterval(() => this.sweep(), Math.max(50, Math.floor(opts.ackTimeoutMs / 4)));
@@ -151,7 +143,7 @@ export class StreamWriter {
    */
   async sync(): Promise<number> {
     if (!this.ackReady) {
-      await this.ackNc.flush(); // replies to an inbox the server does not know yet would be lost
+      await this.nc.flush(); // replies to an inbox the server does not know yet would be lost
       this.ackReady = true;
     }
     const last = await this.streamLastSeq();
