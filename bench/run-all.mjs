@@ -32,6 +32,7 @@ export const SCENARIOS = [
   { name: "proxy-hop", script: "bench/proxy-hop.mjs", args: [], quickArgs: ["--quick"], what: "gateway client vs nginx vs raw undici to 3 upstreams" },
   { name: "chaos", script: "bench/gateway-faults.mjs", args: ["--clients=gateway,nginx,naive", "--faults=kill,hang,503,slow,drain"], quickArgs: ["--clients=gateway,nginx,naive", "--faults=kill,hang,503,drain", "--warmup=1", "--fault=2", "--settle-after=0.5", "--quick"], what: "steady load under kill -9, SIGSTOP, 503, slow, draining: gateway vs nginx vs naive" },
   { name: "catalog-http", script: "bench/catalog-http.mjs", args: [], quickArgs: ["--quick"], what: "GET /v1/services/:name/instances with and without If-None-Match; RSS of 10,000 blocking queries" },
+  { name: "catalog-memory", script: "bench/catalog-memory.mjs", args: [], quickArgs: ["--hosts=200"], what: "heap the catalog (state machine + memory) holds per instance, 1,000 hosts x 100" },
   { name: "kv-writer", script: "bench/kv-writer.mjs", args: [], quickArgs: ["--writes=20000", "--rounds=1"], what: "the registry's catalog writer alone: pipelined writes/s and CPU per write" },
   { name: "registry-load", script: "bench/registry-load.mjs", args: [], quickArgs: ["--hosts=200", "--duration=5", "--settle=2"], what: "registry CPU/RSS under 1,000 hosts heartbeating" },
   { name: "death-to-status", script: "bench/death-to-status.mjs", args: [], quickArgs: ["--quick"], what: "kill -9 of a service → critical in the registry and the mirror" },

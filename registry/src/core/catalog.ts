@@ -64,6 +64,7 @@ import {
   type RegisterMessage,
   type ResyncReason,
 } from "roster-schemas";
+import { Interner } from "./intern.js";
 
 export type { ResyncReason };
 
@@ -224,6 +225,7 @@ export class CatalogState {
   /** Hosts asked for a resync whose register has not been applied since (one request outstanding at a time). */
   private readonly resyncOutstanding = new Set<string>();
   private degradedInfo: DegradedInfo | null = null;
+  private readonly intern = new Interner();
   /** Epoch/seq of forgotten hosts, so a replay of their old messages is refused. */
   private readonly tombstones = new Map<string, { epoch: number; lastSeq: number; at: number }>();
   /** Refused claims: key → claimant host → the record it asked for (only for its digest). */
@@ -570,23 +572,7 @@ export class CatalogState {
         this.dirty(prev.host);
       }
       const keepRegisteredAt = prev !== undefined && prev.host === msg.hostId && prev.epoch === msg.epoch && !newEpoch;
-      const zone = inst.zone ?? msg.zone;
-      const record: CatalogInstance = {
-        id: inst.id,
-        service: inst.service,
-        host: msg.hostId,
-        address: inst.address,
-        port: inst.port,
-        ...(zone !== undefined ? { zone } : {}),
-        tags: inst.tags,
-        meta: inst.meta,
-        weight: inst.weight,
-        status: inst.status,
-        checks: inst.checks,
-        epoch: msg.epoch,
-        registeredAt: keepRegisteredAt ? prev.registeredAt : now,
-        updatedAt: now,
-      };
+      const record = this.recordOf(inst, inst.zone ?? msg.zone, msg, keepRegisteredAt ? prev.registeredAt : now, now);
       h.keys.add(key);
       this.dirty(msg.hostId);
       this.putIfChanged(prev, record, effects);
@@ -746,6 +732,28 @@ export class CatalogState {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /**
+   * A catalog record from a registration, its repeated values shared (core/intern.ts). One object
+   * literal per shape (with or without zone) rather than a spread: every property in-object, no
+   * separate property store per record.
+   */
+  private recordOf(inst: RegisterMessage["instances"][number], zone: string | undefined, msg: RegisterMessage, registeredAt: number, now: number): CatalogInstance {
+    const i = this.intern;
+    // Every CheckState field by name (a new required one fails to compile here; a new optional one must be added).
+    const checks = inst.checks.map((c) => (c.output === undefined
+      ? { id: i.string(c.id), type: i.string(c.type), status: i.string(c.status), since: c.since }
+      : { id: i.string(c.id), type: i.string(c.type), status: i.string(c.status), output: c.output, since: c.since }));
+    const service = i.string(inst.service);
+    const host = i.string(msg.hostId);
+    const tags = i.list(inst.tags);
+    const meta = i.meta(inst.meta);
+    const status = i.string(inst.status);
+    if (zone === undefined) {
+      return { id: inst.id, service, host, address: inst.address, port: inst.port, tags, meta, weight: inst.weight, status, checks, epoch: msg.epoch, registeredAt, updatedAt: now };
+    }
+    return { id: inst.id, service, host, address: inst.address, port: inst.port, zone: i.string(zone), tags, meta, weight: inst.weight, status, checks, epoch: msg.epoch, registeredAt, updatedAt: now };
+  }
 
   private putIfChanged(prev: CatalogInstance | undefined, record: CatalogInstance, effects: Effect[]): void {
     if (prev && sameRecord(prev, record)) return;
