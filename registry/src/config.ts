@@ -117,11 +117,11 @@ export const RegistryConfig = z
     bulkLane: z
       .object({
         /**
-         * Off by default: with 100 gateway clients syncing a 2,000-instance service the lane synced
-         * far slower than answering inline (docs/BENCHMARKS.md, issue 11 items 1–2). Off: snapshot
-         * requests are answered where they are read and nothing is shed.
+         * On by default. Off: snapshot requests are answered where they are read and nothing is shed
+         * (it was off while a herd of 100 clients synced far slower through it; the cause was a
+         * re-registration loop elsewhere: docs/architecture.md, "Transitions first").
          */
-        enabled: z.boolean().default(false),
+        enabled: z.boolean().default(true),
         /** Snapshot requests held at most; one more is answered `snapshot-busy`. */
         maxQueued: z.number().int().min(1).max(1_000_000).default(2000),
         /** Event-loop lag above which the registry counts as overloaded for a second: HTTP catalog bodies past `overloadedBodiesPerSecond` get 503 ROSTER_OVERLOADED. */
