@@ -13,7 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { ResyncMessage, decode, resyncSubject } from "roster-schemas";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
+import { ChildProc, NatsServer, freePort, killAll, spawnNode, waitFor } from "roster-testkit";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 const AGENT = join(root, "agent", "bin", "roster-agent.js");
@@ -92,17 +92,7 @@ describe("agent stalled past the silence limit (real processes)", () => {
 
   after(async () => {
     await nc?.close().catch(() => undefined);
-    for (const p of [agent, registry, ...demos]) {
-      if (p?.alive) {
-        try {
-          process.kill(p.pid, "SIGCONT");
-        } catch {
-          // already gone
-        }
-      }
-      p?.kill("SIGKILL");
-    }
-    await Promise.all([agent, registry, ...demos].map((p) => p?.exited));
+    await killAll([agent, registry, ...demos]);
     await nats?.close();
     await rm(dir, { recursive: true, force: true });
   });

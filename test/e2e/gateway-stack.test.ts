@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createGateway, type Gateway } from "roster-gateway-client";
-import { ChildProc, NatsServer, freePort, spawnNode, waitFor } from "roster-testkit";
+import { ChildProc, NatsServer, freePort, killAll, spawnNode, waitFor } from "roster-testkit";
 
 const root = resolve(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..");
 const AGENT = join(root, "agent", "bin", "roster-agent.js");
@@ -95,17 +95,7 @@ describe("gateway end to end", () => {
 
   after(async () => {
     await gw?.close();
-    for (const p of [agent, registry, ...demos]) {
-      if (p?.alive) {
-        try {
-          process.kill(p.pid, "SIGCONT");
-        } catch {
-          // already gone
-        }
-      }
-      p?.kill("SIGKILL");
-    }
-    await Promise.all([agent, registry, ...demos].map((p) => p?.exited));
+    await killAll([agent, registry, ...demos]);
     await nats?.close();
     await rm(dir, { recursive: true, force: true });
   });

@@ -67,6 +67,24 @@ export class ChildProc {
   }
 }
 
+/**
+ * Ends every process at once (SIGKILL), continuing first any a test stopped with SIGSTOP (a
+ * stopped process would not act on it until continued), and waits until all have exited.
+ * For a test's `after`: undefined entries (a `before` that failed half way) are skipped.
+ */
+export async function killAll(procs: ReadonlyArray<ChildProc | undefined>): Promise<void> {
+  for (const p of procs) {
+    if (!p?.alive) continue;
+    try {
+      process.kill(p.pid, "SIGCONT");
+    } catch {
+      // already gone
+    }
+    p.kill("SIGKILL");
+  }
+  await Promise.all(procs.map((p) => p?.exited));
+}
+
 /** Runs a Node.js script as a real child process. */
 export function spawnNode(script: string, args: string[] = [], opts: SpawnOptions = {}): ChildProc {
   return new ChildProc(process.execPath, [script, ...args], opts);
