@@ -276,6 +276,14 @@ export class KvCatalog {
   enqueue(service: string, id: string, desired: Desired, force = false, decidedAt = performance.now()): void {
     if (this.closed) return;
     if (force && desired === null) this.forceDelete.add(catalogKey(service, id));
+    if (!this.workers.has(service) && !this.pending.get(service)?.size && this.sendableNow()) {
+      // Nothing of this service waiting and the writer free: sent in this turn. Through the worker it
+      // went out only after every other message of the same socket read had been handled (a
+      // continuation runs once the NATS client has dispatched the whole read): ~1 ms at p50 with
+      // 2,000 hosts beating, the largest part of the registry's own share of a flip.
+      this.sendOrSkip(service, id, { desired, decidedAt });
+      return;
+    }
     let p = this.pending.get(service);
     if (!p) {
       p = new Map();
@@ -318,11 +326,20 @@ export class KvCatalog {
         if (!this.writer.writable) break;
         p.delete(instanceId);
         this.stats.pending = Math.max(0, this.stats.pending - 1);
-        // Nothing stored: nothing to delete (unless a delete was given up: memory lost it, the store may not have).
-        if (wanted.desired === null && !this.memory.get(service, instanceId) && !this.forceDelete.delete(catalogKey(service, instanceId))) continue;
-        this.send(service, instanceId, wanted);
+        this.sendOrSkip(service, instanceId, wanted);
       }
     }
+  }
+
+  /** A write may be sent at once: the gate says "write", nothing failed or being settled, room in the window. */
+  private sendableNow(): boolean {
+    return this.gate() === "write" && this.recovering === null && !this.writer.failed && this.writer.writable;
+  }
+
+  /** Sends `wanted`, unless it deletes what was never stored (nothing to delete, unless a delete was given up: memory lost it, the store may not have). */
+  private sendOrSkip(service: string, id: string, wanted: Wanted): void {
+    if (wanted.desired === null && !this.memory.get(service, id) && !this.forceDelete.delete(catalogKey(service, id))) return;
+    this.send(service, id, wanted);
   }
 
   /** What the writer lease says now (a closed store on a closed connection writes nothing). */
