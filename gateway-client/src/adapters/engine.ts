@@ -663,23 +663,32 @@ export class Engine {
  * AbortController) and the entry of the engine's shared timeout queue.
  */
 export class TryHandle extends TryTimerEntry {
-  timeoutMs = 0;
+  // Fields assigned in the constructor, not with initializers: see AbortHandle (timeouts.ts).
+  declare timeoutMs: number;
   /** performance.now() at the start. */
-  t0 = 0;
+  declare t0: number;
   /** The try's result is out (undici answered, or the engine settled it on an abort): later answers are ignored. */
-  over = false;
-  trace: TryTrace | undefined = undefined;
+  declare over: boolean;
+  declare trace: TryTrace | undefined;
   /** undici's callback (a closure, not `opaque`: an injected pool need not hand `opaque` back). */
-  readonly callback = (err: Error | null, res?: Dispatcher.ResponseData): void => this.ctl.engine.tryDone(this, err, res);
+  declare readonly callback: (err: Error | null, res?: Dispatcher.ResponseData) => void;
+  declare readonly ctl: RequestCtl;
+  declare readonly ep: Endpoint;
+  /** Who waits for the result (a runTry promise); unset: the fast path's first try. */
+  declare settle: ((r: TryResult) => void) | undefined;
+  declare readonly kind: TryKind;
 
-  constructor(
-    readonly ctl: RequestCtl,
-    readonly ep: Endpoint,
-    /** Who waits for the result (a runTry promise); unset: the fast path's first try. */
-    public settle: ((r: TryResult) => void) | undefined,
-    readonly kind: TryKind,
-  ) {
+  constructor(ctl: RequestCtl, ep: Endpoint, settle: ((r: TryResult) => void) | undefined, kind: TryKind) {
     super();
+    this.timeoutMs = 0;
+    this.t0 = 0;
+    this.over = false;
+    this.trace = undefined;
+    this.callback = (err, res) => this.ctl.engine.tryDone(this, err, res);
+    this.ctl = ctl;
+    this.ep = ep;
+    this.settle = settle;
+    this.kind = kind;
   }
 
   deadlineLeft(): number {
