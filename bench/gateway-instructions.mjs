@@ -6,8 +6,11 @@
 // requests in a closed loop at --concurrency (same upstream as bench/gateway-throughput.mjs).
 // The process reads its own instruction counter (all threads: JIT and GC included) with
 // `callgrind_control -e` before and after each phase, so start-up, connects and shutdown are
-// not counted; per request = the median phase's count / --requests. The gateway's own cost
-// is gw.request's figure minus the raw Pool's.
+// not counted; per request = the median phase's count / --requests, and the least (the
+// phase no major GC landed in: a mark-compact costs as much as thousands of requests, and
+// lands in one phase and not another). The gateway's cost is gw.request's figure minus the
+// raw Pool's. (A forced full GC before each phase, to even this out, made V8 re-optimize the
+// request path in every phase: 3–4× the counts.)
 //
 //   node bench/gateway-instructions.mjs [--requests=5000] [--rounds=5] [--warmup=10000] [--concurrency=32] [--modes=gateway] [--stub=1] [--old=<index.js of another build>]
 //
@@ -101,7 +104,8 @@ async function once() {
       const after = await instructions();
       if (before !== undefined && after !== undefined) phases.push((after - before) / REQUESTS);
     }
-    console.log(JSON.stringify({ phases }));
+    const st = MODE === "gateway" || MODE === "old" ? gw.stats("bench") : undefined;
+    console.log(JSON.stringify({ phases, counters: st && { requests: st.requests, responses: st.responses, tries: st.tries, retries: st.retries } }));
   } finally {
     await pool.close();
     await gw.close();
@@ -118,9 +122,10 @@ function callgrind(mode) {
   const r = spawnSync("valgrind", args, { encoding: "utf8", maxBuffer: 64 << 20 });
   const line = r.stdout.split("\n").find((l) => l.startsWith('{"phases"'));
   if (r.status !== 0 || !line) throw new Error(`valgrind ${mode}: exit ${r.status}\n${r.stderr.slice(-2000)}`);
-  const phases = JSON.parse(line).phases.sort((a, b) => a - b);
+  const out = JSON.parse(line);
+  const phases = out.phases.sort((a, b) => a - b);
   if (phases.length === 0) throw new Error("no counts: callgrind_control -e gave nothing");
-  return { median: phases[Math.floor(phases.length / 2)], min: phases[0], max: phases[phases.length - 1] };
+  return { median: phases[Math.floor(phases.length / 2)], min: phases[0], max: phases[phases.length - 1], counters: out.counters };
 }
 
 async function main() {
@@ -132,14 +137,15 @@ async function main() {
   const per = {};
   for (const mode of modes) {
     per[mode] = callgrind(mode);
-    process.stderr.write(`${mode}: ${per[mode].median.toFixed(0)} instructions/request (phases ${per[mode].min.toFixed(0)}–${per[mode].max.toFixed(0)})\n`);
+    const c = per[mode].counters ? ` ${JSON.stringify(per[mode].counters)}` : "";
+    process.stderr.write(`${mode}: ${per[mode].median.toFixed(0)} instructions/request (phases ${per[mode].min.toFixed(0)}–${per[mode].max.toFixed(0)})${c}\n`);
   }
   console.log(`command: ${commandLine("bench/gateway-instructions.mjs")}`);
   console.log(`node ${process.version}; ${STUB ? "stubbed Pool.request (no network); " : ""}${ROUNDS} phases of ${REQUESTS} requests after ${WARMUP} warm-up, concurrency ${CONCURRENCY}; load avg at start ${loadAtStart}, at end ${load()}`);
   for (const mode of modes) {
     const x = per[mode];
-    const added = mode === "pool" ? "" : `, added over the raw Pool ${(x.median - per.pool.median).toFixed(0)}`;
-    console.log(`${mode.padEnd(12)} ${x.median.toFixed(0)} instructions/request (phases ${x.min.toFixed(0)}–${x.max.toFixed(0)})${added}`);
+    const added = mode === "pool" ? "" : `; added over the raw Pool: ${(x.median - per.pool.median).toFixed(0)} (medians), ${(x.min - per.pool.min).toFixed(0)} (least)`;
+    console.log(`${mode.padEnd(12)} median ${x.median.toFixed(0)} instructions/request, least ${x.min.toFixed(0)}, most ${x.max.toFixed(0)}${added}`);
   }
 }
 
