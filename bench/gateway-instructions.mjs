@@ -24,7 +24,8 @@
 // callgrind; without callgrind it prints no counts):
 //   node bench/gateway-instructions.mjs --mode=<one of those, or old>
 //
-// Each client takes a minute or two under valgrind (node runs ~50x slower). Phases of one run
+// Node runs with --single-threaded --hash-seed=1 --random-seed=1 (see V8_FLAGS): runs of one
+// build then agree within ~1 %. Each client takes a minute or two under valgrind (node runs ~50x slower). Phases of one run
 // differ by ~1 % (GC, JIT): the report gives the spread; compare figures of one run.
 // Needs `npm run build` first, and valgrind.
 import { execFile, execFileSync, spawnSync } from "node:child_process";
@@ -115,9 +116,16 @@ async function once() {
   }
 }
 
+/**
+ * Repeatable JIT and hashing: no background compiles or GC threads (their timing decided what
+ * got optimized when, so two runs of one build differed by ~300 instructions per request),
+ * fixed hash and Math.random seeds. The same work is counted, on the main thread.
+ */
+const V8_FLAGS = ["--single-threaded", "--hash-seed=1", "--random-seed=1"];
+
 function callgrind(mode) {
   const self = fileURLToPath(import.meta.url);
-  const args = ["--tool=callgrind", "--callgrind-out-file=/dev/null", process.execPath, self, `--mode=${mode}`, `--requests=${REQUESTS}`, `--rounds=${ROUNDS}`, `--warmup=${WARMUP}`, `--concurrency=${CONCURRENCY}`, `--stub=${STUB}`];
+  const args = ["--tool=callgrind", "--callgrind-out-file=/dev/null", process.execPath, ...V8_FLAGS, self, `--mode=${mode}`, `--requests=${REQUESTS}`, `--rounds=${ROUNDS}`, `--warmup=${WARMUP}`, `--concurrency=${CONCURRENCY}`, `--stub=${STUB}`];
   if (OLD) args.push(`--old=${OLD}`);
   const r = spawnSync("valgrind", args, { encoding: "utf8", maxBuffer: 64 << 20 });
   const line = r.stdout.split("\n").find((l) => l.startsWith('{"phases"'));
