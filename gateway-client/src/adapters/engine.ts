@@ -666,32 +666,23 @@ export class Engine {
  * AbortController) and the entry of the engine's shared timeout queue.
  */
 export class TryHandle extends TryTimerEntry {
-  // Fields assigned in the constructor, not with initializers: see AbortHandle (timeouts.ts).
-  declare timeoutMs: number;
+  timeoutMs = 0;
   /** performance.now() at the start. */
-  declare t0: number;
+  t0 = 0;
   /** The try's result is out (undici answered, or the engine settled it on an abort): later answers are ignored. */
-  declare over: boolean;
-  declare trace: TryTrace | undefined;
+  over = false;
+  trace: TryTrace | undefined = undefined;
   /** undici's callback (a closure, not `opaque`: an injected pool need not hand `opaque` back). */
-  declare readonly callback: (err: Error | null, res?: Dispatcher.ResponseData) => void;
-  declare readonly ctl: RequestCtl;
-  declare readonly ep: Endpoint;
-  /** Who waits for the result (a runTry promise); unset: the fast path's first try. */
-  declare settle: ((r: TryResult) => void) | undefined;
-  declare readonly kind: TryKind;
+  readonly callback = (err: Error | null, res?: Dispatcher.ResponseData): void => this.ctl.engine.tryDone(this, err, res);
 
-  constructor(ctl: RequestCtl, ep: Endpoint, settle: ((r: TryResult) => void) | undefined, kind: TryKind) {
+  constructor(
+    readonly ctl: RequestCtl,
+    readonly ep: Endpoint,
+    /** Who waits for the result (a runTry promise); unset: the fast path's first try. */
+    public settle: ((r: TryResult) => void) | undefined,
+    readonly kind: TryKind,
+  ) {
     super();
-    this.timeoutMs = 0;
-    this.t0 = 0;
-    this.over = false;
-    this.trace = undefined;
-    this.callback = (err, res) => this.ctl.engine.tryDone(this, err, res);
-    this.ctl = ctl;
-    this.ep = ep;
-    this.settle = settle;
-    this.kind = kind;
   }
 
   deadlineLeft(): number {
@@ -745,8 +736,10 @@ function onReturnedBodyClose(this: Readable): void {
  */
 export class RequestCtl implements RequestPlan {
   // Fields assigned in the constructor, not with initializers: on Node 20 this class's field
-  // initializer was left unoptimized and defined each field through the slow IC (~400
-  // instructions per request, bench/gateway-instructions.mjs --stub=1). See AbortHandle.
+  // initializer stayed in baseline code and defined each field through the generic IC
+  // (bench/gateway-instructions.mjs --stub=1: ~150 instructions per request). Not done for
+  // TryHandle's class chain: there it cut ~600 instructions on the stubbed path but made the
+  // real path ~35,000 instructions per request dearer (heavier scavenges; see docs/BENCHMARKS.md).
   declare readonly engine: Engine;
   declare readonly service: string;
   declare readonly opts: RequestOptions;

@@ -28,24 +28,12 @@ type Listener = () => void;
 /** setTimeout's largest delay; beyond it the timer simply fires early and re-arms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-// The fields of AbortHandle and its subclasses (a try is a TryHandle, four classes deep) are
-// assigned in the constructors, not declared with initializers: on Node 20 each level's
-// class-field initializer cost ~150 instructions per object (~600 per try, measured with
-// bench/gateway-instructions.mjs --stub=1); a flat class's fields cost the same either way.
-
 /** One-shot abort source accepted by undici as `signal` (EventEmitter-like). */
 export class AbortHandle {
-  declare aborted: boolean;
-  declare reason: unknown;
-  declare private listener: Listener | undefined;
-  declare private extra: Listener[] | undefined;
-
-  constructor() {
-    this.aborted = false;
-    this.reason = undefined;
-    this.listener = undefined;
-    this.extra = undefined;
-  }
+  aborted = false;
+  reason: unknown = undefined;
+  private listener: Listener | undefined = undefined;
+  private extra: Listener[] | undefined = undefined;
 
   on(event: string, fn: Listener): this {
     if (event !== "abort" || this.aborted) return this;
@@ -92,26 +80,14 @@ export class AbortHandle {
 
 /** A node of a TimeoutQueue list (intrusive: the queue allocates nothing per entry). */
 export abstract class TimedEntry extends AbortHandle {
-  /** @internal */ declare tqAt: number;
-  /** @internal */ declare tqPrev: TimedEntry | undefined;
-  /** @internal */ declare tqNext: TimedEntry | undefined;
-  /** @internal */ declare tqList: TimeoutList | undefined;
+  /** @internal */ tqAt = 0;
+  /** @internal */ tqPrev: TimedEntry | undefined = undefined;
+  /** @internal */ tqNext: TimedEntry | undefined = undefined;
+  /** @internal */ tqList: TimeoutList | undefined = undefined;
   // The duration it was queued for, how late its timer fired, whether it was extended.
-  /** @internal */ declare tqMs: number;
-  /** @internal */ declare tqLate: number;
-  /** @internal */ declare tqExtended: boolean;
-
-  constructor() {
-    super();
-    this.tqAt = 0;
-    this.tqPrev = undefined;
-    this.tqNext = undefined;
-    this.tqList = undefined;
-    this.tqMs = 0;
-    this.tqLate = 0;
-    this.tqExtended = false;
-  }
-
+  /** @internal */ tqMs = 0;
+  /** @internal */ tqLate = 0;
+  /** @internal */ tqExtended = false;
   /**
    * Extra time to grant when the entry's timer fired `lateMs` late (the caller's loop was
    * blocked); 0: it expires now. Overridden by entries bound to a hard deadline.
@@ -129,13 +105,7 @@ export abstract class TimedEntry extends AbortHandle {
  * entry becomes deadline-bound instead).
  */
 export abstract class TryTimerEntry extends TimedEntry {
-  declare deadlineBound: boolean;
-
-  constructor() {
-    super();
-    this.deadlineBound = false;
-  }
-
+  deadlineBound = false;
   /** ms left before the request's deadline. */
   abstract deadlineLeft(): number;
 
