@@ -24,9 +24,11 @@
 // callgrind; without callgrind it prints no counts):
 //   node bench/gateway-instructions.mjs --mode=<one of those, or old>
 //
-// Node runs with --single-threaded --hash-seed=1 --random-seed=1 (see V8_FLAGS): runs of one
-// build then agree within ~1 %. Each client takes a minute or two under valgrind (node runs ~50x slower). Phases of one run
-// differ by ~1 % (GC, JIT): the report gives the spread; compare figures of one run.
+// Node runs with --single-threaded --hash-seed=1 --random-seed=1 (see V8_FLAGS): stubbed runs of
+// one build then agree within ~1 %; real-path phases still differ by whether a mark-compact
+// landed in them (compare the least phases). Each client takes 2–4 minutes under valgrind.
+// Check a change on both paths: one that saved instructions with --stub=1 cost many more on
+// the real path (docs/BENCHMARKS.md, "Request-path instruction counts").
 // Needs `npm run build` first, and valgrind.
 import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
