@@ -736,8 +736,9 @@ function onReturnedBodyClose(this: Readable): void {
  */
 export class RequestCtl implements RequestPlan {
   // Fields assigned in the constructor, not with initializers: on Node 20 this class's field
-  // initializer stayed in baseline code and defined each field through the generic IC
-  // (bench/gateway-instructions.mjs --stub=1: ~150 instructions per request). Not done for
+  // initializer stayed in baseline code and defined each field through the generic IC (with the
+  // perf_hooks import above: 130–210 instructions fewer per request, bench/gateway-instructions.mjs
+  // --stub=1). Not done for
   // TryHandle's class chain: there it cut ~600 instructions on the stubbed path but made the
   // real path ~35,000 instructions per request dearer (heavier scavenges; see docs/BENCHMARKS.md).
   declare readonly engine: Engine;
