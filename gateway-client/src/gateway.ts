@@ -4,6 +4,7 @@
 // (adapters/engine.ts) that `request()` and the undici dispatcher both run on. No proxy hop:
 // the caller's process talks to the chosen instance directly.
 import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks"; // not the global: a lazy getter on Node 20
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Dispatcher } from "undici";
 import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "roster-schemas";

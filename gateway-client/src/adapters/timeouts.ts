@@ -20,6 +20,7 @@
 //   a timer that fired late grants its entry the stolen time once (core/loop-lag.ts) before
 //   `onTimeout` is called.
 
+import { performance } from "node:perf_hooks"; // not the global: a lazy getter on Node 20
 import { lagExtensionMs } from "../core/loop-lag.js";
 
 type Listener = () => void;
