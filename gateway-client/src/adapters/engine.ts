@@ -735,84 +735,48 @@ function onReturnedBodyClose(this: Readable): void {
  * the request's plan (RequestPlan), filled by `prepare()`.
  */
 export class RequestCtl implements RequestPlan {
-  // Fields assigned in the constructor, not with initializers: on Node 20 this class's field
-  // initializer stayed in baseline code and defined each field through the generic IC (with the
-  // perf_hooks import above: 130–210 instructions fewer per request, bench/gateway-instructions.mjs
-  // --stub=1). Not done for
-  // TryHandle's class chain: there it cut ~600 instructions on the stubbed path but made the
-  // real path ~35,000 instructions per request dearer (heavier scavenges; see docs/BENCHMARKS.md).
-  declare readonly engine: Engine;
-  declare readonly service: string;
-  declare readonly opts: RequestOptions;
-  declare deadlineMs: number;
-  declare readonly started: number;
+  readonly started = Date.now();
   /** The caller's async context, for what runs from shared timers. */
-  declare readonly ctx: AsyncResource;
-  declare tries: number;
-  declare last: unknown;
-  declare lastResult: TryResult | undefined;
-  declare reason: unknown;
-  declare trace: RequestTrace | undefined;
+  readonly ctx = new AsyncResource("roster.gateway.request");
+  tries = 0;
+  last: unknown;
+  lastResult: TryResult | undefined = undefined;
+  reason: unknown = undefined;
+  trace: RequestTrace | undefined = undefined;
   /** The concurrency slot held (taken with tryTake) or the permit (after queueing). */
-  declare slot: ConcurrencyLimiter | undefined;
-  declare permit: Permit | undefined;
-  declare prevActive: RequestCtl | undefined;
-  declare nextActive: RequestCtl | undefined;
+  slot: ConcurrencyLimiter | undefined = undefined;
+  permit: Permit | undefined = undefined;
+  prevActive: RequestCtl | undefined = undefined;
+  nextActive: RequestCtl | undefined = undefined;
   /** Tries in flight, and the winning try while its response body is open (the first one inline). */
-  declare private live1: TryHandle | undefined;
-  declare private liveMore: Set<TryHandle> | undefined;
-  declare private wakers: Set<() => void> | undefined;
-  declare private onCallerAbort: (() => void) | undefined;
-  declare private finished: boolean;
+  private live1: TryHandle | undefined = undefined;
+  private liveMore: Set<TryHandle> | undefined = undefined;
+  private wakers: Set<() => void> | undefined = undefined;
+  private onCallerAbort: (() => void) | undefined = undefined;
+  private finished = false;
 
   /** Set by prepare() once the service is routable and a slot is held. */
-  declare rt: ServiceRuntime | undefined;
-  declare method: string;
-  declare idempotent: boolean;
+  rt: ServiceRuntime | undefined = undefined;
+  method = "GET";
+  idempotent = true;
   // RequestPlan
-  declare balancer: PlanBalancer;
-  declare hashKey: string | undefined;
-  declare maxRetries: number;
-  declare hedging: boolean;
-  declare tryTimeout: number;
+  balancer!: PlanBalancer;
+  hashKey: string | undefined = undefined;
+  maxRetries = 0;
+  hedging = false;
+  tryTimeout = 0;
   /** An answer the traffic hook gave instead of any try (a fallback). */
-  declare answer: Promise<Dispatcher.ResponseData> | undefined;
+  answer: Promise<Dispatcher.ResponseData> | undefined = undefined;
   /** The fast path's promise. */
-  declare resolve: ((res: Dispatcher.ResponseData) => void) | undefined;
-  declare reject: ((err: unknown) => void) | undefined;
+  resolve: ((res: Dispatcher.ResponseData) => void) | undefined = undefined;
+  reject: ((err: unknown) => void) | undefined = undefined;
 
-  constructor(engine: Engine, service: string, opts: RequestOptions, deadlineMs: number) {
-    this.engine = engine;
-    this.service = service;
-    this.opts = opts;
-    this.deadlineMs = deadlineMs;
-    this.started = Date.now();
-    this.ctx = new AsyncResource("roster.gateway.request");
-    this.tries = 0;
-    this.last = undefined;
-    this.lastResult = undefined;
-    this.reason = undefined;
-    this.trace = undefined;
-    this.slot = undefined;
-    this.permit = undefined;
-    this.prevActive = undefined;
-    this.nextActive = undefined;
-    this.live1 = undefined;
-    this.liveMore = undefined;
-    this.wakers = undefined;
-    this.onCallerAbort = undefined;
-    this.finished = false;
-    this.rt = undefined;
-    this.method = "GET";
-    this.idempotent = true;
-    this.balancer = undefined as unknown as PlanBalancer; // set by prepare() before any use
-    this.hashKey = undefined;
-    this.maxRetries = 0;
-    this.hedging = false;
-    this.tryTimeout = 0;
-    this.answer = undefined;
-    this.resolve = undefined;
-    this.reject = undefined;
+  constructor(
+    readonly engine: Engine,
+    readonly service: string,
+    readonly opts: RequestOptions,
+    public deadlineMs: number,
+  ) {
     engine.trackActive(this);
     const signal = opts.signal;
     if (signal) {
