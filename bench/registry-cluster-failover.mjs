@@ -35,6 +35,9 @@
 //                   every change is applied (the steady flips keep the registry writing)
 //   registrations = sent in the burst vs present in the registry's HTTP API vs in KV (read
 //                   from a surviving node) vs in KV on the restarted node once it rejoined
+//   all in API / all in KV = kill → every burst registration in the HTTP API / stored in KV (the
+//                   registry announces a write before JetStream stores it: the API can be
+//                   complete seconds before the store, while the stream elects a leader)
 //   chain gaps    = deltas whose prevRevision is not the previous delta's revision of that service
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -285,6 +288,17 @@ async function repetition(rep, cluster, registry) {
     () => deltas.some((x) => x.d.service === STEADY && x.d.instanceId === `steady-r${rep}` && x.d.instance?.status === lastFlip && x.at > killAt),
     { timeoutMs: 15_000, intervalMs: 50, what: "the last flip's delta" },
   ).catch((err) => progress(`rep ${rep}: ${err.message}`));
+  // The registry announces a write (delta, HTTP API) before JetStream has stored it, so the API can
+  // be complete while the stream is still electing a leader: the round also waits for the store,
+  // or it ended before the stream was back and read "0 in KV" (seen 2026-12-02).
+  let storedMs = NaN;
+  await waitFor(
+    async () => {
+      const got = await kvRecords(home.url, sent).catch(() => new Map());
+      return sent.every((k) => got.has(k));
+    },
+    { timeoutMs: 45_000, intervalMs: 500, what: "every registration of the burst in KV on a surviving node" },
+  ).then(() => (storedMs = performance.now() - killAt), (err) => progress(`rep ${rep}: ${err.message}`));
   const endAt = performance.now();
   await probe.stop();
   const firstAnswer = probe.answers.find((t) => t > killAt);
@@ -362,6 +376,7 @@ async function repetition(rep, cluster, registry) {
     burstMs,
     stallMs,
     kvAvailableMs,
+    storedMs,
     maxGap,
     convergedMs: converged ? convergedMs : NaN,
     sent: sent.length,
@@ -425,10 +440,10 @@ await runBench("registry-cluster-failover", maxSeconds, async () => {
     tables: [
       {
         caption: "Per repetition (ms from the kill)",
-        headers: ["rep", "killed", "registry on it", "burst sent", "KV available", "write stall", "longest delta gap", "all in API", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "resyncs answered", "KV retries", "KV failures", "rejoin", ...(replicaCount > 1 ? ["lease leader killed too", "lease moved"] : [])],
+        headers: ["rep", "killed", "registry on it", "burst sent", "KV available", "write stall", "longest delta gap", "all in API", "all in KV", "sent", "in API", "in KV", "on rejoined node", "chain gaps", "resyncs answered", "KV retries", "KV failures", "rejoin", ...(replicaCount > 1 ? ["lease leader killed too", "lease moved"] : [])],
         rows: results.map((r) => [
           r.rep, r.killed, r.registryOnKilled ? "yes" : "no", `${fmt(r.burstMs, 0)} ms`, `${fmt(r.kvAvailableMs, 0)} ms`, `${fmt(r.stallMs, 0)} ms`, `${fmt(r.maxGap, 0)} ms`,
-          `${fmt(r.convergedMs, 0)} ms`, r.sent, r.inCatalog, r.inKv, r.onRestarted, r.chainGaps + r.nonIncreasing, r.resyncs, r.retries, r.failures, `${fmt(r.rejoinMs, 0)} ms`,
+          `${fmt(r.convergedMs, 0)} ms`, `${fmt(r.storedMs, 0)} ms`, r.sent, r.inCatalog, r.inKv, r.onRestarted, r.chainGaps + r.nonIncreasing, r.resyncs, r.retries, r.failures, `${fmt(r.rejoinMs, 0)} ms`,
           ...(replicaCount > 1 ? [r.leaseLeaderKilled ? "yes" : "no", r.leaseMoved ? "YES" : "no"] : []),
         ]),
       },
