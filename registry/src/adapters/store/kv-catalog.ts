@@ -99,7 +99,6 @@ interface Wanted {
 
 const isWrongLastSequence = (err: unknown) => err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 
-
 /**
  * A delta's bytes. A put wraps the record bytes already validated and encoded for the KV write
  * (the same bytes, not a second parse and stringify of the instance); the fields around it are
@@ -279,8 +278,8 @@ export class KvCatalog {
     if (!this.workers.has(service) && !this.pending.get(service)?.size && this.sendableNow()) {
       // Nothing of this service waiting and the writer free: sent in this turn. Through the worker it
       // went out only after every other message of the same socket read had been handled (a
-      // continuation runs once the NATS client has dispatched the whole read): ~1 ms at p50 with
-      // 2,000 hosts beating, the largest part of the registry's own share of a flip.
+      // continuation runs once the NATS client has dispatched the whole read; with 2,000 hosts
+      // beating, agent → write seen p50 2.14 → 1.94 ms in one loaded run each: docs/architecture.md).
       this.sendOrSkip(service, id, { desired, decidedAt });
       return;
     }
