@@ -5,7 +5,7 @@ import { Kvm } from "@nats-io/kv";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { createBucket } from "roster-runtime";
 import { CATALOG_BUCKET, CatalogDelta, type CatalogInstance } from "roster-schemas";
-import { NatsServer, waitFor } from "roster-testkit";
+import { NatsServer, pauseProcess, waitFor } from "roster-testkit";
 import { CatalogMemory } from "../../src/adapters/store/catalog-memory.js";
 import { KvCatalog } from "../../src/adapters/store/kv-catalog.js";
 import { collectDeltas, silent } from "./helpers.js";
@@ -255,7 +255,8 @@ describe("registry KV catalog store (real JetStream KV)", () => {
     await store.load();
     store.enqueue("gaveup", "g0", rec("g0", { service: "gaveup" }));
     assert.ok(await store.flush(5000));
-    process.kill(nats.pid!, "SIGSTOP");
+    // Stopped for sure before the write goes out: one that nats-server still took and acked would never be given up.
+    await pauseProcess(nats.pid!);
     try {
       store.enqueue("gaveup", "g1", rec("g1", { service: "gaveup" }));
       await waitFor(() => failed.length > 0, { what: "given up", timeoutMs: 15_000 });

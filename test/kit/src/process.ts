@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { waitFor } from "./wait.js";
 
 /** True while the process has neither exited nor been killed. */
@@ -83,6 +84,24 @@ export async function killAll(procs: ReadonlyArray<ChildProc | undefined>): Prom
     p.kill("SIGKILL");
   }
   await Promise.all(procs.map((p) => p?.exited));
+}
+
+/**
+ * SIGSTOP, then (on Linux) waits until the kernel shows the process stopped (state `T` in
+ * /proc/<pid>/stat): a busy process may still run for a moment after the signal, and a test that
+ * acts right away (sends a request the stopped process must not answer) could race it.
+ */
+export async function pauseProcess(pid: number, timeoutMs = 5000): Promise<void> {
+  process.kill(pid, "SIGSTOP");
+  if (process.platform !== "linux") return;
+  await waitFor(() => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "T";
+    } catch {
+      return true; // gone: nothing left to race
+    }
+  }, { timeoutMs, intervalMs: 5, what: `process ${pid} stopped` });
 }
 
 /** Runs a Node.js script as a real child process. */
