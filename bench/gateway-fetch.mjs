@@ -18,6 +18,7 @@ import { BasicTracerProvider, NoopSpanProcessor } from "@opentelemetry/sdk-trace
 import { numberOption, stringOption, commandLine } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
+import { gatewayPoolOptions } from "./lib/request-path.mjs";
 import { alternatedRounds, median, startCatalog, startUpstream } from "./gateway-throughput.mjs";
 
 const quick = Boolean(process.env.BENCH_QUICK) || process.argv.includes("--quick");
@@ -30,8 +31,7 @@ async function main() {
   const nats = await NatsServer.start({ jetstream: false });
   const up = await startUpstream("single");
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
-  const po = parsePolicy({}).pool;
-  const poolOpts = { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } };
+  const poolOpts = gatewayPoolOptions(parsePolicy);
   const pool = new Pool(`http://127.0.0.1:${up.port}`, poolOpts);
   const agent = new Agent(poolOpts);
   const gwOff = await createGateway({ nats: nats.url, services: ["bench"], tracing: false });

@@ -61,34 +61,18 @@ async function once() {
   const { NatsServer } = await import("roster-testkit");
   const { Pool } = await import("undici");
   const mod = MODE === "old" ? await import(new URL(OLD, `file://${process.cwd()}/`).href) : await import("roster-gateway-client");
-  if (STUB) {
-    const { Readable } = await import("node:stream");
-    const body = new Readable({ read() {} });
-    body.destroy(); // one shared closed body (see gateway-overhead.mjs for why)
-    const answer = () => ({ statusCode: 200, headers: {}, trailers: {}, opaque: null, context: {}, body });
-    Pool.prototype.request = function (_opts, cb) {
-      if (cb === undefined) return new Promise((resolve) => globalThis.queueMicrotask(() => resolve(answer())));
-      globalThis.queueMicrotask(() => cb(null, answer()));
-    };
-  }
+  const { gatewayPoolOptions, rawPoolModes, stubPoolRequest } = await import("./lib/request-path.mjs");
+  if (STUB) stubPoolRequest();
   const nats = await NatsServer.start({ jetstream: false });
   const up = await startUpstream("single");
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
   const gw = await mod.createGateway({ nats: nats.url, services: ["bench"] });
-  const po = mod.parsePolicy({}).pool;
-  const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } });
-  // pool-signal / pool-header / pool-both: the raw Pool plus what every gateway try carries
-  // (an abort source undici listens to, the deadline header), as in bench/gateway-profile.mjs.
-  const { AbortHandle } = await import("../gateway-client/dist/src/adapters/timeouts.js");
-  const rawOnce = (signal, header) => async () => {
-    const res = await pool.request({ path: "/", method: "GET", headers: header ? { "x-roster-deadline-ms": "10000" } : undefined, signal: signal ? new AbortHandle() : undefined });
-    if (!STUB) await res.body.dump();
-  };
+  const pool = new Pool(`http://127.0.0.1:${up.port}`, gatewayPoolOptions(mod.parsePolicy));
   const viaGw = async () => {
     const res = await gw.request("bench", { path: "/" });
     if (!STUB) await res.body.dump();
   };
-  const modes = { pool: rawOnce(false, false), "pool-signal": rawOnce(true, false), "pool-header": rawOnce(false, true), "pool-both": rawOnce(true, true), gateway: viaGw, old: viaGw };
+  const modes = { ...rawPoolModes(pool, { dump: !STUB }), gateway: viaGw, old: viaGw };
   const call = modes[MODE];
   if (!call) throw new Error(`--mode: one of ${Object.keys(modes).join(", ")}`);
   const run = async (n) => {

@@ -9,7 +9,6 @@
 // ns/request. Single process; on a busy machine compare rows of one run, not runs.
 //
 //   node bench/gateway-overhead.mjs [--requests=200000] [--rounds=7] [--old=gateway-client/dist/old/src/index.js]
-import { Readable } from "node:stream";
 import { Pool } from "undici";
 import { NatsServer } from "roster-testkit";
 import { BasicTracerProvider, NoopSpanProcessor } from "@opentelemetry/sdk-trace-base";
@@ -17,6 +16,7 @@ import { numberOption, stringOption, commandLine } from "./lib/options.mjs";
 import { fmt } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
 import { median, startCatalog } from "./gateway-throughput.mjs";
+import { stubPoolRequest } from "./lib/request-path.mjs";
 
 const quick = Boolean(process.env.BENCH_QUICK) || process.argv.includes("--quick");
 const REQUESTS = numberOption("requests", quick ? 50_000 : 200_000);
@@ -24,20 +24,7 @@ const ROUNDS = numberOption("rounds", quick ? 3 : 7);
 const OLD = stringOption("old", "");
 const CONCURRENCY = 32;
 
-function closedBody() {
-  const b = new Readable({ read() {} });
-  b.destroy();
-  return b;
-}
-const RES = { statusCode: 200, headers: {}, trailers: {}, opaque: null, context: {} };
-// One closed body for every answer: a body made and destroyed per request queues its 'close'
-// on process.nextTick, and the closed loop runs entirely in microtasks, so those would pile up
-// (hundreds of MB, a heap that grows each round) and the rows would time the GC. Closed: the
-// gateway releases the request at once, as it does when a body closes.
-const CLOSED_BODY = closedBody();
-Pool.prototype.request = function (opts, cb) {
-  globalThis.queueMicrotask(() => cb(null, { ...RES, body: CLOSED_BODY }));
-};
+stubPoolRequest();
 
 async function timeIt(once) {
   let left = REQUESTS;

@@ -53,22 +53,13 @@ async function main() {
   const up = await startUpstream("single");
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
   const gw = await createGateway({ nats: nats.url, services: ["bench"] });
-  const po = parsePolicy({}).pool;
-  const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } });
+  const { gatewayPoolOptions, rawPoolModes } = await import("./lib/request-path.mjs");
+  const pool = new Pool(`http://127.0.0.1:${up.port}`, gatewayPoolOptions(parsePolicy));
   try {
     // pool-signal / pool-header / pool-both: a raw Pool plus what the gateway must add to
-    // every request (an abort source undici listens to, the deadline header), to tell that
-    // cost apart from the gateway's own code.
-    const { AbortHandle } = await import("../gateway-client/dist/src/adapters/timeouts.js");
-    const rawOnce = (signal, header) => async () => {
-      const res = await pool.request({ path: "/", method: "GET", headers: header ? { "x-roster-deadline-ms": "10000" } : undefined, signal: signal ? new AbortHandle() : undefined });
-      await res.body.dump();
-    };
+    // every request, to tell that cost apart from the gateway's own code.
     const modes = {
-      pool: rawOnce(false, false),
-      "pool-signal": rawOnce(true, false),
-      "pool-header": rawOnce(false, true),
-      "pool-both": rawOnce(true, true),
+      ...rawPoolModes(pool),
       gateway: async () => {
         const res = await gw.request("bench", { path: "/" });
         await res.body.dump();

@@ -39,6 +39,7 @@ import { createGateway, parsePolicy } from "roster-gateway-client";
 import { numberOption, stringOption, commandLine } from "./lib/options.mjs";
 import { fmt, percentile } from "./lib/stats.mjs";
 import { printReport } from "./lib/table.mjs";
+import { gatewayPoolOptions } from "./lib/request-path.mjs";
 
 const quick = Boolean(process.env.BENCH_QUICK);
 const CONCURRENCY = numberOption("concurrency", 32);
@@ -198,8 +199,8 @@ async function main() {
   const gw = await createGateway({ nats: nats.url, services: ["bench"] });
   const oldGw = OLD ? await (await import(new URL(OLD, `file://${process.cwd()}/`).href)).createGateway({ nats: nats.url, services: ["bench"] }) : undefined;
   // The raw Pool gets exactly the options the gateway gives its per-endpoint pools.
-  const po = parsePolicy({}).pool;
-  const pool = new Pool(`http://127.0.0.1:${up.port}`, { connections: po.connections, keepAliveTimeout: po.keepAliveTimeout, connect: { timeout: po.connectTimeout } });
+  const poolOpts = gatewayPoolOptions(parsePolicy);
+  const pool = new Pool(`http://127.0.0.1:${up.port}`, poolOpts);
   const pinned = pinProcesses([up.child.pid, nats.pid]);
   process.stderr.write(`pinned: ${pinned}\n`);
   try {
@@ -252,7 +253,7 @@ async function main() {
     printReport({
       title: "Gateway request path vs raw undici Pool (one upstream in a child process)",
       command: commandLine("bench/gateway-throughput.mjs"),
-      params: { concurrency: CONCURRENCY, "p99 concurrency": P99_CONCURRENCY || "no latency leg", duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", pinned, "load avg at start": loadAtStart, old: OLD || "—", pool: `connections ${po.connections}, keepAliveTimeout ${po.keepAliveTimeout} ms, connect timeout ${po.connectTimeout} ms, pipelining 1 (both sides)` },
+      params: { concurrency: CONCURRENCY, "p99 concurrency": P99_CONCURRENCY || "no latency leg", duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", pinned, "load avg at start": loadAtStart, old: OLD || "—", pool: `connections ${poolOpts.connections}, keepAliveTimeout ${poolOpts.keepAliveTimeout} ms, connect timeout ${poolOpts.connect.timeout} ms, pipelining 1 (both sides)` },
       tables: [...perRound(main, CONCURRENCY), medians(main, CONCURRENCY), ...(lat ? [...perRound(lat, P99_CONCURRENCY), medians(lat, P99_CONCURRENCY)] : [])],
       notes: [
         ...Object.keys(main.versus).map(verdict),
