@@ -1,6 +1,7 @@
 // HTTP calls to the registry API, with real timeouts (AbortController + setTimeout: see
 // DESIGN.md's undici pitfall on Node 20).
 import { Agent, request } from "undici";
+import { metricValue, scrape } from "roster-testkit";
 
 const dispatcher = new Agent({ connections: 64, keepAliveTimeout: 60_000, headersTimeout: 0, bodyTimeout: 0 });
 
@@ -25,10 +26,10 @@ export async function getJson(url, { timeoutMs = 10_000 } = {}) {
 }
 
 /** The instance list from a `GET /v1/services/:name/instances` body, whatever its envelope. */
-/** Un-labelled values of the named metrics from a Prometheus text endpoint (NaN when absent). */
+/** Values of the named metrics from a Prometheus endpoint, parsed by the test kit's reader (NaN when absent). */
 export async function metricValues(url, names) {
-  const text = String((await getJson(url)).body);
-  return Object.fromEntries(names.map((n) => [n, Number(new RegExp(`^${n} (\\S+)$`, "m").exec(text)?.[1] ?? NaN)]));
+  const samples = await scrape(url);
+  return Object.fromEntries(names.map((n) => [n, metricValue(samples, n) ?? NaN]));
 }
 
 export function instancesOf(body) {
