@@ -354,6 +354,7 @@ export class KvCatalog {
   private async writable(): Promise<void> {
     let delay = 50;
     for (;;) {
+      if (this.sendableNow()) return; // the same test as enqueue's send-at-once
       const g = this.gate();
       if (g === "drop") {
         this.writer.reset(); // a writer again later must read the sequence anew: someone else wrote meanwhile
@@ -372,7 +373,7 @@ export class KvCatalog {
         await this.recovery();
         continue;
       }
-      if (this.writer.writable) return;
+      // Here the gate says write and nothing failed: the writer itself is not ready.
       if (!this.writer.synced) {
         if (this.writer.inFlightCount > 0) await this.writer.drained();
         this.syncing ??= this.sync().finally(() => (this.syncing = null));
