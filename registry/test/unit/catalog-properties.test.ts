@@ -62,6 +62,9 @@ class World {
   private readonly epochs = HOSTS.map(() => 1);
   private readonly seqs = HOSTS.map(() => 0);
   writesOnHonestHeartbeat = 0;
+  /** Writes an honest heartbeat of a lost host made that are not a revival (an agent-lost record put back without its reason). */
+  notRevivals = 0;
+  revivals = 0;
   /** Every message sent so far, for replays. */
   readonly sent: AgentInput[] = [];
   /** Degraded on/off transitions seen, in order. */
@@ -140,9 +143,20 @@ class World {
     this.sent.push(msg);
     // The generator only builds messages the wire contract accepts.
     assert.ok(AgentMessage.safeParse(msg).success);
+    const lost = s.t === "heartbeat" && this.state.host(HOSTS[s.host]!)?.lostAt != null;
     const effects = this.state.handle(msg, this.now);
     if (s.t === "heartbeat" && s.honest) {
-      this.writesOnHonestHeartbeat += effects.filter((e) => e.type !== "resync").length;
+      const writes = effects.filter((e) => e.type !== "resync");
+      if (!lost) this.writesOnHonestHeartbeat += writes.length;
+      else {
+        // A lost host whose beat carries its digest from before the silence is revived: its
+        // agent-lost records come back as they were, and that is the only write allowed.
+        for (const e of writes) {
+          const before = e.type === "put" ? this.store.get(`${e.record.service}.${e.record.id}`) : undefined;
+          if (e.type === "put" && before?.reason === "agent-lost" && e.record.reason === undefined && e.record.host === before.host) this.revivals++;
+          else this.notRevivals++;
+        }
+      }
     }
     this.apply(effects);
   }
@@ -166,12 +180,13 @@ describe("catalog core properties", () => {
     );
   });
 
-  it("catalog - a heartbeat whose digest matches the registry's view never writes", () => {
+  it("catalog - a heartbeat whose digest matches the registry's view never writes (a lost host's only revives its agent-lost records)", () => {
     fc.assert(
       fc.property(fc.array(step, { maxLength: 60 }), (steps) => {
         const w = new World();
         for (const s of steps) w.run(s);
         assert.equal(w.writesOnHonestHeartbeat, 0);
+        assert.equal(w.notRevivals, 0);
       }),
       { numRuns: 300 },
     );
