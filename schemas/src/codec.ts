@@ -25,7 +25,8 @@ const compiled = new WeakMap<z.ZodType, z.ZodType>();
 function compiledOf<S extends z.ZodType>(schema: S): S {
   let c = compiled.get(schema);
   if (c === undefined) {
-    c = z.compile(schema);
+    // package.json accepts zod ^4.1.5; a zod without `compile` parses as before.
+    c = typeof z.compile === "function" ? z.compile(schema) : schema;
     compiled.set(schema, c);
   }
   return c as S;
