@@ -9,3 +9,4 @@ export * from "./status.js";
 export * from "./nats-auth.js";
 export * from "./http-auth.js";
 export * from "./policy.js";
+export * from "./catalog-json.js";

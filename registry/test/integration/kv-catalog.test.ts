@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import { createBucket } from "roster-runtime";
 import { CATALOG_BUCKET, CatalogDelta, type CatalogInstance } from "roster-schemas";
 import { NatsServer, pauseProcess, waitFor } from "roster-testkit";
 import { CatalogMemory } from "../../src/adapters/store/catalog-memory.js";
 import { KvCatalog } from "../../src/adapters/store/kv-catalog.js";
+import { StreamWriter } from "../../src/adapters/store/stream-writer.js";
 import { collectDeltas, silent } from "./helpers.js";
 
 function rec(id: string, over: Partial<CatalogInstance> = {}): CatalogInstance {
@@ -279,5 +280,28 @@ describe("registry KV catalog store (real JetStream KV)", () => {
     assert.ok(await store.flush(10_000));
     assert.equal(store.stats.pending, 0);
     assert.deepEqual(memory.service("merged").instances.map((i) => i.weight).sort(), [40, 40, 40, 40, 40]);
+  });
+
+  it("kv - the stream writer's own header bytes reach JetStream: a write at a wrong expected sequence is refused as such, a delete is stored as one", async () => {
+    // stream-writer.ts encodes the write headers itself (one MsgHdrs whose encode() hands out the bytes).
+    await createBucket(nc, "hdrs", { replicas: 1 });
+    const writer = new StreamWriter(nc, { stream: "KV_hdrs", ackTimeoutMs: 5000, maxInFlight: 16 });
+    try {
+      const last = await writer.sync();
+      const put = writer.send("$KV.hdrs.a", new TextEncoder().encode("1"), "put");
+      const del = writer.send("$KV.hdrs.a", new Uint8Array(0), "del");
+      await writer.drained();
+      assert.equal(writer.failed, false);
+      assert.deepEqual([put.seq, del.seq, writer.confirmed], [last + 1, last + 2, last + 2]);
+      assert.ok(await writer.isStored(del), "stored with KV-Operation: DEL");
+      const kv = await new Kvm(nc).open("hdrs");
+      await kv.put("b", "foreign"); // the writer's expectation is now wrong
+      const refused = writer.send("$KV.hdrs.c", new TextEncoder().encode("2"), "put");
+      await writer.drained();
+      assert.equal(writer.failed, true);
+      assert.ok(refused.error instanceof JetStreamApiError && refused.error.code === JetStreamApiCodes.StreamWrongLastSequence, String(refused.error));
+    } finally {
+      writer.close();
+    }
   });
 });

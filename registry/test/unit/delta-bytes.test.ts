@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { CatalogDelta, CatalogInstance, decode, encode, type CatalogInstance as Instance } from "roster-schemas";
-import { deltaBytes } from "../../src/adapters/store/kv-catalog.js";
+import { CatalogDelta, CatalogInstance, decode, encode, encodeBuilt, type CatalogInstance as Instance } from "roster-schemas";
+import { headers } from "@nats-io/transport-node";
+import { deltaBytes, putBytes } from "../../src/adapters/store/kv-catalog.js";
+import { writeHeaderBytes } from "../../src/adapters/store/stream-writer.js";
 
 const record: Instance = {
   service: "orders", id: "o-1", host: "h-1", address: "10.0.0.1", port: 8080, tags: ["blue"], meta: { team: "pay" }, weight: 100,
@@ -24,5 +26,30 @@ describe("delta bytes", () => {
     assert.throws(() => deltaBytes({ ...del, revision: 0 }, null));
     const put: CatalogDelta = { v: 1, kind: "delta", op: "put", service: "orders", instanceId: "o-1", revision: 0, prevRevision: 0, instance: record };
     assert.throws(() => deltaBytes(put, encode(CatalogInstance, record)), "revision 0 is refused, not spliced");
+  });
+
+  it("delta-bytes - putBytes: the record is the KV record, the delta wraps its bytes in the same buffer, as deltaBytes does", () => {
+    for (const rec of [record, { ...record, tags: ["ü", "\"q\""], meta: { k: "line\nbreak" }, zone: "z-1" }]) {
+      const delta: CatalogDelta = { v: 1, kind: "delta", op: "put", service: "orders", instanceId: "o-1", revision: 42, prevRevision: 7, instance: rec };
+      const b = putBytes(delta);
+      assert.deepEqual(JSON.parse(Buffer.from(b.record).toString()), JSON.parse(Buffer.from(encodeBuilt(rec)).toString()));
+      assert.ok(b.delta);
+      assert.deepEqual(Buffer.from(b.delta), Buffer.from(deltaBytes(delta, b.record)));
+      const back = decode(CatalogDelta, b.delta);
+      assert.ok(back.ok && back.value.op === "put");
+      const stored = decode(CatalogInstance, b.record);
+      assert.ok(stored.ok);
+      assert.deepEqual(back.value.instance, stored.value);
+      assert.equal(b.record.buffer, b.delta.buffer, "one allocation");
+    }
+  });
+
+  it("delta-bytes - a write's header bytes are what nats.js MsgHdrs encodes for the same headers", () => {
+    for (const [seq, del] of [[41, false], [0, false], [123456789, true], [null, true], [null, false]] as const) {
+      const h = headers();
+      if (seq !== null) h.set("Nats-Expected-Last-Sequence", String(seq));
+      if (del) h.set("KV-Operation", "DEL");
+      assert.deepEqual(Buffer.from(writeHeaderBytes(seq, del)), Buffer.from((h as unknown as { encode(): Uint8Array }).encode()), `${seq} ${del}`);
+    }
   });
 });

@@ -5,6 +5,7 @@ import { describe, it } from "node:test";
 import type { z } from "zod";
 import * as schemas from "../../src/index.js";
 import { decode, encode } from "../../src/index.js";
+import { formatIssues } from "../../src/format.js";
 
 // Fixtures live in the source tree; this file runs from dist/test/unit.
 const FIXTURES = join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "..", "..", "..", "test", "fixtures");
@@ -76,6 +77,18 @@ describe("codec", () => {
       assert.equal(r.ok, false, payload);
     }
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+
+  it("codec - decode (through the schema's z.compile clone) answers exactly what the schema itself does", () => {
+    // The compiled fast path must be invisible: same values for valid input, same messages (field
+    // paths included) for invalid input, which falls back to the schema's own parser.
+    for (const [file, fx] of [...load("valid"), ...load("invalid")]) {
+      const schema = schemaOf(fx.schema);
+      const own = schema.safeParse(fx.value);
+      const r = decode(schema, JSON.stringify(fx.value));
+      if (own.success) assert.deepEqual(r, { ok: true, value: own.data }, file);
+      else assert.deepEqual(r, { ok: false, reason: "invalid", error: formatIssues(own.error).join("; ") }, file);
+    }
   });
 
   it("codec - unknown fields are dropped (tolerant reader), known ones kept", () => {

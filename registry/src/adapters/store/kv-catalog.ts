@@ -8,11 +8,12 @@ import {
   LIMITS,
   PROTOCOL_VERSION,
   catalogKey,
+  catalogInstanceJson,
   catalogSubject,
   decode,
   encode,
-  encodeBuilt,
   parseCatalogKey,
+  ValidationError,
 } from "roster-schemas";
 import { openBucket, type Replicas } from "roster-runtime";
 import type { Logger } from "pino";
@@ -119,6 +120,33 @@ export function deltaBytes(delta: CatalogDelta, record: Uint8Array | null): Uint
   out.set(record, headBytes);
   out[out.byteLength - 1] = 0x7d; // "}"
   return out;
+}
+
+/**
+ * A put's KV record bytes and its delta's bytes in ONE buffer: the delta is the head, the record,
+ * then "}", and the record written to KV is the slice in the middle. One encoding of the record
+ * (`catalogInstanceJson`: JSON.stringify's value at about half its cost), one allocation and no
+ * copy per write, where the record and the delta were two buffers and a copy. The delta is
+ * `deltaBytes(delta, record)`. `delta` is null when it cannot be spliced (over the message limit, an odd revision): the
+ * caller builds it with `deltaBytes` (the schema) where a failure costs the delta, not the write.
+ */
+export function putBytes(delta: CatalogDelta & { op: "put" }): { record: Uint8Array; delta: Uint8Array | null } {
+  // Built by the core from validated agent messages (catalog-properties.test.ts checks them against the schema).
+  const json = catalogInstanceJson(delta.instance);
+  const recordBytes = Buffer.byteLength(json);
+  if (recordBytes > LIMITS.maxMessageBytes) throw new ValidationError("catalog record", [`encoded size ${recordBytes} > limit ${LIMITS.maxMessageBytes}`]); // as encodeBuilt
+  const head =
+    `{"v":${delta.v},"kind":"delta","op":"put","service":${JSON.stringify(delta.service)},"instanceId":${JSON.stringify(delta.instanceId)},` +
+    `"revision":${delta.revision},"prevRevision":${delta.prevRevision},"instance":`;
+  const headBytes = Buffer.byteLength(head);
+  if (headBytes + recordBytes + 1 > LIMITS.maxMessageBytes || !(delta.revision > 0) || !(delta.prevRevision >= 0)) {
+    return { record: Buffer.from(json, "utf8"), delta: null };
+  }
+  const out = Buffer.allocUnsafe(headBytes + recordBytes + 1);
+  out.write(head, 0, "utf8");
+  out.write(json, headBytes, "utf8");
+  out[out.byteLength - 1] = 0x7d; // "}"
+  return { record: out.subarray(headBytes, headBytes + recordBytes), delta: out };
 }
 
 /**
@@ -413,13 +441,13 @@ export class KvCatalog {
    */
   private send(service: string, id: string, { desired, decidedAt }: Wanted): void {
     const key = catalogKey(service, id);
-    // Built by the core from validated agent messages (catalog-properties.test.ts checks them against the schema).
-    const record = desired ? encodeBuilt(desired, "catalog record") : null;
-    const w = this.writer.send(this.subjectPrefix + key, record ?? Empty, record ? "put" : "del");
+    const seq = this.writer.nextSeq; // the revision this write asserts (writable here: checked by every caller)
     const prevRevision = this.memory.serviceRevision(service).revision;
     const delta: CatalogDelta = desired
-      ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision: w.seq, prevRevision, instance: desired }
-      : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision: w.seq, prevRevision };
+      ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision: seq, prevRevision, instance: desired }
+      : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision: seq, prevRevision };
+    const bytes = delta.op === "put" ? putBytes(delta) : null;
+    const w = this.writer.send(this.subjectPrefix + key, bytes?.record ?? Empty, bytes ? "put" : "del");
     this.intents.set(w, { service, id, desired, decidedAt });
     if (this.writer.inFlightCount > this.stats.peakInFlight) this.stats.peakInFlight = this.writer.inFlightCount;
     w.onAck = () => {
@@ -428,7 +456,7 @@ export class KvCatalog {
       this.opts.onWritten?.(delta, decidedAt);
     };
     try {
-      this.nc.publish(catalogSubject(service), deltaBytes(delta, record));
+      this.nc.publish(catalogSubject(service), bytes?.delta ?? deltaBytes(delta, bytes?.record ?? null));
     } catch (err) {
       // Subscribers detect the gap through prevRevision and fetch a snapshot.
       this.log.warn({ err: String(err), service, revision: w.seq }, "delta publish failed");

@@ -14,7 +14,7 @@
 // timer) per write: at 20,000 writes/s the per-request machinery of the client library was most
 // of the registry's CPU per write.
 import { JetStreamApiError, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
-import { createInbox, headers, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { createInbox, headers, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 
 export type WriteOp = "put" | "del";
 
@@ -60,6 +60,17 @@ export class JetStreamNotEnabled extends Error {
 }
 
 const dec = new TextDecoder();
+const NO_HEADERS = new Uint8Array(0);
+
+/**
+ * The NATS header block of one write, as nats.js's MsgHdrs would encode it (`NATS/1.0`, then
+ * `key: value` lines in the order set, then an empty line; nothing at all when there is no header).
+ * Latin-1 is exact: every byte here is ASCII.
+ */
+export function writeHeaderBytes(expectedLastSeq: number | null, del: boolean): Uint8Array {
+  if (expectedLastSeq === null) return del ? Buffer.from("NATS/1.0\r\nKV-Operation: DEL\r\n\r\n", "latin1") : NO_HEADERS;
+  return Buffer.from(`NATS/1.0\r\nNats-Expected-Last-Sequence: ${expectedLastSeq}${del ? "\r\nKV-Operation: DEL" : ""}\r\n\r\n`, "latin1");
+}
 
 export class StreamWriter {
   private readonly nc: NatsConnection;
@@ -70,6 +81,17 @@ export class StreamWriter {
   private ackReady = false;
   private readonly timer: NodeJS.Timeout;
   private jsm: JetStreamManager | null = null;
+  /** The header bytes of the write being published (see `hdrs`). */
+  private hdrBytes: Uint8Array = NO_HEADERS;
+  /**
+   * One headers object for every write, whose encoding is ours. nats.js encodes a publish's headers
+   * in the publish call itself (`headers.encode()`, synchronously, nothing else read), so handing it
+   * the bytes set just before each publish is exact. A MsgHdrs built per write (a Map, key checks,
+   * a string join and a TextEncoder buffer) cost ~1.3 µs of the ~30 µs a storm spends per instance;
+   * these bytes ~0.3 µs. Tested against nats-server (kv-catalog.test.ts: a write at a wrong
+   * expectation is refused as such).
+   */
+  private readonly hdrs: MsgHdrs = Object.assign(headers(), { encode: () => this.hdrBytes });
   /** Writes sent and not yet acked or failed, in sequence order (a Map keeps insertion order). */
   private readonly inFlight = new Map<number, SentWrite>();
   /** Writes the stream refused or never acked, in sequence order: the caller replays or gives them up. */
@@ -114,6 +136,11 @@ export class StreamWriter {
   /** True when a write can be sent now: the sequence is known, nothing failed, there is room, the connection is up. */
   get writable(): boolean {
     return this.last !== null && this.failedTail.length === 0 && this.inFlight.size < this.opts.maxInFlight && this.connected && !this.closed;
+  }
+
+  /** The sequence the next `send` will assert (its revision); only while `writable`. */
+  get nextSeq(): number {
+    return this.last! + 1;
   }
 
   /** The sequence is known (a sync was made since the last failure or reset). */
@@ -193,12 +220,14 @@ export class StreamWriter {
   }
 
   private transmit(w: SentWrite): void {
-    const h = headers();
-    if (this.checked) h.set("Nats-Expected-Last-Sequence", String(w.seq - 1));
-    if (w.op === "del") h.set("KV-Operation", "DEL");
+    this.hdrBytes = writeHeaderBytes(this.checked ? w.seq - 1 : null, w.op === "del");
     this.last = w.seq;
     this.inFlight.set(w.seq, w);
-    this.nc.publish(w.subject, w.data, { reply: `${this.inbox}.${w.seq}`, headers: h });
+    try {
+      this.nc.publish(w.subject, w.data, { reply: `${this.inbox}.${w.seq}`, headers: this.hdrs });
+    } finally {
+      this.hdrBytes = NO_HEADERS; // never kept past its publish
+    }
   }
 
   /** A failed write found stored after all (its ack was lost). */
