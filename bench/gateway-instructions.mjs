@@ -20,7 +20,7 @@
 // `--modes=gateway,pool-both,...` chooses what is measured beside the raw Pool: gateway
 // (gw.request), and the raw Pool plus what every gateway try carries (as in
 // bench/gateway-profile.mjs): pool-signal (an abort source undici listens to), pool-header (the
-// deadline header), pool-both. A single run without valgrind (what the driver starts under
+// deadline header; pool-header-short: an 11-character name, what a rename would save), pool-both. A single run without valgrind (what the driver starts under
 // callgrind; without callgrind it prints no counts):
 //   node bench/gateway-instructions.mjs --mode=<one of those, or old>
 //

@@ -31,14 +31,22 @@ export function stubPoolRequest() {
 
 /**
  * One request each on the raw `pool`: alone (`pool`), with an abort source undici listens to
- * (`pool-signal`, the gateway's AbortHandle), with the deadline header (`pool-header`), with both
- * (`pool-both`): the part of the gateway's cost that any client with per-try timeouts and deadline
+ * (`pool-signal`, the gateway's AbortHandle), with the deadline header (`pool-header`; `pool-header-short`:
+ * an 11-character name instead), with both (`pool-both`): the part of the gateway's cost that any client with per-try timeouts and deadline
  * propagation pays. `dump: false` when the pool is stubbed (its body is already closed).
  */
 export function rawPoolModes(pool, { dump = true } = {}) {
   const rawOnce = (signal, header) => async () => {
-    const res = await pool.request({ path: "/", method: "GET", headers: header ? { "x-roster-deadline-ms": "10000" } : undefined, signal: signal ? new AbortHandle() : undefined });
+    const res = await pool.request({ path: "/", method: "GET", headers: header ? [header, "10000"] : undefined, signal: signal ? new AbortHandle() : undefined });
     if (dump) await res.body.dump();
   };
-  return { pool: rawOnce(false, false), "pool-signal": rawOnce(true, false), "pool-header": rawOnce(false, true), "pool-both": rawOnce(true, true) };
+  return {
+    pool: rawOnce(false, undefined),
+    "pool-signal": rawOnce(true, undefined),
+    "pool-header": rawOnce(false, "x-roster-deadline-ms"),
+    // What renaming the header to 11 characters would save (a protocol change, not made): undici
+    // checks a name of 12+ characters with a regular expression, a shorter one with a loop.
+    "pool-header-short": rawOnce(false, "x-roster-dl"),
+    "pool-both": rawOnce(true, "x-roster-deadline-ms"),
+  };
 }
