@@ -10,7 +10,8 @@
 // phase no major GC landed in: a mark-compact costs as much as thousands of requests, and
 // lands in one phase and not another). The gateway's cost is gw.request's figure minus the
 // raw Pool's. (A forced full GC before each phase, to even this out, made V8 re-optimize the
-// request path in every phase: 3–4× the counts.)
+// request path in every phase: 3–4× the counts.) The mean of the phases counts the mark-compacts
+// too (what requests/s pays); it needs many phases to settle.
 //
 //   node bench/gateway-instructions.mjs [--requests=5000] [--rounds=5] [--warmup=10000] [--concurrency=32] [--modes=gateway] [--stub=1] [--old=<index.js of another build>]
 //
@@ -119,7 +120,8 @@ function callgrind(mode) {
   const out = JSON.parse(line);
   const phases = out.phases.sort((a, b) => a - b);
   if (phases.length === 0) throw new Error("no counts: callgrind_control -e gave nothing");
-  return { median: phases[Math.floor(phases.length / 2)], min: phases[0], max: phases[phases.length - 1], counters: out.counters };
+  const mean = phases.reduce((a, b) => a + b, 0) / phases.length;
+  return { median: phases[Math.floor(phases.length / 2)], min: phases[0], max: phases[phases.length - 1], mean, phases, counters: out.counters };
 }
 
 async function main() {
@@ -139,7 +141,8 @@ async function main() {
   for (const mode of modes) {
     const x = per[mode];
     const added = mode === "pool" ? "" : `; added over the raw Pool: ${(x.median - per.pool.median).toFixed(0)} (medians), ${(x.min - per.pool.min).toFixed(0)} (least)`;
-    console.log(`${mode.padEnd(12)} median ${x.median.toFixed(0)} instructions/request, least ${x.min.toFixed(0)}, most ${x.max.toFixed(0)}${added}`);
+    console.log(`${mode.padEnd(12)} median ${x.median.toFixed(0)} instructions/request, least ${x.min.toFixed(0)}, most ${x.max.toFixed(0)}, mean ${x.mean.toFixed(0)}${added}`);
+    console.log(`${"".padEnd(12)} phases: ${x.phases.map((p) => p.toFixed(0)).join(" ")}`);
   }
 }
 
