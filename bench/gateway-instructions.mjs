@@ -10,17 +10,19 @@
 // phase no major GC landed in: a mark-compact costs as much as thousands of requests, and
 // lands in one phase and not another). The gateway's cost is gw.request's figure minus the
 // raw Pool's. (A forced full GC before each phase, to even this out, made V8 re-optimize the
-// request path in every phase: 3–4× the counts.)
+// request path in every phase: 3–4× the counts.) The mean of the phases counts the mark-compacts
+// too (what requests/s pays); it needs many phases to settle.
 //
 //   node bench/gateway-instructions.mjs [--requests=5000] [--rounds=5] [--warmup=10000] [--concurrency=32] [--modes=gateway] [--stub=1] [--old=<index.js of another build>]
 //
 // `--stub=1` replaces undici's Pool.prototype.request with bench/gateway-overhead.mjs's stub
 // (answers on the next microtask with a closed body, no network): then gateway minus pool is
-// the gateway's own code alone.
+// the gateway's own code alone. `--stub=2` stubs Pool.prototype.dispatch instead (request-path.mjs
+// stubPoolDispatch): undici's request(), its handler and body are real, the network is not.
 // `--modes=gateway,pool-both,...` chooses what is measured beside the raw Pool: gateway
 // (gw.request), and the raw Pool plus what every gateway try carries (as in
 // bench/gateway-profile.mjs): pool-signal (an abort source undici listens to), pool-header (the
-// deadline header), pool-both. A single run without valgrind (what the driver starts under
+// deadline header; pool-header-short: an 11-character name, what a rename would save), pool-both. A single run without valgrind (what the driver starts under
 // callgrind; without callgrind it prints no counts):
 //   node bench/gateway-instructions.mjs --mode=<one of those, or old>
 //
@@ -42,7 +44,12 @@ const ROUNDS = numberOption("rounds", 5);
 const WARMUP = numberOption("warmup", 10_000);
 const CONCURRENCY = numberOption("concurrency", 32);
 const OLD = stringOption("old", "");
-/** 1: undici's Pool.prototype.request answers on the next microtask (bench/gateway-overhead.mjs's stub): the gateway's own code only. */
+/**
+ * 1: undici's Pool.prototype.request answers on the next microtask (bench/gateway-overhead.mjs's
+ * stub): the gateway's own code only. 2: Pool.prototype.dispatch answers on the next macrotask
+ * through the handler undici's request() made: the gateway's code plus how its tries use undici's
+ * request() (abort signal or forwarding handler), without the network or undici's Client.
+ */
 const STUB = numberOption("stub", 0);
 
 /** This process's instruction count so far, all threads (undefined when not under callgrind). */
@@ -61,8 +68,9 @@ async function once() {
   const { NatsServer } = await import("roster-testkit");
   const { Pool } = await import("undici");
   const mod = MODE === "old" ? await import(new URL(OLD, `file://${process.cwd()}/`).href) : await import("roster-gateway-client");
-  const { gatewayPoolOptions, rawPoolModes, stubPoolRequest } = await import("./lib/request-path.mjs");
-  if (STUB) stubPoolRequest();
+  const { gatewayPoolOptions, rawPoolModes, stubPoolRequest, stubPoolDispatch } = await import("./lib/request-path.mjs");
+  if (STUB === 1) stubPoolRequest();
+  if (STUB === 2) stubPoolDispatch();
   const nats = await NatsServer.start({ jetstream: false });
   const up = await startUpstream("single");
   const catalog = await startCatalog(nats.url, [{ id: "single", service: "bench", address: "127.0.0.1", port: up.port }]);
@@ -70,9 +78,9 @@ async function once() {
   const pool = new Pool(`http://127.0.0.1:${up.port}`, gatewayPoolOptions(mod.parsePolicy));
   const viaGw = async () => {
     const res = await gw.request("bench", { path: "/" });
-    if (!STUB) await res.body.dump();
+    if (STUB !== 1) await res.body.dump();
   };
-  const modes = { ...rawPoolModes(pool, { dump: !STUB }), gateway: viaGw, old: viaGw };
+  const modes = { ...rawPoolModes(pool, { dump: STUB !== 1 }), gateway: viaGw, old: viaGw };
   const call = modes[MODE];
   if (!call) throw new Error(`--mode: one of ${Object.keys(modes).join(", ")}`);
   const run = async (n) => {
@@ -119,7 +127,8 @@ function callgrind(mode) {
   const out = JSON.parse(line);
   const phases = out.phases.sort((a, b) => a - b);
   if (phases.length === 0) throw new Error("no counts: callgrind_control -e gave nothing");
-  return { median: phases[Math.floor(phases.length / 2)], min: phases[0], max: phases[phases.length - 1], counters: out.counters };
+  const mean = phases.reduce((a, b) => a + b, 0) / phases.length;
+  return { median: phases[Math.floor(phases.length / 2)], min: phases[0], max: phases[phases.length - 1], mean, phases, counters: out.counters };
 }
 
 async function main() {
@@ -135,11 +144,12 @@ async function main() {
     process.stderr.write(`${mode}: ${per[mode].median.toFixed(0)} instructions/request (phases ${per[mode].min.toFixed(0)}–${per[mode].max.toFixed(0)})${c}\n`);
   }
   console.log(`command: ${commandLine("bench/gateway-instructions.mjs")}`);
-  console.log(`node ${process.version}; ${STUB ? "stubbed Pool.request (no network); " : ""}${ROUNDS} phases of ${REQUESTS} requests after ${WARMUP} warm-up, concurrency ${CONCURRENCY}; load avg at start ${loadAtStart}, at end ${load()}`);
+  console.log(`node ${process.version}; ${STUB === 1 ? "stubbed Pool.request (no network); " : STUB === 2 ? "stubbed Pool.dispatch (no network); " : ""}${ROUNDS} phases of ${REQUESTS} requests after ${WARMUP} warm-up, concurrency ${CONCURRENCY}; load avg at start ${loadAtStart}, at end ${load()}`);
   for (const mode of modes) {
     const x = per[mode];
     const added = mode === "pool" ? "" : `; added over the raw Pool: ${(x.median - per.pool.median).toFixed(0)} (medians), ${(x.min - per.pool.min).toFixed(0)} (least)`;
-    console.log(`${mode.padEnd(12)} median ${x.median.toFixed(0)} instructions/request, least ${x.min.toFixed(0)}, most ${x.max.toFixed(0)}${added}`);
+    console.log(`${mode.padEnd(12)} median ${x.median.toFixed(0)} instructions/request, least ${x.min.toFixed(0)}, most ${x.max.toFixed(0)}, mean ${x.mean.toFixed(0)}${added}`);
+    console.log(`${"".padEnd(12)} phases: ${x.phases.map((p) => p.toFixed(0)).join(" ")}`);
   }
 }
 

@@ -6,6 +6,7 @@
 //   pool          raw undici Pool (the gateway's Pool options)
 //   pool-signal   + an abort source undici listens to (the gateway's AbortHandle)
 //   pool-header   + the x-roster-deadline-ms header
+//   pool-header-short  + the same header under an 11-character name (what a rename would save)
 //   pool-both     + both: what any client with per-try timeouts and deadline propagation pays
 //   gateway       gw.request
 // With --mode=<one of them>, that client only (for a profile):

@@ -15,7 +15,7 @@ import { AsyncResource } from "node:async_hooks";
 import { performance } from "node:perf_hooks";
 import type { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
-import type { Dispatcher } from "undici";
+import { Dispatcher } from "undici";
 import type { ServiceBalancer } from "../core/service-balancer.js";
 import type { Endpoint, NoHealthyReasons, Outcome, PickResult } from "../core/types.js";
 import type { ConcurrencyLimiter, Permit } from "../core/concurrency.js";
@@ -174,6 +174,78 @@ export function originOf(i: { address: string; port: number }): string {
   return `http://${host}:${i.port}`;
 }
 
+/** The legacy dispatch-handler methods of undici's request handler, which a direct try forwards. */
+interface RequestHandlerLike {
+  onConnect(abort: (reason?: Error) => void, context?: unknown): void;
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean;
+  onData(chunk: Buffer): boolean;
+  onComplete(trailers: string[] | null): void;
+  onError(err: Error): void;
+}
+
+const FORWARDED = ["onConnect", "onHeaders", "onData", "onComplete", "onError"] as const;
+/** Handler methods undici calls when present: a request handler with any of them is not forwarded (see TryHandle). */
+const NOT_FORWARDED = ["onRequestStart", "onResponseStarted", "onBodySent", "onRequestSent", "onUpgrade", "onResponseStart"];
+
+/**
+ * Sends a try through undici's own `Dispatcher.prototype.request` — the same RequestHandler,
+ * ResponseData and body class as `pool.request()` — with the try handle put between that handler
+ * and the pool's `dispatch()`, so the try gets undici's abort from `onConnect` instead of undici
+ * listening to an abort signal (a closure, a listener added and removed, and a second 'close'
+ * listener on every response body: ~600 instructions per try; docs/BENCHMARKS.md). Public API
+ * only: a Dispatcher subclass implementing `dispatch()`, which is what `request()` is built on.
+ * One per engine: `request()` calls `dispatch()` synchronously, so `next` and `pool` are the
+ * try being sent.
+ */
+class TryDispatch extends Dispatcher {
+  next: TryHandle | undefined = undefined;
+  pool: UpstreamPool | undefined = undefined;
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    const h = this.next!;
+    const pool = this.pool!;
+    this.next = this.pool = undefined;
+    h.inner = handler as unknown as RequestHandlerLike;
+    return pool.dispatch(opts, h as unknown as Dispatcher.DispatchHandler);
+  }
+
+  override close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  override destroy(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/**
+ * Whether this undici's `request()` hands `dispatch()` a handler that a try can forward: exactly
+ * the legacy methods (undici 7's RequestHandler). Asked once, by sending a request to a probe
+ * dispatcher that records the handler and drops it (its callback is never called). Any other
+ * shape (a future undici) keeps the signal path.
+ */
+let forwardable: boolean | undefined;
+function requestHandlerForwardable(): boolean {
+  if (forwardable !== undefined) return forwardable;
+  let ok = false;
+  class Probe extends Dispatcher {
+    override dispatch(_opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+      const x = handler as unknown as Record<string, unknown>;
+      ok = FORWARDED.every((m) => typeof x[m] === "function") && !NOT_FORWARDED.some((m) => m in x);
+      return true;
+    }
+  }
+  try {
+    new Probe().request({ path: "/", method: "GET" }, () => {});
+  } catch {
+    ok = false;
+  }
+  return (forwardable = ok);
+}
+
+/** undici's `request()` (what a Pool of the gateway's undici has, unless something replaced it). */
+const undiciRequest = Dispatcher.prototype.request;
+
 /** @internal */
 export class Engine {
   /** Per-try timeouts: one FIFO and one timer per distinct duration. */
@@ -184,6 +256,8 @@ export class Engine {
   private lastDeadlineStr = "";
   /** `[DEADLINE_HEADER, lastDeadlineStr]`: the headers of a request without its own (undici only reads them). */
   private lastDeadlinePair: string[] = [];
+  /** Sends tries to pools whose `request` is undici's own without an abort signal (see TryDispatch); undefined: never. */
+  private readonly direct = requestHandlerForwardable() ? new TryDispatch() : undefined;
 
   constructor(readonly host: EngineHost) {}
 
@@ -514,16 +588,26 @@ export class Engine {
       headers = this.lastDeadlinePair; // shared: undici copies headers into its own request
     }
     try {
-      this.host.poolFor(rt, h.ep).request(
-        {
-          path: opts.path ?? "/",
-          method: ctl.method as Dispatcher.HttpMethod,
-          headers,
-          body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
-          signal: h as unknown as EventEmitter,
-        },
-        h.callback,
-      );
+      const pool = this.host.poolFor(rt, h.ep);
+      const direct = this.direct;
+      if (direct !== undefined && pool.request === undiciRequest) {
+        direct.next = h;
+        direct.pool = pool;
+        direct.request({ path: opts.path ?? "/", method: ctl.method as Dispatcher.HttpMethod, headers, body: (opts.body ?? null) as Dispatcher.RequestOptions["body"] }, h.callback);
+        direct.next = direct.pool = undefined; // request() failed before dispatching: its callback has the error
+      } else {
+        // Another pool (an injected factory's, another undici's): undici-style abort signal.
+        pool.request(
+          {
+            path: opts.path ?? "/",
+            method: ctl.method as Dispatcher.HttpMethod,
+            headers,
+            body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
+            signal: h as unknown as EventEmitter,
+          },
+          h.callback,
+        );
+      }
     } catch (err) {
       // undici reports request errors through the callback; this is a pool that could not be made.
       this.tryDone(h, err instanceof Error ? err : new Error(String(err)), undefined);
@@ -554,6 +638,7 @@ export class Engine {
     }
     h.over = true;
     this.timeouts.remove(h);
+    if (res !== undefined && h.inner !== undefined) h.res = res;
     const ctl = h.ctl;
     const ep = h.ep;
     const latencyMs = performance.now() - h.t0;
@@ -660,10 +745,16 @@ export class Engine {
   }
 }
 
+/** Swallows the error a destroyed body emits (as undici does when its signal destroys one). */
+function noop(): void {}
+
 /**
  * @internal
- * One try: the abort source undici listens to (an EventEmitter-like handle, not an
- * AbortController) and the entry of the engine's shared timeout queue.
+ * One try: the entry of the engine's shared timeout queue, and how its abort reaches undici.
+ * Sent through TryDispatch (a Pool of the gateway's undici), it is the dispatch handler of its
+ * request, forwarding every call to undici's own request handler (`inner`) and keeping the
+ * abort undici gives `onConnect`; sent to another pool, it is the abort source that pool
+ * listens to (an EventEmitter-like handle, not an AbortController).
  */
 export class TryHandle extends TryTimerEntry {
   timeoutMs = 0;
@@ -674,6 +765,12 @@ export class TryHandle extends TryTimerEntry {
   trace: TryTrace | undefined = undefined;
   /** undici's callback (a closure, not `opaque`: an injected pool need not hand `opaque` back). */
   readonly callback = (err: Error | null, res?: Dispatcher.ResponseData): void => this.ctl.engine.tryDone(this, err, res);
+  /** Sent through TryDispatch: undici's request handler, which this try forwards to. */
+  inner: RequestHandlerLike | undefined = undefined;
+  /** undici's abort of the dispatched request (from onConnect). */
+  private undiciAbort: ((reason?: Error) => void) | undefined = undefined;
+  /** The response, once undici answered (an abort destroys its body). */
+  res: Dispatcher.ResponseData | undefined = undefined;
 
   constructor(
     readonly ctl: RequestCtl,
@@ -711,7 +808,45 @@ export class TryHandle extends TryTimerEntry {
   override abort(reason: unknown): void {
     if (this.aborted) return;
     super.abort(reason);
+    if (this.inner !== undefined) this.abortDispatched(reason);
     if (!this.over) this.ctl.engine.tryDone(this, reason instanceof Error ? reason : new Error(String(reason)), undefined);
+  }
+
+  /**
+   * What undici's request handler does when its signal aborts: destroys the response body once
+   * there is one, else aborts the dispatched request; not dispatched yet (waiting in the Pool),
+   * `onConnect` aborts it when it gets there.
+   */
+  private abortDispatched(reason: unknown): void {
+    const body = this.res?.body as unknown as Readable | undefined;
+    if (body !== undefined) {
+      if (!body.destroyed) body.on("error", noop).destroy(reason as Error);
+    } else if (this.undiciAbort !== undefined) this.undiciAbort(reason as Error);
+  }
+
+  // The dispatch handler (TryDispatch): undici's legacy handler methods, which its own
+  // request handler implements, forwarded to it.
+
+  onConnect(abort: (reason?: Error) => void, context?: unknown): void {
+    if (this.aborted) return abort(this.reason as Error); // as undici's handler does for a signal aborted before
+    this.undiciAbort = abort;
+    return this.inner!.onConnect(abort, context);
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    return this.inner!.onHeaders(statusCode, rawHeaders, resume, statusText);
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.inner!.onData(chunk);
+  }
+
+  onComplete(trailers: string[] | null): void {
+    return this.inner!.onComplete(trailers);
+  }
+
+  onError(err: Error): void {
+    return this.inner!.onError(err);
   }
 }
 

@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { waitFor } from "roster-testkit";
+import { Pool } from "undici";
 import { createGateway, GatewayClosedError, RequestAbortedError, TryTimeoutError, type Gateway, type GatewayOptions } from "../../src/index.js";
 import { Upstream, fakeRegistryFixture, makeInstance, silent } from "./helpers.js";
 
@@ -81,6 +82,48 @@ describe("gateway fast path", () => {
     assert.ok(res.body.destroyed);
     assert.equal(gw.stats(service)!.inFlight, 0);
   });
+
+  // A Pool of the gateway's undici gets each try through undici's own request() with the try as
+  // its dispatch handler (no abort signal); any other pool gets the try as an abort signal. Both
+  // must end tries and bodies the same way.
+  class OwnRequestPool extends Pool {
+    override request(...args: Parameters<Pool["request"]>): ReturnType<Pool["request"]> {
+      return (super.request as (...a: unknown[]) => ReturnType<Pool["request"]>)(...args);
+    }
+  }
+  for (const [path, poolFactory] of [
+    ["dispatch handler", undefined],
+    ["abort signal", (origin: string, options: Pool.Options) => new OwnRequestPool(origin, options)],
+  ] as const) {
+    test(`gateway (${path}) - undici's ResponseData, try timeout, the caller's abort before and after the headers`, async () => {
+      const { service, up, gw } = await setup({ maxRetries: 0, ...(poolFactory ? { poolFactory } : {}) });
+      const ok = await gw.request(service, { path: "/" });
+      assert.deepEqual(Object.keys(ok).sort(), ["body", "context", "headers", "opaque", "statusCode", "statusText", "trailers"]);
+      assert.equal(ok.opaque, null);
+      assert.equal(await ok.body.text(), "ok");
+      // undici listens to the signal with a second 'close' listener on the body; the handler path adds none.
+      const open = await gw.request(service, { path: "/open" });
+      assert.equal(open.body.listenerCount("close"), poolFactory ? 2 : 1);
+      open.body.destroy();
+
+      assert.ok((await settle(gw.request(service, { path: "/hang", timeout: 100 }))) instanceof TryTimeoutError);
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 30);
+      assert.ok((await settle(gw.request(service, { path: "/hang", timeout: 5000, signal: ac.signal }))) instanceof RequestAbortedError);
+
+      const ac2 = new AbortController();
+      const res = await gw.request(service, { path: "/open", signal: ac2.signal });
+      res.body.on("error", () => {});
+      const closed = new Promise<void>((r) => res.body.once("close", () => r()));
+      ac2.abort();
+      await closed;
+      assert.ok(res.body.destroyed);
+      await waitFor(() => gw.stats(service)!.inFlight === 0, { timeoutMs: 2000, what: "every slot back" });
+      // The hung requests' connections were destroyed by the aborts: the pool still answers.
+      assert.equal((await gw.request(service, { path: "/" })).statusCode, 200);
+      assert.ok(up.hits >= 5);
+    });
+  }
 
   test("gateway - close() destroys a body still open", async () => {
     const { service, gw } = await setup();
