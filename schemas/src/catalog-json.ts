@@ -13,7 +13,7 @@ function checkJson(c: CheckState): string {
  * Why: the registry encodes one record per KV write, 100,000 in a registration storm, and
  * JSON.stringify of the whole object was the largest single item of a write (~1.4 of ~2.3 µs in a
  * micro-benchmark against ~0.8 for this). For a record its caller built from validated input (the
- * registry's, like `encodeBuilt`): numbers are finite, and no key outside the schema is written.
+ * registry's; its size is checked with `checkEncodedSize`): numbers are finite, and no key outside the schema is written.
  * A field added to `CatalogInstance` must be added here: test/unit/catalog-json.test.ts fails until it is.
  */
 export function catalogInstanceJson(r: CatalogInstance): string {

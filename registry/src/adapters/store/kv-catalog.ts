@@ -10,10 +10,10 @@ import {
   catalogKey,
   catalogInstanceJson,
   catalogSubject,
+  checkEncodedSize,
   decode,
   encode,
   parseCatalogKey,
-  ValidationError,
 } from "roster-schemas";
 import { openBucket, type Replicas } from "roster-runtime";
 import type { Logger } from "pino";
@@ -100,6 +100,19 @@ interface Wanted {
 
 const isWrongLastSequence = (err: unknown) => err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 
+/** A put delta's JSON up to its record: numbers and the record's own validated names. */
+function putDeltaHead(delta: CatalogDelta & { op: "put" }): string {
+  return (
+    `{"v":${delta.v},"kind":"delta","op":"put","service":${JSON.stringify(delta.service)},"instanceId":${JSON.stringify(delta.instanceId)},` +
+    `"revision":${delta.revision},"prevRevision":${delta.prevRevision},"instance":`
+  );
+}
+
+/** Whether a put delta can be the head + the record + "}" (within the limit, ordinary revisions); else the schema encodes it. */
+function splices(delta: CatalogDelta, headBytes: number, recordBytes: number): boolean {
+  return headBytes + recordBytes + 1 <= LIMITS.maxMessageBytes && delta.revision > 0 && delta.prevRevision >= 0;
+}
+
 /**
  * A delta's bytes. A put wraps the record bytes already validated and encoded for the KV write
  * (the same bytes, not a second parse and stringify of the instance); the fields around it are
@@ -107,13 +120,9 @@ const isWrongLastSequence = (err: unknown) => err instanceof JetStreamApiError &
  */
 export function deltaBytes(delta: CatalogDelta, record: Uint8Array | null): Uint8Array {
   if (delta.op !== "put" || record === null) return encode(CatalogDelta, delta, "catalog delta");
-  const head =
-    `{"v":${delta.v},"kind":"delta","op":"put","service":${JSON.stringify(delta.service)},"instanceId":${JSON.stringify(delta.instanceId)},` +
-    `"revision":${delta.revision},"prevRevision":${delta.prevRevision},"instance":`;
+  const head = putDeltaHead(delta);
   const headBytes = Buffer.byteLength(head);
-  if (headBytes + record.byteLength + 1 > LIMITS.maxMessageBytes || !(delta.revision > 0) || !(delta.prevRevision >= 0)) {
-    return encode(CatalogDelta, delta, "catalog delta");
-  }
+  if (!splices(delta, headBytes, record.byteLength)) return encode(CatalogDelta, delta, "catalog delta");
   // One buffer from Node's pool, the head written straight into it (no intermediate encode).
   const out = Buffer.allocUnsafe(headBytes + record.byteLength + 1);
   out.write(head, 0, "utf8");
@@ -134,14 +143,10 @@ export function putBytes(delta: CatalogDelta & { op: "put" }): { record: Uint8Ar
   // Built by the core from validated agent messages (catalog-properties.test.ts checks them against the schema).
   const json = catalogInstanceJson(delta.instance);
   const recordBytes = Buffer.byteLength(json);
-  if (recordBytes > LIMITS.maxMessageBytes) throw new ValidationError("catalog record", [`encoded size ${recordBytes} > limit ${LIMITS.maxMessageBytes}`]); // as encodeBuilt
-  const head =
-    `{"v":${delta.v},"kind":"delta","op":"put","service":${JSON.stringify(delta.service)},"instanceId":${JSON.stringify(delta.instanceId)},` +
-    `"revision":${delta.revision},"prevRevision":${delta.prevRevision},"instance":`;
+  checkEncodedSize(recordBytes, "catalog record");
+  const head = putDeltaHead(delta);
   const headBytes = Buffer.byteLength(head);
-  if (headBytes + recordBytes + 1 > LIMITS.maxMessageBytes || !(delta.revision > 0) || !(delta.prevRevision >= 0)) {
-    return { record: Buffer.from(json, "utf8"), delta: null };
-  }
+  if (!splices(delta, headBytes, recordBytes)) return { record: Buffer.from(json, "utf8"), delta: null };
   const out = Buffer.allocUnsafe(headBytes + recordBytes + 1);
   out.write(head, 0, "utf8");
   out.write(json, headBytes, "utf8");
