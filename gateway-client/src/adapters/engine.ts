@@ -590,23 +590,22 @@ export class Engine {
     try {
       const pool = this.host.poolFor(rt, h.ep);
       const direct = this.direct;
+      const request: Dispatcher.RequestOptions = {
+        path: opts.path ?? "/",
+        method: ctl.method as Dispatcher.HttpMethod,
+        headers,
+        body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
+        signal: undefined,
+      };
       if (direct !== undefined && pool.request === undiciRequest) {
         direct.next = h;
         direct.pool = pool;
-        direct.request({ path: opts.path ?? "/", method: ctl.method as Dispatcher.HttpMethod, headers, body: (opts.body ?? null) as Dispatcher.RequestOptions["body"] }, h.callback);
+        direct.request(request, h.callback);
         direct.next = direct.pool = undefined; // request() failed before dispatching: its callback has the error
       } else {
         // Another pool (an injected factory's, another undici's): undici-style abort signal.
-        pool.request(
-          {
-            path: opts.path ?? "/",
-            method: ctl.method as Dispatcher.HttpMethod,
-            headers,
-            body: (opts.body ?? null) as Dispatcher.RequestOptions["body"],
-            signal: h as unknown as EventEmitter,
-          },
-          h.callback,
-        );
+        request.signal = h as unknown as EventEmitter;
+        pool.request(request, h.callback);
       }
     } catch (err) {
       // undici reports request errors through the callback; this is a pool that could not be made.
