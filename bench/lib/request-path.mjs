@@ -3,6 +3,7 @@
 // Pool carrying what every gateway try carries. Needs `npm run build` (the gateway's AbortHandle).
 import { Readable } from "node:stream";
 import { Pool } from "undici";
+import { DEADLINE_HEADER } from "roster-gateway-client";
 import { AbortHandle } from "../../gateway-client/dist/src/adapters/timeouts.js";
 
 /** The options the gateway gives each endpoint's pool (`parsePolicy({}).pool`): a raw Pool compared with it gets exactly these. */
@@ -65,10 +66,10 @@ export function rawPoolModes(pool, { dump = true } = {}) {
   return {
     pool: rawOnce(false, undefined),
     "pool-signal": rawOnce(true, undefined),
-    "pool-header": rawOnce(false, "x-roster-deadline-ms"),
+    "pool-header": rawOnce(false, DEADLINE_HEADER),
     // What renaming the header to 11 characters would save (a protocol change, not made): undici
     // checks a name of 12+ characters with a regular expression, a shorter one with a loop.
     "pool-header-short": rawOnce(false, "x-roster-dl"),
-    "pool-both": rawOnce(true, "x-roster-deadline-ms"),
+    "pool-both": rawOnce(true, DEADLINE_HEADER),
   };
 }
