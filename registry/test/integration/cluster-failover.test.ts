@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Kvm } from "@nats-io/kv";
-import { CATALOG_BUCKET, CatalogDelta, CatalogInstance, catalogKey, decode, resyncSubject } from "roster-schemas";
+import { CATALOG_BUCKET, CatalogDelta, CatalogInstance, catalogKey, decode } from "roster-schemas";
 import { NatsCluster, waitFor } from "roster-testkit";
 import type { Registry } from "../../src/app.js";
 import { FakeAgent, getJson, inst, startRegistry, type Inst } from "./helpers.js";
@@ -12,21 +12,6 @@ const LEASE_STREAM = "KV_roster_leader";
 const SERVICES = ["alpha", "beta", "gamma", "delta", "epsilon"];
 const NEW_HOSTS = 5;
 const PER_NEW_HOST = 10; // 50 new registrations while the leader is down
-
-/**
- * Answers the registry's resync requests by registering the host's full set again, as the real
- * agent does. This is the anti-entropy that heals agent messages lost on the wire: when the
- * killed node is the registry's own, whatever agents publish before it has reconnected to a
- * surviving node reaches no subscriber (core NATS); the next heartbeat's digest tells.
- */
-function answerResyncs(agent: FakeAgent, counter: { resyncs: number }): void {
-  agent.nc.subscribe(resyncSubject(agent.hostId), {
-    callback: () => {
-      counter.resyncs++;
-      void agent.register().catch(() => undefined);
-    },
-  });
-}
 
 /** Which node a connection named `name` is attached to (from each node's /connz). */
 async function nodeOfConnection(cluster: NatsCluster, name: string): Promise<string | undefined> {
@@ -103,14 +88,14 @@ describe("registry replicas on a 3-node NATS cluster", () => {
     const healed = { resyncs: 0 };
     const base = await FakeAgent.connect(survivorUrls.join(","), "host-base", 1, 1000);
     agents.push(base);
-    answerResyncs(base, healed);
+    base.answerResyncs(healed);
     await base.register(SERVICES.map((s, i) => inst(`base-${s}`, { service: s, port: 9000 + i })));
     stopBeats.push(base.beat());
     await waitFor(() => reg.memory.instanceCount === SERVICES.length, { what: "baseline registered", timeoutMs: 15_000 });
     const newAgents: FakeAgent[] = [];
     for (let h = 0; h < NEW_HOSTS; h++) {
       const a = await FakeAgent.connect(survivorUrls.join(","), `host-${h}`, 1, 1000);
-      answerResyncs(a, healed);
+      a.answerResyncs(healed);
       await a.nc.flush();
       newAgents.push(a);
     }

@@ -10,6 +10,7 @@ import {
   decode,
   encode,
   instanceDigest,
+  resyncSubject,
   type InstanceRegistration,
   type InstanceStatus,
 } from "roster-schemas";
@@ -87,6 +88,20 @@ export class FakeAgent {
     this.instances = this.instances.filter((i) => !(i.service === service && ids.includes(i.id)));
     this.nc.publish(agentSubject(this.hostId, "deregister"), encode(DeregisterMessage, { ...this.env(), kind: "deregister", reason: "api", instances: ids.map((instanceId) => ({ service, instanceId })) }));
     await this.nc.flush();
+  }
+
+  /**
+   * Answers the registry's resync requests by registering the host's full set again, as the real
+   * agent does (the anti-entropy that heals a register lost or dropped: one read by a registry
+   * before it became the writer, one published while its node was down). Unsubscribe to stop.
+   */
+  answerResyncs(counter: { resyncs: number } = { resyncs: 0 }): Subscription {
+    return this.nc.subscribe(resyncSubject(this.hostId), {
+      callback: () => {
+        counter.resyncs++;
+        void this.register().catch(() => undefined);
+      },
+    });
   }
 
   /** Heartbeats every interval until stopped. */

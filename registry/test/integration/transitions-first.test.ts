@@ -26,9 +26,15 @@ describe("registry transitions first", () => {
     // Each run its own instance id: both runs share the catalog bucket, and the first run's host
     // still owns its id there (another live host's register of it is refused as a conflict).
     const id = `t-${bulkConnection}`;
+    // Until registered, as a real agent: a register read before this registry holds the writer
+    // lease is dropped, and the registry asks for it again once it writes.
+    const resyncs = agent.answerResyncs();
     try {
       await agent.register([inst(id)]);
-      await waitFor(() => reg.memory.get("orders", id)?.status === "passing", { what: "registered" });
+      await waitFor(() => reg.memory.get("orders", id)?.status === "passing", { what: "registered", timeoutMs: 20_000 });
+      // Not during the flood: its heartbeats carry the digest of before the flip, and a resync
+      // answered with a register would flip the instance back.
+      resyncs.unsubscribe();
       const received = () => (reg.metrics as unknown as { received: Record<string, number> }).received.heartbeat!;
       const base = received();
       // Another process floods and then flips (on a second connection, after the flood is flushed)

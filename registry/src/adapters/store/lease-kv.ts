@@ -186,6 +186,9 @@ export class KvLease {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    // A renewal still in flight moves the key's revision: release against the revision it leaves,
+    // or the delete is refused and a standby waits out the ttl.
+    while (this.casInFlight) await this.casInFlight;
     const r = release ? this.state.release() : null;
     if (!r) return;
     try {
