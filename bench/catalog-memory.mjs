@@ -2,7 +2,9 @@
 // What the registry's catalog holds per instance on the V8 heap: the state machine
 // (registry/src/core/catalog.ts) and the KV-confirmed memory (catalog-memory.ts) after `hosts`
 // registers of `instances` each (decoded with the wire schema, as ingest does), measured as heap
-// used after two forced GCs, before and after. No NATS, no KV: the data structures alone, which
+// used after two forced GCs, before and after; then the same catalog as a restarted registry (or a
+// new writer) holds it: every record's KV bytes decoded as the store's load does, with the values
+// shared (core/intern.ts, as the store does) and, for comparison, without. No NATS, no KV: the data structures alone, which
 // are what stays of a registration storm (bench/registry-load.mjs measures the whole process's
 // RSS, where V8's heap sizing and the young generation add to this).
 //
@@ -11,8 +13,9 @@
 // Needs `npm run build` first.
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { RegisterMessage, decode, encode } from "roster-schemas";
+import { CatalogInstance, RegisterMessage, catalogInstanceJson, decode, encode } from "roster-schemas";
 import { CatalogState } from "../registry/dist/src/core/catalog.js";
+import { Interner } from "../registry/dist/src/core/intern.js";
 import { CatalogMemory } from "../registry/dist/src/adapters/store/catalog-memory.js";
 import { numberOption } from "./lib/options.mjs";
 
@@ -43,7 +46,8 @@ const heapUsed = () => {
   return process.memoryUsage().heapUsed;
 };
 const before = heapUsed();
-const core = new CatalogState({ heartbeatTimeoutMultiplier: 3, deregisterAfterMs: 60_000, selfPreservation: { threshold: 0.3, minHosts: 3 }, assumedHeartbeatIntervalMs: 1000 });
+const OPTS = { heartbeatTimeoutMultiplier: 3, deregisterAfterMs: 60_000, selfPreservation: { threshold: 0.3, minHosts: 3 }, assumedHeartbeatIntervalMs: 1000 };
+const core = new CatalogState(OPTS);
 const memory = new CatalogMemory();
 let revision = 0;
 for (const m of messages) {
@@ -57,3 +61,33 @@ const n = HOSTS * PER;
 console.log(`catalog-memory: ${HOSTS} hosts x ${PER} instances (${n}); node ${process.version}`);
 console.log(`heap used by the catalog (state machine + memory): ${((after - before) / 1048576).toFixed(1)} MiB, ${Math.round((after - before) / n)} bytes per instance`);
 if (memory.revision !== n) throw new Error(`expected ${n} records, memory holds revision ${memory.revision}`);
+
+// A restart: the records as KV holds them (bytes), then loaded into a new state machine and memory.
+const te = new TextEncoder();
+const stored = memory.all().map((r) => te.encode(catalogInstanceJson(r)));
+/** Heap used by a catalog loaded from `stored`; `share`: values shared as the store does. */
+function loadedHeap(share) {
+  const base = heapUsed();
+  const interner = new Interner();
+  const loadedCore = new CatalogState({ ...OPTS, interner });
+  const loadedMemory = new CatalogMemory();
+  const records = [];
+  let rev = 0;
+  for (const bytes of stored) {
+    const r = decode(CatalogInstance, bytes);
+    if (!r.ok) throw new Error(r.error);
+    const record = share ? interner.record(r.value) : r.value;
+    loadedMemory.load(record.service, record.id, ++rev, record);
+    records.push(record);
+  }
+  loadedCore.loaded(records, Date.now());
+  records.length = 0;
+  for (let h = 0; h < HOSTS; h++) loadedCore.digestOf(`sim-h${h}`);
+  const used = heapUsed() - base;
+  if (loadedMemory.instanceCount !== n || loadedCore.digestOf("sim-h0") === undefined) throw new Error("load incomplete");
+  return used;
+}
+const plain = loadedHeap(false);
+const shared = loadedHeap(true);
+console.log(`after a restart (records loaded from KV): ${Math.round(shared / n)} bytes per instance with values shared; ${Math.round(plain / n)} each record its own copies`);
+

@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import type { Logger } from "pino";
 import { registryIdentity, splitHostPort, type RegistryConfig } from "./config.js";
 import { CatalogState, sameRecord, type AgentInput } from "./core/catalog.js";
+import { Interner } from "./core/intern.js";
 import { effectInterpreter } from "./adapters/effects.js";
 import { buildFrontDoors, type FrontDoors } from "./adapters/front-doors.js";
 import { RegistryMetrics } from "./adapters/metrics.js";
@@ -68,8 +69,11 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
   // Presence carries it: a client that sees another epoch resyncs everything (a restart, or catalog
   // history that changed under this registry: KvCatalog's onHistoryChanged).
   let epoch = Date.now();
+  // One table of shared record values for the state machine and the records loaded from KV.
+  const interner = new Interner();
   const newCore = () =>
     new CatalogState({
+      interner,
       heartbeatTimeoutMultiplier: config.heartbeatTimeoutMultiplier,
       deregisterAfterMs: config.deregisterAfter,
       selfPreservation: { threshold: config.selfPreservation.threshold, minHosts: config.selfPreservation.minHosts, windowMs: config.selfPreservation.window },
@@ -270,6 +274,7 @@ export function build(config: RegistryConfig, deps: RegistryDeps): Registry {
         replicas: config.kvReplicas,
         retryForMs: config.kvWriteRetryFor,
         logger: kvLog,
+        interner,
         onWriteFailed: () => {
           dirty = true;
         },

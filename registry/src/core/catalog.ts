@@ -126,6 +126,8 @@ export interface CatalogOptions {
   maxEpochSkewMs?: number;
   /** A longer announced heartbeat interval is refused (default DEFAULT_MAX_HEARTBEAT_INTERVAL_MS). */
   maxHeartbeatIntervalMs?: number;
+  /** Shared with the store that loads records from KV (core/intern.ts); default: one of its own. */
+  interner?: Interner;
 }
 
 export type AgentInput = RegisterMessage | HeartbeatMessage | HealthMessage | DeregisterMessage;
@@ -225,7 +227,7 @@ export class CatalogState {
   /** Hosts asked for a resync whose register has not been applied since (one request outstanding at a time). */
   private readonly resyncOutstanding = new Set<string>();
   private degradedInfo: DegradedInfo | null = null;
-  private readonly intern = new Interner();
+  private readonly intern: Interner;
   /** Epoch/seq of forgotten hosts, so a replay of their old messages is refused. */
   private readonly tombstones = new Map<string, { epoch: number; lastSeq: number; at: number }>();
   /** Refused claims: key → claimant host → the record it asked for (only for its digest). */
@@ -249,6 +251,7 @@ export class CatalogState {
 
   constructor(opts: CatalogOptions) {
     this.opts = opts;
+    this.intern = opts.interner ?? new Interner();
   }
 
   // ---------------------------------------------------------------- reads

@@ -1,3 +1,5 @@
+import type { CatalogInstance } from "roster-schemas";
+
 /**
  * Shares equal values that nearly every catalog record repeats: service, zone, status and check
  * strings, tag lists, empty meta. JSON.parse gives each record its own copies, so 100,000
@@ -33,6 +35,18 @@ export class Interner {
     const shared = Object.freeze(l.map((s) => this.string(s)));
     if (this.lists.size < this.maxEntries) this.lists.set(key, shared);
     return shared as string[];
+  }
+
+  /**
+   * A record read back from KV (the load at start, a standby's mirror) with the values shared that
+   * a registered one shares (core/catalog.ts `recordOf`): after a restart or a takeover the catalog
+   * holds no more per instance than the writer that registered it. A new object; `r` is not changed.
+   */
+  record(r: CatalogInstance): CatalogInstance {
+    const checks = r.checks.map((c) => ({ ...c, id: this.string(c.id), type: this.string(c.type), status: this.string(c.status) }));
+    const shared = { ...r, service: this.string(r.service), host: this.string(r.host), tags: this.list(r.tags), meta: this.meta(r.meta), status: this.string(r.status), checks };
+    if (shared.zone !== undefined) shared.zone = this.string(shared.zone);
+    return shared;
   }
 
   /** Meta: the shared empty object when empty; otherwise as given (meta is rarely repeated whole). */

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { CatalogInstance, RegisterMessage, catalogInstanceJson, decode } from "roster-schemas";
+import { CatalogState } from "../../src/core/catalog.js";
 import { Interner } from "../../src/core/intern.js";
 
 describe("interner", () => {
@@ -49,5 +51,35 @@ describe("interner", () => {
     const r = i.list(l);
     assert.deepEqual(r, ["x"]);
     assert.notEqual(i.list(["x"]), r, "not remembered past the bound");
+  });
+
+  it("interner - a record loaded from KV shares its values with the records the state machine registered", () => {
+    const interner = new Interner();
+    const core = new CatalogState({ heartbeatTimeoutMultiplier: 3, deregisterAfterMs: 60_000, selfPreservation: { threshold: 0.3, minHosts: 3 }, assumedHeartbeatIntervalMs: 1000, interner });
+    const inst = (id: string) => ({ id, service: "orders", address: "10.0.0.1", port: 80, tags: ["v1"], meta: {}, weight: 100, status: "passing" as const, checks: [{ id: "http-0", type: "http" as const, status: "passing" as const, since: 1 }] });
+    const msg = decode(RegisterMessage, JSON.stringify({ v: 1, kind: "register", hostId: "h1", epoch: 1, seq: 1, sentAt: 1, zone: "eu-1", heartbeatIntervalMs: 1000, instances: [inst("a")] }));
+    assert.ok(msg.ok);
+    const registered = core.handle(msg.value, 10).flatMap((e) => (e.type === "put" ? [e.record] : []))[0]!;
+    // As the store reads it back: the record's KV bytes, decoded.
+    const bytes = catalogInstanceJson({ ...registered, id: "b" });
+    const decoded = decode(CatalogInstance, bytes);
+    assert.ok(decoded.ok);
+    const before = JSON.stringify(decoded.value);
+    const loaded = interner.record(decoded.value);
+    assert.deepEqual(loaded, decoded.value, "the same record");
+    assert.equal(JSON.stringify(decoded.value), before, "the decoded record is not changed");
+    assert.equal(loaded.tags, registered.tags, "the registered record's tag list");
+    assert.equal(loaded.meta, registered.meta, "the shared empty meta");
+    assert.notEqual(decoded.value.tags, registered.tags, "(decoding alone gives its own copies)");
+    for (const k of ["service", "host", "zone", "status"] as const) assert.ok(loaded[k] !== undefined && loaded[k] === registered[k], k);
+    assert.equal(loaded.checks[0]!.type, registered.checks[0]!.type);
+    // A second load of the same key shares with the first.
+    const again = decode(CatalogInstance, bytes);
+    assert.ok(again.ok);
+    assert.equal(interner.record(again.value).tags, loaded.tags);
+    // Without a zone the record stays without one.
+    const noZone = decode(CatalogInstance, catalogInstanceJson({ ...loaded, zone: undefined }));
+    assert.ok(noZone.ok);
+    assert.ok(!("zone" in interner.record(noZone.value)));
   });
 });

@@ -19,6 +19,7 @@ import { openBucket, type Replicas } from "roster-runtime";
 import type { Logger } from "pino";
 import { setTimeout as sleep } from "node:timers/promises";
 import { KvWriteError } from "../../errors.js";
+import { Interner } from "../../core/intern.js";
 import type { CatalogMemory } from "./catalog-memory.js";
 import { StreamBehindError, StreamWriter, type SentWrite } from "./stream-writer.js";
 
@@ -61,6 +62,8 @@ export interface KvCatalogOptions {
    * the write".
    */
   writeConnection?: NatsConnection;
+  /** Shares the repeated values of records read back from KV (core/intern.ts); pass the state machine's. */
+  interner?: Interner;
 }
 
 export type WriteGate = "write" | "hold" | "drop";
@@ -164,6 +167,7 @@ export class KvCatalog {
   private readonly kv: KV;
   private readonly nc: NatsConnection;
   private readonly memory: CatalogMemory;
+  private readonly interner: Interner;
   private readonly opts: KvCatalogOptions;
   private readonly log: Logger;
   private readonly writer: StreamWriter;
@@ -191,6 +195,7 @@ export class KvCatalog {
     this.memory = memory;
     this.opts = opts;
     this.log = opts.logger;
+    this.interner = opts.interner ?? new Interner();
     this.subjectPrefix = stream.subject.slice(0, -1); // "$KV.catalog.>" → "$KV.catalog."
     this.writer = new StreamWriter(opts.writeConnection ?? nc, {
       stream: stream.name,
@@ -297,8 +302,9 @@ export class KvCatalog {
       put(null);
       return;
     }
-    put(r.value);
-    opts.records?.push(r.value);
+    const record = this.interner.record(r.value);
+    put(record);
+    opts.records?.push(record);
   }
 
   /**
