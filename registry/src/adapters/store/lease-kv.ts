@@ -149,9 +149,14 @@ export class KvLease {
 
   /** The lease bucket was recreated empty: a holder writes its lease again, a standby reads afresh. */
   async storeRecreated(): Promise<void> {
-    while (this.casInFlight) await this.casInFlight;
+    await this.casSettled();
     const action = this.state.storeRecreated(performance.now());
     if (action) await this.cas(action.type, action.expectRevision, action.value);
+  }
+
+  /** Resolves once no compare-and-set is in flight (each is bounded by the bucket's request timeout). */
+  private async casSettled(): Promise<void> {
+    while (this.casInFlight) await this.casInFlight;
   }
 
   private cas(type: LeaseAction["type"], expect: number, value: LeaseValue): Promise<void> {
@@ -188,7 +193,7 @@ export class KvLease {
     this.timers = [];
     // A renewal still in flight moves the key's revision: release against the revision it leaves,
     // or the delete is refused and a standby waits out the ttl.
-    while (this.casInFlight) await this.casInFlight;
+    await this.casSettled();
     const r = release ? this.state.release() : null;
     if (!r) return;
     try {
