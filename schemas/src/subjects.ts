@@ -65,9 +65,18 @@ export function resyncSubject(hostId: string): string {
 
 /** KV key of an instance record: `<service>.<instanceId>`. */
 export function catalogKey(service: string, instanceId: string): string {
-  assertName("service", service);
   assertName("instance id", instanceId);
-  return `${service}.${instanceId}`;
+  return catalogKeyPrefix(service) + instanceId;
+}
+
+/**
+ * What every key of `service` starts with: `catalogKey(service, id)` is this + `id`. For a writer
+ * that builds many keys of one service from ids it has already validated (the registry's catalog
+ * writes: no name check per write).
+ */
+export function catalogKeyPrefix(service: string): string {
+  assertName("service", service);
+  return `${service}.`;
 }
 
 export function parseCatalogKey(key: string): { service: string; instanceId: string } | null {

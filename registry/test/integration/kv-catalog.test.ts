@@ -8,7 +8,7 @@ import { CATALOG_BUCKET, CatalogDelta, type CatalogInstance } from "roster-schem
 import { NatsServer, pauseProcess, waitFor } from "roster-testkit";
 import { CatalogMemory } from "../../src/adapters/store/catalog-memory.js";
 import { KvCatalog } from "../../src/adapters/store/kv-catalog.js";
-import { StreamWriter } from "../../src/adapters/store/stream-writer.js";
+import { StreamWriter, plainAckSeq } from "../../src/adapters/store/stream-writer.js";
 import { collectDeltas, silent } from "./helpers.js";
 
 function rec(id: string, over: Partial<CatalogInstance> = {}): CatalogInstance {
@@ -293,6 +293,10 @@ describe("registry KV catalog store (real JetStream KV)", () => {
       await writer.drained();
       assert.equal(writer.failed, false);
       assert.deepEqual([put.seq, del.seq, writer.confirmed], [last + 1, last + 2, last + 2]);
+      // This nats-server's acks are the plain shape the writer reads without JSON.parse.
+      const ack = await nc.request("$KV.hdrs.z", new TextEncoder().encode("3"));
+      assert.equal(plainAckSeq(ack.data), last + 3, new TextDecoder().decode(ack.data));
+      await writer.sync();
       assert.ok(await writer.isStored(del), "stored with KV-Operation: DEL");
       const kv = await new Kvm(nc).open("hdrs");
       await kv.put("b", "foreign"); // the writer's expectation is now wrong

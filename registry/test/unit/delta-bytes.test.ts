@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { CatalogDelta, CatalogInstance, decode, encode, type CatalogInstance as Instance } from "roster-schemas";
 import { headers } from "@nats-io/transport-node";
 import { deltaBytes, putBytes } from "../../src/adapters/store/kv-catalog.js";
-import { writeHeaderBytes } from "../../src/adapters/store/stream-writer.js";
+import { plainAckSeq, writeHeaderBytes } from "../../src/adapters/store/stream-writer.js";
 
 const record: Instance = {
   service: "orders", id: "o-1", host: "h-1", address: "10.0.0.1", port: 8080, tags: ["blue"], meta: { team: "pay" }, weight: 100,
@@ -51,5 +51,26 @@ describe("delta bytes", () => {
       if (del) h.set("KV-Operation", "DEL");
       assert.deepEqual(Buffer.from(writeHeaderBytes(seq, del)), Buffer.from((h as unknown as { encode(): Uint8Array }).encode()), `${seq} ${del}`);
     }
+  });
+  it("delta-bytes - a plain JetStream ack's sequence is read off its bytes; anything else is left to JSON.parse (-1)", () => {
+    const b = (s: string) => Buffer.from(s, "utf8");
+    assert.equal(plainAckSeq(b('{"stream":"KV_catalog","seq":1}')), 1);
+    assert.equal(plainAckSeq(b('{"stream":"KV_catalog", "seq":42}')), 42, "nats-server 2.9's own spacing");
+    assert.equal(plainAckSeq(b('{"stream":"KV_catalog", "domain":"hub", "seq":7}')), 7);
+    assert.equal(plainAckSeq(b('{"stream":"KV_catalog","seq":9007199254740}')), 9007199254740);
+    for (const other of [
+      '{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"},"stream":"KV_catalog","seq":4}',
+      '{"stream":"KV_catalog","seq":5,"domain":"hub"}',
+      '{"stream":"KV_catalog"  "seq":5}',
+      '{"stream":"KV_catalog","x":1 "seq":5}',
+      '{"stream":"KV_catalog","seq":5,"duplicate":true}',
+      '{"stream":"KV_catalog","seq":}',
+      '{"stream":"KV_catalog","seq":-5}',
+      '{"stream":"KV_catalog","seq":1234567890123456}',
+      '{"stream":"KV_catalog","sequence":5}',
+      '{"seq":5}',
+      "",
+      "}",
+    ]) assert.equal(plainAckSeq(b(other)), -1, other);
   });
 });

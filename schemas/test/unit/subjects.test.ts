@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { agentSubject, catalogKey, catalogSubject, parseAgentSubject, parseCatalogKey } from "../../src/index.js";
+import { agentSubject, catalogKey, catalogKeyPrefix, catalogSubject, parseAgentSubject, parseCatalogKey } from "../../src/index.js";
 
 describe("subjects", () => {
   it("subjects - builds and parses agent subjects", () => {
@@ -12,6 +12,9 @@ describe("subjects", () => {
     for (const bad of ["a.b", "*", ">", "a b", "", "a\tb", "-lead"]) {
       assert.throws(() => agentSubject(bad, "register"), /invalid host id/);
       assert.throws(() => catalogSubject(bad), /invalid service/);
+      assert.throws(() => catalogKeyPrefix(bad), /invalid service/);
+      assert.throws(() => catalogKey(bad, "i-1"), /invalid service/);
+      assert.throws(() => catalogKey("orders", bad), /invalid instance id/);
     }
   });
 
@@ -25,5 +28,6 @@ describe("subjects", () => {
     assert.equal(catalogKey("orders", "web-1-8080"), "orders.web-1-8080");
     assert.deepEqual(parseCatalogKey("orders.web-1-8080"), { service: "orders", instanceId: "web-1-8080" });
     assert.equal(parseCatalogKey("orders.a.b"), null);
+    assert.equal(catalogKeyPrefix("orders") + "web-1-8080", catalogKey("orders", "web-1-8080"));
   });
 });

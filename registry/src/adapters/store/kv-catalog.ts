@@ -8,6 +8,7 @@ import {
   LIMITS,
   PROTOCOL_VERSION,
   catalogKey,
+  catalogKeyPrefix,
   catalogInstanceJson,
   catalogSubject,
   checkEncodedSize,
@@ -105,8 +106,9 @@ const isWrongLastSequence = (err: unknown) => err instanceof JetStreamApiError &
 
 /** A put delta's JSON up to its record: numbers and the record's own validated names. */
 function putDeltaHead(delta: CatalogDelta & { op: "put" }): string {
+  // Names need no escaping (NAME_PATTERN; see catalogInstanceJson).
   return (
-    `{"v":${delta.v},"kind":"delta","op":"put","service":${JSON.stringify(delta.service)},"instanceId":${JSON.stringify(delta.instanceId)},` +
+    `{"v":${delta.v},"kind":"delta","op":"put","service":"${delta.service}","instanceId":"${delta.instanceId}",` +
     `"revision":${delta.revision},"prevRevision":${delta.prevRevision},"instance":`
   );
 }
@@ -173,6 +175,12 @@ export class KvCatalog {
   private readonly writer: StreamWriter;
   /** `$KV.<bucket>.`: the subject of a key's writes. */
   private readonly subjectPrefix: string;
+  /**
+   * Per service, its delta subject and the start of its keys' write subjects, each name checked
+   * once: built per write they were three regular-expression tests and three strings. As many
+   * entries as services ever written (memory keeps as many).
+   */
+  private readonly serviceSubjects = new Map<string, { delta: string; write: string }>();
   /** What each write in flight was for (to rewrite it when its revision cannot come true). */
   private readonly intents = new Map<SentWrite, Wanted & { service: string; id: string }>();
   private unconfirmed = new Set<string>();
@@ -451,14 +459,15 @@ export class KvCatalog {
    * written; a refusal is settled by `recover()`.
    */
   private send(service: string, id: string, { desired, decidedAt }: Wanted): void {
-    const key = catalogKey(service, id);
+    const subjects = this.subjectsOf(service);
     const seq = this.writer.nextSeq; // the revision this write asserts (writable here: checked by every caller)
     const prevRevision = this.memory.serviceRevision(service).revision;
     const delta: CatalogDelta = desired
       ? { v: PROTOCOL_VERSION, kind: "delta", op: "put", service, instanceId: id, revision: seq, prevRevision, instance: desired }
       : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision: seq, prevRevision };
     const bytes = delta.op === "put" ? putBytes(delta) : null;
-    const w = this.writer.send(this.subjectPrefix + key, bytes?.record ?? Empty, bytes ? "put" : "del");
+    // The id is a name the catalog took from validated input (an agent message, a key read back).
+    const w = this.writer.send(subjects.write + id, bytes?.record ?? Empty, bytes ? "put" : "del");
     this.intents.set(w, { service, id, desired, decidedAt });
     if (this.writer.inFlightCount > this.stats.peakInFlight) this.stats.peakInFlight = this.writer.inFlightCount;
     w.onAck = () => {
@@ -467,12 +476,21 @@ export class KvCatalog {
       this.opts.onWritten?.(delta, decidedAt);
     };
     try {
-      this.nc.publish(catalogSubject(service), bytes?.delta ?? deltaBytes(delta, bytes?.record ?? null));
+      this.nc.publish(subjects.delta, bytes?.delta ?? deltaBytes(delta, bytes?.record ?? null));
     } catch (err) {
       // Subscribers detect the gap through prevRevision and fetch a snapshot.
       this.log.warn({ err: String(err), service, revision: w.seq }, "delta publish failed");
     }
     this.memory.apply(service, id, w.seq, desired);
+  }
+
+  private subjectsOf(service: string): { delta: string; write: string } {
+    let s = this.serviceSubjects.get(service);
+    if (!s) {
+      s = { delta: catalogSubject(service), write: this.subjectPrefix + catalogKeyPrefix(service) };
+      this.serviceSubjects.set(service, s);
+    }
+    return s;
   }
 
   /**
