@@ -3,13 +3,14 @@
  * default one: two registries embedded in one process must not clash). Nearly everything is
  * read at scrape time from counters the registry already keeps (`collect()`); the only work on
  * the message path is one plain-object increment per agent message, and per catalog change one
- * counter increment and one histogram observation (the decision time travels with the write:
- * kv-catalog.ts).
+ * plain increment and one observation of a histogram kept with plain numbers (hot-histogram.ts; the
+ * decision time travels with the write: kv-catalog.ts).
  */
 import { performance } from "node:perf_hooks";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import type { AgentMessageKind, CatalogDelta } from "roster-schemas";
 import type { CatalogCounters } from "../core/catalog.js";
+import { HotHistogram } from "./hot-histogram.js";
 import type { DropLog } from "./nats/ingest.js";
 import type { KvCatalogStats } from "./store/kv-catalog.js";
 
@@ -43,9 +44,9 @@ export interface RegistryMetricsOptions {
 export class RegistryMetrics {
   readonly registry = new Registry();
   private readonly received: Record<string, number> = { register: 0, heartbeat: 0, health: 0, deregister: 0 };
-  /** roster_registry_catalog_changes_total's two children, bound once: no label hashing per write. */
-  private readonly changesByOp: Record<CatalogDelta["op"], { inc(): void }>;
-  private readonly lag: Histogram;
+  /** roster_registry_catalog_changes_total by op, read at scrape time: no label hashing per write. */
+  private readonly changesByOp: Record<CatalogDelta["op"], number> = { put: 0, delete: 0 };
+  private readonly lag: HotHistogram;
 
   constructor(src: RegistryMetricsSource, opts: RegistryMetricsOptions = {}) {
     const registers = [this.registry];
@@ -145,14 +146,23 @@ export class RegistryMetrics {
       },
     });
 
-    const changes = new Counter({ name: "roster_registry_catalog_changes_total", help: "Catalog changes written and published as deltas, by op (put, delete)", labelNames: ["op"], registers });
-    this.changesByOp = { put: changes.labels({ op: "put" }), delete: changes.labels({ op: "delete" }) };
-    this.lag = new Histogram({
-      name: "roster_registry_delta_publish_lag_seconds",
-      help: "From the decision (agent message or tick) to the KV write and delta publish",
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    const changesByOp = this.changesByOp;
+    new Counter({
+      name: "roster_registry_catalog_changes_total",
+      help: "Catalog changes written and published as deltas, by op (put, delete)",
+      labelNames: ["op"],
       registers,
+      collect() {
+        this.reset();
+        for (const [op, n] of Object.entries(changesByOp)) this.inc({ op }, n);
+      },
     });
+    this.lag = new HotHistogram(
+      "roster_registry_delta_publish_lag_seconds",
+      "From the decision (agent message or tick) to the KV write and delta publish",
+      [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    );
     new Gauge({
       name: "roster_registry_delta_lag_tracked",
       help: "Catalog decisions waiting for their KV write (queued or in flight)",
@@ -171,7 +181,7 @@ export class RegistryMetrics {
 
   /** A change written to KV and published as a delta; `decidedAt` (performance.now): its oldest decision. */
   readonly written = (delta: CatalogDelta, decidedAt: number): void => {
-    this.changesByOp[delta.op].inc();
+    this.changesByOp[delta.op]++;
     this.lag.observe((performance.now() - decidedAt) / 1000);
   };
 }
