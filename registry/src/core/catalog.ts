@@ -577,9 +577,9 @@ export class CatalogState {
       const keepRegisteredAt = prev !== undefined && prev.host === msg.hostId && prev.epoch === msg.epoch && !newEpoch;
       const record = this.recordOf(inst, inst.zone ?? msg.zone, msg, keepRegisteredAt ? prev.registeredAt : now, now);
       h.keys.add(key);
-      this.dirty(msg.hostId);
-      this.putIfChanged(prev, record, effects);
+      this.putIfChanged(prev, record, effects, key);
     }
+    this.dirty(msg.hostId); // once for the whole register (its keys changed above)
     for (const key of [...h.keys]) {
       if (!listed.has(key)) this.remove(key, now, effects);
     }
@@ -758,9 +758,10 @@ export class CatalogState {
     return { id: inst.id, service, host, address: inst.address, port: inst.port, zone: i.string(zone), tags, meta, weight: inst.weight, status, checks, epoch: msg.epoch, registeredAt, updatedAt: now };
   }
 
-  private putIfChanged(prev: CatalogInstance | undefined, record: CatalogInstance, effects: Effect[]): void {
+  /** `key`: the record's key when the caller has it (a register builds it anyway: one string and hash less per instance). */
+  private putIfChanged(prev: CatalogInstance | undefined, record: CatalogInstance, effects: Effect[], key = keyOf(record.service, record.id)): void {
     if (prev && sameRecord(prev, record)) return;
-    this.instances.set(keyOf(record.service, record.id), record);
+    this.instances.set(key, record);
     this.dirty(record.host);
     if (prev && prev.host !== record.host) this.dirty(prev.host);
     effects.push({ type: "put", record });

@@ -288,8 +288,8 @@ describe("registry KV catalog store (real JetStream KV)", () => {
     const writer = new StreamWriter(nc, { stream: "KV_hdrs", ackTimeoutMs: 5000, maxInFlight: 16 });
     try {
       const last = await writer.sync();
-      const put = writer.send("$KV.hdrs.a", new TextEncoder().encode("1"), "put");
-      const del = writer.send("$KV.hdrs.a", new Uint8Array(0), "del");
+      const put = writer.send("$KV.hdrs.a", new TextEncoder().encode("1"), "put", null);
+      const del = writer.send("$KV.hdrs.a", new Uint8Array(0), "del", null);
       await writer.drained();
       assert.equal(writer.failed, false);
       assert.deepEqual([put.seq, del.seq, writer.confirmed], [last + 1, last + 2, last + 2]);
@@ -300,7 +300,7 @@ describe("registry KV catalog store (real JetStream KV)", () => {
       assert.ok(await writer.isStored(del), "stored with KV-Operation: DEL");
       const kv = await new Kvm(nc).open("hdrs");
       await kv.put("b", "foreign"); // the writer's expectation is now wrong
-      const refused = writer.send("$KV.hdrs.c", new TextEncoder().encode("2"), "put");
+      const refused = writer.send("$KV.hdrs.c", new TextEncoder().encode("2"), "put", null);
       await writer.drained();
       assert.equal(writer.failed, true);
       assert.ok(refused.error instanceof JetStreamApiError && refused.error.code === JetStreamApiCodes.StreamWrongLastSequence, String(refused.error));

@@ -102,6 +102,13 @@ interface Wanted {
   decidedAt: number;
 }
 
+/** What a write in flight was for: its delta (already published), when it was decided, whether it is settled. */
+interface Intent {
+  readonly delta: CatalogDelta;
+  readonly decidedAt: number;
+  settled: boolean;
+}
+
 const isWrongLastSequence = (err: unknown) => err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 
 /** A put delta's JSON up to its record: numbers and the record's own validated names. */
@@ -170,7 +177,7 @@ export class KvCatalog {
   private readonly interner: Interner;
   private readonly opts: KvCatalogOptions;
   private readonly log: Logger;
-  private readonly writer: StreamWriter;
+  private readonly writer: StreamWriter<Intent>;
   /** `$KV.<bucket>.`: the subject of a key's writes. */
   private readonly subjectPrefix: string;
   /**
@@ -179,8 +186,8 @@ export class KvCatalog {
    * entries as services ever written (memory keeps as many).
    */
   private readonly serviceSubjects = new Map<string, { delta: string; write: string }>();
-  /** What each write in flight was for (to rewrite it when its revision cannot come true). */
-  private readonly intents = new Map<SentWrite, Wanted & { service: string; id: string }>();
+  /** Writes sent and not settled yet (acked, or rewritten / given up when their revision cannot come true). */
+  private unsettled = 0;
   private unconfirmed = new Set<string>();
   private readonly forceDelete = new Set<string>();
   private recovering: Promise<void> | null = null;
@@ -188,12 +195,12 @@ export class KvCatalog {
   private readonly pending = new Map<string, Map<string, Wanted>>();
   private readonly workers = new Map<string, Promise<void>>();
   private closed = false;
-  readonly stats: KvCatalogStats = ((intents) => ({
+  readonly stats: KvCatalogStats = ((store) => ({
     writes: 0, conflicts: 0, retries: 0, failures: 0, corruptRecords: 0, pending: 0, fenced: 0, replayed: 0, peakInFlight: 0,
     get inFlight() {
-      return intents.size;
+      return store.unsettled;
     },
-  }))(this.intents);
+  }))(this);
 
   private constructor(nc: NatsConnection, kv: KV, stream: { name: string; subject: string }, memory: CatalogMemory, opts: KvCatalogOptions) {
     this.nc = nc;
@@ -210,6 +217,7 @@ export class KvCatalog {
       ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
       // At once, not at the next write: the deltas already out must come true (or be retracted) now.
       onFailure: () => void this.recovery(),
+      onAck: (w) => this.written(w),
     });
   }
 
@@ -465,14 +473,9 @@ export class KvCatalog {
       : { v: PROTOCOL_VERSION, kind: "delta", op: "delete", service, instanceId: id, revision: seq, prevRevision };
     const bytes = delta.op === "put" ? putBytes(delta) : null;
     // The id is a name the catalog took from validated input (an agent message, a key read back).
-    const w = this.writer.send(subjects.write + id, bytes?.record ?? Empty, bytes ? "put" : "del");
-    this.intents.set(w, { service, id, desired, decidedAt });
+    const w = this.writer.send(subjects.write + id, bytes?.record ?? Empty, bytes ? "put" : "del", { delta, decidedAt, settled: false });
+    this.unsettled++;
     if (this.writer.inFlightCount > this.stats.peakInFlight) this.stats.peakInFlight = this.writer.inFlightCount;
-    w.onAck = () => {
-      this.intents.delete(w);
-      this.stats.writes++;
-      this.opts.onWritten?.(delta, decidedAt);
-    };
     try {
       this.nc.publish(subjects.delta, bytes?.delta ?? deltaBytes(delta, bytes?.record ?? null));
     } catch (err) {
@@ -480,6 +483,15 @@ export class KvCatalog {
       this.log.warn({ err: String(err), service, revision: w.seq }, "delta publish failed");
     }
     this.memory.apply(service, id, w.seq, desired);
+  }
+
+  /** A write acked, or found stored after its ack was lost. */
+  private written(w: SentWrite<Intent>): void {
+    if (w.intent.settled) return;
+    w.intent.settled = true;
+    this.unsettled--;
+    this.stats.writes++;
+    this.opts.onWritten?.(w.intent.delta, w.intent.decidedAt);
   }
 
   private subjectsOf(service: string): { delta: string; write: string } {
@@ -523,7 +535,7 @@ export class KvCatalog {
             }
             tail.shift();
             this.writer.confirm(w);
-            w.onAck?.(); // its ack was lost, not the write
+            this.written(w); // its ack was lost, not the write
           }
           if (tail.length === 0) {
             this.writer.reset();
@@ -570,23 +582,24 @@ export class KvCatalog {
   }
 
   /** Writes whose announced revisions cannot come true: a new epoch for every mirror, the intents written anew. */
-  private historyChanged(tail: SentWrite[], why: string, rewrite = true): void {
+  private historyChanged(tail: SentWrite<Intent>[], why: string, rewrite = true): void {
     this.log.error({ why, writes: tail.length, firstSeq: tail[0]?.seq }, "catalog history changed under the registry: every mirror resyncs");
     this.writer.reset();
     this.opts.onHistoryChanged?.();
     this.abandon(tail, why, rewrite);
   }
 
-  private abandon(tail: SentWrite[], why: string, rewrite = false): void {
-    for (const w of tail) {
-      const intent = this.intents.get(w);
-      this.intents.delete(w);
-      if (!intent) continue;
+  private abandon(tail: SentWrite<Intent>[], why: string, rewrite = false): void {
+    for (const { intent } of tail) {
+      if (intent.settled) continue;
+      intent.settled = true;
+      this.unsettled--;
+      const { service, instanceId: id } = intent.delta;
       if (rewrite) {
         // A newer intent for the key already waiting wins.
-        if (!this.pending.get(intent.service)?.has(intent.id)) this.enqueue(intent.service, intent.id, intent.desired, false, intent.decidedAt);
+        if (!this.pending.get(service)?.has(id)) this.enqueue(service, id, intent.delta.op === "put" ? intent.delta.instance : null, false, intent.decidedAt);
       } else {
-        this.unconfirmed.add(catalogKey(intent.service, intent.id));
+        this.unconfirmed.add(catalogKey(service, id));
       }
     }
     if (!rewrite && tail.length > 0) this.log.warn({ why, writes: tail.length }, "catalog writes dropped");

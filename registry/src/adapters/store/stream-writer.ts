@@ -18,7 +18,7 @@ import { createInbox, headers, type Msg, type MsgHdrs, type NatsConnection, type
 
 export type WriteOp = "put" | "del";
 
-export interface StreamWriterOptions {
+export interface StreamWriterOptions<I = unknown> {
   /** The stream (for the KV bucket `catalog`: `KV_catalog`). */
   stream: string;
   /** A sent write with no ack after this long counts as failed (then it is checked and replayed). */
@@ -29,10 +29,15 @@ export interface StreamWriterOptions {
   inboxPrefix?: string;
   /** A write failed (called once per failure; the caller settles `takeFailed()` once drained). */
   onFailure?: () => void;
+  /**
+   * A write was acked. One callback for every write, rather than a closure per write: a storm
+   * sends 100,000 of them.
+   */
+  onAck?: (w: SentWrite<I>) => void;
 }
 
 /** One write on its way: its predicted sequence and what it carried (to replay or verify it). */
-export interface SentWrite {
+export interface SentWrite<I = unknown> {
   readonly seq: number;
   readonly subject: string;
   readonly data: Uint8Array;
@@ -40,8 +45,8 @@ export interface SentWrite {
   sentAt: number;
   /** Why the stream did not take it (null while in flight or once acked). */
   error: Error | null;
-  /** Set when acked (the caller's bookkeeping). */
-  onAck: (() => void) | null;
+  /** What the caller wrote it for (its bookkeeping: handed back by `onAck` and with failed writes). */
+  readonly intent: I;
 }
 
 /** An ack that never came. */
@@ -102,9 +107,9 @@ export function plainAckSeq(data: Uint8Array): number {
   return seq;
 }
 
-export class StreamWriter {
+export class StreamWriter<I = unknown> {
   private readonly nc: NatsConnection;
-  private readonly opts: StreamWriterOptions;
+  private readonly opts: StreamWriterOptions<I>;
   private readonly inbox: string;
   private readonly sub: Subscription;
   /** The ack subscription is known to the server (flushed once before the first write). */
@@ -123,9 +128,9 @@ export class StreamWriter {
    */
   private readonly hdrs: MsgHdrs = Object.assign(headers(), { encode: () => this.hdrBytes });
   /** Writes sent and not yet acked or failed, in sequence order (a Map keeps insertion order). */
-  private readonly inFlight = new Map<number, SentWrite>();
+  private readonly inFlight = new Map<number, SentWrite<I>>();
   /** Writes the stream refused or never acked, in sequence order: the caller replays or gives them up. */
-  private failedTail: SentWrite[] = [];
+  private failedTail: SentWrite<I>[] = [];
   private roomWaiters: Array<() => void> = [];
   private drainWaiters: Array<() => void> = [];
   /** The sequence of the last write sent (the stream's last sequence once all are acked); null: unknown. */
@@ -143,7 +148,7 @@ export class StreamWriter {
    */
   checked = true;
 
-  constructor(nc: NatsConnection, opts: StreamWriterOptions) {
+  constructor(nc: NatsConnection, opts: StreamWriterOptions<I>) {
     this.nc = nc;
     this.opts = opts;
     this.connected = !nc.isClosed();
@@ -218,7 +223,7 @@ export class StreamWriter {
   }
 
   /** True when the message stored at `w.seq` is `w` (its ack was lost, the write was not). */
-  async isStored(w: SentWrite): Promise<boolean> {
+  async isStored(w: SentWrite<I>): Promise<boolean> {
     const m = await (await this.manager()).streams.getMessage(this.opts.stream, { seq: w.seq });
     if (!m || m.subject !== w.subject) return false;
     const op = m.header?.get("KV-Operation");
@@ -230,10 +235,10 @@ export class StreamWriter {
    * Sends one write at the next sequence; call only when `writable`. The returned write's `seq`
    * is its revision if the stream takes it.
    */
-  send(subject: string, data: Uint8Array, op: WriteOp): SentWrite {
+  send(subject: string, data: Uint8Array, op: WriteOp, intent: I): SentWrite<I> {
     if (!this.writable) throw new Error("stream writer: send while not writable");
     const seq = this.last! + 1;
-    const w: SentWrite = { seq, subject, data, op, sentAt: Date.now(), error: null, onAck: null };
+    const w: SentWrite<I> = { seq, subject, data, op, sentAt: Date.now(), error: null, intent };
     this.transmit(w);
     return w;
   }
@@ -242,14 +247,14 @@ export class StreamWriter {
    * Sends a failed write again with the SAME sequence (a replay after the stream's last sequence
    * was found to be `w.seq - 1`): the revision announced for it stays true.
    */
-  resend(w: SentWrite): void {
+  resend(w: SentWrite<I>): void {
     if (this.last !== w.seq - 1) throw new Error(`replay out of order: last ${this.last}, write ${w.seq}`);
     w.error = null;
     w.sentAt = Date.now();
     this.transmit(w);
   }
 
-  private transmit(w: SentWrite): void {
+  private transmit(w: SentWrite<I>): void {
     this.hdrBytes = writeHeaderBytes(this.checked ? w.seq - 1 : null, w.op === "del");
     this.last = w.seq;
     this.inFlight.set(w.seq, w);
@@ -261,7 +266,7 @@ export class StreamWriter {
   }
 
   /** A failed write found stored after all (its ack was lost). */
-  confirm(w: SentWrite): void {
+  confirm(w: SentWrite<I>): void {
     if (w.seq > this.confirmed) this.confirmed = w.seq;
   }
 
@@ -271,7 +276,7 @@ export class StreamWriter {
   }
 
   /** The failed writes, in sequence order, handed to the caller (and cleared); only once drained. */
-  takeFailed(): SentWrite[] {
+  takeFailed(): SentWrite<I>[] {
     const t = this.failedTail.sort((a, b) => a.seq - b.seq);
     this.failedTail = [];
     return t;
@@ -333,17 +338,17 @@ export class StreamWriter {
     this.acked(w);
   }
 
-  private acked(w: SentWrite): void {
+  private acked(w: SentWrite<I>): void {
     this.inFlight.delete(w.seq);
     if (w.seq > this.confirmed) this.confirmed = w.seq;
     try {
-      w.onAck?.();
+      this.opts.onAck?.(w);
     } finally {
       this.settled();
     }
   }
 
-  private fail(w: SentWrite, err: Error): void {
+  private fail(w: SentWrite<I>, err: Error): void {
     if (!this.inFlight.delete(w.seq)) return;
     w.error = err;
     this.failedTail.push(w);
