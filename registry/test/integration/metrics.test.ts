@@ -55,8 +55,11 @@ describe("registry /metrics and /v1/prometheus/targets (real nats-server)", () =
     await agent.heartbeat();
     const s = await waitFor(async () => {
       const m = await metrics();
-      return value(m, "roster_registry_catalog_instances") === 3 && value(m, "roster_registry_messages_received_total", { kind: "heartbeat" }) >= 2 ? m : null;
-    }, { what: "3 instances and 2 heartbeats in /metrics" });
+      // Memory (instances) shows a write when it is sent; the write counters move when JetStream acks
+      // it: wait for both, or a loaded machine reads the counters between the two.
+      const settled = value(m, "roster_registry_catalog_instances") === 3 && value(m, "roster_registry_kv_writes_total") === 3;
+      return settled && value(m, "roster_registry_messages_received_total", { kind: "heartbeat" }) >= 2 ? m : null;
+    }, { what: "3 instances written and 2 heartbeats in /metrics" });
     assert.equal(value(s, "roster_registry_catalog_services"), 2);
     assert.equal(value(s, "roster_registry_hosts"), 2);
     assert.equal(value(s, "roster_registry_messages_received_total", { kind: "register" }), 2);
