@@ -65,8 +65,9 @@ export function resyncSubject(hostId: string): string {
 
 /** KV key of an instance record: `<service>.<instanceId>`. */
 export function catalogKey(service: string, instanceId: string): string {
+  const prefix = catalogKeyPrefix(service); // the service is checked first, as before
   assertName("instance id", instanceId);
-  return catalogKeyPrefix(service) + instanceId;
+  return prefix + instanceId;
 }
 
 /**

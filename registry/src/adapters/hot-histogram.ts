@@ -6,9 +6,12 @@
  * times in a registration storm (docs/BENCHMARKS.md, "Registration storm": a few per cent of the
  * registry's CPU). This keeps one count per bucket, the sum and the count, and hands prom-client's
  * Registry the same values its Histogram's `get()` would (test/unit/hot-histogram.test.ts compares the
- * two expositions), so default labels, the text format and OpenMetrics stay prom-client's. No labels.
+ * two expositions, with and without default labels), so the text format stays prom-client's. No labels.
  */
 import type { Histogram, Registry } from "prom-client";
+
+/** One value of prom-client's metric JSON (what its Registry formats). */
+type MetricValue = { value: number; labels: Record<string, string | number>; metricName: string };
 
 export class HotHistogram {
   readonly type = "histogram";
@@ -48,9 +51,9 @@ export class HotHistogram {
   }
 
   /** What prom-client's Histogram.get() returns for a histogram without labels. */
-  async get(): Promise<{ name: string; help: string; type: "histogram"; aggregator: "sum"; values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> }> {
+  async get(): Promise<{ name: string; help: string; type: "histogram"; aggregator: "sum"; values: MetricValue[] }> {
     const bucket = `${this.name}_bucket`;
-    const values: Array<{ value: number; labels: Record<string, string | number>; metricName: string }> = [];
+    const values: MetricValue[] = [];
     let acc = 0;
     this.bounds.forEach((le, i) => {
       acc += this.counts[i]!;

@@ -579,7 +579,7 @@ export class CatalogState {
       h.keys.add(key);
       this.putIfChanged(prev, record, effects, key);
     }
-    this.dirty(msg.hostId); // once for the whole register (its keys changed above)
+    this.dirty(msg.hostId); // once per register, not per instance: its key set may have changed without a record changing
     for (const key of [...h.keys]) {
       if (!listed.has(key)) this.remove(key, now, effects);
     }
