@@ -16,7 +16,10 @@ export const GatewayPolicy = z.object({
   balancer: z.enum(BALANCERS).default("p2c-peak-ewma"),
   /** Timeout of one try, until the response headers arrive. */
   tryTimeout: Duration.default(2000),
-  /** Overall budget of a request across tries and backoff, until the response headers arrive. */
+  /**
+   * Overall budget of a request across tries and backoff, until the response headers arrive.
+   * Given here, it travels upstream in the deadline header; the built-in 10 s does not.
+   */
   deadline: Duration.default(10_000),
   /** Retries after the first try (so at most maxRetries + 1 tries). */
   maxRetries: z.number().int().min(0).max(10).default(2),
@@ -71,10 +74,14 @@ export const GatewayPolicy = z.object({
 });
 
 export type GatewayPolicyInput = z.input<typeof GatewayPolicy>;
-export type GatewayPolicy = z.output<typeof GatewayPolicy>;
+export type GatewayPolicy = z.output<typeof GatewayPolicy> & {
+  /** `deadline` was given, not the built-in default: then it is a deadline set, which travels upstream. */
+  readonly deadlineSet: boolean;
+};
 
 export function parsePolicy(input: unknown): GatewayPolicy {
   const r = GatewayPolicy.safeParse(input);
   if (!r.success) throw new InvalidOptionsError(formatIssues(r.error));
-  return r.data;
+  const given = typeof input === "object" && input !== null && (input as { deadline?: unknown }).deadline !== undefined;
+  return { ...r.data, deadlineSet: given };
 }

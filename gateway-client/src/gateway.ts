@@ -194,7 +194,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     });
     this.traffic = new PolicyTraffic(
       this.mirror.policies,
-      { balancer: this.options.balancer, tryTimeout: this.options.tryTimeout, deadline: this.options.deadline, maxRetries: this.options.maxRetries },
+      { balancer: this.options.balancer, tryTimeout: this.options.tryTimeout, deadline: this.options.deadline, deadlineSet: this.options.deadlineSet, maxRetries: this.options.maxRetries },
       this.balancerOptions,
       this.random,
       { redistributed: (service, wanted, via) => this.emit("redistributed", service, wanted, via) },

@@ -21,7 +21,7 @@ import type { Endpoint, NoHealthyReasons, Outcome, PickResult } from "../core/ty
 import type { ConcurrencyLimiter, Permit } from "../core/concurrency.js";
 import type { HedgePolicy } from "../core/hedge.js";
 import type { RetryBudget } from "../core/retry-budget.js";
-import { afterTry, hedgeNow, requestDeadline, tryTimer, type StopReason } from "../core/decide.js";
+import { afterTry, callerDeadline, hedgeNow, tryTimer, type StopReason } from "../core/decide.js";
 import { isIdempotent } from "../core/retry-policy.js";
 import { classifyError, RETRYABLE_STATUS } from "./classify.js";
 import type { Logger } from "./logger.js";
@@ -40,7 +40,10 @@ import {
   UpstreamError,
 } from "../errors.js";
 
-/** Header carrying the remaining deadline (ms) to the upstream, which may pass it on. */
+/**
+ * Header carrying the remaining deadline (ms) to the upstream, which may pass it on. Sent when the
+ * request's deadline was set (RequestPlan.propagateDeadline), not for the built-in default.
+ */
 export const DEADLINE_HEADER = "x-roster-deadline-ms";
 
 export type RequestBody = string | Uint8Array | Buffer | Readable | null | undefined;
@@ -54,7 +57,11 @@ export interface RequestOptions {
   idempotent?: boolean;
   /** Per-try timeout (ms); default `tryTimeout`. */
   timeout?: number;
-  /** Overall deadline (ms from now); default `deadline`, or the incoming `x-roster-deadline-ms` header when present. */
+  /**
+   * Overall deadline (ms from now); default the incoming `x-roster-deadline-ms` header when present,
+   * else the gateway's `deadline`. A deadline set here, by that header, by the service's policy or
+   * by the gateway's `deadline` option travels upstream in the header; the built-in 10 s does not.
+   */
   deadline?: number;
   /** Retries after the first try; default `maxRetries`. */
   maxRetries?: number;
@@ -79,6 +86,8 @@ export interface RequestPlan {
   tryTimeout: number;
   /** ms from the request's start. */
   deadlineMs: number;
+  /** Tries carry the deadline upstream in `x-roster-deadline-ms` (it was set, not the built-in default). */
+  propagateDeadline: boolean;
   maxRetries: number;
   hedging: boolean;
 }
@@ -272,8 +281,9 @@ export class Engine {
     let ctl: RequestCtl | undefined;
     try {
       const p = host.options;
-      const deadlineMs = requestDeadline(opts.deadline, opts.headers?.[DEADLINE_HEADER], p.deadline);
-      ctl = new RequestCtl(this, service, opts, deadlineMs);
+      const set = callerDeadline(opts.deadline, opts.headers?.[DEADLINE_HEADER]);
+      ctl = new RequestCtl(this, service, opts, set ?? p.deadline);
+      ctl.propagateDeadline = set !== undefined || p.deadlineSet;
       if (control) {
         const c = ctl;
         control.abort = (reason) => c.abort(reason);
@@ -572,18 +582,18 @@ export class Engine {
     if (trace) h.trace = trace.tryStart(h.ep, ctl.tries, h.kind);
     if (ctl.aborted) return h.abort(ctl.reason); // settles the try at once (cancelled); nothing is sent
     this.timeouts.add(h, h.timeoutMs, h.t0);
-    let headers: Record<string, string | string[]> | string[];
+    let headers: Record<string, string | string[]> | string[] | undefined;
     const traceparent = h.trace?.traceparent;
     if (opts.headers || traceparent) {
       const out: Record<string, string | string[]> = {};
       for (const k in opts.headers) {
         const v = opts.headers[k];
-        if (v !== undefined) out[k] = v;
+        if (v !== undefined && k !== DEADLINE_HEADER) out[k] = v; // an incoming one is replaced by what remains, or dropped
       }
-      out[DEADLINE_HEADER] = this.deadlineHeader(remaining);
+      if (ctl.propagateDeadline) out[DEADLINE_HEADER] = this.deadlineHeader(remaining);
       if (traceparent) out.traceparent = traceparent;
       headers = out;
-    } else {
+    } else if (ctl.propagateDeadline) {
       this.deadlineHeader(remaining);
       headers = this.lastDeadlinePair; // shared: undici copies headers into its own request
     }
@@ -896,6 +906,7 @@ export class RequestCtl implements RequestPlan {
   // RequestPlan
   balancer!: PlanBalancer;
   hashKey: string | undefined = undefined;
+  propagateDeadline = false;
   maxRetries = 0;
   hedging = false;
   tryTimeout = 0;

@@ -14,6 +14,7 @@ import type { ServicePolicyRuntime, PolicyRequest } from "../core/policy/runtime
 import type { FallbackResponse } from "../core/policy/fallback.js";
 import { headerLookup, type AnyHeaders } from "../core/policy/headers.js";
 import type { GatewayDefaults } from "../core/policy/resolve.js";
+import { callerDeadline } from "../core/decide.js";
 import { LocalRateLimitedError, ThrottledError } from "../policy-errors.js";
 import { DEADLINE_HEADER, type PlanBalancer, type RequestOptions, type RequestPlan, type TrafficHooks } from "./engine.js";
 import type { PolicyMirror } from "./policy-mirror.js";
@@ -246,7 +247,10 @@ export class PolicyTraffic implements TrafficHooks {
       const now = Date.now();
       if (req.timeout === undefined) plan.tryTimeout = r.tryTimeoutMs;
       if (req.maxRetries === undefined) plan.maxRetries = r.maxRetries;
-      if (req.deadline === undefined && req.headers?.[DEADLINE_HEADER] === undefined) plan.deadlineMs = r.deadlineMs;
+      if (callerDeadline(req.deadline, req.headers?.[DEADLINE_HEADER]) === undefined) {
+        plan.deadlineMs = r.deadlineMs;
+        plan.propagateDeadline = r.deadlineSet;
+      }
       const preq = policyRequest(req);
       const admission = st.rt.admit(now);
       if (!admission.ok) {

@@ -79,12 +79,17 @@ export function hedgeNow(input: { readonly aborted: boolean; readonly slotFree: 
   return { hedge: true };
 }
 
-/** The deadline of a request (ms from its start): its own, else the incoming deadline header, else the default. */
-export function requestDeadline(own: number | undefined, header: string | string[] | undefined, fallback: number): number {
+/**
+ * The deadline the caller set for a request (ms from its start): its own, else a valid incoming
+ * deadline header; undefined when it set none (the gateway's deadline applies). Only a deadline
+ * that was set travels upstream in the deadline header, as gRPC sends `grpc-timeout` only for a
+ * deadline the caller gave.
+ */
+export function callerDeadline(own: number | undefined, header: string | string[] | undefined): number | undefined {
   if (own !== undefined) return own;
   if (header !== undefined) {
     const n = Number(header);
     if (n > 0 && Number.isFinite(n)) return n;
   }
-  return fallback;
+  return undefined;
 }

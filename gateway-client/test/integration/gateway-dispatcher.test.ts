@@ -24,8 +24,8 @@ describe("gateway dispatcher", () => {
     return { service, ups, gw };
   }
 
-  test("dispatcher - undici fetch routes by service name, with the deadline header", async () => {
-    const { service, ups, gw } = await setup(["ok", "ok"]);
+  test("dispatcher - undici fetch routes by service name, with the deadline header when one is set", async () => {
+    const { service, ups, gw } = await setup(["ok", "ok"], { deadline: "5s" });
     const seen = new Set<string>();
     for (let i = 0; i < 4; i++) {
       const res = await undiciFetch(`http://${service}/hello?i=${i}`, { dispatcher: gw.dispatcher });
@@ -35,16 +35,18 @@ describe("gateway dispatcher", () => {
       seen.add(body.upstream);
     }
     assert.equal(seen.size, 2, "both instances served");
-    assert.ok(Number(ups[0]!.lastHeaders["x-roster-deadline-ms"]) > 0);
+    const sent = Number(ups[0]!.lastHeaders["x-roster-deadline-ms"]);
+    assert.ok(sent > 0 && sent <= 5000, `x-roster-deadline-ms=${sent}`);
     assert.equal(gw.stats(service)!.endpoints.reduce((s, e) => s + e.successes, 0), 4);
   });
 
   test("dispatcher - Node's global fetch accepts it too", async () => {
-    const { service, gw } = await setup(["ok"]);
+    const { service, ups, gw } = await setup(["ok"]);
     const init = { dispatcher: gw.dispatcher } as unknown as RequestInit;
     const res = await fetch(`http://${service}/global`, init);
     assert.equal(res.status, 200);
     assert.equal(((await res.json()) as { path: string }).path, "/global");
+    assert.equal(ups[0]!.lastHeaders["x-roster-deadline-ms"], undefined, "no deadline set: none sent");
   });
 
   test("dispatcher - undici.request with a POST body", async () => {

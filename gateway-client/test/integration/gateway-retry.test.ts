@@ -77,6 +77,30 @@ describe("gateway request path", () => {
     assert.ok(sent > 2000 && sent <= 3000, `x-roster-deadline-ms=${sent}`);
   });
 
+  test("gateway - the deadline header carries a deadline that was set, never the built-in default", async () => {
+    const { service, ups, gw } = await setup(["ok"]);
+    const sent = (): string | string[] | undefined => ups[0]!.lastHeaders["x-roster-deadline-ms"];
+    await ok(gw, service);
+    assert.equal(sent(), undefined, "the built-in 10 s is a safety bound of this gateway, not the caller's deadline");
+    await ok(gw, service, { headers: { "x-other": "1" } });
+    assert.equal(sent(), undefined);
+    assert.equal(ups[0]!.lastHeaders["x-other"], "1");
+    // An unreadable incoming header sets nothing, and is not passed on either.
+    await ok(gw, service, { headers: { "x-roster-deadline-ms": "soon" } });
+    assert.equal(sent(), undefined);
+    // A caller's remaining budget is passed on, less what has gone by.
+    await ok(gw, service, { headers: { "x-roster-deadline-ms": "5000" } });
+    assert.ok(Number(sent()) > 4000 && Number(sent()) <= 5000, `x-roster-deadline-ms=${String(sent())}`);
+    await ok(gw, service, { deadline: 700 });
+    assert.ok(Number(sent()) > 500 && Number(sent()) <= 700, `x-roster-deadline-ms=${String(sent())}`);
+    // The gateway's own `deadline` option, when given, is a deadline set.
+    const configured = await createGateway({ nats: fx.nats.url, services: [service], logger: silent, deadline: "3s" });
+    fx.cleanups.push(() => configured.close());
+    await waitFor(() => configured.instances(service).length === 1, { timeoutMs: 5000, what: "instance" });
+    await ok(configured, service);
+    assert.ok(Number(sent()) > 2000 && Number(sent()) <= 3000, `x-roster-deadline-ms=${String(sent())}`);
+  });
+
   test("gateway - 503 is retried on another instance (body discarded); a POST is not retried on 503", async () => {
     const { service, ups, gw } = await setup(["5xx", "ok"], { balancer: "round-robin", balancerOptions: { outlier: { consecutiveFailures: 0 }, breaker: { failureThreshold: 0 } } });
     for (let i = 0; i < 10; i++) assert.equal(await ok(gw, service), 200);

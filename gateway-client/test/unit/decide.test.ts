@@ -1,7 +1,7 @@
 // The engine's decision after a try (core/decide.ts), on an injected clock.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { afterTry, hedgeNow, requestDeadline, tryTimer, type AfterTryInput } from "../../src/core/decide.js";
+import { afterTry, hedgeNow, callerDeadline, tryTimer, type AfterTryInput } from "../../src/core/decide.js";
 import { RetryBudget } from "../../src/core/retry-budget.js";
 import { backoffDelay } from "../../src/core/backoff.js";
 import type { Outcome } from "../../src/core/types.js";
@@ -100,11 +100,12 @@ describe("decide", () => {
     assert.deepEqual(hedgeNow(alive, yes), { hedge: true });
   });
 
-  test("decide - the deadline: own, else the incoming header, else the default", () => {
-    assert.equal(requestDeadline(300, "100", 10_000), 300);
-    assert.equal(requestDeadline(undefined, "100", 10_000), 100);
-    assert.equal(requestDeadline(undefined, "nope", 10_000), 10_000);
-    assert.equal(requestDeadline(undefined, "-3", 10_000), 10_000);
-    assert.equal(requestDeadline(undefined, undefined, 10_000), 10_000);
+  test("decide - the caller's deadline: its own, else a valid incoming header, else none", () => {
+    assert.equal(callerDeadline(300, "100"), 300);
+    assert.equal(callerDeadline(undefined, "100"), 100);
+    assert.equal(callerDeadline(undefined, "nope"), undefined);
+    assert.equal(callerDeadline(undefined, "-3"), undefined);
+    assert.equal(callerDeadline(undefined, "Infinity"), undefined);
+    assert.equal(callerDeadline(undefined, undefined), undefined);
   });
 });

@@ -24,7 +24,7 @@ import {
 import { toEndpoint } from "../../src/core/index.js";
 import { inst, seeded, tally } from "./fixtures.js";
 
-const gatewayDefaults = { balancer: "p2c-peak-ewma" as const, tryTimeout: 2000, deadline: 10_000, maxRetries: 2 };
+const gatewayDefaults = { balancer: "p2c-peak-ewma" as const, tryTimeout: 2000, deadline: 10_000, deadlineSet: false, maxRetries: 2 };
 const policy = (doc: unknown) => Policy.parse(doc);
 
 function shares(picks: Iterable<string | undefined>, n: number): Record<string, number> {
@@ -257,6 +257,11 @@ describe("policy core", () => {
     assert.deepEqual([p.balancer, p.tryTimeoutMs, p.deadlineMs, p.maxRetries, p.revision], ["p2c-peak-ewma", 500, 10_000, 0, 7]);
     assert.deepEqual(p.throttle, { k: 2, windowMs: 30_000 });
     assert.deepEqual(p.rateLimit, { perSecond: 50, burst: 50 });
+    // A deadline travels upstream only when set: by the policy, or by the gateway's options.
+    assert.deepEqual([none.deadlineSet, p.deadlineSet], [false, false]);
+    const dl = resolvePolicy(gatewayDefaults, policy({ timeouts: { deadline: "1s" } }));
+    assert.deepEqual([dl.deadlineMs, dl.deadlineSet], [1000, true]);
+    assert.equal(resolvePolicy({ ...gatewayDefaults, deadlineSet: true }, null).deadlineSet, true);
     assert.deepEqual([...p.fromPolicy].sort(), ["rateLimit", "retries", "throttle", "timeouts"]);
     assert.equal(resolvePolicy(gatewayDefaults, policy({ affinity: { header: "x-u" } })).balancer, "ring-hash", "an affinity brings consistent hashing");
     assert.equal(resolvePolicy(gatewayDefaults, policy({ throttle: { adaptive: false } })).throttle, undefined);
@@ -307,7 +312,7 @@ describe("policy core", () => {
 
 describe("adaptive throttle in flight", () => {
   it("adaptive throttle - requests in flight do not count before they complete (no collapse at cold start)", () => {
-    const rt = new ServicePolicyRuntime(resolvePolicy({ balancer: "p2c-peak-ewma", tryTimeout: 1000, deadline: 2000, maxRetries: 2 }, { throttle: { adaptive: true } }, 1), () => 0.5);
+    const rt = new ServicePolicyRuntime(resolvePolicy({ balancer: "p2c-peak-ewma", tryTimeout: 1000, deadline: 2000, deadlineSet: true, maxRetries: 2 }, { throttle: { adaptive: true } }, 1), () => 0.5);
     const now = 1_000_000;
     for (let i = 0; i < 32; i++) assert.equal(rt.admit(now).ok, true, `request ${i} of a burst in flight`);
     for (let i = 0; i < 32; i++) rt.onResult(now + 5, `e${i % 2}`, { kind: "success", statusCode: 200 });

@@ -8,7 +8,7 @@ import { toEndpoint } from "../../src/core/index.js";
 import { headerLookup } from "../../src/core/policy/index.js";
 import { inst, seeded } from "./fixtures.js";
 
-const defaults = { balancer: "p2c-peak-ewma" as const, tryTimeout: 2000, deadline: 10_000, maxRetries: 2 };
+const defaults = { balancer: "p2c-peak-ewma" as const, tryTimeout: 2000, deadline: 10_000, deadlineSet: false, maxRetries: 2 };
 
 describe("policy runtimes", () => {
   it("policy runtimes - gateway options until a policy is known, then the policy's, field by field", () => {

@@ -8,7 +8,7 @@ import { PolicyMirror, type PolicyView } from "../../src/adapters/policy-mirror.
 import { PolicyTraffic } from "../../src/adapters/policy-traffic.js";
 import { inst, seeded } from "./fixtures.js";
 
-const defaults = { balancer: "p2c-peak-ewma" as const, tryTimeout: 2000, deadline: 10_000, maxRetries: 2 };
+const defaults = { balancer: "p2c-peak-ewma" as const, tryTimeout: 2000, deadline: 10_000, deadlineSet: false, maxRetries: 2 };
 
 function setup() {
   const mirror = new PolicyMirror();

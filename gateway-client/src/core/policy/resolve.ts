@@ -11,6 +11,8 @@ export interface GatewayDefaults {
   readonly balancer: BalancerName;
   readonly tryTimeout: number;
   readonly deadline: number;
+  /** `deadline` was configured (not the built-in default): it travels upstream. */
+  readonly deadlineSet: boolean;
   readonly maxRetries: number;
 }
 
@@ -19,6 +21,8 @@ export interface ResolvedPolicy {
   readonly balancer: BalancerName;
   readonly tryTimeoutMs: number;
   readonly deadlineMs: number;
+  /** The deadline was set (by the policy or the gateway's options): tries carry it upstream. */
+  readonly deadlineSet: boolean;
   readonly maxRetries: number;
   readonly subsets: Readonly<Record<string, SubsetSelector>> | undefined;
   readonly split: readonly SplitEntry[] | undefined;
@@ -48,6 +52,7 @@ export function resolvePolicy(gateway: GatewayDefaults, policy: Policy | null | 
     balancer: p.balancer ?? (p.affinity ? "ring-hash" : gateway.balancer),
     tryTimeoutMs: p.timeouts?.try ?? gateway.tryTimeout,
     deadlineMs: p.timeouts?.deadline ?? gateway.deadline,
+    deadlineSet: p.timeouts?.deadline !== undefined || gateway.deadlineSet,
     maxRetries: p.retries?.max ?? gateway.maxRetries,
     subsets: p.subsets,
     split: p.split,
