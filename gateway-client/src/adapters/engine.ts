@@ -780,6 +780,10 @@ export class TryHandle extends TryTimerEntry {
   private undiciAbort: ((reason?: Error) => void) | undefined = undefined;
   /** The response, once undici answered (an abort destroys its body). */
   res: Dispatcher.ResponseData | undefined = undefined;
+  /** Sent through TryDispatch: undici has finished the response (onComplete or onError). */
+  ended = false;
+  /** Its response was returned: the request is over when the response ends (see RequestCtl.holdUntilClosed). */
+  endsRequest = false;
 
   constructor(
     readonly ctl: RequestCtl,
@@ -851,11 +855,18 @@ export class TryHandle extends TryTimerEntry {
   }
 
   onComplete(trailers: string[] | null): void {
-    return this.inner!.onComplete(trailers);
+    this.inner!.onComplete(trailers);
+    this.responseEnded();
   }
 
   onError(err: Error): void {
-    return this.inner!.onError(err);
+    this.inner!.onError(err);
+    this.responseEnded();
+  }
+
+  private responseEnded(): void {
+    this.ended = true;
+    if (this.endsRequest) this.ctl.finish();
   }
 }
 
@@ -956,12 +967,24 @@ export class RequestCtl implements RequestPlan {
     else this.liveMore?.delete(h);
   }
 
-  /** The request is over once `res`'s body closes (read, dumped or destroyed). */
+  /**
+   * The request is over once its response has ended: undici has read all of it or failed (a try
+   * sent through TryDispatch tells), else — a fallback, another pool's response — once `res`'s
+   * body closes (read, dumped or destroyed). Until then it holds its slot, and the caller's abort
+   * and close() destroy the body. undici frees the connection at the same point (a body the caller
+   * has not read yet is buffered), so the concurrency cap counts what the upstream still serves.
+   */
   holdUntilClosed(res: Dispatcher.ResponseData): void {
     if (this.rt) this.rt.counters.responses++; // every returned response passes here once
     if (this.trace) {
       this.trace.end(res.statusCode, undefined);
       this.trace = undefined;
+    }
+    const h = this.live1?.res === res ? this.live1 : this.liveMore && [...this.liveMore].find((x) => x.res === res);
+    if (h && h.inner !== undefined) {
+      if (h.ended) return this.finish();
+      h.endsRequest = true; // no listener on the body: the try's handler sees the end first
+      return;
     }
     const body = res.body as unknown as Readable;
     if (body.destroyed || body.closed) return this.finish();

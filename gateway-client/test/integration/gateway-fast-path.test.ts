@@ -101,10 +101,19 @@ describe("gateway fast path", () => {
       assert.deepEqual(Object.keys(ok).sort(), ["body", "context", "headers", "opaque", "statusCode", "statusText", "trailers"]);
       assert.equal(ok.opaque, null);
       assert.equal(await ok.body.text(), "ok");
-      // undici listens to the signal with a second 'close' listener on the body; the handler path adds none.
+      // Another pool: the request ends when the body closes (the engine's 'close' listener, and undici's
+      // for the signal). The handler path adds none: the try sees the response end, so a complete
+      // response frees its slot before its body is read, as undici frees the connection.
       const open = await gw.request(service, { path: "/open" });
-      assert.equal(open.body.listenerCount("close"), poolFactory ? 2 : 1);
+      assert.equal(open.body.listenerCount("close"), poolFactory ? 2 : 0);
+      assert.equal(gw.stats(service)!.inFlight, 1, "a response still arriving holds its slot");
       open.body.destroy();
+      await waitFor(() => gw.stats(service)!.inFlight === 0, { timeoutMs: 2000, what: "the slot back once the body is destroyed" });
+      const unread = await gw.request(service, { path: "/" });
+      if (poolFactory) assert.equal(gw.stats(service)!.inFlight, 1, "held until its body closes");
+      else await waitFor(() => gw.stats(service)!.inFlight === 0, { timeoutMs: 2000, what: "a complete response's slot back, body unread" });
+      assert.equal(await unread.body.text(), "ok");
+      await waitFor(() => gw.stats(service)!.inFlight === 0, { timeoutMs: 2000, what: "the slot back once the body is read" });
 
       assert.ok((await settle(gw.request(service, { path: "/hang", timeout: 100 }))) instanceof TryTimeoutError);
       const ac = new AbortController();
