@@ -4,7 +4,7 @@
 // (adapters/engine.ts) that `request()` and the undici dispatcher both run on. No proxy hop:
 // the caller's process talks to the chosen instance directly.
 import { EventEmitter } from "node:events";
-import { performance } from "node:perf_hooks"; // not the global: a lazy getter on Node 20
+import { nowMs } from "./adapters/clock.js";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import type { Dispatcher } from "undici";
 import { NAME_PATTERN, NatsAuthError, natsConnectOptions, parseNatsAuth, type CatalogInstance, type NatsAuthInput, type NatsConnectOptions } from "roster-schemas";
@@ -298,7 +298,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       queued: rt.limiter.queued,
       panic: rt.panic,
       revision: this.mirror.revision(service),
-      endpoints: rt.balancer.stats(Date.now()),
+      endpoints: rt.balancer.stats(nowMs()),
     };
   }
 
@@ -431,7 +431,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   private setInstances(rt: ServiceRuntime, instances: readonly CatalogInstance[], known: boolean, revision: number): void {
-    rt.balancer.setInstances(instances, Date.now());
+    rt.balancer.setInstances(instances, nowMs());
     this.traffic.setInstances(rt.name, instances);
     rt.revision = revision;
     rt.routable = known || instances.length > 0;
@@ -446,7 +446,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
 
   /** What `setInstances` with the whole list would do, for one changed instance (O(1) unless an origin goes away). */
   private updateInstance(rt: ServiceRuntime, change: InstanceChange): void {
-    rt.balancer.updateInstance(change.id, change.after, Date.now());
+    rt.balancer.updateInstance(change.id, change.after, nowMs());
     this.traffic.updateInstance(rt.name, change, () => this.mirror.view(rt.name)?.instances ?? []);
     rt.revision = change.revision;
     rt.routable = true; // a delta applied: the registry knows the service
@@ -484,7 +484,7 @@ export class Gateway extends EventEmitter<GatewayEvents> {
   }
 
   /** @internal Picks and tracks panic transitions. */
-  pickFor(rt: ServiceRuntime, balancer: ServiceBalancer, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined, now = Date.now()) {
+  pickFor(rt: ServiceRuntime, balancer: ServiceBalancer, hashKey: string | undefined, exclude: ReadonlySet<string> | undefined, now = nowMs()) {
     const r = balancer.pick({ now, hashKey, exclude });
     const panic = r.ok ? r.panic : rt.panic;
     if (panic !== rt.panic) {
@@ -509,8 +509,8 @@ export class Gateway extends EventEmitter<GatewayEvents> {
     const r = this.pickFor(rt, rt.balancer, opts.hashKey, new Set(opts.exclude ?? []));
     if (!r.ok) throw new NoHealthyUpstreamError(service, this.mirror.revision(service), r.reasons as NoHealthyReasons);
     const ep = r.endpoint;
-    const started = performance.now();
-    rt.balancer.onStart(ep.id, Date.now());
+    const started = nowMs();
+    rt.balancer.onStart(ep.id, started);
     let reported = false;
     return {
       endpoint: ep,
@@ -518,15 +518,16 @@ export class Gateway extends EventEmitter<GatewayEvents> {
       done: (outcome) => {
         if (reported) return;
         reported = true;
-        const latencyMs = performance.now() - started;
+        const now = nowMs();
+        const latencyMs = now - started;
         const o: Outcome =
           typeof outcome === "object"
             ? outcome
             : outcome === "failure"
               ? { kind: "failure", reason: "other", latencyMs }
               : { kind: outcome, latencyMs };
-        rt.balancer.onResult(ep.id, o, Date.now());
-        if (o.kind === "success") rt.hedge.recordLatency(o.latencyMs, Date.now());
+        rt.balancer.onResult(ep.id, o, now);
+        if (o.kind === "success") rt.hedge.recordLatency(o.latencyMs, now);
         this.hooks?.onOutcome?.(service, ep, o);
       },
     };

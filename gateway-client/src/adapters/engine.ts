@@ -10,9 +10,6 @@
 // queue's timers, the dispatcher's body events — runs inside it, so a retry or a hedge never
 // runs in another request's context (AsyncLocalStorage, tracers, log correlation).
 import { AsyncResource } from "node:async_hooks";
-// Imported, not the global: the global `performance` is a lazy getter on Node 20 (~100
-// instructions per read, twice per try).
-import { performance } from "node:perf_hooks";
 import type { EventEmitter } from "node:events";
 import type { Readable } from "node:stream";
 import { Dispatcher } from "undici";
@@ -27,6 +24,7 @@ import { classifyError, RETRYABLE_STATUS } from "./classify.js";
 import type { Logger } from "./logger.js";
 import type { RequestErrorSink } from "./request-errors.js";
 import { TimeoutQueue, TryTimerEntry } from "./timeouts.js";
+import { nowMs } from "./clock.js";
 import type { RequestTrace, TryKind, TryTrace, Tracing } from "./tracing.js";
 import type { GatewayPolicy } from "../config.js";
 import {
@@ -458,7 +456,7 @@ export class Engine {
         first = undefined;
         exclude = new Set([result.ep.id]);
       } else {
-        const picked = host.pickFor(rt, ctl.balancer!, ctl.hashKey, exclude, Date.now());
+        const picked = host.pickFor(rt, ctl.balancer!, ctl.hashKey, exclude, nowMs());
         if (!picked.ok) {
           if (ctl.lastResult) return this.stop(ctl, ctl.lastResult, "max-retries");
           return this.noInstance(ctl, picked.reasons)!;
@@ -485,7 +483,7 @@ export class Engine {
           remainingMs: ctl.remaining(),
         },
         rt.budget,
-        Date.now(),
+        nowMs(),
         (retry) => host.backoff(retry),
       );
       if (decision.action === "stop") return this.stop(ctl, result, decision.why);
@@ -558,12 +556,12 @@ export class Engine {
   private runTry(h: TryHandle): Promise<TryResult> {
     return new Promise<TryResult>((resolve) => {
       h.settle = resolve;
-      this.startTry(h, Date.now());
+      this.startTry(h, nowMs());
     });
   }
 
   /**
-   * Starts one try against `h.ep` (`now`: Date.now() or the request's start); its result
+   * Starts one try against `h.ep` (`now`: the clock read just before, or the request's start); its result
    * goes to `h.settle`, or to the fast path when unset. `h` stays live in its request while
    * the response is open.
    */
@@ -576,7 +574,7 @@ export class Engine {
     const timer = tryTimer(ctl.tryTimeout, remaining);
     h.deadlineBound = timer.deadlineBound;
     h.timeoutMs = timer.timeoutMs;
-    h.t0 = performance.now();
+    h.t0 = now;
     ctl.balancer!.onStart(h.ep.id, now);
     const trace = ctl.trace;
     if (trace) h.trace = trace.tryStart(h.ep, ctl.tries, h.kind);
@@ -650,8 +648,8 @@ export class Engine {
     if (res !== undefined && h.inner !== undefined) h.res = res;
     const ctl = h.ctl;
     const ep = h.ep;
-    const latencyMs = performance.now() - h.t0;
-    const now = Date.now();
+    const now = nowMs();
+    const latencyMs = now - h.t0;
     let result: TryResult;
     if (err === null && res !== undefined) {
       const status = res.statusCode;
@@ -694,7 +692,7 @@ export class Engine {
     const rt = ctl.rt!;
     const h1 = new TryHandle(ctl, ep, undefined, kind);
     const p1 = this.runTry(h1);
-    const delay = rt.hedge.hedgeDelayMs(Date.now());
+    const delay = rt.hedge.hedgeDelayMs(nowMs());
     if (delay === undefined) return p1; // not enough samples yet
     let timer: ReturnType<typeof setTimeout> | undefined;
     const fire = new Promise<"hedge">((r) => (timer = setTimeout(() => r("hedge"), delay)));
@@ -702,10 +700,10 @@ export class Engine {
     clearTimeout(timer);
     if (first !== "hedge") return first;
     const permit = ctl.aborted ? undefined : rt.limiter.tryAcquire();
-    const picked = permit ? this.host.pickFor(rt, ctl.balancer!, ctl.hashKey, exclude, Date.now()) : undefined;
+    const picked = permit ? this.host.pickFor(rt, ctl.balancer!, ctl.hashKey, exclude, nowMs()) : undefined;
     const decision = hedgeNow(
       { aborted: ctl.aborted, slotFree: permit !== undefined, otherInstance: picked !== undefined && picked.ok && !exclude.has(picked.endpoint.id) },
-      () => rt.hedge.shouldHedge(Date.now()),
+      () => rt.hedge.shouldHedge(nowMs()),
     );
     if (!decision.hedge || !picked?.ok) {
       permit?.release();
@@ -767,7 +765,7 @@ function noop(): void {}
  */
 export class TryHandle extends TryTimerEntry {
   timeoutMs = 0;
-  /** performance.now() at the start. */
+  /** When it started (clock.ts). */
   t0 = 0;
   /** The try's result is out (undici answered, or the engine settled it on an abort): later answers are ignored. */
   over = false;
@@ -890,7 +888,7 @@ function onReturnedBodyClose(this: Readable): void {
  * the request's plan (RequestPlan), filled by `prepare()`.
  */
 export class RequestCtl implements RequestPlan {
-  readonly started = Date.now();
+  readonly started = nowMs();
   /** The caller's async context, for what runs from shared timers. */
   readonly ctx = new AsyncResource("roster.gateway.request");
   tries = 0;
@@ -950,7 +948,7 @@ export class RequestCtl implements RequestPlan {
   }
 
   remaining(): number {
-    return this.deadlineMs - (Date.now() - this.started);
+    return this.deadlineMs - (nowMs() - this.started);
   }
 
   deadlineError(): DeadlineExceededError {

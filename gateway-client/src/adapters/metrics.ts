@@ -10,6 +10,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import type { ServiceRuntime } from "./engine.js";
 import type { RequestErrors } from "./request-errors.js";
+import { nowMs } from "./clock.js";
 
 export { RequestErrors } from "./request-errors.js";
 
@@ -74,7 +75,7 @@ function defineMetrics(registry: Registry, sources: Map<string, GatewayMetricsSo
       registers,
       collect() {
         this.reset();
-        const now = Date.now();
+        const now = nowMs(); // the balancers' clock
         for (const r of rows()) this.set({ gateway: r.gateway, service: r.service }, read(r, now));
       },
     });
@@ -125,7 +126,7 @@ function defineMetrics(registry: Registry, sources: Map<string, GatewayMetricsSo
     registers,
     collect() {
       this.reset();
-      const now = Date.now();
+      const now = nowMs(); // the balancers' clock
       for (const { gateway, service, rt } of rows()) {
         let healthy = 0;
         let ejected = 0;
@@ -151,7 +152,7 @@ function defineMetrics(registry: Registry, sources: Map<string, GatewayMetricsSo
     registers,
     collect() {
       this.reset();
-      const now = Date.now();
+      const now = nowMs(); // the balancers' clock
       for (const { gateway, service, rt } of rows()) {
         for (const e of rt.balancer.stats(now)) this.set({ gateway, service, endpoint: e.id }, BREAKER_VALUE[e.breaker]);
       }

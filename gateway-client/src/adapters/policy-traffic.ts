@@ -15,6 +15,7 @@ import type { FallbackResponse } from "../core/policy/fallback.js";
 import { headerLookup, type AnyHeaders } from "../core/policy/headers.js";
 import type { GatewayDefaults } from "../core/policy/resolve.js";
 import { callerDeadline } from "../core/decide.js";
+import { nowMs } from "./clock.js";
 import { LocalRateLimitedError, ThrottledError } from "../policy-errors.js";
 import { DEADLINE_HEADER, type PlanBalancer, type RequestOptions, type RequestPlan, type TrafficHooks } from "./engine.js";
 import type { PolicyMirror } from "./policy-mirror.js";
@@ -159,7 +160,7 @@ export class PolicyTraffic implements TrafficHooks {
     const st = this.state(service);
     st.instances = instances;
     st.rt.setEndpoints(instances.map((i) => this.endpoint(i)));
-    this.place(st, Date.now());
+    this.place(st, nowMs());
   }
 
   /**
@@ -173,7 +174,7 @@ export class PolicyTraffic implements TrafficHooks {
     st.instances = undefined;
     st.source = all;
     for (const b of st.balancers.values()) {
-      b.updateInstance(change.id, change.after, Date.now());
+      b.updateInstance(change.id, change.after, nowMs());
       this.placed.delete(b);
     }
   }
@@ -213,7 +214,7 @@ export class PolicyTraffic implements TrafficHooks {
       next.set(n, old && old.options.balancer === r.balancer ? old : new ServiceBalancer({ ...this.balancerOptions, balancer: r.balancer }, this.random));
     }
     st.balancers = next;
-    this.place(st, Date.now());
+    this.place(st, nowMs());
     void service;
   }
 
@@ -230,7 +231,7 @@ export class PolicyTraffic implements TrafficHooks {
 
   inForce(service: string): PolicyInForce & { liveSplit: ReturnType<ServicePolicyRuntime["shares"]>; counters: ServicePolicyRuntime["counters"] } {
     const st = this.state(service);
-    const now = Date.now();
+    const now = nowMs();
     const usable = (s: string): boolean => st.balancers.get(s)?.hasUsable(now) ?? false;
     return { ...this.runtimes.inForce(service), liveSplit: st.rt.shares(usable), counters: { ...st.rt.counters } };
   }
@@ -244,7 +245,7 @@ export class PolicyTraffic implements TrafficHooks {
     const st = this.state(service);
     if (st.active) {
       const r = st.rt.resolved;
-      const now = Date.now();
+      const now = nowMs();
       if (req.timeout === undefined) plan.tryTimeout = r.tryTimeoutMs;
       if (req.maxRetries === undefined) plan.maxRetries = r.maxRetries;
       if (callerDeadline(req.deadline, req.headers?.[DEADLINE_HEADER]) === undefined) {
@@ -279,7 +280,7 @@ export class PolicyTraffic implements TrafficHooks {
     if (st?.active) {
       if (request && response && st.rt.resolved.fallback?.stale) this.keepForStale(st.rt, request, response);
       const ra = response?.headers["retry-after"];
-      st.rt.onResult(Date.now(), endpoint.id, {
+      st.rt.onResult(nowMs(), endpoint.id, {
         kind: outcome.kind,
         statusCode: response?.statusCode,
         retryAfter: Array.isArray(ra) ? ra[0] : ra,
@@ -311,7 +312,7 @@ export class PolicyTraffic implements TrafficHooks {
     }
     body.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
       if (chunk === null) {
-        rt.remember(key, response.statusCode, headers, Buffer.concat(chunks), Date.now());
+        rt.remember(key, response.statusCode, headers, Buffer.concat(chunks), nowMs());
         body.push = push;
       } else chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
       return push(chunk, encoding);
@@ -330,7 +331,7 @@ export class PolicyTraffic implements TrafficHooks {
   private fallback(service: string, request: Readonly<RequestOptions> | undefined): Promise<Dispatcher.ResponseData> | undefined {
     const st = this.states.get(service);
     if (!st?.active || !request) return undefined;
-    const fb = st.rt.fallback(policyRequest(request), Date.now());
+    const fb = st.rt.fallback(policyRequest(request), nowMs());
     return fb ? Promise.resolve(fallbackResponseData(fb)) : undefined;
   }
 

@@ -20,7 +20,7 @@
 //   a timer that fired late grants its entry the stolen time once (core/loop-lag.ts) before
 //   `onTimeout` is called.
 
-import { performance } from "node:perf_hooks"; // not the global: a lazy getter on Node 20
+import { nowMs } from "./clock.js";
 import { lagExtensionMs } from "../core/loop-lag.js";
 
 type Listener = () => void;
@@ -129,7 +129,7 @@ class TimeoutList {
 }
 
 /**
- * Timeouts keyed by duration. `now` is a monotonic clock in ms (performance.now()), passed
+ * Timeouts keyed by duration. `now` is the gateway's monotonic clock in ms (clock.ts), passed
  * in so the caller can reuse the reading it already took.
  */
 export class TimeoutQueue {
@@ -207,7 +207,7 @@ export class TimeoutQueue {
 
   private fire(list: TimeoutList): void {
     list.timer = undefined;
-    const now = performance.now();
+    const now = nowMs();
     for (let e = list.head; e !== undefined && e.tqAt <= now; e = list.head) {
       unlink(list, e);
       e.tqLate = now - e.tqAt;
@@ -233,7 +233,7 @@ export class TimeoutQueue {
     this.graceTimer = undefined;
     const grace = this.grace;
     const last = grace.tail;
-    const now = performance.now();
+    const now = nowMs();
     for (let e = grace.head; e !== undefined; e = grace.head) {
       unlink(grace, e);
       const late = e.tqLate;

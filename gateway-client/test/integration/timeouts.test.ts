@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import type { EventEmitter } from "node:events";
 import { Pool } from "undici";
 import { AbortHandle, TimedEntry, TimeoutQueue } from "../../src/adapters/timeouts.js";
+import { nowMs } from "../../src/adapters/clock.js";
 
 class Entry extends TimedEntry {
   firedAt: number | undefined;
@@ -20,7 +21,7 @@ class Entry extends TimedEntry {
   late: number[] = [];
   onTimeout(lateMs: number): void {
     this.late.push(lateMs);
-    this.firedAt = performance.now();
+    this.firedAt = nowMs();
     this.log.push(this.name);
     this.then?.();
   }
@@ -48,14 +49,14 @@ describe("timeouts", () => {
   test("timeout queue - entries of one duration fire in order, not before their time; removed ones never fire", async () => {
     const q = new TimeoutQueue();
     const log: string[] = [];
-    const t0 = performance.now();
+    const t0 = nowMs();
     const e1 = new Entry("e1", log);
     const e2 = new Entry("e2", log);
     const e3 = new Entry("e3", log);
-    q.add(e1, 40, performance.now());
+    q.add(e1, 40, nowMs());
     await sleep(15);
-    q.add(e2, 40, performance.now());
-    q.add(e3, 40, performance.now());
+    q.add(e2, 40, nowMs());
+    q.add(e3, 40, nowMs());
     q.remove(e2);
     q.remove(e2); // idempotent
     assert.equal(q.size, 2);
@@ -70,10 +71,10 @@ describe("timeouts", () => {
   test("timeout queue - different durations fire independently; an entry re-added from a callback fires again", async () => {
     const q = new TimeoutQueue();
     const log: string[] = [];
-    const t0 = performance.now();
+    const t0 = nowMs();
     const again = new Entry("again", log);
     const long = new Entry("long", log);
-    const short = new Entry("short", log, () => q.add(again, 30, performance.now()));
+    const short = new Entry("short", log, () => q.add(again, 30, nowMs()));
     q.add(long, 120, t0);
     q.add(short, 20, t0);
     await sleep(300);
@@ -88,9 +89,9 @@ describe("timeouts", () => {
     const log: string[] = [];
     const a = new Entry("a", log);
     const b = new Entry("b", log);
-    q.add(a, 30, performance.now());
+    q.add(a, 30, nowMs());
     await sleep(20);
-    const tb = performance.now();
+    const tb = nowMs();
     q.add(b, 30, tb);
     q.remove(a);
     await sleep(120);
@@ -102,7 +103,7 @@ describe("timeouts", () => {
   test("timeout queue - a timer that fired late: removal in the same turn wins, and a late entry gets the stolen time once", async () => {
     const q = new TimeoutQueue();
     const log: string[] = [];
-    const t0 = performance.now();
+    const t0 = nowMs();
     const answered = new Entry("answered", log);
     const late = new Entry("late", log);
     const onTime = new Entry("on-time", log);
@@ -111,8 +112,8 @@ describe("timeouts", () => {
     // The loop is blocked past both due times; what I/O would do before the check phase is
     // simulated by a poll-phase-ish callback (setImmediate queued before the block runs after the timers).
     setImmediate(() => {
-      const end = performance.now() + 150;
-      while (performance.now() < end) {
+      const end = nowMs() + 150;
+      while (nowMs() < end) {
         // blocked
       }
       setImmediate(() => q.remove(answered)); // queued before the timers fire: runs in the same check phase, first
@@ -128,7 +129,7 @@ describe("timeouts", () => {
     assert.ok(late.firedAt! - t0 >= 150 + 50, `late fired after ${(late.firedAt! - t0).toFixed(0)} ms: not extended`);
     assert.ok(late.late[0]! < 50, `extension fired ${late.late[0]} ms late`);
     // An on-time timer expires one turn after it fires, not extended.
-    const t1 = performance.now();
+    const t1 = nowMs();
     q.add(onTime, 20, t1);
     await sleep(80);
     assert.deepEqual(log, ["late", "on-time"]);
@@ -140,8 +141,8 @@ describe("timeouts", () => {
   test("timeout queue - clear() stops every timer", async () => {
     const q = new TimeoutQueue();
     const log: string[] = [];
-    q.add(new Entry("x", log), 20, performance.now());
-    q.add(new Entry("y", log), 25, performance.now());
+    q.add(new Entry("x", log), 20, nowMs());
+    q.add(new Entry("y", log), 25, nowMs());
     q.clear();
     await sleep(80);
     assert.deepEqual(log, []);
