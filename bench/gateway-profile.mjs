@@ -8,7 +8,7 @@
 //   pool-header   + the x-roster-deadline-ms header
 //   pool-header-short  + the same header under an 11-character name (what a rename would save)
 //   pool-both     + both: what any client with per-try timeouts and deadline propagation pays
-//   gateway       gw.request
+//   gateway       gw.request (no deadline set: no header, as most calls; a deadline set adds what pool-header shows)
 // With --mode=<one of them>, that client only (for a profile):
 //   node --cpu-prof --cpu-prof-dir=/tmp/prof bench/gateway-profile.mjs --mode=gateway [--seconds=5]
 //   node bench/gateway-profile.mjs --summary=/tmp/prof/<file>.cpuprofile   (top self-time functions)
@@ -93,7 +93,7 @@ async function main() {
         },
       ],
       notes: [
-        "pool-both is a raw Pool with an abort source and the deadline header: the part of the gateway's cost that any client with per-try timeouts and deadline propagation pays; gateway minus pool-both is the gateway's own code (pick, bookkeeping, slot, timeout queue).",
+        "pool-both is a raw Pool with an abort source and the deadline header: what a client with per-try timeouts and deadline propagation pays when it does both through undici's public options. The gateway's tries take undici's own abort (no signal) and carry the header only when the request's deadline was set (not here): gateway minus pool is the gateway's own code (pick, bookkeeping, slot, timeout queue), and a deadline set adds about what pool-header does.",
         "CPU time of this process only (the upstream and nats-server are other processes); differences under ~0.5 µs are within the noise of a shared 2-core machine.",
       ],
     });

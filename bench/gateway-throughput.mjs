@@ -7,11 +7,13 @@
 // timeout 1 s, pipelining 1). Per round: the ratio of requests/s, the added p99 and the
 // client process's CPU time per request; then the medians.
 //
-// Two legs, each its own alternated rounds: requests/s at `--concurrency` (32: the throughput
-// target, ≥ 95 % of the raw Pool) and latency at `--p99-concurrency` (1: the added-p99 target,
-// ≤ 20 µs). At 32 in flight on 2 cores shared with the upstream, p99 is the scheduler's (±2 ms
-// between rounds); one request at a time, p99 is the request path's own. `--old=<index.js of
-// another build>` adds that build's gw.request as a third client in the same rounds (before /
+// Two legs: requests/s at `--concurrency` (32: the throughput target, ≥ 95 % of the raw Pool),
+// alternated rounds of each client back to back; and latency at `--p99-concurrency` (1: the
+// added-p99 target, ≤ 20 µs). At 32 in flight on 2 cores shared with the upstream, p99 is the
+// scheduler's (±2 ms between rounds); one request at a time, p99 is the request path's own, and
+// the clients take turns request by request within each round (interleavedLoop), because run
+// back to back their p99s differed by ±100 µs between runs of the same code. `--old=<index.js of
+// another build>` adds that build's gw.request as another client in the same rounds (before /
 // after in one run).
 //
 // Steadiness, on a 2-core machine where the client, the upstream child and nats-server share
@@ -153,6 +155,32 @@ export async function closedLoop(once, concurrency, seconds) {
 export const median = (xs) => percentile(xs, 50);
 
 /**
+ * One request at a time for `seconds`, the clients taking turns request by request (the first
+ * turn goes to client `first`): each client's latencies come from the same stretch of the
+ * machine's time, so whatever else runs (the other core, a neighbour's build, a timer of
+ * nats-server) falls on every client alike. Clients run back to back instead differ by when
+ * they ran: at one request in flight that moved p99 by ±100 µs between runs of the same code.
+ */
+export async function interleavedLoop(clients, seconds, first = 0) {
+  const names = Object.keys(clients);
+  const fns = names.map((n) => clients[n]);
+  const lat = names.map(() => []);
+  const errors = names.map(() => 0);
+  const end = performance.now() + seconds * 1000;
+  for (let i = first; performance.now() < end; i++) {
+    const k = i % fns.length;
+    const t0 = performance.now();
+    try {
+      await fns[k]();
+      lat[k].push(performance.now() - t0);
+    } catch {
+      errors[k]++;
+    }
+  }
+  return Object.fromEntries(names.map((n, k) => [n, { p50: percentile(lat[k], 50), p99: percentile(lat[k], 99), n: lat[k].length, errors: errors[k] }]));
+}
+
+/**
  * Alternated rounds: each client warmed up, then `rounds` rounds of every client back to back
  * (order reversed every other round, so neither side always runs on a warmer machine).
  * Returns each client's per-round closedLoop results; prints one progress line per run.
@@ -199,6 +227,35 @@ async function leg(clients, concurrency) {
   return { results, versus };
 }
 
+/**
+ * The latency leg at one request in flight: `ROUNDS` interleaved rounds (interleavedLoop; the
+ * first turn alternates between rounds), then per round each gateway client's p99 minus the raw
+ * Pool's, and the median of those.
+ */
+async function interleavedLeg(clients) {
+  const names = Object.keys(clients);
+  await interleavedLoop(clients, WARMUP_S);
+  const rounds = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const res = await interleavedLoop(clients, DURATION_S * names.length, r % names.length);
+    rounds.push(res);
+    process.stderr.write(`c=1 interleaved round ${r + 1}: ${names.map((n) => `${n} p50 ${(res[n].p50 * 1000).toFixed(0)} µs p99 ${(res[n].p99 * 1000).toFixed(0)} µs (${res[n].n})`).join("; ")}\n`);
+  }
+  const raw = names[0];
+  const versus = Object.fromEntries(
+    names.slice(1).map((n) => {
+      const per = rounds.map((x) => ({ raw: x[raw], g: x[n], addedP99Us: (x[n].p99 - x[raw].p99) * 1000 }));
+      const medianRow = {
+        raw: { p50: median(per.map((x) => x.raw.p50)), p99: median(per.map((x) => x.raw.p99)) },
+        g: { p50: median(per.map((x) => x.g.p50)), p99: median(per.map((x) => x.g.p99)) },
+        addedP99Us: median(per.map((x) => x.addedP99Us)),
+      };
+      return [n, { rounds: per, medianRow }];
+    }),
+  );
+  return { versus, errors: Object.fromEntries(names.map((n) => [n, rounds.reduce((s, x) => s + x[n].errors, 0)])) };
+}
+
 async function main() {
   const loadAtStart = loadavg().map((x) => x.toFixed(2)).join(" ");
   const nats = await NatsServer.start({ jetstream: false });
@@ -228,7 +285,9 @@ async function main() {
     if (oldGw) clients["gw.request, --old build"] = via(oldGw);
     process.stderr.write("warm-up\n");
     const main = await leg(clients, CONCURRENCY);
-    const lat = P99_CONCURRENCY > 0 ? await leg(clients, P99_CONCURRENCY) : undefined;
+    // One request in flight: the clients interleaved request by request (see interleavedLoop); more in flight: back to back, as above.
+    const interleaved = P99_CONCURRENCY === 1;
+    const lat = P99_CONCURRENCY > 1 ? await leg(clients, P99_CONCURRENCY) : interleaved ? await interleavedLeg(clients) : undefined;
     const roundRow = (label, x) => [
       label,
       fmt(x.raw.rps, 0),
@@ -249,6 +308,13 @@ async function main() {
         rows: [...v.rounds.map((x, i) => roundRow(String(i + 1), x)), roundRow("median", v.medianRow)],
       }));
     const row = (label, rs) => [label, fmt(median(rs.map((x) => x.rps)), 0), fmt(median(rs.map((x) => x.p50)), 3), fmt(median(rs.map((x) => x.p99)), 3), fmt(median(rs.map((x) => x.cpuUsPerReq)), 1), String(rs.reduce((s, x) => s + x.errors, 0))];
+    const latRow = (label, x) => [label, fmt(x.raw.p50 * 1000, 0), fmt(x.g.p50 * 1000, 0), fmt(x.raw.p99 * 1000, 0), fmt(x.g.p99 * 1000, 0), fmt(x.addedP99Us, 1)];
+    const interleavedTables = (l) =>
+      Object.entries(l.versus).map(([n, v]) => ({
+        caption: `${n} vs raw Pool, one request in flight, interleaved request by request: per round and median of the rounds`,
+        headers: ["round", "raw p50 µs", "gw p50 µs", "raw p99 µs", "gw p99 µs", "added p99 µs"],
+        rows: [...v.rounds.map((x, i) => latRow(String(i + 1), x)), latRow("median", v.medianRow)],
+      }));
     const medians = (l, c) => ({
       caption: `Medians over rounds, concurrency ${c}`,
       headers: ["client", "requests/s", "p50 ms", "p99 ms", "client CPU µs/req", "errors"],
@@ -268,9 +334,10 @@ async function main() {
       title: "Gateway request path vs raw undici Pool (one upstream in a child process)",
       command: commandLine("bench/gateway-throughput.mjs"),
       params: { concurrency: CONCURRENCY, "p99 concurrency": P99_CONCURRENCY || "no latency leg", duration: `${DURATION_S}s`, rounds: ROUNDS, alternated: "yes", pinned, "load avg at start": loadAtStart, old: OLD || "—", pool: `connections ${poolOpts.connections}, keepAliveTimeout ${poolOpts.keepAliveTimeout} ms, connect timeout ${poolOpts.connect.timeout} ms, pipelining 1 (both sides)` },
-      tables: [...perRound(main, CONCURRENCY), medians(main, CONCURRENCY), ...(lat ? [...perRound(lat, P99_CONCURRENCY), medians(lat, P99_CONCURRENCY)] : [])],
+      tables: [...perRound(main, CONCURRENCY), medians(main, CONCURRENCY), ...(lat ? (interleaved ? interleavedTables(lat) : [...perRound(lat, P99_CONCURRENCY), medians(lat, P99_CONCURRENCY)]) : [])],
       notes: [
         ...Object.keys(main.versus).map(verdict),
+        ...(interleaved ? [`The latency leg (one request in flight) interleaves the clients request by request, ${DURATION_S * Object.keys(clients).length} s a round; errors there: ${JSON.stringify(lat.errors)}.`] : []),
         "Client CPU is this process's user + system time over the round divided by the requests completed (the upstream and nats-server run in other processes).",
         "Client, upstream and nats-server share the machine's 2 cores; figures compare the clients under identical load, not absolute capacity. Requests/s at concurrency 32 is CPU-bound: the ratio is roughly raw CPU / gw CPU per request.",
       ],
