@@ -330,7 +330,7 @@ export class Engine {
         this.prepare(ctl, rt);
       }
       const res = ctl.answer ? await ctl.answer : await this.execute(ctl, undefined);
-      ctl.holdUntilClosed(res);
+      ctl.holdUntilResponseEnds(res);
       return res;
     } catch (err) {
       this.failed(ctl, err);
@@ -404,7 +404,7 @@ export class Engine {
   }
 
   private returned(ctl: RequestCtl, res: Dispatcher.ResponseData): void {
-    ctl.holdUntilClosed(res);
+    ctl.holdUntilResponseEnds(res);
     ctl.resolve!(res);
   }
 
@@ -780,7 +780,7 @@ export class TryHandle extends TryTimerEntry {
   res: Dispatcher.ResponseData | undefined = undefined;
   /** Sent through TryDispatch: undici has finished the response (onComplete or onError). */
   ended = false;
-  /** Its response was returned: the request is over when the response ends (see RequestCtl.holdUntilClosed). */
+  /** Its response was returned: the request is over when the response ends (see RequestCtl.holdUntilResponseEnds). */
   endsRequest = false;
 
   constructor(
@@ -972,7 +972,7 @@ export class RequestCtl implements RequestPlan {
    * and close() destroy the body. undici frees the connection at the same point (a body the caller
    * has not read yet is buffered), so the concurrency cap counts what the upstream still serves.
    */
-  holdUntilClosed(res: Dispatcher.ResponseData): void {
+  holdUntilResponseEnds(res: Dispatcher.ResponseData): void {
     if (this.rt) this.rt.counters.responses++; // every returned response passes here once
     if (this.trace) {
       this.trace.end(res.statusCode, undefined);
